@@ -1,0 +1,20 @@
+/**
+ * Contract of the A/B snapshot file: a small whole-state record (e.g. the prune anchor, a WAL's
+ * first index) stored in two checksummed slots so that a torn write never destroys the last good
+ * copy. Implemented in `abFile.ts`.
+ */
+export interface AbLoadResult {
+  /** Payload of the newest valid slot, or undefined for a fresh (never written) store. */
+  payload: Uint8Array | undefined;
+  /** Sequence number of that payload (0 when fresh). */
+  seq: number;
+  /** Warnings raised while loading (one slot corrupt, torn first write treated as empty, ...). */
+  warnings: string[];
+}
+
+export interface AbSnapshotFile {
+  readonly seq: number;
+  /** Writes `payload` to the older slot with one fsync; durable on return. */
+  write(payload: Uint8Array): void;
+  close(): void;
+}

