@@ -36,6 +36,11 @@ export interface WalOptions {
   preallocate?: boolean;
   /** Index the first record of a brand-new (empty, never written) log gets. Default 0. */
   initialIndex?: number;
+  /**
+   * Open for inspection only: nothing on disk is created, repaired or deleted (a torn tail is
+   * reported through `onWarning` and ignored), and every mutating call fails. Default false.
+   */
+  readOnly?: boolean;
   /** Warnings (torn tail repaired, ...). Default: silent. */
   onWarning?: (message: string, details: Record<string, unknown>) => void;
 }

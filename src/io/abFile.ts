@@ -1,0 +1,274 @@
+import * as path from 'node:path';
+import { bytesEqual } from '../lib/bytes.ts';
+import { crc32c } from '../lib/crc32c.ts';
+import { CairnError, errnoCode, FatalLatch, ioFatal } from '../lib/errors.ts';
+import type { AbLoadResult, AbSnapshotFile } from './abFile.types.ts';
+import type { FileSystem } from './fileSystem.ts';
+import { readAt, writeFully } from './fileSystem.ts';
+
+/**
+ * A/B snapshot file: two slot files `<name>.a` and `<name>.b`, each holding one whole image
+ *
+ *   offset 0   crc32c         u32 LE  over bytes [4, 16 + payloadLength)
+ *   offset 4   seq            u64 LE  >= 1, +1 per write
+ *   offset 12  payloadLength  u32 LE
+ *   offset 16  payload
+ *
+ * A write always goes to the slot that does not hold the current winner, so a torn write can only
+ * damage the copy that was already superseded. Both slot files are created at open (and the
+ * directory fsynced), so a write never creates a directory entry and costs exactly one fsync.
+ */
+const SLOT_HEADER_BYTES = 16;
+export const AB_DEFAULT_MAX_PAYLOAD_BYTES = 1 << 20;
+
+export interface AbOpenOptions {
+  /** Largest payload written or accepted on load. Default 1 MiB. */
+  maxPayloadBytes?: number;
+  /** Do not create slot files; `write` fails. For inspection tools. */
+  readOnly?: boolean;
+}
+
+type SlotName = 'a' | 'b';
+
+type SlotState =
+  | { kind: 'absent' }
+  | { kind: 'corrupt'; reason: string }
+  | { kind: 'valid'; seq: number; payload: Uint8Array };
+
+export function encodeSlotImage(seq: number, payload: Uint8Array): Uint8Array {
+  const image = new Uint8Array(SLOT_HEADER_BYTES + payload.byteLength);
+  const view = new DataView(image.buffer);
+  view.setBigUint64(4, BigInt(seq), true);
+  view.setUint32(12, payload.byteLength, true);
+  image.set(payload, SLOT_HEADER_BYTES);
+  view.setUint32(0, crc32c(image.subarray(4)), true);
+  return image;
+}
+
+function decodeSlotImage(bytes: Uint8Array, maxPayloadBytes: number): SlotState {
+  if (bytes.byteLength === 0) return { kind: 'absent' };
+  if (bytes.byteLength < SLOT_HEADER_BYTES) {
+    return {
+      kind: 'corrupt',
+      reason: `${bytes.byteLength} bytes, shorter than the ${SLOT_HEADER_BYTES}-byte header`,
+    };
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const length = view.getUint32(12, true);
+  if (length > maxPayloadBytes) {
+    return { kind: 'corrupt', reason: `payload length ${length} exceeds the maximum ${maxPayloadBytes}` };
+  }
+  if (SLOT_HEADER_BYTES + length !== bytes.byteLength) {
+    return {
+      kind: 'corrupt',
+      reason: `payload length ${length} does not match the file size ${bytes.byteLength}`,
+    };
+  }
+  if (crc32c(bytes.subarray(4)) !== view.getUint32(0, true))
+    return { kind: 'corrupt', reason: 'checksum mismatch' };
+  const seq = view.getBigUint64(4, true);
+  if (seq === 0n || seq > BigInt(Number.MAX_SAFE_INTEGER)) {
+    return { kind: 'corrupt', reason: `sequence number ${seq} out of range` };
+  }
+  return { kind: 'valid', seq: Number(seq), payload: bytes.slice(SLOT_HEADER_BYTES) };
+}
+
+function readSlot(fs: FileSystem, file: string, maxPayloadBytes: number): SlotState {
+  if (!fs.exists(file)) return { kind: 'absent' };
+  let handle: ReturnType<FileSystem['open']> | undefined;
+  try {
+    handle = fs.open(file, { readOnly: true });
+    const size = handle.size();
+    // Never read an unbounded amount: an oversized slot is corrupt whatever it contains.
+    if (size > SLOT_HEADER_BYTES + maxPayloadBytes) {
+      return { kind: 'corrupt', reason: `${size} bytes, larger than the maximum image` };
+    }
+    return decodeSlotImage(readAt(handle, 0, size), maxPayloadBytes);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return { kind: 'absent' };
+    throw ioFatal(`reading A/B slot ${file}`, err, { file });
+  } finally {
+    handle?.close();
+  }
+}
+
+/** Applies the load rules to the two slot states; exported for the rule-table tests. */
+export function chooseSlot(
+  files: Record<SlotName, string>,
+  a: SlotState,
+  b: SlotState,
+): { winner: SlotName | undefined; result: AbLoadResult } {
+  const warnings: string[] = [];
+  if (a.kind === 'valid' && b.kind === 'valid') {
+    if (a.seq === b.seq) {
+      if (!bytesEqual(a.payload, b.payload)) {
+        throw new CairnError(
+          'AB_CORRUPT',
+          `A/B slots ${files.a} and ${files.b} both hold sequence ${a.seq} with different payloads`,
+          { details: { file: files.a, otherFile: files.b, seq: a.seq } },
+        );
+      }
+      return { winner: 'a', result: { payload: a.payload, seq: a.seq, warnings } };
+    }
+    const winner: SlotName = a.seq > b.seq ? 'a' : 'b';
+    const chosen = winner === 'a' ? a : b;
+    return { winner, result: { payload: chosen.payload, seq: chosen.seq, warnings } };
+  }
+  for (const [name, mine, other] of [
+    ['a', a, b],
+    ['b', b, a],
+  ] as const) {
+    if (mine.kind !== 'valid') continue;
+    if (other.kind === 'corrupt') {
+      const otherName = name === 'a' ? 'b' : 'a';
+      warnings.push(
+        `A/B slot ${files[otherName]} is corrupt (${other.reason}); using ${files[name]} (seq ${mine.seq})`,
+      );
+    }
+    return { winner: name, result: { payload: mine.payload, seq: mine.seq, warnings } };
+  }
+  if (a.kind === 'absent' && b.kind === 'absent') {
+    return { winner: undefined, result: { payload: undefined, seq: 0, warnings } };
+  }
+  if (a.kind === 'corrupt' && b.kind === 'corrupt') {
+    throw new CairnError(
+      'AB_CORRUPT',
+      `both A/B slots are corrupt: ${files.a} (${a.reason}) and ${files.b} (${b.reason})`,
+      { details: { file: files.a, otherFile: files.b } },
+    );
+  }
+  // One slot corrupt, the other never written. Writes alternate slots, so this state arises from a
+  // torn very first write: nothing was ever durable, and refusing to start would need a manual wipe.
+  const corruptName: SlotName = a.kind === 'corrupt' ? 'a' : 'b';
+  const corrupt = (corruptName === 'a' ? a : b) as { reason: string };
+  warnings.push(
+    `A/B slot ${files[corruptName]} is corrupt (${corrupt.reason}) and the other slot was never written: ` +
+      'treating this as a torn first write and starting EMPTY',
+  );
+  return { winner: undefined, result: { payload: undefined, seq: 0, warnings } };
+}
+
+class AbFile implements AbSnapshotFile {
+  private currentSeq: number;
+  private winner: SlotName | undefined;
+  private closed = false;
+  private readonly latch = new FatalLatch();
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly files: Record<SlotName, string>,
+    loaded: { winner: SlotName | undefined; seq: number },
+    private readonly maxPayloadBytes: number,
+    private readonly readOnly: boolean,
+  ) {
+    this.currentSeq = loaded.seq;
+    this.winner = loaded.winner;
+  }
+
+  get seq(): number {
+    return this.currentSeq;
+  }
+
+  /** The slot the next write goes to: never the one holding the current winner. */
+  get nextSlotFile(): string {
+    return this.files[this.winner === 'a' ? 'b' : 'a'];
+  }
+
+  write(payload: Uint8Array): void {
+    this.latch.check();
+    if (this.closed) throw new CairnError('CLOSED', `A/B file ${this.files.a} is closed`);
+    if (this.readOnly)
+      throw new CairnError('INVALID_ARGUMENT', `A/B file ${this.files.a} was opened read-only`);
+    if (payload.byteLength > this.maxPayloadBytes) {
+      throw new CairnError(
+        'RECORD_TOO_LARGE',
+        `A/B payload of ${payload.byteLength} bytes exceeds the maximum ${this.maxPayloadBytes}`,
+        { details: { file: this.nextSlotFile, bytes: payload.byteLength, maxBytes: this.maxPayloadBytes } },
+      );
+    }
+    const target: SlotName = this.winner === 'a' ? 'b' : 'a';
+    const file = this.files[target];
+    const seq = this.currentSeq + 1;
+    const image = encodeSlotImage(seq, payload);
+    const handle = this.openSlot(file);
+    try {
+      try {
+        // Overwrite in place, then cut any longer previous image. The slot is not the winner, so
+        // a tear here loses nothing; seq and winner move only after the fsync returned.
+        writeFully(handle, [image], 0);
+        if (handle.size() !== image.byteLength) handle.truncate(image.byteLength);
+      } catch (err) {
+        // A failed write (ENOSPC, EIO on pwrite) leaves seq and the winner untouched: the next
+        // write rewrites this same non-winning slot completely before its own fsync.
+        throw ioFatal(`writing A/B slot ${file}`, err, { file });
+      }
+      try {
+        handle.sync();
+      } catch (err) {
+        // A failed fsync may have dropped dirty pages while marking them clean; nothing written
+        // through this file can be trusted again, so latch (never retry an fsync).
+        throw this.latch.latch(ioFatal(`fsync of A/B slot ${file}`, err, { file }));
+      }
+    } finally {
+      handle.close();
+    }
+    this.currentSeq = seq;
+    this.winner = target;
+  }
+
+  private openSlot(file: string) {
+    try {
+      return this.fs.open(file, { create: false });
+    } catch (err) {
+      throw ioFatal(`opening A/B slot ${file}`, err, { file });
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+export interface OpenedAbFile {
+  file: AbSnapshotFile;
+  loaded: AbLoadResult;
+}
+
+/**
+ * Loads `<dir>/<name>.a` and `<name>.b` and returns the writer plus the newest valid payload.
+ * The directory must exist. Missing slot files are created (and the directory fsynced) unless
+ * `readOnly`. Throws AB_CORRUPT when no valid copy exists but something was written.
+ */
+export function openAbFile(
+  fs: FileSystem,
+  dir: string,
+  name: string,
+  options: AbOpenOptions = {},
+): OpenedAbFile {
+  const maxPayloadBytes = options.maxPayloadBytes ?? AB_DEFAULT_MAX_PAYLOAD_BYTES;
+  const files: Record<SlotName, string> = { a: path.join(dir, `${name}.a`), b: path.join(dir, `${name}.b`) };
+  const a = readSlot(fs, files.a, maxPayloadBytes);
+  const b = readSlot(fs, files.b, maxPayloadBytes);
+  const { winner, result } = chooseSlot(files, a, b);
+  if (!options.readOnly) {
+    let created = false;
+    for (const file of [files.a, files.b]) {
+      if (fs.exists(file)) continue;
+      try {
+        fs.open(file, { create: true }).close();
+      } catch (err) {
+        throw ioFatal(`creating A/B slot ${file}`, err, { file });
+      }
+      created = true;
+    }
+    try {
+      if (created) fs.syncDir(dir);
+    } catch (err) {
+      throw ioFatal(`fsync of directory ${dir}`, err, { file: dir });
+    }
+  }
+  return {
+    file: new AbFile(fs, files, { winner, seq: result.seq }, maxPayloadBytes, options.readOnly ?? false),
+    loaded: result,
+  };
+}

@@ -1,0 +1,215 @@
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { FileHandle, FileStat, FileSystem, OpenOptions } from '../../src/io/fileSystem.ts';
+import { realFileSystem } from '../../src/io/realFileSystem.ts';
+
+/** A fresh directory under the OS temp dir; `cleanup` removes it. */
+export function tempDir(prefix = 'cairn-wal-'): { dir: string; cleanup: () => void } {
+  const dir = nodeFs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, cleanup: () => nodeFs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+export type FsCall =
+  | 'open'
+  | 'read'
+  | 'writev'
+  | 'sync'
+  | 'syncAsync'
+  | 'truncate'
+  | 'allocate'
+  | 'unlink'
+  | 'rename'
+  | 'mkdir'
+  | 'rmdir'
+  | 'syncDir';
+
+/** Calls that change what is (or will be) on disk: the places a crash can happen. */
+export const MUTATING_CALLS: ReadonlySet<FsCall> = new Set([
+  'writev',
+  'sync',
+  'syncAsync',
+  'truncate',
+  'allocate',
+  'unlink',
+  'rename',
+  'mkdir',
+  'rmdir',
+  'syncDir',
+]);
+
+export interface CallEvent {
+  call: FsCall;
+  path: string;
+  phase: 'start' | 'end';
+}
+
+/**
+ * Delegates to the real file system, recording every call, and can make a chosen call fail
+ * (`failWhen`) or "kill the process" after N mutating calls (`crashAfterMutations`): from then on
+ * every call throws and every handle is closed, as if the process died (the OS keeps what was
+ * written; unwritten buffers are simply gone).
+ */
+export class WrappingFileSystem implements FileSystem {
+  readonly counts = new Map<FsCall, number>();
+  readonly events: CallEvent[] = [];
+  recordEvents = false;
+  /** Return an error to make this call fail; called before delegating. */
+  failWhen: ((call: FsCall, path: string) => Error | undefined) | undefined;
+  crashAfterMutations: number | undefined;
+  mutations = 0;
+  crashed = false;
+  private readonly handles = new Set<FileHandle>();
+
+  constructor(private readonly inner: FileSystem = realFileSystem) {}
+
+  count(call: FsCall): number {
+    return this.counts.get(call) ?? 0;
+  }
+
+  fsyncs(): number {
+    return this.count('sync') + this.count('syncAsync');
+  }
+
+  /** Closes every handle and makes every later call fail: the process is gone. */
+  kill(): void {
+    this.crashed = true;
+    for (const h of this.handles) h.close();
+    this.handles.clear();
+  }
+
+  before(call: FsCall, p: string): void {
+    if (this.crashed) throw Object.assign(new Error(`simulated crash: ${call} ${p}`), { code: 'ECRASHED' });
+    if (MUTATING_CALLS.has(call) && this.crashAfterMutations !== undefined) {
+      if (this.mutations >= this.crashAfterMutations) {
+        this.kill();
+        throw Object.assign(new Error(`simulated crash at ${call} ${p}`), { code: 'ECRASHED' });
+      }
+      this.mutations++;
+    }
+    const err = this.failWhen?.(call, p);
+    if (err) throw err;
+    this.counts.set(call, this.count(call) + 1);
+    if (this.recordEvents) this.events.push({ call, path: p, phase: 'start' });
+  }
+
+  after(call: FsCall, p: string): void {
+    if (this.recordEvents) this.events.push({ call, path: p, phase: 'end' });
+  }
+
+  wrap<T>(call: FsCall, p: string, fn: () => T): T {
+    this.before(call, p);
+    const out = fn();
+    this.after(call, p);
+    return out;
+  }
+
+  open(p: string, options?: OpenOptions): FileHandle {
+    const handle = this.wrap('open', p, () => this.inner.open(p, options));
+    const wrapped = new WrappingHandle(this, handle);
+    this.handles.add(wrapped);
+    return wrapped;
+  }
+
+  forget(handle: FileHandle): void {
+    this.handles.delete(handle);
+  }
+
+  stat(p: string): FileStat {
+    return this.wrap('open', p, () => this.inner.stat(p));
+  }
+
+  exists(p: string): boolean {
+    if (this.crashed) throw Object.assign(new Error('simulated crash'), { code: 'ECRASHED' });
+    return this.inner.exists(p);
+  }
+
+  readdir(p: string): string[] {
+    if (this.crashed) throw Object.assign(new Error('simulated crash'), { code: 'ECRASHED' });
+    return this.inner.readdir(p);
+  }
+
+  mkdir(p: string): void {
+    this.wrap('mkdir', p, () => this.inner.mkdir(p));
+  }
+
+  rename(from: string, to: string): void {
+    this.wrap('rename', from, () => this.inner.rename(from, to));
+  }
+
+  unlink(p: string): void {
+    this.wrap('unlink', p, () => this.inner.unlink(p));
+  }
+
+  rmdir(p: string): void {
+    this.wrap('rmdir', p, () => this.inner.rmdir(p));
+  }
+
+  syncDir(p: string): void {
+    this.wrap('syncDir', p, () => this.inner.syncDir(p));
+  }
+}
+
+class WrappingHandle implements FileHandle {
+  private closed = false;
+
+  constructor(
+    private readonly owner: WrappingFileSystem,
+    private readonly inner: FileHandle,
+  ) {}
+
+  get path(): string {
+    return this.inner.path;
+  }
+
+  read(buf: Uint8Array, bufOffset: number, length: number, position: number): number {
+    return this.owner.wrap('read', this.path, () => this.inner.read(buf, bufOffset, length, position));
+  }
+
+  writev(buffers: readonly Uint8Array[], position: number): number {
+    return this.owner.wrap('writev', this.path, () => this.inner.writev(buffers, position));
+  }
+
+  sync(): void {
+    this.owner.wrap('sync', this.path, () => this.inner.sync());
+  }
+
+  async syncAsync(): Promise<void> {
+    this.owner.before('syncAsync', this.path);
+    await this.inner.syncAsync();
+    this.owner.after('syncAsync', this.path);
+  }
+
+  truncate(length: number): void {
+    this.owner.wrap('truncate', this.path, () => this.inner.truncate(length));
+  }
+
+  allocate(length: number): void {
+    this.owner.wrap('allocate', this.path, () => this.inner.allocate(length));
+  }
+
+  size(): number {
+    return this.owner.wrap('read', this.path, () => this.inner.size());
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.owner.forget(this);
+    this.inner.close();
+  }
+}
+
+export function errno(code: string, message = code): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** Deterministic payload of `bytes` bytes for record `index`. */
+export function payloadFor(index: number, bytes: number, salt = 0): Uint8Array {
+  const out = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) out[i] = (index * 31 + i * 7 + salt * 13) & 0xff;
+  return out;
+}
