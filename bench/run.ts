@@ -1,3 +1,6 @@
+// Lanes fsync on the libuv pool; enlarge it before anything starts the pool (see bin/cairn.js).
+process.env.UV_THREADPOOL_SIZE ??= '64';
+
 /**
  * Benchmark dispatcher: `npm run bench -- <name> [args...]` runs `bench/<name>.ts`, whose
  * exported `run(args)` prints a table and, as its last line, the JSON summary (DESIGN.md §5).

@@ -1,0 +1,584 @@
+import { bytesEqual } from '../lib/bytes.ts';
+import { CairnError } from '../lib/errors.ts';
+import { encodeCommitQC, encodeSignedLaneProposal, shortLane } from './codecs.ts';
+import { laneRangeOf, verifyAppQC, verifyCommitQC, verifyLaneProposal } from './committee.ts';
+import { hashBlockHeader } from './crypto.ts';
+import type { PersistenceMetrics } from './metrics.ts';
+import { Signal, ThresholdWaiters } from './signal.ts';
+import type { AppQC, CommitQC, Committee, Hash, LaneId, PruneAnchor, SignedLaneProposal } from './types.ts';
+
+/**
+ * In-memory availability state: lane block queues, the CommitQC queue and the prune anchor, with
+ * the persistence cursors and the gates built on them.
+ *
+ *  - A lane block becomes **voteable** only when it is durable (or when the anchor pruned it: a block
+ *    below the anchor is finalized and executed and needs no vote).
+ *  - The **latest CommitQC** is published only when durable; publication is monotonic.
+ *  - Admission of blocks is bounded relative to the **durable** anchor (`blocksPerLane` per lane), and
+ *    the CommitQC queue relative to the in-memory anchor (`commitQCWindow`).
+ *
+ * All methods are synchronous; the persist loop takes its batches here as consistent snapshots
+ * (nothing can change between the reads of one snapshot, since no await happens inside it).
+ */
+
+export type PushResult = 'accepted' | 'duplicate' | 'pruned';
+/** How a voteable wait ended: the block is durable, or it fell below the anchor before it was. */
+export type VoteableStatus = 'durable' | 'pruned';
+
+interface QueuedBlock {
+  proposal: SignedLaneProposal;
+  arrivedAtMs: number;
+}
+
+class LaneQueue {
+  readonly blocks = new Map<number, QueuedBlock>();
+  /** Oldest block kept (the in-memory anchor's lane first). */
+  first = 0;
+  /** Number the next pushed block must carry. */
+  next = 0;
+  /** Header hash of block `next - 1` when known (parent check). */
+  lastHash: Hash | undefined;
+  /** Persistence cursor: every block below is durable or pruned. The vote gate. */
+  voteableNext = 0;
+  /** Highest "next" reported durable by the lane log. */
+  durableNext = 0;
+  /** The durable anchor's lane first: admission window base. */
+  admissionStart = 0;
+  readonly voteWaiters = new ThresholdWaiters<VoteableStatus>();
+  readonly capacityWaiters = new ThresholdWaiters<void>();
+  /** Wakes this lane's persist pipeline. */
+  readonly work = new Signal();
+  /** Set when the durable anchor moved: the pipeline should re-check truncation. */
+  anchorMoved = false;
+
+  constructor(readonly lane: LaneId) {}
+}
+
+export interface AvailStateOptions {
+  committee: Committee;
+  metrics: PersistenceMetrics;
+  /** Blocks admitted per lane beyond the durable anchor's lane first (default 30). */
+  blocksPerLane?: number;
+  /** CommitQCs kept in memory beyond the anchor (default 256). */
+  commitQCWindow?: number;
+  /** Verify ed25519 signatures at admission (default true). */
+  verifySignatures?: boolean;
+}
+
+export interface LaneBatch {
+  /** Durable anchor CommitQC (justifies truncation), if any. */
+  anchorQC: CommitQC | undefined;
+  proposals: SignedLaneProposal[];
+}
+
+export interface CommitQCBatch {
+  anchorQC: CommitQC | undefined;
+  qcs: CommitQC[];
+}
+
+/** Where loaded state resumes after a restart (see `ConsensusPersistence.open`). */
+export interface RestoredState {
+  anchor: PruneAnchor | undefined;
+  /** CommitQCs from the anchor's road on (the anchor QC first), contiguous. */
+  commitQCs: CommitQC[];
+  /** Per lane: durable blocks from the anchor's lane first, contiguous. */
+  lanes: Map<LaneId, { first: number; blocks: SignedLaneProposal[] }>;
+}
+
+export class AvailabilityState {
+  readonly committee: Committee;
+  readonly blocksPerLane: number;
+  readonly commitQCWindow: number;
+  private readonly verifySignatures: boolean;
+  private readonly metrics: PersistenceMetrics;
+  private readonly lanes = new Map<LaneId, LaneQueue>();
+
+  private readonly commitQCs = new Map<number, { qc: CommitQC; arrivedAtMs: number }>();
+  private commitQCFirst = 0;
+  private commitQCNext = 0;
+  private published: CommitQC | undefined;
+  private readonly commitQCWaiters = new ThresholdWaiters<CommitQC>();
+  private readonly commitQCListeners = new Set<(qc: CommitQC) => void>();
+  private readonly voteableListeners = new Set<(lane: LaneId, next: number) => void>();
+  /** Wakes the CommitQC pipeline. */
+  readonly commitQCWork = new Signal();
+
+  private memAnchor: PruneAnchor | undefined;
+  private durable: PruneAnchor | undefined;
+  private readonly anchorWaiters = new ThresholdWaiters<PruneAnchor>();
+  private commitQCPruneDue = false;
+  /** Wakes the anchor pipeline. */
+  readonly anchorWork = new Signal();
+
+  private failure: Error | undefined;
+
+  constructor(options: AvailStateOptions, restored?: RestoredState) {
+    this.committee = options.committee;
+    this.metrics = options.metrics;
+    this.blocksPerLane = options.blocksPerLane ?? 30;
+    this.commitQCWindow = options.commitQCWindow ?? 256;
+    this.verifySignatures = options.verifySignatures ?? true;
+    for (const lane of this.committee.members) this.lanes.set(lane, new LaneQueue(lane));
+    if (restored) this.restore(restored);
+  }
+
+  private restore(r: RestoredState): void {
+    const now = performance.now();
+    if (r.anchor) {
+      this.memAnchor = r.anchor;
+      this.durable = r.anchor;
+      this.commitQCFirst = r.anchor.commitQC.roadIndex;
+      this.commitQCNext = this.commitQCFirst;
+    }
+    for (const qc of r.commitQCs) {
+      this.commitQCs.set(qc.roadIndex, { qc, arrivedAtMs: now });
+      this.commitQCNext = qc.roadIndex + 1;
+    }
+    if (r.commitQCs.length > 0) {
+      this.commitQCFirst = r.commitQCs[0]!.roadIndex;
+      this.published = r.commitQCs[r.commitQCs.length - 1];
+    }
+    for (const q of this.lanes.values()) {
+      const first = r.anchor ? laneRangeOf(r.anchor.commitQC, q.lane).first : 0;
+      const loaded = r.lanes.get(q.lane);
+      q.first = first;
+      q.admissionStart = first;
+      q.next = first;
+      for (const p of loaded?.blocks ?? []) {
+        q.blocks.set(p.block.header.blockNumber, { proposal: p, arrivedAtMs: now });
+        q.next = p.block.header.blockNumber + 1;
+        q.lastHash = hashBlockHeader(p.block.header);
+      }
+      q.voteableNext = q.next;
+      q.durableNext = q.next;
+    }
+  }
+
+  // ------------------------------------------------------------------ intake
+
+  private checkHealthy(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private lane(lane: LaneId): LaneQueue {
+    const q = this.lanes.get(lane);
+    if (!q)
+      throw new CairnError('INVALID_ARGUMENT', `lane ${shortLane(lane)} is not in the committee`, {
+        details: { lane },
+      });
+    return q;
+  }
+
+  /**
+   * Admits a lane block. Stale (below the anchor) → 'pruned'; identical re-delivery → 'duplicate';
+   * a different block at a used number or a parent-hash break → CONFLICT; a number past the next →
+   * OUT_OF_ORDER; beyond the admission window → BACKPRESSURE (wait with `waitForCapacity`).
+   */
+  pushBlock(p: SignedLaneProposal): PushResult {
+    this.checkHealthy();
+    const h = p.block.header;
+    const q = this.lane(h.lane);
+    const n = h.blockNumber;
+    const where = `lane ${shortLane(h.lane)} block ${n}`;
+    if (n < q.first) return 'pruned';
+    if (n < q.next) {
+      const held = q.blocks.get(n);
+      if (held && !bytesEqual(encodeSignedLaneProposal(held.proposal), encodeSignedLaneProposal(p))) {
+        throw new CairnError(
+          'CONFLICT',
+          `${where}: a different block with this number was already accepted`,
+          {
+            details: { lane: h.lane, blockNumber: n },
+          },
+        );
+      }
+      return 'duplicate';
+    }
+    if (n > q.next) {
+      throw new CairnError('OUT_OF_ORDER', `${where}: the lane expects block ${q.next} next`, {
+        details: { lane: h.lane, blockNumber: n, expected: q.next },
+      });
+    }
+    const limit = q.admissionStart + this.blocksPerLane;
+    if (n >= limit) {
+      throw new CairnError(
+        'BACKPRESSURE',
+        `${where}: outside the admission window [${q.admissionStart}, ${limit}) of the durable anchor`,
+        { details: { lane: h.lane, blockNumber: n, limit } },
+      );
+    }
+    if (q.lastHash !== undefined && !bytesEqual(h.parentHash, q.lastHash)) {
+      throw new CairnError('CONFLICT', `${where}: parent hash does not match block ${n - 1}`, {
+        details: { lane: h.lane, blockNumber: n },
+      });
+    }
+    if (this.verifySignatures) verifyLaneProposal(p, this.committee);
+    q.blocks.set(n, { proposal: p, arrivedAtMs: performance.now() });
+    q.next = n + 1;
+    q.lastHash = hashBlockHeader(h);
+    q.work.notify();
+    return 'accepted';
+  }
+
+  /**
+   * Admits the CommitQC of the next road. Same duplicate / conflict / order rules as blocks; each
+   * lane range must continue the previous QC's (when it is still in memory).
+   */
+  pushCommitQC(qc: CommitQC): PushResult {
+    this.checkHealthy();
+    const r = qc.roadIndex;
+    if (r < this.commitQCFirst) return 'pruned';
+    if (r < this.commitQCNext) {
+      const held = this.commitQCs.get(r);
+      if (held && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(qc))) {
+        throw new CairnError('CONFLICT', `CommitQC ${r}: a different QC for this road was already accepted`, {
+          details: { roadIndex: r },
+        });
+      }
+      return 'duplicate';
+    }
+    if (r > this.commitQCNext) {
+      throw new CairnError('OUT_OF_ORDER', `CommitQC ${r}: road ${this.commitQCNext} is expected next`, {
+        details: { roadIndex: r, expected: this.commitQCNext },
+      });
+    }
+    if (this.commitQCNext - this.commitQCFirst >= this.commitQCWindow) {
+      throw new CairnError(
+        'BACKPRESSURE',
+        `CommitQC ${r}: ${this.commitQCWindow} CommitQCs are already held above the anchor at road ${this.commitQCFirst}`,
+        { details: { roadIndex: r } },
+      );
+    }
+    verifyCommitQC(qc, this.committee, { signatures: this.verifySignatures });
+    const previous = this.commitQCs.get(r - 1)?.qc;
+    if (previous) {
+      qc.laneRanges.forEach((lr, i) => {
+        const before = previous.laneRanges[i]!;
+        if (lr.first !== before.next) {
+          throw new CairnError(
+            'INVALID_ARGUMENT',
+            `CommitQC ${r}: lane ${shortLane(lr.lane)} range starts at ${lr.first}, previous road ended at ${before.next}`,
+          );
+        }
+      });
+    }
+    this.commitQCs.set(r, { qc, arrivedAtMs: performance.now() });
+    this.commitQCNext = r + 1;
+    this.commitQCWork.notify();
+    return 'accepted';
+  }
+
+  /**
+   * Advances the prune anchor in memory to (appQC, commitQC of the same road) and prunes every
+   * queue below it; the anchor pipeline then makes it durable. Returns false for a stale anchor.
+   */
+  pushAppQC(appQC: AppQC, commitQC: CommitQC): boolean {
+    this.checkHealthy();
+    const road = appQC.proposal.roadIndex;
+    if (road !== commitQC.roadIndex) {
+      throw new CairnError(
+        'INVALID_ARGUMENT',
+        `AppQC road ${road} does not match CommitQC road ${commitQC.roadIndex}`,
+      );
+    }
+    if (this.memAnchor && road <= this.memAnchor.commitQC.roadIndex) return false;
+    const held = this.commitQCs.get(road);
+    if (held && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(commitQC))) {
+      throw new CairnError(
+        'CONFLICT',
+        `AppQC ${road}: its CommitQC differs from the one accepted for this road`,
+      );
+    }
+    if (!held) verifyCommitQC(commitQC, this.committee, { signatures: this.verifySignatures });
+    verifyAppQC(appQC, this.committee, { signatures: this.verifySignatures });
+    this.memAnchor = { appQC, commitQC };
+    // CommitQCs: drop roads below the anchor; the anchor's QC stays at the front of the queue.
+    for (let r = this.commitQCFirst; r < Math.min(road, this.commitQCNext); r++) this.commitQCs.delete(r);
+    this.commitQCFirst = road;
+    if (this.commitQCNext <= road) {
+      this.commitQCs.set(road, { qc: commitQC, arrivedAtMs: performance.now() });
+      this.commitQCNext = road + 1;
+    }
+    // Lanes: drop blocks below the anchor's lane first; the cursor moves with it.
+    for (const q of this.lanes.values()) {
+      const first = laneRangeOf(commitQC, q.lane).first;
+      if (first <= q.first) continue;
+      for (let n = q.first; n < Math.min(first, q.next); n++) q.blocks.delete(n);
+      q.first = first;
+      if (q.next < first) {
+        q.next = first;
+        q.lastHash = undefined;
+      }
+      this.advanceVoteable(q, first);
+      q.work.notify();
+    }
+    this.commitQCWork.notify();
+    this.anchorWork.notify();
+    return true;
+  }
+
+  // ------------------------------------------------------------------ gates
+
+  /** Blocks of `lane` below this number are voteable. */
+  voteableNext(lane: LaneId): number {
+    return this.lane(lane).voteableNext;
+  }
+
+  /** Next block number `lane` expects from `pushBlock`. */
+  nextBlock(lane: LaneId): number {
+    return this.lane(lane).next;
+  }
+
+  /** First block number held for `lane` (the in-memory anchor's lane first). */
+  firstBlock(lane: LaneId): number {
+    return this.lane(lane).first;
+  }
+
+  /** Block `n` of `lane` if it is held in memory (accepted and not pruned). */
+  block(lane: LaneId, n: number): SignedLaneProposal | undefined {
+    return this.lane(lane).blocks.get(n)?.proposal;
+  }
+
+  /** Resolves when block `n` of `lane` is voteable: 'durable' (on disk) or 'pruned' (below the anchor). */
+  waitVoteable(lane: LaneId, n: number): Promise<VoteableStatus> {
+    const q = this.lane(lane);
+    if (this.failure) return Promise.reject(this.failure);
+    if (n < q.voteableNext) return Promise.resolve(statusOf(q, n));
+    return q.voteWaiters.add(n);
+  }
+
+  /** Resolves when `lane` can admit its next block (the durable anchor moved far enough). */
+  waitForCapacity(lane: LaneId): Promise<void> {
+    const q = this.lane(lane);
+    if (this.failure) return Promise.reject(this.failure);
+    const limit = q.admissionStart + this.blocksPerLane;
+    if (q.next < limit) return Promise.resolve();
+    // Released once admissionStart + blocksPerLane > q.next, i.e. admissionStart > q.next - blocksPerLane.
+    return q.capacityWaiters.add(q.next - this.blocksPerLane);
+  }
+
+  /** The latest durable CommitQC (what consensus may advance on). */
+  lastCommitQC(): CommitQC | undefined {
+    return this.published;
+  }
+
+  /** Resolves with the latest published CommitQC once road `road` or later is durable. */
+  waitCommitQC(road: number): Promise<CommitQC> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.published && this.published.roadIndex >= road) return Promise.resolve(this.published);
+    return this.commitQCWaiters.add(road);
+  }
+
+  /** CommitQC of `road` if it is still held in memory. */
+  commitQC(road: number): CommitQC | undefined {
+    return this.commitQCs.get(road)?.qc;
+  }
+
+  /** Next road `pushCommitQC` expects. */
+  nextCommitQCRoad(): number {
+    return this.commitQCNext;
+  }
+
+  subscribeCommitQC(listener: (qc: CommitQC) => void): () => void {
+    this.commitQCListeners.add(listener);
+    return () => this.commitQCListeners.delete(listener);
+  }
+
+  /** Called with (lane, voteableNext) each time a lane's voteable cursor moves. */
+  subscribeVoteable(listener: (lane: LaneId, next: number) => void): () => void {
+    this.voteableListeners.add(listener);
+    return () => this.voteableListeners.delete(listener);
+  }
+
+  /** The prune anchor known in memory (may not be durable yet). */
+  latestAnchor(): PruneAnchor | undefined {
+    return this.memAnchor;
+  }
+
+  /** The last anchor made durable. */
+  durableAnchor(): PruneAnchor | undefined {
+    return this.durable;
+  }
+
+  /** Resolves once an anchor at road `road` or later is durable. */
+  waitAnchorDurable(road: number): Promise<PruneAnchor> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.durable && this.durable.commitQC.roadIndex >= road) return Promise.resolve(this.durable);
+    return this.anchorWaiters.add(road);
+  }
+
+  /** Blocks accepted but not yet voteable, per lane. */
+  persistLag(): Map<LaneId, number> {
+    const out = new Map<LaneId, number>();
+    for (const q of this.lanes.values()) out.set(q.lane, q.next - q.voteableNext);
+    return out;
+  }
+
+  // ------------------------------------------------------------------ persistence side
+
+  laneIds(): readonly LaneId[] {
+    return this.committee.members;
+  }
+
+  laneSignal(lane: LaneId): Signal {
+    return this.lane(lane).work;
+  }
+
+  /**
+   * Takes the lane's next batch: the durable anchor (only a durable anchor may justify a
+   * truncation) and the waiting blocks from the voteable cursor, bounded by count and bytes.
+   * `diskNext` is where the lane log stands; when the cursor is past it (the anchor pruned blocks
+   * that were never written), the log can only be re-positioned once an anchor at least that far is
+   * durable, so the batch is deferred (undefined) until then.
+   */
+  takeLaneBatch(lane: LaneId, diskNext: number, maxBlocks: number, maxBytes: number): LaneBatch | undefined {
+    const q = this.lane(lane);
+    const anchorQC = this.durable?.commitQC;
+    const start = Math.max(q.voteableNext, q.first);
+    const anchorMoved = q.anchorMoved;
+    q.anchorMoved = false;
+    if (start > diskNext) {
+      const durableFirst = anchorQC ? laneRangeOf(anchorQC, lane).first : 0;
+      if (durableFirst < start) return undefined;
+    }
+    const proposals: SignedLaneProposal[] = [];
+    let bytes = 0;
+    for (let n = start; n < q.next && proposals.length < maxBlocks; n++) {
+      const b = q.blocks.get(n)!;
+      if (proposals.length > 0 && bytes + b.proposal.block.payload.byteLength > maxBytes) break;
+      proposals.push(b.proposal);
+      bytes += b.proposal.block.payload.byteLength;
+    }
+    if (proposals.length === 0 && !anchorMoved) return undefined;
+    return { anchorQC, proposals };
+  }
+
+  /** Whether the lane has blocks waiting (the pipeline re-checks after each batch). */
+  laneHasBacklog(lane: LaneId): boolean {
+    const q = this.lane(lane);
+    return Math.max(q.voteableNext, q.first) < q.next;
+  }
+
+  /** The lane log reports blocks below `next` durable. */
+  markLaneDurable(lane: LaneId, next: number): void {
+    const q = this.lane(lane);
+    if (next > q.durableNext) q.durableNext = next;
+    const now = performance.now();
+    for (let n = Math.max(q.voteableNext, q.first); n < next; n++) {
+      const b = q.blocks.get(n);
+      if (b) this.metrics.arrivalToVoteable.record(now - b.arrivedAtMs);
+    }
+    this.advanceVoteable(q, next);
+  }
+
+  private advanceVoteable(q: LaneQueue, next: number): void {
+    if (next <= q.voteableNext) return;
+    q.voteableNext = next;
+    q.voteWaiters.release(next, (n) => statusOf(q, n));
+    for (const listener of this.voteableListeners) listener(q.lane, next);
+  }
+
+  /**
+   * Takes the CommitQC pipeline's next batch: the QCs from the publication cursor (clamped to the
+   * in-memory anchor), with the durable anchor. Deferred while the log would need re-positioning
+   * past an anchor that is not durable yet.
+   */
+  takeCommitQCBatch(diskNext: number, maxQCs: number): CommitQCBatch | undefined {
+    const anchorQC = this.durable?.commitQC;
+    const start = this.commitQCStart();
+    if (start > diskNext && (anchorQC?.roadIndex ?? 0) < start) return undefined;
+    const qcs: CommitQC[] = [];
+    for (let r = start; r < this.commitQCNext && qcs.length < maxQCs; r++)
+      qcs.push(this.commitQCs.get(r)!.qc);
+    const pruneDue = anchorQC !== undefined && this.commitQCPruneDue;
+    this.commitQCPruneDue = false;
+    if (qcs.length === 0 && !pruneDue) return undefined;
+    return { anchorQC, qcs };
+  }
+
+  private commitQCStart(): number {
+    return Math.max(this.published ? this.published.roadIndex + 1 : 0, this.commitQCFirst);
+  }
+
+  commitQCHasBacklog(): boolean {
+    return this.commitQCStart() < this.commitQCNext;
+  }
+
+  /** The CommitQC log reports `qc` (and every road before it) durable: publish it. */
+  markCommitQCDurable(qc: CommitQC): void {
+    if (this.published && qc.roadIndex <= this.published.roadIndex) return; // monotonic
+    const now = performance.now();
+    const from = this.published ? this.published.roadIndex + 1 : 0;
+    for (let r = Math.max(from, this.commitQCFirst); r <= qc.roadIndex; r++) {
+      const held = this.commitQCs.get(r);
+      if (held) this.metrics.commitQCToPublished.record(now - held.arrivedAtMs);
+    }
+    this.published = qc;
+    this.commitQCWaiters.release(qc.roadIndex + 1, () => qc);
+    for (const listener of this.commitQCListeners) listener(qc);
+  }
+
+  /** The anchor the anchor pipeline should write, if the in-memory one is ahead of the durable one. */
+  takeAnchor(): PruneAnchor | undefined {
+    const mem = this.memAnchor;
+    if (!mem) return undefined;
+    if (this.durable && this.durable.commitQC.roadIndex >= mem.commitQC.roadIndex) return undefined;
+    return mem;
+  }
+
+  /** The anchor is durable: widen admission windows and let pipelines truncate up to it. */
+  markAnchorDurable(anchor: PruneAnchor): void {
+    if (this.durable && anchor.commitQC.roadIndex <= this.durable.commitQC.roadIndex) return;
+    this.durable = anchor;
+    for (const q of this.lanes.values()) {
+      const first = laneRangeOf(anchor.commitQC, q.lane).first;
+      if (first > q.admissionStart) {
+        q.admissionStart = first;
+        q.capacityWaiters.release(first, () => undefined);
+      }
+      q.anchorMoved = true;
+      q.work.notify();
+    }
+    this.commitQCPruneDue = true;
+    this.commitQCWork.notify();
+    this.anchorWaiters.release(anchor.commitQC.roadIndex + 1, () => anchor);
+  }
+
+  /** Latches a fatal error: every waiter rejects with it, every later call throws it. */
+  fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.rejectAll(err);
+  }
+
+  /** Stops: every waiter rejects with CLOSED (unless a failure is latched). */
+  close(): void {
+    if (!this.failure) this.failure = new CairnError('CLOSED', 'consensus persistence is closed');
+    this.rejectAll(this.failure);
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  private rejectAll(err: Error): void {
+    for (const q of this.lanes.values()) {
+      q.voteWaiters.rejectAll(err);
+      q.capacityWaiters.rejectAll(err);
+      q.work.notify();
+    }
+    this.commitQCWaiters.rejectAll(err);
+    this.anchorWaiters.rejectAll(err);
+    this.commitQCWork.notify();
+    this.anchorWork.notify();
+  }
+}
+
+/**
+ * Status of a block below the voteable cursor. Pending waiters are released the moment the cursor
+ * passes them: by a durable write (the block is at or above the anchor) or by an anchor prune (it
+ * is below it), so "below the in-memory first" tells the two apart.
+ */
+function statusOf(q: LaneQueue, n: number): VoteableStatus {
+  return n < q.first ? 'pruned' : 'durable';
+}

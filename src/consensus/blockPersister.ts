@@ -1,0 +1,436 @@
+import * as path from 'node:path';
+import { bytesEqual } from '../lib/bytes.ts';
+import { CairnError, FatalLatch } from '../lib/errors.ts';
+import { encodeSignedLaneProposal, shortLane, signedLaneProposalCodec } from './codecs.ts';
+import { laneRangeOf } from './committee.ts';
+import { hashBlockHeader } from './crypto.ts';
+import { IndexedLog } from './indexedLog.ts';
+import type { LogOpener } from './logOpener.ts';
+import type { PersistenceMetrics } from './metrics.ts';
+import type { CommitQC, Hash, LaneId, SignedLaneProposal } from './types.ts';
+
+/**
+ * Block persister: one log per lane, in `<blocksDir>/<lane hex>/`, whose record `n` is the lane's
+ * block number `n`. Rules:
+ *  - strict contiguity: a lane's blocks are persisted in number order with no gap (GAP error);
+ *  - an identical duplicate of a persisted block is a no-op; a different block at a used number is
+ *    a CONFLICT error (two signed blocks at one height);
+ *  - per-lane truncate-then-append driven by the prune anchor: when the anchor passes everything a
+ *    lane holds, the lane is emptied and re-positioned at the anchor's first block before any append;
+ *  - dropping records below the anchor can be lazy (only when a whole segment is freed), so it never
+ *    puts an extra fsync in front of an append.
+ *
+ * Callers must only pass an anchor that is already durable (the anchor justifies every truncation),
+ * and must not run two calls for the same lane at once (the persist loop has one pipeline per lane);
+ * different lanes run fully in parallel. An I/O failure latches the persister: every later call
+ * rejects with that first error. Bad input (gap, conflict, wrong lane) throws without writing.
+ */
+
+export interface LaneWriteOptions {
+  /** Called synchronously once the appended blocks are durable, with the lane's new next number. */
+  onDurable?: (next: number) => void;
+  /**
+   * Drop records below the anchor only when that frees at least one whole segment (default false:
+   * truncate exactly). Either way the drop happens after the append is durable.
+   */
+  lazyPrune?: boolean;
+}
+
+export interface LaneWriteResult {
+  appended: number;
+  duplicates: number;
+  /** The lane was emptied and re-positioned at the anchor's first block. */
+  repositioned: boolean;
+  /** Records below the anchor were dropped. */
+  pruned: boolean;
+  /** The lane's next block number after the call. */
+  next: number;
+}
+
+interface LaneLog {
+  log: IndexedLog<SignedLaneProposal> | undefined;
+  /** Next block number when the lane has no log yet (the lane's start, 0 or an anchor's first). */
+  reservedNext: number;
+  /** Header hash of block `next - 1`, when known (parent check of the next append). */
+  lastHash: Hash | undefined;
+  busy: boolean;
+}
+
+export interface LoadedLane {
+  lane: LaneId;
+  /** First retained block number and next block number of the log. */
+  first: number;
+  next: number;
+  blocks: SignedLaneProposal[];
+}
+
+export interface BlockPersisterOpenOptions {
+  opener: LogOpener;
+  blocksDir: string;
+  /** Lanes to load; directories of other lanes are reported through `onWarning` and left alone. */
+  lanes: readonly LaneId[];
+  /** Initial position of a lane log that never held a record (the durable anchor's lane first). */
+  startOf?: (lane: LaneId) => number;
+  metrics: PersistenceMetrics;
+  onWarning?: (message: string, details: Record<string, unknown>) => void;
+}
+
+const LANE_DIR_RE = /^[0-9a-f]{64}$/;
+
+export class BlockPersister {
+  private readonly lanes = new Map<LaneId, LaneLog>();
+  private readonly latch = new FatalLatch();
+  private closed: Promise<void> | undefined;
+
+  private constructor(
+    private readonly opener: LogOpener,
+    private readonly blocksDir: string,
+    private readonly metrics: PersistenceMetrics,
+  ) {}
+
+  /**
+   * Opens every existing lane log of `lanes` and reads it back: each record must decode, carry its
+   * own lane and its log index as block number, and chain to its predecessor's header hash. Any
+   * violation is a typed error naming the lane and block number; every log opened so far is closed.
+   */
+  static async open(
+    options: BlockPersisterOpenOptions,
+  ): Promise<{ persister: BlockPersister; loaded: LoadedLane[] }> {
+    const persister = new BlockPersister(options.opener, options.blocksDir, options.metrics);
+    const wanted = new Set(options.lanes);
+    const loaded: LoadedLane[] = [];
+    try {
+      for (const name of options.opener.listDirs(options.blocksDir)) {
+        if (!LANE_DIR_RE.test(name)) {
+          options.onWarning?.(`ignoring ${path.join(options.blocksDir, name)}: not a lane directory`, {
+            name,
+          });
+          continue;
+        }
+        if (!wanted.has(name)) {
+          options.onWarning?.(`ignoring lane directory ${name}: lane is not in the committee`, {
+            lane: name,
+          });
+          continue;
+        }
+        const start = options.startOf?.(name) ?? 0;
+        const wal = await options.opener.open(path.join(options.blocksDir, name), start);
+        const log = new IndexedLog(
+          path.join(options.blocksDir, name),
+          wal,
+          signedLaneProposalCodec,
+          blockNumberOf,
+        );
+        const lane: LaneLog = { log, reservedNext: log.nextIndex, lastHash: undefined, busy: false };
+        persister.lanes.set(name, lane);
+        const blocks = log.readAll();
+        lane.lastHash = checkLaneChain(name, log.location, blocks);
+        loaded.push({ lane: name, first: log.firstIndex, next: log.nextIndex, blocks });
+      }
+    } catch (err) {
+      await persister.close().catch(() => undefined);
+      throw err;
+    }
+    return { persister, loaded };
+  }
+
+  /** Next block number the lane expects (its log's next index, or its reserved start). */
+  nextBlockNumber(lane: LaneId): number {
+    const l = this.lanes.get(lane);
+    return l === undefined ? 0 : (l.log?.nextIndex ?? l.reservedNext);
+  }
+
+  /** First retained block number of the lane (== next when it holds nothing). */
+  firstBlockNumber(lane: LaneId): number {
+    const l = this.lanes.get(lane);
+    return l?.log?.firstIndex ?? this.nextBlockNumber(lane);
+  }
+
+  /** Whether the lane has a log on disk. */
+  hasLog(lane: LaneId): boolean {
+    return this.lanes.get(lane)?.log !== undefined;
+  }
+
+  /** Whether `lanes`' oldest segment lies wholly below `first` (a lazy prune would free it). */
+  private wholeSegmentBelow(log: IndexedLog<SignedLaneProposal>, first: number): boolean {
+    const segments = log.raw.segments();
+    return segments.length > 1 && segments[0]!.nextIndex <= first;
+  }
+
+  /**
+   * Truncate-then-append for one lane. With `anchor` (a durable prune anchor's CommitQC), blocks
+   * below the anchor's lane first are dropped; when that first is at or past the lane's next block,
+   * the lane is emptied and re-positioned there (before any append, so the first new block must be
+   * exactly the anchor's first). Then `proposals` are appended with one fsync for all of them.
+   */
+  async pruneAndPersistLane(
+    lane: LaneId,
+    anchor: CommitQC | undefined,
+    proposals: readonly SignedLaneProposal[],
+    options: LaneWriteOptions = {},
+  ): Promise<LaneWriteResult> {
+    this.checkUsable();
+    const state = this.laneState(lane);
+    if (state.busy) throw new Error(`invariant violated: concurrent writes to lane ${shortLane(lane)}`);
+    state.busy = true;
+    try {
+      return await this.writeLane(lane, state, anchor, proposals, options);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  /** Appends blocks (no anchor). Same rules as `pruneAndPersistLane`. */
+  persistBlocks(lane: LaneId, proposals: readonly SignedLaneProposal[], options: LaneWriteOptions = {}) {
+    return this.pruneAndPersistLane(lane, undefined, proposals, options);
+  }
+
+  private laneState(lane: LaneId): LaneLog {
+    let state = this.lanes.get(lane);
+    if (state === undefined) {
+      state = { log: undefined, reservedNext: 0, lastHash: undefined, busy: false };
+      this.lanes.set(lane, state);
+    }
+    return state;
+  }
+
+  private async writeLane(
+    lane: LaneId,
+    state: LaneLog,
+    anchor: CommitQC | undefined,
+    proposals: readonly SignedLaneProposal[],
+    options: LaneWriteOptions,
+  ): Promise<LaneWriteResult> {
+    const anchorFirst = anchor === undefined ? undefined : laneRangeOf(anchor, lane).first;
+    const log = state.log;
+    const currentNext = log?.nextIndex ?? state.reservedNext;
+    // 1. Plan the re-positioning (anchor at or past everything the lane holds).
+    // (An anchor exactly at the lane's next block needs no re-positioning: the prune step below
+    // drops every record and the lane continues from there.)
+    const reposition = anchorFirst !== undefined && anchorFirst > currentNext;
+    const expectedStart = reposition ? anchorFirst : currentNext;
+    // 2. Validate every proposal before touching the disk.
+    const batch: SignedLaneProposal[] = [];
+    let duplicates = 0;
+    let next = expectedStart;
+    let lastHash = reposition ? undefined : state.lastHash;
+    for (const p of proposals) {
+      const h = p.block.header;
+      if (h.lane !== lane) {
+        throw new CairnError(
+          'INVALID_ARGUMENT',
+          `block ${shortLane(h.lane)}/${h.blockNumber} offered to lane ${shortLane(lane)}`,
+          {
+            details: { lane, blockNumber: h.blockNumber },
+          },
+        );
+      }
+      if (h.blockNumber < next) {
+        this.checkDuplicate(lane, state, reposition, batch, expectedStart, p);
+        duplicates++;
+        continue;
+      }
+      if (h.blockNumber > next) {
+        throw new CairnError(
+          'GAP',
+          `lane ${shortLane(lane)}: block ${h.blockNumber} would leave a gap (next expected ${next})`,
+          { details: { lane, blockNumber: h.blockNumber, expected: next } },
+        );
+      }
+      if (lastHash !== undefined && !bytesEqual(h.parentHash, lastHash)) {
+        throw new CairnError(
+          'CONFLICT',
+          `lane ${shortLane(lane)}: block ${h.blockNumber} does not extend block ${h.blockNumber - 1} (parent hash mismatch)`,
+          { details: { lane, blockNumber: h.blockNumber } },
+        );
+      }
+      batch.push(p);
+      lastHash = hashBlockHeader(h);
+      next++;
+    }
+    // 3. Re-position (durable before any append that depends on it).
+    let activeLog = log;
+    try {
+      if (reposition) {
+        if (activeLog !== undefined) {
+          await activeLog.truncateAll(anchorFirst);
+          this.metrics.resets++;
+        } else {
+          state.reservedNext = anchorFirst;
+        }
+        state.lastHash = undefined;
+      }
+      // 4. Append the whole batch, one fsync.
+      if (batch.length > 0) {
+        if (activeLog === undefined) {
+          const dir = path.join(this.blocksDir, lane);
+          const wal = await this.opener.open(dir, expectedStart);
+          activeLog = new IndexedLog(dir, wal, signedLaneProposalCodec, blockNumberOf);
+          state.log = activeLog;
+          if (activeLog.nextIndex !== expectedStart) {
+            throw new CairnError(
+              'CORRUPT',
+              `lane ${shortLane(lane)}: new log in ${dir} starts at ${activeLog.nextIndex}, expected ${expectedStart}`,
+              { details: { file: dir, lane } },
+            );
+          }
+        }
+        activeLog.append(batch);
+        const started = performance.now();
+        await activeLog.sync();
+        this.metrics.fsyncLatency.record(performance.now() - started);
+        this.metrics.fsyncs++;
+        this.metrics.blocksPersisted += batch.length;
+        for (const p of batch) this.metrics.blockBytesPersisted += p.block.payload.byteLength;
+        state.lastHash = lastHash;
+      }
+    } catch (err) {
+      throw this.fail(err, lane);
+    }
+    this.metrics.duplicatesIgnored += duplicates;
+    const newNext = activeLog?.nextIndex ?? state.reservedNext;
+    if (batch.length > 0 || reposition) options.onDurable?.(newNext);
+    // 5. Drop what the anchor made obsolete, after the append (never an fsync in front of it).
+    let pruned = false;
+    if (
+      activeLog !== undefined &&
+      anchorFirst !== undefined &&
+      !reposition &&
+      anchorFirst > activeLog.firstIndex
+    ) {
+      const target = Math.min(anchorFirst, activeLog.nextIndex);
+      if (!options.lazyPrune || this.wholeSegmentBelow(activeLog, target)) {
+        try {
+          const verify = (p: SignedLaneProposal) => {
+            if (p.block.header.blockNumber !== target) {
+              throw new CairnError(
+                'CORRUPT',
+                `lane ${shortLane(lane)}: record ${target} holds block ${p.block.header.blockNumber}`,
+              );
+            }
+          };
+          await activeLog.truncateBefore(target, this.opener.retainsRecords ? verify : undefined);
+        } catch (err) {
+          throw this.fail(err, lane);
+        }
+        this.metrics.truncations++;
+        pruned = true;
+      }
+    }
+    return { appended: batch.length, duplicates, repositioned: reposition, pruned, next: newNext };
+  }
+
+  private checkDuplicate(
+    lane: LaneId,
+    state: LaneLog,
+    reposition: boolean,
+    batch: readonly SignedLaneProposal[],
+    batchStart: number,
+    p: SignedLaneProposal,
+  ): void {
+    const n = p.block.header.blockNumber;
+    let stored: Uint8Array | undefined;
+    const retainedFrom = reposition || state.log === undefined ? batchStart : state.log.firstIndex;
+    if (n < retainedFrom) {
+      // Below what the lane retains: it was pruned (or never kept), so it cannot be compared.
+      throw new CairnError(
+        'PRUNED',
+        `lane ${shortLane(lane)}: block ${n} is below the lane's first block ${retainedFrom}`,
+        {
+          details: { lane, blockNumber: n, first: retainedFrom },
+        },
+      );
+    }
+    if (n >= batchStart) {
+      stored = encodeSignedLaneProposal(batch[n - batchStart]!);
+    } else if (this.opener.retainsRecords) {
+      try {
+        stored = state.log!.readRaw(n);
+      } catch (err) {
+        throw this.fail(err, lane);
+      }
+    }
+    // In no-op mode nothing is retained, so there is nothing to compare with.
+    if (stored !== undefined && !bytesEqual(stored, encodeSignedLaneProposal(p))) {
+      throw new CairnError(
+        'CONFLICT',
+        `lane ${shortLane(lane)}: a different block ${n} is already persisted`,
+        {
+          details: { lane, blockNumber: n },
+        },
+      );
+    }
+  }
+
+  private fail(err: unknown, lane: LaneId): unknown {
+    // Bad input (gap, conflict) was rejected before any write; anything thrown from here on came
+    // from the log and may have left it half-written: latch.
+    if (err instanceof CairnError && err.kind === 'caller' && err.code !== 'CLOSED') return err;
+    return this.latch.latch(err, `persisting lane ${shortLane(lane)}`);
+  }
+
+  private checkUsable(): void {
+    this.latch.check();
+    if (this.closed) throw new CairnError('CLOSED', `block persister ${this.blocksDir} is closed`);
+  }
+
+  /** The latched error, if an I/O failure happened. */
+  get failure(): CairnError | undefined {
+    return this.latch.error;
+  }
+
+  /** Closes every lane log (all of them, even if some fail); idempotent, same result to every caller. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      const errors: unknown[] = [];
+      for (const state of this.lanes.values()) {
+        try {
+          await state.log?.close();
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+      if (errors.length > 0) throw errors[0];
+    })();
+    return this.closed;
+  }
+}
+
+function blockNumberOf(p: SignedLaneProposal): number {
+  return p.block.header.blockNumber;
+}
+
+/**
+ * Checks lane ownership and the parent-hash chain of a lane's loaded blocks; returns the last
+ * header hash. Cheap (one SHA-256 per header), so it always runs at load.
+ */
+function checkLaneChain(
+  lane: LaneId,
+  location: string,
+  blocks: readonly SignedLaneProposal[],
+): Hash | undefined {
+  let previous: Hash | undefined;
+  for (const p of blocks) {
+    const h = p.block.header;
+    if (h.lane !== lane) {
+      throw new CairnError(
+        'CORRUPT',
+        `${location}: block ${h.blockNumber} belongs to lane ${shortLane(h.lane)}, not ${shortLane(lane)}`,
+        {
+          details: { file: location, lane, blockNumber: h.blockNumber },
+        },
+      );
+    }
+    if (previous !== undefined && !bytesEqual(h.parentHash, previous)) {
+      throw new CairnError(
+        'CORRUPT',
+        `${location}: lane ${shortLane(lane)} block ${h.blockNumber} breaks the parent-hash chain`,
+        {
+          details: { file: location, lane, blockNumber: h.blockNumber },
+        },
+      );
+    }
+    previous = hashBlockHeader(h);
+  }
+  return previous;
+}

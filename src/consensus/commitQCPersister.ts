@@ -1,0 +1,213 @@
+import { bytesEqual } from '../lib/bytes.ts';
+import { CairnError, FatalLatch } from '../lib/errors.ts';
+import { commitQCCodec, encodeCommitQC } from './codecs.ts';
+import { IndexedLog } from './indexedLog.ts';
+import type { LogOpener } from './logOpener.ts';
+import type { PersistenceMetrics } from './metrics.ts';
+import type { CommitQC } from './types.ts';
+
+/**
+ * CommitQC persister: one log in `<dir>/`, record `r` = the CommitQC of road `r`. Rules:
+ *  - duplicates are ignored when identical (never re-published), a different QC at a used road is
+ *    a CONFLICT error; a road past the next one is a GAP error;
+ *  - driven by the prune anchor: roads below it are dropped; when the anchor is at or past the
+ *    log's end the log is emptied, re-positioned at the anchor's road and the anchor's own QC is
+ *    written back first, so the log always holds the anchor QC and a crash there recovers;
+ *  - one fsync per call however many QCs it appends.
+ *
+ * Callers pass only durable anchors and serialize calls (one pipeline). An I/O failure latches.
+ */
+
+export interface CommitQCWriteOptions {
+  /** Called synchronously once the appended QCs are durable, with the newest of them. */
+  onDurable?: (latest: CommitQC) => void;
+  /** Drop roads below the anchor only when a whole segment is freed (default false). */
+  lazyPrune?: boolean;
+}
+
+export interface CommitQCWriteResult {
+  appended: number;
+  duplicates: number;
+  repositioned: boolean;
+  pruned: boolean;
+  next: number;
+}
+
+export class CommitQCPersister {
+  private readonly latch = new FatalLatch();
+  private closed: Promise<void> | undefined;
+  private busy = false;
+
+  private constructor(
+    private readonly log: IndexedLog<CommitQC>,
+    private readonly retainsRecords: boolean,
+    private readonly metrics: PersistenceMetrics,
+  ) {}
+
+  /**
+   * Opens the log (a brand-new one starts at `initialRoad`) and reads it back, checking that each
+   * record decodes and carries its own road index. Returns the loaded QCs in road order.
+   */
+  static async open(options: {
+    opener: LogOpener;
+    dir: string;
+    initialRoad?: number;
+    metrics: PersistenceMetrics;
+  }): Promise<{ persister: CommitQCPersister; loaded: CommitQC[] }> {
+    const wal = await options.opener.open(options.dir, options.initialRoad ?? 0);
+    const log = new IndexedLog(options.dir, wal, commitQCCodec, roadOf);
+    try {
+      const loaded = log.readAll();
+      return {
+        persister: new CommitQCPersister(log, options.opener.retainsRecords, options.metrics),
+        loaded,
+      };
+    } catch (err) {
+      await log.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Road index the next appended QC must carry. */
+  get next(): number {
+    return this.log.nextIndex;
+  }
+  /** Oldest retained road (== next when empty). */
+  get first(): number {
+    return this.log.firstIndex;
+  }
+
+  async pruneAndPersist(
+    anchor: CommitQC | undefined,
+    qcs: readonly CommitQC[],
+    options: CommitQCWriteOptions = {},
+  ): Promise<CommitQCWriteResult> {
+    this.latch.check();
+    if (this.closed) throw new CairnError('CLOSED', `CommitQC persister ${this.log.location} is closed`);
+    if (this.busy) throw new Error('invariant violated: concurrent CommitQC persister calls');
+    this.busy = true;
+    try {
+      return await this.write(anchor, qcs, options);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Appends QCs without an anchor. */
+  persist(qcs: readonly CommitQC[], options: CommitQCWriteOptions = {}): Promise<CommitQCWriteResult> {
+    return this.pruneAndPersist(undefined, qcs, options);
+  }
+
+  private async write(
+    anchor: CommitQC | undefined,
+    qcs: readonly CommitQC[],
+    options: CommitQCWriteOptions,
+  ): Promise<CommitQCWriteResult> {
+    const log = this.log;
+    const road = anchor?.roadIndex;
+    const reposition = road !== undefined && road > log.nextIndex;
+    const writesAnchorBack = road !== undefined && road >= log.nextIndex;
+    const batch: CommitQC[] = writesAnchorBack ? [anchor!] : [];
+    const start = writesAnchorBack ? road : log.nextIndex;
+    let next = start + batch.length;
+    let duplicates = 0;
+    for (const qc of qcs) {
+      if (qc.roadIndex < next) {
+        this.checkDuplicate(qc, batch, start, reposition);
+        duplicates++;
+        continue;
+      }
+      if (qc.roadIndex > next) {
+        throw new CairnError('GAP', `CommitQC ${qc.roadIndex} would leave a gap (next expected ${next})`, {
+          details: { roadIndex: qc.roadIndex, expected: next },
+        });
+      }
+      batch.push(qc);
+      next++;
+    }
+    try {
+      if (reposition) {
+        await log.truncateAll(road);
+        this.metrics.resets++;
+      }
+      if (batch.length > 0) {
+        log.append(batch);
+        const started = performance.now();
+        await log.sync();
+        this.metrics.fsyncLatency.record(performance.now() - started);
+        this.metrics.fsyncs++;
+        this.metrics.commitQCsPersisted += batch.length;
+      }
+    } catch (err) {
+      throw this.fail(err);
+    }
+    this.metrics.duplicatesIgnored += duplicates;
+    if (batch.length > 0) options.onDurable?.(batch[batch.length - 1]!);
+    let pruned = false;
+    if (road !== undefined && road > log.firstIndex) {
+      const segments = log.raw.segments();
+      const frees = segments.length > 1 && segments[0]!.nextIndex <= road;
+      if (!options.lazyPrune || frees) {
+        try {
+          // The verify step reads the record at the cut; the no-op log retains none to read.
+          const verify = (qc: CommitQC) => {
+            if (qc.roadIndex !== road)
+              throw new CairnError('CORRUPT', `CommitQC log: record ${road} holds road ${qc.roadIndex}`);
+          };
+          await log.truncateBefore(road, this.retainsRecords ? verify : undefined);
+        } catch (err) {
+          throw this.fail(err);
+        }
+        this.metrics.truncations++;
+        pruned = true;
+      }
+    }
+    return { appended: batch.length, duplicates, repositioned: reposition, pruned, next: log.nextIndex };
+  }
+
+  private checkDuplicate(
+    qc: CommitQC,
+    batch: readonly CommitQC[],
+    batchStart: number,
+    reposition: boolean,
+  ): void {
+    let stored: Uint8Array | undefined;
+    const retainedFrom = reposition ? batchStart : this.log.firstIndex;
+    if (qc.roadIndex < retainedFrom) {
+      // Below the anchor: pruned. A replay of an old road is harmless and never re-published.
+      return;
+    }
+    if (qc.roadIndex >= batchStart) {
+      stored = encodeCommitQC(batch[qc.roadIndex - batchStart]!);
+    } else if (this.retainsRecords) {
+      try {
+        stored = this.log.readRaw(qc.roadIndex);
+      } catch (err) {
+        throw this.fail(err);
+      }
+    }
+    if (stored !== undefined && !bytesEqual(stored, encodeCommitQC(qc))) {
+      throw new CairnError('CONFLICT', `a different CommitQC ${qc.roadIndex} is already persisted`, {
+        details: { roadIndex: qc.roadIndex },
+      });
+    }
+  }
+
+  private fail(err: unknown): unknown {
+    if (err instanceof CairnError && err.kind === 'caller' && err.code !== 'CLOSED') return err;
+    return this.latch.latch(err, 'persisting CommitQCs');
+  }
+
+  get failure(): CairnError | undefined {
+    return this.latch.error;
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.log.close();
+    return this.closed;
+  }
+}
+
+function roadOf(qc: CommitQC): number {
+  return qc.roadIndex;
+}

@@ -1,0 +1,179 @@
+import { CairnError, describe } from '../lib/errors.ts';
+import type { WriteAheadLog } from '../wal/types.ts';
+import type { Codec } from './codecs.ts';
+
+/**
+ * A typed log over the domain-indexed WAL: record `i` of the WAL is the value whose own index
+ * (`indexOf`) is `i` (a lane's block number, a CommitQC's road index). Because the WAL is keyed by
+ * the domain index and keeps its position across `reset`, there is no offset↔domain arithmetic to
+ * get wrong, and an emptied log still knows where it stands after a reopen.
+ *
+ * Not safe for concurrent use: one owner (a persister pipeline) serializes every call.
+ */
+export class IndexedLog<T> {
+  constructor(
+    /** Where the log lives (its directory); named in every error. */
+    readonly location: string,
+    private readonly wal: WriteAheadLog,
+    private readonly codec: Codec<T>,
+    private readonly indexOf: (value: T) => number,
+  ) {}
+
+  get firstIndex(): number {
+    return this.wal.firstIndex;
+  }
+  get nextIndex(): number {
+    return this.wal.nextIndex;
+  }
+  get count(): number {
+    return this.wal.count;
+  }
+  get isEmpty(): boolean {
+    return this.wal.count === 0;
+  }
+  /** Underlying log (segment inspection, lazy-pruning decisions). */
+  get raw(): WriteAheadLog {
+    return this.wal;
+  }
+
+  /**
+   * Appends `values`, which must carry the indices `nextIndex, nextIndex + 1, ...`. Encodes all of
+   * them before writing anything, so a bad value appends nothing. Not durable until `sync()`.
+   */
+  append(values: readonly T[]): void {
+    if (values.length === 0) return;
+    const payloads: Uint8Array[] = [];
+    let expected = this.wal.nextIndex;
+    for (const v of values) {
+      const index = this.indexOf(v);
+      if (index !== expected) {
+        throw new CairnError(
+          'OUT_OF_ORDER',
+          `${this.location}: record with index ${index} appended where ${expected} is next`,
+          { details: { file: this.location, index, expected } },
+        );
+      }
+      payloads.push(this.codec.encode(v));
+      expected++;
+    }
+    this.wal.append(payloads, this.wal.nextIndex);
+  }
+
+  /** Resolves when everything appended before the call is durable (one group-committed fsync). */
+  sync(): Promise<void> {
+    return this.wal.sync();
+  }
+
+  /** Raw stored bytes of record `index` (OUT_OF_RANGE outside [firstIndex, nextIndex)). */
+  readRaw(index: number): Uint8Array {
+    this.checkRetained(index);
+    return this.wal.read(index);
+  }
+
+  read(index: number): T {
+    return this.decodeAt(index, this.readRaw(index));
+  }
+
+  private checkRetained(index: number): void {
+    if (index < this.wal.firstIndex || index >= this.wal.nextIndex) {
+      throw new CairnError(
+        'OUT_OF_RANGE',
+        `${this.location}: index ${index} outside the retained range [${this.wal.firstIndex}, ${this.wal.nextIndex})`,
+        { details: { file: this.location, index } },
+      );
+    }
+  }
+
+  private decodeAt(index: number, bytes: Uint8Array): T {
+    let value: T;
+    try {
+      value = this.codec.decode(bytes);
+    } catch (err) {
+      throw new CairnError(
+        'CORRUPT',
+        `${this.location}: record ${index} is not a valid ${this.codec.name}: ${describe(err)}`,
+        {
+          cause: err,
+          details: { file: this.location, index },
+        },
+      );
+    }
+    const own = this.indexOf(value);
+    if (own !== index) {
+      throw new CairnError('CORRUPT', `${this.location}: record at index ${index} carries index ${own}`, {
+        details: { file: this.location, index, recordIndex: own },
+      });
+    }
+    return value;
+  }
+
+  /**
+   * Drops every record below `index` (firstIndex ≤ index ≤ nextIndex, else OUT_OF_RANGE). When a
+   * record remains at `index`, `verify` sees it first and may throw to abort with nothing changed:
+   * a defence in depth against a caller computing the wrong truncation point.
+   */
+  async truncateBefore(index: number, verify?: (value: T) => void): Promise<void> {
+    if (index < this.wal.firstIndex || index > this.wal.nextIndex) {
+      throw new CairnError(
+        'OUT_OF_RANGE',
+        `${this.location}: truncateBefore(${index}) outside [${this.wal.firstIndex}, ${this.wal.nextIndex}]`,
+        { details: { file: this.location, index } },
+      );
+    }
+    if (index === this.wal.firstIndex) return;
+    if (verify && index < this.wal.nextIndex) verify(this.read(index));
+    await this.wal.truncateFront(index);
+  }
+
+  /**
+   * Empties the log and positions it at `position` (default: where it is). The position is kept
+   * across reopen, so the next append must carry exactly `position`. Durable on return.
+   */
+  async truncateAll(position = this.wal.nextIndex): Promise<void> {
+    if (position < this.wal.nextIndex) {
+      throw new CairnError(
+        'OUT_OF_RANGE',
+        `${this.location}: truncateAll(${position}) would move the log back from ${this.wal.nextIndex}`,
+        { details: { file: this.location, index: position } },
+      );
+    }
+    if (this.wal.count === 0 && position === this.wal.nextIndex) return;
+    await this.wal.reset(position);
+  }
+
+  /**
+   * Every retained record from `from` (default firstIndex), decoded and index-checked. The number
+   * read must equal the count the log claims: a shortfall means records vanished silently.
+   */
+  readAll(from = this.wal.firstIndex): T[] {
+    const start = Math.max(from, this.wal.firstIndex);
+    const expected = Math.max(0, this.wal.nextIndex - start);
+    const out: T[] = [];
+    let index = start;
+    for (const record of this.wal.iterate(start, this.wal.nextIndex)) {
+      if (record.index !== index) {
+        throw new CairnError(
+          'DATA_LOSS',
+          `${this.location}: expected record ${index}, the log yielded ${record.index}`,
+          {
+            details: { file: this.location, index },
+          },
+        );
+      }
+      out.push(this.decodeAt(index, record.payload));
+      index++;
+    }
+    if (out.length !== expected) {
+      throw new CairnError(
+        'DATA_LOSS',
+        `${this.location}: read ${out.length} records of [${start}, ${this.wal.nextIndex}), expected ${expected}: possible silent data loss`,
+        { details: { file: this.location, index: start + out.length } },
+      );
+    }
+    return out;
+  }
+
+  close(): Promise<void> {
+    return this.wal.close();
+  }
+}

@@ -1,0 +1,148 @@
+import { CairnError } from '../lib/errors.ts';
+import type { AnchorStore } from './anchorStore.ts';
+import type { AvailabilityState } from './availState.ts';
+import type { BlockPersister } from './blockPersister.ts';
+import type { CommitQCPersister } from './commitQCPersister.ts';
+import type { PersistenceMetrics } from './metrics.ts';
+import type { Signal } from './signal.ts';
+import type { LaneId } from './types.ts';
+
+/**
+ * The persist loop: independent pipelines, one per lane, one for the CommitQC log and one for the
+ * prune anchor. Each pipeline waits for its own work, takes a batch synchronously (a consistent
+ * snapshot of the availability state), writes it with ONE fsync, and publishes its cursor the
+ * moment that fsync returns. There is no barrier between pipelines, so:
+ *  - a slow lane delays neither the CommitQC log nor the other lanes;
+ *  - a lane with a backlog writes all of it in one batch (one fsync), so the latency of its newest
+ *    block is about one batch write + fsync whatever the backlog — no batch-growth feedback loop;
+ *  - lane logs fsync on the libuv pool (`syncOffThread`), so many lanes' fsyncs overlap.
+ *
+ * Ordering: the anchor pipeline writes the anchor durably before the other pipelines may use it
+ * to truncate — they only ever receive the durable anchor. Appends that need no truncation do not
+ * wait for the anchor at all.
+ *
+ * The first error of any pipeline is fatal: the availability state latches it (every waiter
+ * rejects with it), all pipelines stop, and `onFatal` is called once.
+ */
+export interface PersistLoopOptions {
+  /** Upper bounds of one lane batch (default 1,024 blocks / 16 MiB of payload). */
+  maxBatchBlocks?: number;
+  maxBatchBytes?: number;
+  /** Upper bound of one CommitQC batch (default 256). */
+  maxBatchCommitQCs?: number;
+  /** Drop records below the anchor only when whole segments are freed (default true). */
+  lazyPrune?: boolean;
+  onFatal?: (err: Error) => void;
+}
+
+export class PersistLoop {
+  private stopping = false;
+  private readonly running: Promise<void>[] = [];
+  private readonly maxBatchBlocks: number;
+  private readonly maxBatchBytes: number;
+  private readonly maxBatchCommitQCs: number;
+  private readonly lazyPrune: boolean;
+  private fatal: Error | undefined;
+
+  constructor(
+    private readonly state: AvailabilityState,
+    private readonly blocks: BlockPersister,
+    private readonly commitQCs: CommitQCPersister,
+    private readonly anchor: AnchorStore,
+    private readonly metrics: PersistenceMetrics,
+    private readonly options: PersistLoopOptions = {},
+  ) {
+    this.maxBatchBlocks = options.maxBatchBlocks ?? 1024;
+    this.maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.maxBatchCommitQCs = options.maxBatchCommitQCs ?? 256;
+    this.lazyPrune = options.lazyPrune ?? true;
+  }
+
+  start(): void {
+    this.running.push(this.pipeline('anchor', this.state.anchorWork, () => this.anchorStep()));
+    this.running.push(this.pipeline('commitqcs', this.state.commitQCWork, () => this.commitQCStep()));
+    for (const lane of this.state.laneIds()) {
+      this.running.push(
+        this.pipeline(`lane ${lane.slice(0, 12)}`, this.state.laneSignal(lane), () => this.laneStep(lane)),
+      );
+    }
+  }
+
+  /** The fatal error that stopped the loop, if any. */
+  get failure(): Error | undefined {
+    return this.fatal;
+  }
+
+  private async pipeline(name: string, signal: Signal, step: () => Promise<boolean>): Promise<void> {
+    try {
+      while (!this.stopping && this.fatal === undefined && this.state.failed === undefined) {
+        const didWork = await step();
+        if (!didWork) await signal.wait();
+      }
+    } catch (err) {
+      this.failWith(err, name);
+    }
+  }
+
+  private failWith(err: unknown, pipeline: string): void {
+    const error =
+      err instanceof Error
+        ? err
+        : new CairnError('IO_FATAL', `persist pipeline ${pipeline} failed: ${String(err)}`);
+    if (this.fatal !== undefined) return;
+    this.fatal = error;
+    this.state.fail(error);
+    this.options.onFatal?.(error);
+  }
+
+  private async anchorStep(): Promise<boolean> {
+    const anchor = this.state.takeAnchor();
+    if (!anchor) return false;
+    const started = performance.now();
+    this.anchor.write(anchor);
+    this.metrics.anchorWriteLatency.record(performance.now() - started);
+    this.metrics.anchorWrites++;
+    this.state.markAnchorDurable(anchor);
+    // The write was synchronous: yield so other pipelines run before the next anchor check.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return true;
+  }
+
+  private async commitQCStep(): Promise<boolean> {
+    const batch = this.state.takeCommitQCBatch(this.commitQCs.next, this.maxBatchCommitQCs);
+    if (!batch) return false;
+    await this.commitQCs.pruneAndPersist(batch.anchorQC, batch.qcs, {
+      lazyPrune: this.lazyPrune,
+      onDurable: (qc) => this.state.markCommitQCDurable(qc),
+    });
+    return this.state.commitQCHasBacklog();
+  }
+
+  private async laneStep(lane: LaneId): Promise<boolean> {
+    const batch = this.state.takeLaneBatch(
+      lane,
+      this.blocks.nextBlockNumber(lane),
+      this.maxBatchBlocks,
+      this.maxBatchBytes,
+    );
+    if (!batch) return false;
+    if (batch.proposals.length > 0) {
+      this.metrics.laneBatches++;
+      this.metrics.laneBatchBlocks.record(batch.proposals.length);
+    }
+    await this.blocks.pruneAndPersistLane(lane, batch.anchorQC, batch.proposals, {
+      lazyPrune: this.lazyPrune,
+      onDurable: (next) => this.state.markLaneDurable(lane, next),
+    });
+    return this.state.laneHasBacklog(lane);
+  }
+
+  /** Stops every pipeline after its in-flight write; resolves when all have returned. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.state.anchorWork.notify();
+    this.state.commitQCWork.notify();
+    for (const lane of this.state.laneIds()) this.state.laneSignal(lane).notify();
+    await Promise.all(this.running);
+  }
+}

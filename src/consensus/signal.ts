@@ -1,0 +1,84 @@
+/**
+ * A wake-up flag for one consumer loop: `notify()` sets it, `wait()` resolves once it is set and
+ * clears it. A notify that happens while the loop is busy is remembered, so no wake-up is lost,
+ * and many notifies collapse into one (targeted wake-ups, no thundering herd).
+ */
+export class Signal {
+  private pending = false;
+  private waiter: (() => void) | undefined;
+
+  notify(): void {
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w();
+    } else {
+      this.pending = true;
+    }
+  }
+
+  wait(): Promise<void> {
+    if (this.pending) {
+      this.pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+}
+
+/** A promise with its settle functions (Node 20 has no Promise.withResolvers). */
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (err: unknown) => void;
+}
+
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/**
+ * Waiters keyed by a threshold, resolved in order when a monotonic cursor passes them. Insertion is
+ * O(log n) (binary search) and resolution pops from the front, so thousands of waiters stay cheap.
+ */
+export class ThresholdWaiters<T> {
+  private readonly items: { at: number; d: Deferred<T> }[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  /** A promise resolved by the first `release(cursor, ...)` with `cursor > at`. */
+  add(at: number): Promise<T> {
+    const d = deferred<T>();
+    let lo = 0;
+    let hi = this.items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.items[mid]!.at <= at) lo = mid + 1;
+      else hi = mid;
+    }
+    this.items.splice(lo, 0, { at, d });
+    return d.promise;
+  }
+
+  /** Resolves every waiter with `at < cursor`, with the value `valueFor(at)`. */
+  release(cursor: number, valueFor: (at: number) => T): void {
+    let n = 0;
+    while (n < this.items.length && this.items[n]!.at < cursor) n++;
+    if (n === 0) return;
+    for (const { at, d } of this.items.splice(0, n)) d.resolve(valueFor(at));
+  }
+
+  rejectAll(err: unknown): void {
+    for (const { d } of this.items.splice(0)) d.reject(err);
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The persist-loop workload shared by the crash and fault-injection suites, with its recovery check.
+ * Deterministic for a seed: a fixture of LANES lanes, blocks of random counts per road, CommitQCs
+ * finalizing up to 3 blocks per lane, AppQCs racing the persist loop, small segments.
+ */
+import assert from 'node:assert/strict';
+import { encodeCommitQC, encodeSignedLaneProposal } from '../../src/consensus/codecs.ts';
+import { laneRangeOf } from '../../src/consensus/committee.ts';
+import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
+import { ConsensusFixture } from '../../src/consensus/testkit.ts';
+import type { LaneId } from '../../src/consensus/types.ts';
+import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+import { bytesEqual } from '../../src/lib/bytes.ts';
+import { Rng } from '../../src/lib/rng.ts';
+import type { CrashScenario } from '../support/crashHarness.ts';
+import { ROOT } from './helpers.ts';
+
+export interface Acks {
+  fixture: ConsensusFixture;
+  /** Highest block number reported 'durable' per lane (all below it too). */
+  voteable: Map<LaneId, number>;
+  publishedRoad: number;
+  anchorRoad: number;
+  /** The fatal error the store latched during the run, if any. */
+  failure?: Error | undefined;
+  /** The store of the last run (for post-failure assertions). */
+  cp?: ConsensusPersistence;
+}
+
+export const LANES = 3;
+
+export function options(fs: SimulatedFileSystem, f: ConsensusFixture) {
+  return {
+    fs,
+    dir: ROOT,
+    committee: f.committee,
+    verifySignatures: false,
+    segmentBytes: 1024,
+    preallocate: false,
+    blocksPerLane: 12,
+  };
+}
+
+export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
+  return {
+    name: 'consensus persist loop',
+    start(seed) {
+      return {
+        fixture: new ConsensusFixture({ lanes: LANES, seed, payloadBytes: 100, sign: false }),
+        voteable: new Map(),
+        publishedRoad: -1,
+        anchorRoad: -1,
+      };
+    },
+    async run(fs, acks) {
+      acks.failure = undefined;
+      const f = acks.fixture;
+      const rng = new Rng(f.committee.members[0]!.charCodeAt(3) * 7919);
+      const cp = await ConsensusPersistence.open({ ...options(fs, f), onFatal: (e) => (acks.failure = e) });
+      acks.cp = cp;
+      cp.subscribeCommitQC((qc) => {
+        acks.publishedRoad = Math.max(acks.publishedRoad, qc.roadIndex);
+      });
+      const waits: Promise<unknown>[] = [];
+      const track = (p: Promise<unknown>) => {
+        p.catch(() => undefined); // after a crash they all reject; the run stops at the next await
+        waits.push(p);
+      };
+      try {
+        for (let r = 0; r < roads; r++) {
+          for (const lane of f.lanes) {
+            const count = rng.int(0, 3);
+            for (let i = 0; i < count; i++) {
+              const b = f.produceBlock(lane);
+              cp.pushBlock(b);
+              const n = b.block.header.blockNumber;
+              track(
+                cp.waitVoteable(lane, n).then((status) => {
+                  if (status === 'durable')
+                    acks.voteable.set(lane, Math.max(acks.voteable.get(lane) ?? -1, n));
+                }),
+              );
+            }
+          }
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          const qc = f.nextCommitQC({ maxPerLane: rng.int(1, 4) });
+          cp.pushCommitQC(qc);
+          if (r >= 2 && rng.bool(0.6)) {
+            const a = f.commitQC(r - 1);
+            if (cp.pushAppQC(f.appQC(a), a)) {
+              track(
+                cp
+                  .waitAnchorDurable(a.roadIndex)
+                  .then((x) => (acks.anchorRoad = Math.max(acks.anchorRoad, x.commitQC.roadIndex))),
+              );
+            }
+          }
+          if (rng.bool(0.5)) await Promise.all(waits);
+        }
+        await Promise.all(waits);
+        await cp.waitCommitQC(f.commitQCs.length - 1);
+      } finally {
+        await cp.close().catch(() => undefined);
+      }
+    },
+    async check(image, acks) {
+      const f = acks.fixture;
+      const cp = await ConsensusPersistence.open(options(image, f));
+      try {
+        const anchor = cp.durableAnchor();
+        const anchorRoad = anchor?.commitQC.roadIndex ?? -1;
+        assert.ok(
+          anchorRoad >= acks.anchorRoad,
+          `anchor road ${anchorRoad} < acknowledged ${acks.anchorRoad}`,
+        );
+        const last = cp.lastCommitQC()?.roadIndex ?? -1;
+        assert.ok(last >= acks.publishedRoad, `latest CommitQC ${last} < published ${acks.publishedRoad}`);
+        for (let r = Math.max(anchorRoad, 0); r <= last; r++) {
+          const qc = cp.commitQC(r);
+          assert.ok(
+            qc && bytesEqual(encodeCommitQC(qc), encodeCommitQC(f.commitQC(r))),
+            `CommitQC ${r} missing or different`,
+          );
+        }
+        for (const lane of f.lanes) {
+          const anchorFirst = anchor ? laneRangeOf(anchor.commitQC, lane).first : 0;
+          assert.equal(cp.firstBlock(lane), anchorFirst, 'nothing below the durable anchor comes back');
+          const next = cp.nextBlock(lane);
+          for (let n = anchorFirst; n < next; n++) {
+            const b = cp.block(lane, n);
+            assert.ok(
+              b && bytesEqual(encodeSignedLaneProposal(b), encodeSignedLaneProposal(f.block(lane, n))),
+              `lane block ${n} wrong`,
+            );
+          }
+          const acked = acks.voteable.get(lane) ?? -1;
+          assert.ok(
+            acked < anchorFirst || acked < next,
+            `lane ${lane.slice(0, 8)}: voteable block ${acked} lost (recovered [${anchorFirst}, ${next}))`,
+          );
+        }
+      } finally {
+        await cp.close();
+      }
+    },
+  };
+}
