@@ -1,7 +1,15 @@
 import { Command } from 'commander';
+import { registerBlocksCommands } from './blocksCommands.ts';
+import { registerWalCommands } from './walCommands.ts';
 
-export async function main(argv: string[]): Promise<void> {
+export function buildProgram(): Command {
   const program = new Command();
   program.name('cairn').description('Crash-safe storage for BFT blockchain nodes').version('0.1.0');
-  await program.parseAsync(argv);
+  registerWalCommands(program);
+  registerBlocksCommands(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv);
 }

@@ -1,0 +1,127 @@
+import type { Block, FullCommitQC, GlobalRange } from '../consensus/types.ts';
+import { CairnError } from '../lib/errors.ts';
+import type { BlockStore } from './blockStore.ts';
+
+export interface PersistBatch {
+  /** Contiguous FullCommitQCs, oldest first (already stored ones are accepted as duplicates). */
+  qcs: readonly FullCommitQC[];
+  /** Blocks in ascending global number, each covered by a stored or batched QC. */
+  blocks: readonly { number: number; block: Block }[];
+}
+
+export interface ReconcileReport {
+  blocks: GlobalRange;
+  qcs: GlobalRange;
+  /**
+   * Finalized blocks the store has QCs for but not the blocks: [blocks.next, qcs.next). The node
+   * refetches them from the consensus lane WALs. Undefined when nothing is missing.
+   */
+  missing: GlobalRange | undefined;
+}
+
+/**
+ * The data-layer flow of the node on top of the block store: CommitQCs finalize global ranges;
+ * each batch writes its QCs, then its blocks, then flushes once. The app vote for block n waits on
+ * `waitFlushed(n)`, which resolves only after the fsync covering block n (and, by the log's write
+ * order, its QC) returned. One batch at a time: a second `persist` waits for the first.
+ */
+export class DataLayer {
+  private durableNext: number;
+  private waiters: { number: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private chain: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  /** Bound on concurrently waiting votes; beyond it `waitFlushed` rejects with BACKPRESSURE. */
+  readonly maxWaiters: number;
+
+  constructor(
+    readonly store: BlockStore,
+    options: { maxWaiters?: number } = {},
+  ) {
+    // Everything in the store when the layer starts was recovered from disk, hence durable.
+    this.durableNext = store.ranges().blocks.next;
+    this.maxWaiters = options.maxWaiters ?? 100_000;
+  }
+
+  /** Blocks below this number are durable together with their QCs. */
+  get durableBlockNext(): number {
+    return this.durableNext;
+  }
+
+  /**
+   * Startup reconciliation. The single value log already guarantees that no block survives
+   * without its QC (write order), and opening the store refuses a state that breaks it; what is
+   * left is the tail of finalized blocks whose bodies were not yet durable.
+   */
+  reconcile(): ReconcileReport {
+    const r = this.store.ranges();
+    const missing = r.blocks.next < r.qcs.next ? { first: r.blocks.next, next: r.qcs.next } : undefined;
+    return { blocks: r.blocks, qcs: r.qcs, missing };
+  }
+
+  /** Writes QCs, then blocks, then flushes once. Resolves when the batch is durable. */
+  persist(batch: PersistBatch): Promise<void> {
+    const run = this.chain.then(async () => {
+      if (this.failure !== undefined) throw this.failure;
+      let top = this.durableNext;
+      try {
+        for (const qc of batch.qcs) this.store.writeQC(qc);
+        for (const { number, block } of batch.blocks) {
+          this.store.writeBlock(number, block);
+          top = Math.max(top, number + 1);
+        }
+        await this.store.flush();
+      } catch (err) {
+        // A rejected write is the caller's bug and leaves the store usable; a failed flush latched
+        // the store, so every waiter learns about it.
+        if (err instanceof CairnError && err.kind === 'fatal') this.failAll(err);
+        throw err;
+      }
+      this.advance(Math.max(top, this.store.ranges().blocks.next));
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves once block `n` and its QC are durable. */
+  waitFlushed(n: number): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (n < this.durableNext) return Promise.resolve();
+    if (this.waiters.length >= this.maxWaiters) {
+      return Promise.reject(
+        new CairnError(
+          'BACKPRESSURE',
+          `${this.waiters.length} votes already wait for durability (limit ${this.maxWaiters})`,
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => this.waiters.push({ number: n, resolve, reject }));
+  }
+
+  /** Prunes below the app's retain height (0 = keep everything). Returns the floor in force. */
+  pruneToRetainHeight(retainHeight: number): Promise<number> {
+    if (retainHeight <= 0) return Promise.resolve(this.store.floor);
+    const run = this.chain.then(() => this.store.pruneBefore(retainHeight));
+    this.chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private advance(next: number): void {
+    if (next <= this.durableNext) return;
+    this.durableNext = next;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.number < next) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  private failAll(err: unknown): void {
+    this.failure ??= err;
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+  }
+}

@@ -1,0 +1,81 @@
+import * as path from 'node:path';
+import type { FileSystem } from '../io/fileSystem.ts';
+import { mkdirDurable } from '../io/fileSystem.ts';
+import { realFileSystem } from '../io/realFileSystem.ts';
+import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
+import type { OrderedKv } from '../kv/orderedKv.ts';
+import { CairnError, ioFatal } from '../lib/errors.ts';
+import { Wal } from '../wal/wal.ts';
+import { BLOCK_STORE_KINDS, BlockStore } from './blockStore.ts';
+import { RecordStore } from './recordStore.ts';
+
+/** Sub-directories of a block store directory. */
+export const VALUE_LOG_DIR = 'values';
+export const INDEX_DIR = 'index';
+/** Largest value-log entry: a block of MAX_PAYLOAD_BYTES (8 MiB) plus headers fits with room. */
+export const BLOCK_LOG_MAX_RECORD_BYTES = 32 * 1024 * 1024;
+export const BLOCK_LOG_DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
+
+export interface OpenBlockStoreOptions {
+  /** Store directory: `<dir>/values` (value log) and `<dir>/index` (LevelDB). */
+  dir: string;
+  /** File system of the value log (default: the real one). */
+  fs?: FileSystem;
+  /** Index engine; default classic-level at `<dir>/index`. Tests pass a MemoryKv. */
+  kv?: OrderedKv;
+  /** Value-log segment size: the granularity at which pruned data is reclaimed. */
+  segmentBytes?: number;
+  /** Open the value log read-only (CLI inspection). */
+  readOnly?: boolean;
+  onWarning?: (message: string, details: Record<string, unknown>) => void;
+}
+
+/**
+ * Opens the block store: the index first (LevelDB's LOCK file makes the directory single-owner),
+ * then the value log (torn-tail repair), then the record layer (re-indexes the log tail) and the
+ * typed layer (checks QC contiguity and block coverage).
+ */
+export async function openBlockStore(options: OpenBlockStoreOptions): Promise<BlockStore> {
+  try {
+    return await openLayers(options);
+  } catch (err) {
+    // Every failure leaves as a typed error naming the store, whichever layer raised it.
+    if (err instanceof CairnError) throw err;
+    throw ioFatal(`opening block store ${options.dir}`, err, { file: options.dir });
+  }
+}
+
+async function openLayers(options: OpenBlockStoreOptions): Promise<BlockStore> {
+  const fs = options.fs ?? realFileSystem;
+  if (!options.readOnly) mkdirDurable(fs, options.dir, path);
+  const kv = options.kv ?? (await ClassicLevelKv.open(path.join(options.dir, INDEX_DIR)));
+  let log: Wal | undefined;
+  try {
+    log = await Wal.open({
+      fs,
+      dir: path.join(options.dir, VALUE_LOG_DIR),
+      segmentBytes: options.segmentBytes ?? BLOCK_LOG_DEFAULT_SEGMENT_BYTES,
+      maxRecordBytes: BLOCK_LOG_MAX_RECORD_BYTES,
+      durability: { mode: 'on-request' },
+      ...(options.readOnly ? { readOnly: true } : {}),
+      ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+    });
+    const records = await RecordStore.open({
+      log,
+      kv,
+      name: options.dir,
+      ...BLOCK_STORE_KINDS,
+      maxValueBytes: BLOCK_LOG_MAX_RECORD_BYTES - 1024,
+    });
+    try {
+      return BlockStore.open(records);
+    } catch (err) {
+      await records.close().catch(() => undefined);
+      throw err;
+    }
+  } catch (err) {
+    await log?.close().catch(() => undefined);
+    await kv.close().catch(() => undefined);
+    throw err;
+  }
+}
