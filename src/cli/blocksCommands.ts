@@ -1,11 +1,14 @@
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { BlockStore } from '../blocks/blockStore.ts';
-import { openBlockStore } from '../blocks/openBlockStore.ts';
+import { openBlockStore, VALUE_LOG_DIR } from '../blocks/openBlockStore.ts';
 import { globalRangeOf } from '../consensus/committee.ts';
 import { hashBlockHeader } from '../consensus/crypto.ts';
 import type { Block, FullCommitQC } from '../consensus/types.ts';
 import { fromHex, toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
+import { BLOCKS_DIR } from '../node/node.ts';
 
 /**
  * `cairn blocks get <number|hash>`, `cairn blocks range`, `cairn blocks verify`, each with
@@ -18,7 +21,7 @@ export function registerBlocksCommands(program: Command): void {
   blocks
     .command('get <numberOrHash>')
     .description('print a block (by global number or 0x-hex header hash) and its covering QC as JSON')
-    .requiredOption('--data-dir <dir>', 'block store directory')
+    .requiredOption('--data-dir <dir>', 'node data directory, or the block store directory in it')
     .action(async (what: string, opts: { dataDir: string }) => {
       await withStore(opts.dataDir, (store) => {
         const isHash = /^(0x)?[0-9a-fA-F]{64}$/.test(what);
@@ -56,7 +59,7 @@ export function registerBlocksCommands(program: Command): void {
   blocks
     .command('range')
     .description('print the stored ranges [first, next) of blocks and QCs and the prune floor')
-    .requiredOption('--data-dir <dir>', 'block store directory')
+    .requiredOption('--data-dir <dir>', 'node data directory, or the block store directory in it')
     .action(async (opts: { dataDir: string }) => {
       await withStore(opts.dataDir, (store) => report(store.ranges()));
     });
@@ -64,7 +67,7 @@ export function registerBlocksCommands(program: Command): void {
   blocks
     .command('verify')
     .description('check every record checksum, QC coverage and index consistency; non-zero exit on a problem')
-    .requiredOption('--data-dir <dir>', 'block store directory')
+    .requiredOption('--data-dir <dir>', 'node data directory, or the block store directory in it')
     .action(async (opts: { dataDir: string }) => {
       await withStore(opts.dataDir, async (store) => {
         const r = await store.verify();
@@ -76,10 +79,16 @@ export function registerBlocksCommands(program: Command): void {
     });
 }
 
+/** Accepts a node's data directory (which holds `blocks/`) or the block store directory itself. */
+function resolveStoreDir(dir: string): string {
+  const nested = path.join(dir, BLOCKS_DIR);
+  return existsSync(path.join(nested, VALUE_LOG_DIR)) ? nested : dir;
+}
+
 async function withStore(dir: string, fn: (store: BlockStore) => void | Promise<void>): Promise<void> {
   let store: BlockStore;
   try {
-    store = await openBlockStore({ dir });
+    store = await openBlockStore({ dir: resolveStoreDir(dir) });
   } catch (err) {
     report({ ok: false, error: describeError(err) }, 1);
     return;
