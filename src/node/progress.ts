@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
 import type { DevnetSimulation } from './devnetSimulation.ts';
-import type { CairnNode } from './node.ts';
+import { BLOCKS_DIR, type CairnNode } from './node.ts';
 
 const TTY_REFRESH_MS = 500;
 /** Disk usage walks the data directory; do it at most this often. */
@@ -22,6 +22,7 @@ export class ProgressReporter {
   private readonly startedAtMs = performance.now();
   private last: Sample;
   private diskBytes = 0;
+  private blockStoreBytes = 0;
   private diskScannedAtMs = -Infinity;
   private readonly tty: boolean;
 
@@ -80,19 +81,20 @@ export class ProgressReporter {
     const line =
       `finalized ${blocksPerS.toFixed(0)} blocks/s (votes ${votesPerS.toFixed(0)}/s) | ` +
       `persist lag ${lag} blocks | fsync p99 ${fsync.p99Ms.toFixed(2)} ms | ` +
-      `block store [${ranges.blocks.first}, ${ranges.blocks.next}) | ` +
-      `anchor road ${anchor ? anchor.commitQC.roadIndex : '-'} | disk ${formatBytes(this.diskUsage())}`;
+      `block store [${ranges.blocks.first}, ${ranges.blocks.next}) ${formatBytes(this.diskUsage().blocks)} | ` +
+      `anchor road ${anchor ? anchor.commitQC.roadIndex : '-'} | disk ${formatBytes(this.diskUsage().total)}`;
     if (this.tty) this.out.write(`\r\x1b[2K${line}`);
     else this.out.write(`${new Date().toISOString()} ${line}\n`);
   }
 
-  private diskUsage(): number {
+  private diskUsage(): { total: number; blocks: number } {
     const nowMs = performance.now();
     if (nowMs - this.diskScannedAtMs >= DISK_SCAN_INTERVAL_MS) {
       this.diskScannedAtMs = nowMs;
       this.diskBytes = directoryBytes(this.node.fs, this.node.dataDir);
+      this.blockStoreBytes = directoryBytes(this.node.fs, path.join(this.node.dataDir, BLOCKS_DIR));
     }
-    return this.diskBytes;
+    return { total: this.diskBytes, blocks: this.blockStoreBytes };
   }
 }
 
