@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { type FileSystem, mkdirDurable } from '../io/fileSystem.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, ioFatal } from '../lib/errors.ts';
+import { runAllThenThrowFirst } from '../lib/lifecycle.ts';
 import type { Durability } from '../wal/types.ts';
 import { type AnchorStore, NullAnchorStore, openAnchorStore } from './anchorStore.ts';
 import { AvailabilityState, type PushResult, type VoteableStatus } from './availState.ts';
@@ -288,19 +289,11 @@ export class ConsensusPersistence {
     this.closing ??= (async () => {
       await this.loop.stop();
       this.state.close();
-      const errors: unknown[] = [];
-      for (const c of [
+      await runAllThenThrowFirst([
         () => this.blocks.close(),
         () => this.commitQCs.close(),
         () => this.anchorStore.close(),
-      ]) {
-        try {
-          await c();
-        } catch (err) {
-          errors.push(err);
-        }
-      }
-      if (errors.length > 0) throw errors[0];
+      ]);
     })();
     return this.closing;
   }

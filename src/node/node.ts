@@ -7,6 +7,7 @@ import type { CommitQC, Committee, LaneId } from '../consensus/types.ts';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
+import { runAllThenThrowFirst } from '../lib/lifecycle.ts';
 import { Finalizer } from './finalizer.ts';
 
 export const CONSENSUS_DIR = 'consensus';
@@ -128,20 +129,12 @@ export class CairnNode {
   /** Stops the finalizer, then closes the stores in reverse order of opening, then unlocks. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const errors: unknown[] = [];
-      for (const step of [
+      await runAllThenThrowFirst([
         () => this.finalizer.stop(),
         () => this.consensus.close(),
         () => this.blocks.close(),
         () => this.lock.release(),
-      ]) {
-        try {
-          await step();
-        } catch (err) {
-          errors.push(err);
-        }
-      }
-      if (errors.length > 0) throw errors[0];
+      ]);
     })();
     return this.closing;
   }
