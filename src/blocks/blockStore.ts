@@ -170,6 +170,12 @@ export class BlockStore {
     from: number,
     maxBlocks: number,
   ): ReadResult<{ qcs: FullCommitQC[]; blocks: { number: number; block: Block }[] }> {
+    if (!Number.isSafeInteger(from) || from < 0) {
+      throw new CairnError(
+        'INVALID_ARGUMENT',
+        `readRange: from must be a non-negative safe integer, got ${from}`,
+      );
+    }
     if (!Number.isSafeInteger(maxBlocks) || maxBlocks <= 0 || maxBlocks > 100_000) {
       throw new CairnError(
         'INVALID_ARGUMENT',
@@ -181,14 +187,17 @@ export class BlockStore {
     const qcs: FullCommitQC[] = [];
     const end = Math.min(this.blockNext ?? from, from + maxBlocks);
     let covered = from;
+    let prunedMeanwhile: ReadResult<never> | undefined;
     const pushQC = (n: number): boolean => {
       const q = this.readQCForBlock(n);
+      if (q.status === 'pruned') prunedMeanwhile = q;
       if (q.status !== 'found') return false;
       qcs.push(q.value);
       covered = globalRangeOf(q.value.qc).next;
       return true;
     };
-    if (!pushQC(from)) return { status: 'absent' };
+    // A prune running concurrently may have passed `from` since the floor check above.
+    if (!pushQC(from)) return prunedMeanwhile ?? { status: 'absent' };
     for (let n = from; n < end; n++) {
       if (n >= covered && !pushQC(n)) break;
       const b = this.readBlock(n);

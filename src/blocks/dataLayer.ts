@@ -30,6 +30,7 @@ export class DataLayer {
   private waiters: { number: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private chain: Promise<void> = Promise.resolve();
   private failure: unknown;
+  private closedError: CairnError | undefined;
   /** Bound on concurrently waiting votes; beyond it `waitFlushed` rejects with BACKPRESSURE. */
   readonly maxWaiters: number;
 
@@ -60,15 +61,17 @@ export class DataLayer {
 
   /** Writes QCs, then blocks, then flushes once. Resolves when the batch is durable. */
   persist(batch: PersistBatch): Promise<void> {
+    if (this.closedError !== undefined) return Promise.reject(this.closedError);
     const run = this.chain.then(async () => {
       if (this.failure !== undefined) throw this.failure;
-      let top = this.durableNext;
+      if (this.closedError !== undefined) throw this.closedError;
+      let covered: number;
       try {
         for (const qc of batch.qcs) this.store.writeQC(qc);
-        for (const { number, block } of batch.blocks) {
-          this.store.writeBlock(number, block);
-          top = Math.max(top, number + 1);
-        }
+        for (const { number, block } of batch.blocks) this.store.writeBlock(number, block);
+        // What the flush covers is fixed now, before the await: the store is shared, and a block
+        // another writer appends while the fsync runs is not durable when it returns.
+        covered = this.store.ranges().blocks.next;
         await this.store.flush();
       } catch (err) {
         // A rejected write is the caller's bug and leaves the store usable; a failed flush latched
@@ -76,7 +79,7 @@ export class DataLayer {
         if (err instanceof CairnError && err.kind === 'fatal') this.failAll(err);
         throw err;
       }
-      this.advance(Math.max(top, this.store.ranges().blocks.next));
+      this.advance(covered);
     });
     this.chain = run.catch(() => undefined);
     return run;
@@ -85,6 +88,7 @@ export class DataLayer {
   /** Resolves once block `n` and its QC are durable. */
   waitFlushed(n: number): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.closedError !== undefined) return Promise.reject(this.closedError);
     if (n < this.durableNext) return Promise.resolve();
     if (this.waiters.length >= this.maxWaiters) {
       return Promise.reject(
@@ -99,13 +103,37 @@ export class DataLayer {
 
   /** Prunes below the app's retain height (0 = keep everything). Returns the floor in force. */
   pruneToRetainHeight(retainHeight: number): Promise<number> {
+    if (this.closedError !== undefined) return Promise.reject(this.closedError);
     if (retainHeight <= 0) return Promise.resolve(this.store.floor);
-    const run = this.chain.then(() => this.store.pruneBefore(retainHeight));
+    const run = this.chain.then(async () => {
+      try {
+        return await this.store.pruneBefore(retainHeight);
+      } catch (err) {
+        // A failed floor write or segment drop latched the store: no flush can ever succeed, so
+        // waiting votes must learn it now rather than wait for a batch that may never come.
+        if (err instanceof CairnError && err.kind === 'fatal') this.failAll(err);
+        throw err;
+      }
+    });
     this.chain = run.then(
       () => undefined,
       () => undefined,
     );
     return run;
+  }
+
+  /**
+   * Stops the layer: lets the batch in flight finish, then rejects every waiting vote with CLOSED
+   * (their blocks will not be flushed by this layer). Later calls reject with CLOSED. Does not
+   * close the store, which its owner closes. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closedError ??= new CairnError('CLOSED', 'the data layer is closed');
+    const err = this.closedError;
+    return this.chain.then(() => {
+      for (const w of this.waiters) w.reject(this.failure ?? err);
+      this.waiters = [];
+    });
   }
 
   private advance(next: number): void {

@@ -85,6 +85,12 @@ export class RecordStore {
   private readonly pendingByHash = new Map<string, Pending>();
   private indexedNext: number;
   private floorValue: number;
+  /**
+   * Floor of the prune being written, if any. Reads honour it at once: its KV batch drops index
+   * entries below it, and a read landing between that and the durable floor must report `pruned`,
+   * never `absent`. `floor` (what callers may rely on) moves only once the batch is durable.
+   */
+  private pruningFloor = 0;
   private serial: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
   private readonly maxValueBytes: number;
@@ -212,7 +218,9 @@ export class RecordStore {
   /** The record of `kind` covering number `n`. */
   get(kind: number, n: number): Lookup {
     this.checkOpen();
-    if (n < this.floorValue) return { status: 'pruned', floor: this.floorValue };
+    checkNumber(n, 'record number');
+    const floor = this.readFloor();
+    if (n < floor) return { status: 'pruned', floor };
     const state = this.kindState(kind);
     let loc: Location | undefined;
     if (state.ranged) {
@@ -244,7 +252,8 @@ export class RecordStore {
       kind = v[0]!;
       first = readU64BE(v, 1);
     }
-    if (first < this.floorValue) return { status: 'pruned', floor: this.floorValue };
+    const floor = this.readFloor();
+    if (first < floor) return { status: 'pruned', floor };
     const found = this.get(kind, first);
     if (found.status !== 'found') return found;
     if (!bytesEq(found.record.hash, hash)) {
@@ -280,6 +289,8 @@ export class RecordStore {
   pruneBefore(floor: number): Promise<void> {
     try {
       this.checkUsable();
+      // A floor that is not a safe integer would be persisted and then fail every later open.
+      checkNumber(floor, 'prune floor');
     } catch (err) {
       return Promise.reject(err);
     }
@@ -306,9 +317,11 @@ export class RecordStore {
           batch.del(u64KeyFor(kind, s.first));
         }
       }
+      this.pruningFloor = floor;
       try {
         await batch.write({ sync: true });
       } catch (err) {
+        this.pruningFloor = 0;
         throw this.fail(err, 'persisting the block store prune floor');
       }
       this.floorValue = floor;
@@ -468,6 +481,10 @@ export class RecordStore {
 
   private async firstWalIndexAtOrAbove(floor: number): Promise<number> {
     let cut = this.log.nextIndex;
+    // Records appended since the last index batch are not in the KV yet (appends do not wait for
+    // a running prune): the oldest of them at or above the floor bounds the cut as well.
+    const unindexed = this.pending.find((p) => p.next > floor);
+    if (unindexed !== undefined) cut = unindexed.walIndex;
     for (const [kind, state] of this.kinds) {
       if (state.ranged) {
         const s = state.spans.find((x) => x.next > floor);
@@ -583,6 +600,10 @@ export class RecordStore {
     return this.latch.latch(err, what);
   }
 
+  private readFloor(): number {
+    return Math.max(this.floorValue, this.pruningFloor);
+  }
+
   private checkOpen(): void {
     if (this.closing !== undefined) throw new CairnError('CLOSED', `block store ${this.name} is closed`);
   }
@@ -595,6 +616,12 @@ export class RecordStore {
   private checkUsable(): void {
     this.checkOpen();
     this.latch.check();
+  }
+}
+
+function checkNumber(n: number, what: string): void {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new CairnError('INVALID_ARGUMENT', `${what} must be a non-negative safe integer, got ${n}`);
   }
 }
 

@@ -196,7 +196,9 @@ class AbFile implements AbSnapshotFile {
         // Overwrite in place, then cut any longer previous image. The slot is not the winner, so
         // a tear here loses nothing; seq and winner move only after the fsync returned.
         writeFully(handle, [image], 0);
-        if (handle.size() !== image.byteLength) handle.truncate(image.byteLength);
+        // Always cut: after an earlier failed fsync the cached size may differ from the disk's, and
+        // a longer stale tail would make this slot unreadable after a power cut.
+        handle.truncate(image.byteLength);
       } catch (err) {
         // A failed write (ENOSPC, EIO on pwrite) leaves seq and the winner untouched: the next
         // write rewrites this same non-winning slot completely before its own fsync.
@@ -265,6 +267,21 @@ export function openAbFile(
       if (created) fs.syncDir(dir);
     } catch (err) {
       throw ioFatal(`fsync of directory ${dir}`, err, { file: dir });
+    }
+    // The winner may have been read from the page cache of a process that was killed before its
+    // fsync. Make it durable before anyone acts on it (e.g. prunes logs below a loaded anchor).
+    if (winner !== undefined) {
+      const file = files[winner];
+      try {
+        const handle = fs.open(file);
+        try {
+          handle.sync();
+        } finally {
+          handle.close();
+        }
+      } catch (err) {
+        throw ioFatal(`fsync of A/B slot ${file}`, err, { file });
+      }
     }
   }
   return {

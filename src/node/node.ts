@@ -5,8 +5,9 @@ import { openBlockStore } from '../blocks/openBlockStore.ts';
 import { ConsensusPersistence } from '../consensus/persistence.ts';
 import type { CommitQC, Committee, LaneId } from '../consensus/types.ts';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
-import type { FileSystem } from '../io/fileSystem.ts';
+import { type FileSystem, mkdirDurable } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
+import { ioFatal } from '../lib/errors.ts';
 import { runAllThenThrowFirst } from '../lib/lifecycle.ts';
 import { Finalizer } from './finalizer.ts';
 
@@ -67,9 +68,13 @@ export class CairnNode {
 
   static async open(options: NodeOptions): Promise<{ node: CairnNode; recovery: RecoveryReport }> {
     const fs = options.fs ?? realFileSystem;
+    // The lock creates the data directory (and missing parents) with a plain mkdir; their entries
+    // are made durable below, or a power cut soon after a first start could drop the directory.
+    const created = missingDirs(fs, options.dataDir);
     const lock = await acquireDirLock(options.dataDir);
     const opened: { close(): Promise<void> }[] = [];
     try {
+      syncParentsOf(fs, created);
       const fresh = !fs.exists(path.join(options.dataDir, CONSENSUS_DIR));
       const committee = typeof options.committee === 'function' ? options.committee() : options.committee;
       const consensus = await ConsensusPersistence.open({
@@ -126,17 +131,42 @@ export class CairnNode {
     };
   }
 
-  /** Stops the finalizer, then closes the stores in reverse order of opening, then unlocks. */
+  /** Stops the finalizer and the data layer, then closes the stores in reverse order of opening, then unlocks. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await runAllThenThrowFirst([
         () => this.finalizer.stop(),
+        // Votes still waiting on a flush are told the node is closing (they would never settle).
+        () => this.data.close(),
         () => this.consensus.close(),
         () => this.blocks.close(),
         () => this.lock.release(),
       ]);
     })();
     return this.closing;
+  }
+}
+
+/** `dir` and its missing ancestors, deepest first. */
+function missingDirs(fs: FileSystem, dir: string): string[] {
+  const out: string[] = [];
+  for (let d = path.resolve(dir); !fs.exists(d); d = path.dirname(d)) {
+    out.push(d);
+    if (path.dirname(d) === d) break;
+  }
+  return out;
+}
+
+/** Fsyncs the parent of each created directory, outermost first. */
+function syncParentsOf(fs: FileSystem, created: readonly string[]): void {
+  for (const d of [...created].reverse()) {
+    // A file system that did not see the lock's mkdir (a simulated one) gets the directory here.
+    if (!fs.exists(d)) mkdirDurable(fs, d, path);
+    try {
+      fs.syncDir(path.dirname(d));
+    } catch (err) {
+      throw ioFatal(`fsync of directory ${path.dirname(d)}`, err, { file: path.dirname(d) });
+    }
   }
 }
 
