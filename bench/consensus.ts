@@ -1,25 +1,50 @@
 /**
  * Consensus persistence benchmark: `npm run bench -- consensus [--quick]`.
  *
- * For 16 and 40 lanes with 4 KiB and 64 KiB blocks, lanes produce blocks at a steady rate while
- * CommitQCs and AppQCs advance (so the anchor moves and logs get pruned, as in production). It
- * measures the latency from a block's arrival (`pushBlock`) to voteable (durable), p50 / p99, and the
- * blocks/s made durable. In the same run it measures the raw latency of write + fdatasync of a 4 KiB
- * block on the same disk (the baseline) and, with 40 lanes × 4 KiB, injects a burst of 1,000 queued
- * blocks on one lane and measures the latency of the other lanes' blocks during the burst.
+ * Lanes produce blocks at a steady rate (arrivals spread evenly over each lane's interval) while
+ * CommitQCs and AppQCs advance every 100 ms (so the anchor moves and logs are pruned, as in
+ * production). Measured: the latency from a block's arrival (`pushBlock`) to the moment the vote
+ * gate opens for it (the lane's voteable cursor passes it, i.e. its fsync returned), p50 / p99.
+ * A burst run queues 1,000 extra blocks on one lane at a quarter of the run and measures the other
+ * lanes' latency while the burst drains.
+ *
+ * Baselines, measured in the same process in interleaved rounds (the order rotates each round):
+ *  - raw fsync: write of one framed 4 KiB block (same bytes as a lane record) into a preallocated,
+ *    fsynced file + `fdatasyncSync`, one at a time (the cost of "one fsync" on this disk);
+ *  - raw lanes: the same arrival schedule and bytes, one preallocated file per lane, each lane
+ *    writing its queued blocks with one writev and one fdatasync on the thread pool (Cairn's
+ *    scheme with none of Cairn: what the disk gives this workload). It has no CommitQC log, no
+ *    anchor writes and no pruning, which Cairn does on top.
+ * Cairn runs with `verifySignatures: false`: admission-time ed25519 verification is a CPU cost
+ * before admission that does not depend on persistence; it is measured separately and printed.
+ * Blocks and QCs are generated before the timed part. Medians over the rounds are reported.
  *
  * Last line: {"bench":"consensus","metrics":{...},"baseline":{...},"ratios":{...}}.
  */
-process.env.UV_THREADPOOL_SIZE ??= '64';
 
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasync,
+  fdatasyncSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeSync,
+  writevSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { encodeSignedLaneProposal } from '../src/consensus/codecs.ts';
+import { verifyLaneProposal } from '../src/consensus/committee.ts';
 import { LatencyHistogram } from '../src/consensus/metrics.ts';
 import { ConsensusPersistence } from '../src/consensus/persistence.ts';
 import { ConsensusFixture } from '../src/consensus/testkit.ts';
 import type { LaneId, SignedLaneProposal } from '../src/consensus/types.ts';
 import { RealFileSystem } from '../src/io/realFileSystem.ts';
+import { crc32c } from '../src/lib/crc32c.ts';
+import { median, printTable, round3, verdict } from './support/stats.ts';
+import { rerunWithThreadPool } from './support/threadPool.ts';
 
 interface Config {
   lanes: number;
@@ -31,61 +56,135 @@ interface Config {
 interface RunResult {
   p50Ms: number;
   p99Ms: number;
-  blocksPerSec: number;
   blocks: number;
+  blocksPerSec: number;
   fsyncs: number;
-  otherLanesDuringBurst?: { p50Ms: number; p99Ms: number; count: number; burstDrainMs: number };
+  /** Event-loop delay p99 during the run (what any timer or I/O callback waited). */
+  loopDelayP99Ms: number;
+  burst?: { p50Ms: number; p99Ms: number; count: number; drainMs: number };
 }
+
+const FRAME_HEADER_BYTES = 16;
+const BURST_BLOCKS = 1000;
+const MAIN: Config = { lanes: 40, blockBytes: 4096, ratePerLane: 50 };
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function measureRawFsync(dir: string, samples: number): LatencyHistogram {
-  const h = new LatencyHistogram();
-  const file = join(dir, 'raw-fsync.bin');
-  const fd = openSync(file, 'w');
-  const block = new Uint8Array(4096).fill(7);
-  try {
-    for (let i = 0; i < samples; i++) {
-      const t = performance.now();
-      writeSync(fd, block, 0, block.byteLength, i * block.byteLength);
-      fdatasyncSync(fd);
-      h.record(performance.now() - t);
-    }
-  } finally {
-    closeSync(fd);
-  }
+/** The 16-byte WAL frame header (crc32c over length, index and payload), as Cairn writes it. */
+function frameHeader(index: number, payload: Uint8Array): Uint8Array {
+  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  h.writeUInt32LE(payload.byteLength, 4);
+  h.writeUInt32LE(index >>> 0, 8);
+  h.writeUInt32LE(Math.floor(index / 2 ** 32), 12);
+  h.writeUInt32LE(crc32c(payload, crc32c(h.subarray(4))), 0);
   return h;
 }
 
-/** Pre-generates `count` blocks per lane (payload generation must not distort the timing). */
-function prepare(f: ConsensusFixture, perLane: number): Map<LaneId, SignedLaneProposal[]> {
-  const out = new Map<LaneId, SignedLaneProposal[]>();
-  for (const lane of f.lanes)
-    out.set(
-      lane,
-      Array.from({ length: perLane }, () => f.produceBlock(lane)),
-    );
+/** A file of zeros, fsynced: the raw side's preallocated "segment". */
+function preallocatedFile(file: string, bytes: number): number {
+  const fd = openSync(file, 'w+');
+  const zeros = new Uint8Array(1 << 20);
+  for (let pos = 0; pos < bytes; pos += zeros.byteLength) writeSync(fd, zeros, 0, zeros.byteLength, pos);
+  fdatasyncSync(fd);
+  return fd;
+}
+
+/** Raw fsync latency: one framed block written in place + fdatasyncSync, `samples` times. */
+function measureRawFsync(dir: string, record: Uint8Array, samples: number): number[] {
+  const frameBytes = FRAME_HEADER_BYTES + record.byteLength;
+  const file = join(dir, 'raw-fsync.bin');
+  const fd = preallocatedFile(file, samples * frameBytes + (1 << 20));
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < samples; i++) {
+      const t = performance.now();
+      writevSync(fd, [frameHeader(i, record), record], i * frameBytes);
+      fdatasyncSync(fd);
+      out.push(performance.now() - t);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(file, { force: true });
+  }
   return out;
 }
 
-async function runConfig(
-  root: string,
-  config: Config,
-  durationMs: number,
-  burst: boolean,
-): Promise<RunResult> {
-  const dir = mkdtempSync(join(root, `cp-${config.lanes}x${config.blockBytes}-`));
+/** Pre-generated workload: per lane the scheduled blocks; the burst lane also gets the burst. */
+interface Workload {
+  f: ConsensusFixture;
+  blocks: SignedLaneProposal[][];
+  encoded: Uint8Array[][];
+  burst: SignedLaneProposal[];
+  burstEncoded: Uint8Array[];
+}
+
+export function prepare(config: Config, durationMs: number, burst: boolean): Workload {
   const f = new ConsensusFixture({
     lanes: config.lanes,
     seed: 42,
     payloadBytes: config.blockBytes,
     sign: false,
   });
-  const burstBlocks = burst ? 1000 : 0;
+  // +1: block 0 of each lane is pushed during warm-up (it creates the lane's log).
   const perLane = Math.ceil((config.ratePerLane * durationMs) / 1000) + 2;
-  const blocks = prepare(f, perLane);
-  const burstLane = f.laneAt(0);
-  const burstList = burst ? Array.from({ length: burstBlocks }, () => f.produceBlock(burstLane)) : [];
+  const blocks = f.lanes.map((lane) => Array.from({ length: perLane }, () => f.produceBlock(lane)));
+  const burstBlocks = burst ? Array.from({ length: BURST_BLOCKS }, () => f.produceBlock(f.laneAt(0))) : [];
+  return {
+    f,
+    blocks,
+    encoded: blocks.map((list) => list.map(encodeSignedLaneProposal)),
+    burst: burstBlocks,
+    burstEncoded: burstBlocks.map(encodeSignedLaneProposal),
+  };
+}
+
+/** What the schedule drives: Cairn's persistence or the raw lanes. */
+interface Sink {
+  push(lane: number, k: number): void;
+  pushBurst(): void;
+  /** Called every ~1 ms with the elapsed time (QC flow for Cairn). */
+  tick?(now: number): void;
+  close(): Promise<void>;
+  fsyncs(): number;
+}
+
+/** Arrival times and the latency recorder shared by both sinks. */
+class Recorder {
+  readonly arrivals: number[][];
+  readonly durableNext: number[];
+  readonly all = new LatencyHistogram();
+  readonly duringBurst = new LatencyHistogram();
+  burstActive = false;
+  burstLane = 0;
+  blocks = 0;
+
+  constructor(lanes: number, firstMeasured: number) {
+    this.arrivals = Array.from({ length: lanes }, () => []);
+    this.durableNext = Array.from({ length: lanes }, () => firstMeasured);
+  }
+
+  arrived(lane: number, k: number, t: number): void {
+    this.arrivals[lane]![k] = t;
+  }
+
+  /** Blocks of `lane` below `next` are durable. */
+  durable(lane: number, next: number): void {
+    const now = performance.now();
+    const arr = this.arrivals[lane]!;
+    for (let k = this.durableNext[lane]!; k < next; k++) {
+      const t = arr[k];
+      if (t === undefined) continue;
+      const ms = now - t;
+      this.all.record(ms);
+      this.blocks++;
+      if (this.burstActive && lane !== this.burstLane) this.duringBurst.record(ms);
+    }
+    if (next > this.durableNext[lane]!) this.durableNext[lane] = next;
+  }
+}
+
+async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink> {
+  const f = w.f;
   const cp = await ConsensusPersistence.open({
     fs: new RealFileSystem(),
     dir,
@@ -93,162 +192,386 @@ async function runConfig(
     verifySignatures: false,
     blocksPerLane: 1_000_000,
     commitQCWindow: 100_000,
-    ...(process.env.CAIRN_BENCH_SEGMENT_BYTES
-      ? { segmentBytes: Number(process.env.CAIRN_BENCH_SEGMENT_BYTES) }
-      : {}),
-    ...(process.env.CAIRN_BENCH_PREALLOCATE === '0' ? { preallocate: false } : {}),
   });
-  const voteLatency = new LatencyHistogram();
-  const duringBurst = new LatencyHistogram();
-  const sent = new Map<LaneId, number>(f.lanes.map((l) => [l, 0]));
-  let burstActive = false;
-  let burstDrainMs = 0;
-  const pending: Promise<void>[] = [];
-  const push = (p: SignedLaneProposal) => {
-    const t = performance.now();
-    cp.pushBlock(p);
-    const lane = p.block.header.lane;
-    pending.push(
-      cp.waitVoteable(lane, p.block.header.blockNumber).then(() => {
-        const ms = performance.now() - t;
-        voteLatency.record(ms);
-        if (burstActive && lane !== burstLane) duringBurst.record(ms);
-      }),
-    );
-  };
-  const started = performance.now();
-  const intervalMs = 1000 / config.ratePerLane;
-  // Lanes are spread evenly over the interval so arrivals are steady, not synchronized.
-  const offsets = f.lanes.map((_, i) => (i * intervalMs) / f.lanes.length);
-  let road = 0;
-  let nextQCAt = started + 100;
-  let burstDone: Promise<void> | undefined;
-  while (performance.now() - started < durationMs) {
-    const now = performance.now();
-    f.lanes.forEach((lane, i) => {
-      const due = Math.floor((now - started - offsets[i]!) / intervalMs) + 1;
-      const list = blocks.get(lane)!;
-      while ((sent.get(lane) ?? 0) < Math.min(due, list.length)) {
-        const k = sent.get(lane)!;
-        push(list[k]!);
-        sent.set(lane, k + 1);
+  const laneIndex = new Map<LaneId, number>(f.lanes.map((l, i) => [l, i]));
+  // Warm-up: block 0 of every lane creates its log (a one-time cost per lane, not a vote path).
+  await Promise.all(
+    f.lanes.map((lane, i) => {
+      cp.pushBlock(w.blocks[i]![0]!);
+      return cp.waitVoteable(lane, 0);
+    }),
+  );
+  cp.subscribeVoteable((lane, next) => rec.durable(laneIndex.get(lane)!, next));
+  let nextQCAt = performance.now() + 100;
+  return {
+    push: (lane, k) => {
+      rec.arrived(lane, k, performance.now());
+      cp.pushBlock(w.blocks[lane]![k]!);
+    },
+    pushBurst: () => {
+      const base = w.blocks[0]!.length;
+      for (let i = 0; i < w.burst.length; i++) {
+        rec.arrived(0, base + i, performance.now());
+        cp.pushBlock(w.burst[i]!);
       }
-    });
-    if (burst && !burstDone && now - started > durationMs / 4) {
-      // 1,000 blocks queued at once on one lane (a lane catching up): the rest of its steady
-      // stream plus 1,000 more, all pushed now; the lane gets nothing further afterwards.
-      const lane = burstLane;
-      const chain = [...blocks.get(lane)!.slice(sent.get(lane)!), ...burstList];
-      blocks.set(lane, []);
-      burstActive = true;
-      const t = performance.now();
-      for (const p of chain) cp.pushBlock(p);
-      const last = chain[chain.length - 1]!.block.header.blockNumber;
-      burstDone = cp.waitVoteable(lane, last).then(() => {
-        burstActive = false;
-        burstDrainMs = performance.now() - t;
-      });
-    }
-    if (now >= nextQCAt) {
+    },
+    tick: (now) => {
+      if (now < nextQCAt) return;
       nextQCAt += 100;
       // Finalize only blocks that became voteable (a real CommitQC covers certified blocks).
       const qc = f.nextCommitQC({ upTo: (lane) => cp.voteableNext(lane) });
       cp.pushCommitQC(qc);
-      road = qc.roadIndex;
-      if (road >= 3) {
-        const a = f.commitQC(road - 2);
+      if (qc.roadIndex >= 3) {
+        const a = f.commitQC(qc.roadIndex - 2);
         cp.pushAppQC(f.appQC(a), a);
       }
+    },
+    close: () => cp.close(),
+    fsyncs: () => cp.metrics.fsyncs,
+  };
+}
+
+function rawLanesSink(dir: string, w: Workload, rec: Recorder): Sink {
+  const lanes = w.encoded.map((list, i) => {
+    const bytes =
+      [...list, ...(i === 0 ? w.burstEncoded : [])].reduce(
+        (s, b) => s + b.byteLength + FRAME_HEADER_BYTES,
+        0,
+      ) +
+      (1 << 20);
+    return {
+      fd: preallocatedFile(join(dir, `lane-${i}.raw`), bytes),
+      pos: 0,
+      /** Records queued, by block number k; `written` is the first not yet written. */
+      queue: [] as Uint8Array[],
+      written: 1,
+      queued: 1,
+      busy: false,
+    };
+  });
+  let fsyncs = 0;
+  const flush = (i: number) => {
+    const l = lanes[i]!;
+    if (l.busy || l.queued === l.written) return;
+    l.busy = true;
+    const bufs: Uint8Array[] = [];
+    for (let k = l.written; k < l.queued; k++) {
+      const r = l.queue[k]!;
+      bufs.push(frameHeader(k, r), r);
+    }
+    let bytes = 0;
+    for (const b of bufs) bytes += b.byteLength;
+    writevSync(l.fd, bufs, l.pos);
+    l.pos += bytes;
+    const upTo = l.queued;
+    l.written = upTo;
+    fdatasync(l.fd, (err) => {
+      if (err) throw err;
+      fsyncs++;
+      l.busy = false;
+      rec.durable(i, upTo);
+      flush(i);
+    });
+  };
+  return {
+    push: (lane, k) => {
+      rec.arrived(lane, k, performance.now());
+      const l = lanes[lane]!;
+      l.queue[k] = w.encoded[lane]![k]!;
+      l.queued = k + 1;
+      flush(lane);
+    },
+    pushBurst: () => {
+      const l = lanes[0]!;
+      const base = w.encoded[0]!.length;
+      for (let i = 0; i < w.burstEncoded.length; i++) {
+        rec.arrived(0, base + i, performance.now());
+        l.queue[base + i] = w.burstEncoded[i]!;
+      }
+      l.queued = base + w.burstEncoded.length;
+      flush(0);
+    },
+    close: async () => {
+      while (lanes.some((l) => l.busy)) await sleep(1);
+      for (const l of lanes) closeSync(l.fd);
+    },
+    fsyncs: () => fsyncs,
+  };
+}
+
+export async function runSchedule(
+  root: string,
+  side: 'cairn' | 'raw',
+  config: Config,
+  w: Workload,
+  durationMs: number,
+  burst: boolean,
+): Promise<RunResult> {
+  const dir = mkdtempSync(join(root, `${side}-${config.lanes}x${config.blockBytes}-`));
+  const rec = new Recorder(config.lanes, 1);
+  const sink = side === 'cairn' ? await cairnSink(dir, w, rec) : rawLanesSink(dir, w, rec);
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  const lanes = config.lanes;
+  const sent = new Array<number>(lanes).fill(1);
+  const limit = w.blocks.map((list) => list.length);
+  const intervalMs = 1000 / config.ratePerLane;
+  const offsets = Array.from({ length: lanes }, (_, i) => (i * intervalMs) / lanes);
+  const burstLast = w.blocks[0]!.length + w.burst.length;
+  let burstStartedAt = 0;
+  let burstDrainMs = 0;
+  loopDelay.enable();
+  const started = performance.now();
+  while (performance.now() - started < durationMs) {
+    const now = performance.now();
+    for (let i = 0; i < lanes; i++) {
+      const due = Math.min(limit[i]!, Math.floor((now - started - offsets[i]!) / intervalMs) + 2);
+      while (sent[i]! < due) sink.push(i, sent[i]!++);
+    }
+    if (burst && burstStartedAt === 0 && now - started > durationMs / 4) {
+      // 1,000 blocks queued at once on lane 0 (a lane catching up): the rest of its steady stream
+      // plus the burst, all pushed now; the lane gets nothing further afterwards.
+      rec.burstActive = true;
+      burstStartedAt = performance.now();
+      while (sent[0]! < limit[0]!) sink.push(0, sent[0]!++);
+      limit[0] = 0;
+      sink.pushBurst();
+    }
+    if (rec.burstActive && rec.durableNext[0]! >= burstLast) {
+      rec.burstActive = false;
+      burstDrainMs = performance.now() - burstStartedAt;
+    }
+    sink.tick?.(now);
+    await sleep(1);
+  }
+  // Drain: wait until every pushed block is durable (bounded).
+  const deadline = performance.now() + 30_000;
+  const pending = () => sent.some((s, i) => rec.durableNext[i]! < (i === 0 && burst ? burstLast : s));
+  while (pending() && performance.now() < deadline) {
+    if (rec.burstActive && rec.durableNext[0]! >= burstLast) {
+      rec.burstActive = false;
+      burstDrainMs = performance.now() - burstStartedAt;
     }
     await sleep(1);
   }
-  await Promise.all(pending);
-  await burstDone;
+  loopDelay.disable();
   const elapsedMs = performance.now() - started;
-  const result: RunResult = {
-    p50Ms: voteLatency.quantileMs(0.5),
-    p99Ms: voteLatency.quantileMs(0.99),
-    blocksPerSec: (cp.metrics.blocksPersisted / elapsedMs) * 1000,
-    blocks: cp.metrics.blocksPersisted,
-    fsyncs: cp.metrics.fsyncs,
-  };
-  if (burst) {
-    result.otherLanesDuringBurst = {
-      p50Ms: duringBurst.quantileMs(0.5),
-      p99Ms: duringBurst.quantileMs(0.99),
-      count: duringBurst.count,
-      burstDrainMs,
-    };
-  }
-  await cp.close();
+  const fsyncs = sink.fsyncs();
+  await sink.close();
   rmSync(dir, { recursive: true, force: true });
-  return result;
+  return {
+    p50Ms: rec.all.quantileMs(0.5),
+    p99Ms: rec.all.quantileMs(0.99),
+    blocks: rec.blocks,
+    blocksPerSec: (rec.blocks / elapsedMs) * 1000,
+    fsyncs,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    ...(burst
+      ? {
+          burst: {
+            p50Ms: rec.duringBurst.quantileMs(0.5),
+            p99Ms: rec.duringBurst.quantileMs(0.99),
+            count: rec.duringBurst.count,
+            drainMs: burstDrainMs,
+          },
+        }
+      : {}),
+  };
+}
+
+/** Per-block cost of admission-time signature verification (ed25519), for the table. */
+function measureVerifyUs(): number {
+  const f = new ConsensusFixture({ lanes: 4, seed: 7, payloadBytes: 4096, sign: true });
+  const blocks = Array.from({ length: 200 }, (_, i) => f.produceBlock(f.laneAt(i % 4)));
+  const t = performance.now();
+  for (const b of blocks) verifyLaneProposal(b, f.committee);
+  return ((performance.now() - t) / blocks.length) * 1000;
+}
+
+interface Round {
+  fsync: number[];
+  cairn: RunResult;
+  raw: RunResult;
+  cairnBurst: RunResult;
+  rawBurst: RunResult;
 }
 
 export async function run(args: string[]): Promise<void> {
+  // Lanes fsync on the libuv pool: make sure it really has 64 threads (see threadPool.ts).
+  if (rerunWithThreadPool(64)) return;
   const quick = args.includes('--quick');
-  const durationMs = quick ? 3000 : 10_000;
+  const rounds = quick ? 3 : 5;
+  const durationMs = quick ? 2500 : 6000;
+  const fsyncSamples = quick ? 300 : 1000;
   const root = mkdtempSync(join(tmpdir(), 'cairn-bench-consensus-'));
   try {
-    const rawBefore = measureRawFsync(root, quick ? 200 : 1000);
-    const configs: Config[] = [
-      { lanes: 16, blockBytes: 4096, ratePerLane: 50 },
-      { lanes: 16, blockBytes: 65536, ratePerLane: 10 },
-      { lanes: 40, blockBytes: 4096, ratePerLane: 50 },
-      { lanes: 40, blockBytes: 65536, ratePerLane: 10 },
-    ];
-    const rows: Array<Config & RunResult> = [];
-    for (const c of configs) rows.push({ ...c, ...(await runConfig(root, c, durationMs, false)) });
-    const burst = await runConfig(root, { lanes: 40, blockBytes: 4096, ratePerLane: 50 }, durationMs, true);
-    const rawAfter = measureRawFsync(root, quick ? 200 : 1000);
-    // The baseline is measured before and after the runs; merge both so drift hits both sides alike.
-    const raw = new LatencyHistogram();
-    for (const h of [rawBefore, rawAfter]) {
-      // Re-record quantile points: cheap and adequate for a p50/p99 baseline.
-      for (let i = 1; i <= 100; i++) raw.record(h.quantileMs(i / 100));
+    const main = prepare(MAIN, durationMs, false);
+    const burst = prepare(MAIN, durationMs, true);
+    const record = main.encoded[0]![0]!;
+    const out: Round[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const round: Partial<Round> = {};
+      const steps: Array<() => Promise<void>> = [
+        async () => {
+          round.fsync = measureRawFsync(root, record, fsyncSamples);
+        },
+        async () => {
+          // A fresh fixture (same seed, same bytes): its CommitQC chain starts again at road 0.
+          round.cairn = await runSchedule(
+            root,
+            'cairn',
+            MAIN,
+            prepare(MAIN, durationMs, false),
+            durationMs,
+            false,
+          );
+        },
+        async () => {
+          round.raw = await runSchedule(root, 'raw', MAIN, main, durationMs, false);
+        },
+        async () => {
+          round.cairnBurst = await runSchedule(
+            root,
+            'cairn',
+            MAIN,
+            prepare(MAIN, durationMs, true),
+            durationMs,
+            true,
+          );
+        },
+        async () => {
+          round.rawBurst = await runSchedule(root, 'raw', MAIN, burst, durationMs, true);
+        },
+      ];
+      for (let i = 0; i < steps.length; i++) await steps[(r + i) % steps.length]!();
+      out.push(round as Round);
     }
-    const fsyncP50 = raw.quantileMs(0.5);
-    const fsyncP99 = raw.quantileMs(0.99);
+    // Full mode adds the other shapes (one round each, Cairn only) for the table.
+    const extra: Array<Config & RunResult> = [];
+    if (!quick) {
+      for (const c of [
+        { lanes: 16, blockBytes: 4096, ratePerLane: 50 },
+        { lanes: 16, blockBytes: 65536, ratePerLane: 10 },
+        { lanes: 40, blockBytes: 65536, ratePerLane: 10 },
+      ]) {
+        extra.push({
+          ...c,
+          ...(await runSchedule(root, 'cairn', c, prepare(c, durationMs, false), durationMs, false)),
+        });
+      }
+    }
+    const verifyUs = measureVerifyUs();
 
-    console.log('consensus persistence: arrival → voteable (durable) latency');
-    console.log(`raw write+fdatasync 4 KiB: p50 ${fsyncP50.toFixed(3)} ms, p99 ${fsyncP99.toFixed(3)} ms`);
-    console.log('lanes  block     blocks/lane/s  vote p50 ms  vote p99 ms  blocks/s  fsyncs');
-    for (const r of rows) {
+    const q = (xs: number[], p: number) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
+    };
+    const med = (pick: (r: Round) => number) => median(out.map(pick));
+    const fsyncP50 = med((r) => q(r.fsync, 0.5));
+    const fsyncP99 = med((r) => q(r.fsync, 0.99));
+    const m = {
+      voteP50: med((r) => r.cairn.p50Ms),
+      voteP99: med((r) => r.cairn.p99Ms),
+      rawP50: med((r) => r.raw.p50Ms),
+      rawP99: med((r) => r.raw.p99Ms),
+      burstP50: med((r) => r.cairnBurst.burst!.p50Ms),
+      burstP99: med((r) => r.cairnBurst.burst!.p99Ms),
+      rawBurstP99: med((r) => r.rawBurst.burst!.p99Ms),
+      drain: med((r) => r.cairnBurst.burst!.drainMs),
+      rawDrain: med((r) => r.rawBurst.burst!.drainMs),
+      loopP99: med((r) => r.cairn.loopDelayP99Ms),
+      rawLoopP99: med((r) => r.raw.loopDelayP99Ms),
+    };
+    const ratios = {
+      voteP50VsFsyncP50: round3(m.voteP50 / fsyncP50),
+      voteP99VsFsyncP99: round3(m.voteP99 / fsyncP99),
+      otherLanesP99DuringBurstVsFsyncP99: round3(m.burstP99 / fsyncP99),
+      voteP50VsRawLanesP50: round3(m.voteP50 / m.rawP50),
+      voteP99VsRawLanesP99: round3(m.voteP99 / m.rawP99),
+    };
+
+    console.log(
+      `consensus persistence (${quick ? 'quick' : 'full'}: ${rounds} interleaved rounds of ${durationMs} ms, medians): ` +
+        `arrival → voteable latency, ${MAIN.lanes} lanes × ${MAIN.blockBytes / 1024} KiB × ${MAIN.ratePerLane} blocks/s`,
+    );
+    console.log(
+      `raw fsync (framed ${record.byteLength}-byte block, preallocated file, fdatasyncSync, ${fsyncSamples}/round): ` +
+        `p50 ${fsyncP50.toFixed(3)} ms, p99 ${fsyncP99.toFixed(3)} ms`,
+    );
+    const fmt3 = (x: number) => x.toFixed(3);
+    printTable(
+      [
+        'side',
+        'p50 ms',
+        'p99 ms',
+        'burst others p50',
+        'burst others p99',
+        'burst drain ms',
+        'loop delay p99',
+      ],
+      [
+        [
+          'cairn',
+          fmt3(m.voteP50),
+          fmt3(m.voteP99),
+          fmt3(m.burstP50),
+          fmt3(m.burstP99),
+          m.drain.toFixed(1),
+          fmt3(m.loopP99),
+        ],
+        [
+          'raw lanes',
+          fmt3(m.rawP50),
+          fmt3(m.rawP99),
+          fmt3(med((r) => r.rawBurst.burst!.p50Ms)),
+          fmt3(m.rawBurstP99),
+          m.rawDrain.toFixed(1),
+          fmt3(m.rawLoopP99),
+        ],
+      ],
+    );
+    for (const [i, r] of out.entries()) {
       console.log(
-        `${String(r.lanes).padStart(5)}  ${`${r.blockBytes / 1024} KiB`.padEnd(8)}  ${String(r.ratePerLane).padStart(13)}  ${r.p50Ms
-          .toFixed(3)
-          .padStart(
-            11,
-          )}  ${r.p99Ms.toFixed(3).padStart(11)}  ${r.blocksPerSec.toFixed(0).padStart(8)}  ${r.fsyncs}`,
+        `  round ${i + 1}: fsync p50/p99 ${fmt3(q(r.fsync, 0.5))}/${fmt3(q(r.fsync, 0.99))}  cairn ${fmt3(r.cairn.p50Ms)}/${fmt3(r.cairn.p99Ms)} ` +
+          `(${r.cairn.blocks} blocks, ${r.cairn.fsyncs} fsyncs)  raw ${fmt3(r.raw.p50Ms)}/${fmt3(r.raw.p99Ms)}  ` +
+          `burst others cairn ${fmt3(r.cairnBurst.burst!.p99Ms)} raw ${fmt3(r.rawBurst.burst!.p99Ms)} p99`,
       );
     }
-    const b = burst.otherLanesDuringBurst!;
-    console.log(
-      `burst of 1,000 blocks on one lane (40 lanes, 4 KiB): other lanes during the burst p50 ${b.p50Ms.toFixed(3)} ms, ` +
-        `p99 ${b.p99Ms.toFixed(3)} ms over ${b.count} blocks; burst drained in ${b.burstDrainMs.toFixed(1)} ms`,
-    );
-    const main = rows.find((r) => r.lanes === 40 && r.blockBytes === 4096)!;
-    const metrics: Record<string, number> = {};
-    for (const r of rows) {
-      const k = `${r.lanes}x${r.blockBytes / 1024}KiB`;
-      metrics[`${k}VoteP50Ms`] = r.p50Ms;
-      metrics[`${k}VoteP99Ms`] = r.p99Ms;
-      metrics[`${k}BlocksPerSec`] = r.blocksPerSec;
+    for (const e of extra) {
+      console.log(
+        `  ${e.lanes} lanes × ${e.blockBytes / 1024} KiB × ${e.ratePerLane}/s: vote p50 ${fmt3(e.p50Ms)} ms, p99 ${fmt3(e.p99Ms)} ms, ` +
+          `${e.blocksPerSec.toFixed(0)} blocks/s, ${e.fsyncs} fsyncs`,
+      );
     }
-    metrics.burstOtherLanesP50Ms = b.p50Ms;
-    metrics.burstOtherLanesP99Ms = b.p99Ms;
-    metrics.burstDrainMs = b.burstDrainMs;
-    const summary = {
-      bench: 'consensus',
-      metrics,
-      baseline: { fsyncP50Ms: fsyncP50, fsyncP99Ms: fsyncP99 },
-      ratios: {
-        voteP50VsFsyncP50: main.p50Ms / fsyncP50,
-        voteP99VsFsyncP99: main.p99Ms / fsyncP99,
-        otherLanesP99DuringBurstVsFsyncP99: b.p99Ms / fsyncP99,
-      },
+    console.log(
+      `admission-time ed25519 verification (off in this bench): ${verifyUs.toFixed(1)} µs per block, before pushBlock returns`,
+    );
+    console.log(
+      `ratios: voteP50VsFsyncP50 ${verdict(ratios.voteP50VsFsyncP50, 2, '<=')}, voteP99VsFsyncP99 ${verdict(ratios.voteP99VsFsyncP99, 3, '<=')}, ` +
+        `otherLanesP99DuringBurstVsFsyncP99 ${verdict(ratios.otherLanesP99DuringBurstVsFsyncP99, 3, '<=')}; ` +
+        `vs raw lanes: p50 ${ratios.voteP50VsRawLanesP50}, p99 ${ratios.voteP99VsRawLanesP99}`,
+    );
+    const metrics: Record<string, number> = {
+      '40x4KiBVoteP50Ms': round3(m.voteP50),
+      '40x4KiBVoteP99Ms': round3(m.voteP99),
+      burstOtherLanesP50Ms: round3(m.burstP50),
+      burstOtherLanesP99Ms: round3(m.burstP99),
+      burstDrainMs: round3(m.drain),
+      eventLoopDelayP99Ms: round3(m.loopP99),
+      verifySignatureUsPerBlock: round3(verifyUs),
     };
-    console.log(JSON.stringify(summary));
+    for (const e of extra) {
+      const k = `${e.lanes}x${e.blockBytes / 1024}KiB`;
+      metrics[`${k}VoteP50Ms`] = round3(e.p50Ms);
+      metrics[`${k}VoteP99Ms`] = round3(e.p99Ms);
+    }
+    const baseline = {
+      fsyncP50Ms: round3(fsyncP50),
+      fsyncP99Ms: round3(fsyncP99),
+      rawLanesP50Ms: round3(m.rawP50),
+      rawLanesP99Ms: round3(m.rawP99),
+      rawLanesBurstOtherLanesP99Ms: round3(m.rawBurstP99),
+    };
+    console.log(JSON.stringify({ bench: 'consensus', metrics, baseline, ratios }));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

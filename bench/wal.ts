@@ -1,17 +1,22 @@
 /**
- * WAL benchmark: Cairn's WAL against a raw `fs` loop and classic-level, measured in the same run,
- * interleaved (each repetition runs every contender once), medians reported.
+ * WAL benchmark: Cairn's WAL against a raw `fs` loop doing the same work, and against classic-level
+ * used as a log, measured in the same run. Every mode runs its contenders in interleaved rounds
+ * (the order rotates each round) and reports medians over the rounds.
  *
- * Modes, per record size (128 B, 1 KiB, 4 KiB):
- *  - noSync:      append records one by one, durability 'none', one final sync (writes to the OS).
- *                 Raw baseline: one `writevSync([header, payload])` per record, no fsync.
- *  - syncSeq:     one record per fsync, each append awaited until durable; per-op latency.
- *                 Raw baseline: `writevSync` + `fdatasyncSync` per record.
- *  - groupCommit: 64 concurrent appenders each `append` + `await sync()`; records/s.
- *                 Raw baseline: one `writevSync` of 64 records + one `fdatasyncSync` per group.
- *                 classic-level baseline: one chained batch of 64 puts written with {sync: true}.
- * Raw baselines write into a preallocated file, as Cairn's segments are preallocated.
- * Data goes to `.bench-tmp/` under the repository (same disk as the repo, not tmpfs).
+ * Same work on both sides:
+ *  - records: the same pre-generated payloads, framed the same way (16-byte header: crc32c over
+ *    length, index and payload; the raw side checksums header and payload, Cairn its frame);
+ *  - preallocation: Cairn's segment and the raw file are both filled with zeros and fsynced
+ *    before the timed part (overwrites in place: no size change per fdatasync);
+ *  - grouping:
+ *    noSync      records appended one by one, written to the OS in writes of ~256 KiB (Cairn's
+ *                buffering threshold), no fsync; raw: the same writev batches;
+ *    syncSeq     one record per fsync, each awaited (latency per op); raw: writev + fdatasyncSync;
+ *    groupCommit 64 concurrent appenders each `append` + `await sync()`; raw: one writev of the
+ *                64 records + one fdatasyncSync per group; level: one chained batch of 64 puts
+ *                written with {sync: true} per group.
+ * Fsyncs are fdatasync on the main thread on both sides (Cairn's default, syncOffThread off).
+ * Data goes to `.bench-tmp/` under the repository (the same disk as the repo, not tmpfs).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,20 +24,36 @@ import { ClassicLevel } from 'classic-level';
 import { realFileSystem } from '../src/io/realFileSystem.ts';
 import { crc32c } from '../src/lib/crc32c.ts';
 import { Wal } from '../src/wal/wal.ts';
+import { fmt, interleaved, median, nowMs, percentile, printTable, round3, verdict } from './support/stats.ts';
 
 const SIZES = [128, 1024, 4096] as const;
 const GROUP = 64;
-const SEGMENT_BYTES = 64 * 1024 * 1024;
+const MIN_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Cairn's segment for a run writing `bytes`: large enough that the run stays below half of it, so
+ * no spare segment is zero-filled inside the timed part, as the raw file is preallocated before it
+ * (rotation has its own cost, outside what these modes compare).
+ */
+function segmentBytesFor(bytes: number): number {
+  let seg = MIN_SEGMENT_BYTES;
+  while (seg < 2 * bytes + (1 << 20)) seg *= 2;
+  return seg;
+}
+/** Cairn writes buffered records once this many bytes are pending (WRITE_THRESHOLD_BYTES). */
+const WRITE_BATCH_BYTES = 256 * 1024;
+const FRAME_HEADER_BYTES = 16;
 
 interface Plan {
+  name: string;
   reps: number;
   noSyncBytes: number;
   syncSeqOps: number;
   groupRounds: number;
 }
 
-const QUICK: Plan = { reps: 3, noSyncBytes: 8 << 20, syncSeqOps: 300, groupRounds: 60 };
-const FULL: Plan = { reps: 5, noSyncBytes: 40 << 20, syncSeqOps: 1500, groupRounds: 300 };
+const QUICK: Plan = { name: 'quick', reps: 5, noSyncBytes: 16 << 20, syncSeqOps: 300, groupRounds: 60 };
+const FULL: Plan = { name: 'full', reps: 9, noSyncBytes: 32 << 20, syncSeqOps: 1000, groupRounds: 200 };
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '.bench-tmp');
 let dirCounter = 0;
@@ -48,19 +69,9 @@ function payloads(size: number, count: number): Uint8Array[] {
   return out;
 }
 
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-const percentile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-};
-
 // ---- raw fs baseline ---------------------------------------------------------------------------
 
-/** A preallocated, synced file and a frame header maker (8 bytes: length + crc32c). */
+/** A file filled with zeros and fsynced, like a preallocated segment. */
 function rawFile(bytes: number): { fd: number; dir: string } {
   const dir = freshDir();
   const fd = fs.openSync(path.join(dir, 'raw.log'), 'w+');
@@ -70,69 +81,88 @@ function rawFile(bytes: number): { fd: number; dir: string } {
   return { fd, dir };
 }
 
-function rawHeader(payload: Uint8Array): Uint8Array {
-  const h = Buffer.allocUnsafe(8);
-  h.writeUInt32LE(payload.byteLength, 0);
-  h.writeUInt32LE(crc32c(payload), 4);
+/** The 16-byte frame header Cairn writes (crc32c over length, index and payload). */
+function rawHeader(index: number, payload: Uint8Array): Uint8Array {
+  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  h.writeUInt32LE(payload.byteLength, 4);
+  h.writeUInt32LE(index >>> 0, 8);
+  h.writeUInt32LE(Math.floor(index / 2 ** 32), 12);
+  h.writeUInt32LE(crc32c(payload, crc32c(h.subarray(4))), 0);
   return h;
 }
 
-function done(fd: number, dir: string): void {
+function rawDone(fd: number, dir: string): void {
   fs.closeSync(fd);
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
 function rawNoSync(size: number, count: number): number {
   const data = payloads(size, 256);
-  const { fd, dir } = rawFile(count * (size + 8) + (1 << 20));
+  const { fd, dir } = rawFile(count * (size + FRAME_HEADER_BYTES) + (1 << 20));
   const t0 = nowMs();
   let pos = 0;
+  let bufs: Uint8Array[] = [];
+  let pendingBytes = 0;
+  const flush = () => {
+    pos += fs.writevSync(fd, bufs, pos);
+    bufs = [];
+    pendingBytes = 0;
+  };
   for (let i = 0; i < count; i++) {
     const p = data[i & 255]!;
-    pos += fs.writevSync(fd, [rawHeader(p), p], pos);
+    bufs.push(rawHeader(i, p), p);
+    pendingBytes += FRAME_HEADER_BYTES + p.byteLength;
+    if (pendingBytes >= WRITE_BATCH_BYTES || bufs.length >= 1024) flush();
   }
+  if (bufs.length > 0) flush();
   const elapsed = nowMs() - t0;
-  done(fd, dir);
+  rawDone(fd, dir);
   return count / (elapsed / 1000);
 }
 
 function rawSyncSeq(size: number, ops: number): number[] {
   const data = payloads(size, 256);
-  const { fd, dir } = rawFile(ops * (size + 8) + (1 << 20));
+  const { fd, dir } = rawFile(ops * (size + FRAME_HEADER_BYTES) + (1 << 20));
   const lat: number[] = [];
   let pos = 0;
   for (let i = 0; i < ops; i++) {
     const p = data[i & 255]!;
     const t0 = nowMs();
-    pos += fs.writevSync(fd, [rawHeader(p), p], pos);
+    pos += fs.writevSync(fd, [rawHeader(i, p), p], pos);
     fs.fdatasyncSync(fd);
     lat.push(nowMs() - t0);
   }
-  done(fd, dir);
+  rawDone(fd, dir);
   return lat;
 }
 
 function rawGroup(size: number, rounds: number): number {
   const data = payloads(size, GROUP);
-  const { fd, dir } = rawFile(rounds * GROUP * (size + 8) + (1 << 20));
+  const { fd, dir } = rawFile(rounds * GROUP * (size + FRAME_HEADER_BYTES) + (1 << 20));
   const t0 = nowMs();
   let pos = 0;
+  let index = 0;
   for (let r = 0; r < rounds; r++) {
     const bufs: Uint8Array[] = [];
-    for (const p of data) bufs.push(rawHeader(p), p);
+    for (const p of data) bufs.push(rawHeader(index++, p), p);
     pos += fs.writevSync(fd, bufs, pos);
     fs.fdatasyncSync(fd);
   }
   const elapsed = nowMs() - t0;
-  done(fd, dir);
+  rawDone(fd, dir);
   return (rounds * GROUP) / (elapsed / 1000);
 }
 
 // ---- Cairn -------------------------------------------------------------------------------------
 
-async function openWal(mode: 'none' | 'on-request'): Promise<{ wal: Wal; dir: string }> {
+async function openWal(mode: 'none' | 'on-request', bytes: number): Promise<{ wal: Wal; dir: string }> {
   const dir = freshDir();
-  const wal = await Wal.open({ fs: realFileSystem, dir, segmentBytes: SEGMENT_BYTES, durability: { mode } });
+  const wal = await Wal.open({
+    fs: realFileSystem,
+    dir,
+    segmentBytes: segmentBytesFor(bytes),
+    durability: { mode },
+  });
   return { wal, dir };
 }
 
@@ -143,7 +173,7 @@ async function closeWal(wal: Wal, dir: string): Promise<void> {
 
 async function cairnNoSync(size: number, count: number): Promise<number> {
   const data = payloads(size, 256);
-  const { wal, dir } = await openWal('none');
+  const { wal, dir } = await openWal('none', count * (size + FRAME_HEADER_BYTES));
   const t0 = nowMs();
   for (let i = 0; i < count; i++) wal.append([data[i & 255]!]);
   await wal.sync();
@@ -154,7 +184,7 @@ async function cairnNoSync(size: number, count: number): Promise<number> {
 
 async function cairnSyncSeq(size: number, ops: number): Promise<number[]> {
   const data = payloads(size, 256);
-  const { wal, dir } = await openWal('on-request');
+  const { wal, dir } = await openWal('on-request', ops * (size + FRAME_HEADER_BYTES));
   const lat: number[] = [];
   for (let i = 0; i < ops; i++) {
     const t0 = nowMs();
@@ -168,16 +198,15 @@ async function cairnSyncSeq(size: number, ops: number): Promise<number[]> {
 
 async function cairnGroup(size: number, rounds: number): Promise<number> {
   const data = payloads(size, GROUP);
-  const { wal, dir } = await openWal('on-request');
+  const { wal, dir } = await openWal('on-request', rounds * GROUP * (size + FRAME_HEADER_BYTES));
+  const appender = async (p: Uint8Array) => {
+    for (let r = 0; r < rounds; r++) {
+      wal.append([p]);
+      await wal.sync();
+    }
+  };
   const t0 = nowMs();
-  await Promise.all(
-    data.map(async (p) => {
-      for (let r = 0; r < rounds; r++) {
-        wal.append([p]);
-        await wal.sync();
-      }
-    }),
-  );
+  await Promise.all(data.map(appender));
   const elapsed = nowMs() - t0;
   await closeWal(wal, dir);
   return (rounds * GROUP) / (elapsed / 1000);
@@ -186,19 +215,20 @@ async function cairnGroup(size: number, rounds: number): Promise<number> {
 // ---- classic-level -----------------------------------------------------------------------------
 
 async function levelGroup(size: number, rounds: number): Promise<number> {
-  const data = payloads(size, GROUP);
+  const data = payloads(size, GROUP).map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+  const keys = Array.from({ length: rounds * GROUP }, (_, i) => {
+    const k = Buffer.alloc(8);
+    k.writeBigUInt64BE(BigInt(i));
+    return k;
+  });
   const dir = freshDir();
   const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   await db.open();
-  const key = Buffer.alloc(8);
   let index = 0;
   const t0 = nowMs();
   for (let r = 0; r < rounds; r++) {
     const batch = db.batch();
-    for (const p of data) {
-      key.writeBigUInt64BE(BigInt(index++));
-      batch.put(Buffer.from(key), Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-    }
+    for (const p of data) batch.put(keys[index++]!, p);
     await batch.write({ sync: true });
   }
   const elapsed = nowMs() - t0;
@@ -210,8 +240,6 @@ async function levelGroup(size: number, rounds: number): Promise<number> {
 // ---- driver ------------------------------------------------------------------------------------
 
 const label = (size: number) => (size >= 1024 ? `${size / 1024}KiB` : `${size}B`);
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 export async function run(args: string[]): Promise<void> {
   const plan = args.includes('--quick') ? QUICK : FULL;
@@ -222,111 +250,86 @@ export async function run(args: string[]): Promise<void> {
   try {
     for (const size of SIZES) {
       const noSyncCount = Math.max(1000, Math.floor(plan.noSyncBytes / size));
-      const s = {
-        cairnNoSync: [] as number[],
-        rawNoSync: [] as number[],
-        cairnP50: [] as number[],
-        rawP50: [] as number[],
-      };
-      const more = {
-        cairnP99: [] as number[],
-        rawP99: [] as number[],
-        cairnGroup: [] as number[],
-        rawGroup: [] as number[],
-        level: [] as number[],
-      };
-      for (let rep = 0; rep < plan.reps; rep++) {
-        // Interleaved: each repetition measures every contender once, alternating who goes first.
-        const order = rep % 2 === 0;
-        const pair = async <T>(a: () => Promise<T> | T, b: () => Promise<T> | T): Promise<[T, T]> => {
-          if (order) {
-            const x = await a();
-            return [x, await b()];
-          }
-          const y = await b();
-          return [await a(), y];
-        };
-        const [cn, rn] = await pair(
-          () => cairnNoSync(size, noSyncCount),
-          () => rawNoSync(size, noSyncCount),
-        );
-        s.cairnNoSync.push(cn);
-        s.rawNoSync.push(rn);
-        const [cl, rl] = await pair(
-          () => cairnSyncSeq(size, plan.syncSeqOps),
-          () => rawSyncSeq(size, plan.syncSeqOps),
-        );
-        s.cairnP50.push(percentile(cl, 0.5));
-        s.rawP50.push(percentile(rl, 0.5));
-        more.cairnP99.push(percentile(cl, 0.99));
-        more.rawP99.push(percentile(rl, 0.99));
-        const [cg, rg] = await pair(
-          () => cairnGroup(size, plan.groupRounds),
-          () => rawGroup(size, plan.groupRounds),
-        );
-        more.cairnGroup.push(cg);
-        more.rawGroup.push(rg);
-        more.level.push(await levelGroup(size, plan.groupRounds));
-      }
+      const noSync = await interleaved(plan.reps, {
+        cairn: () => cairnNoSync(size, noSyncCount),
+        raw: () => rawNoSync(size, noSyncCount),
+      });
+      const seqLat = { cairn: [] as number[][], raw: [] as number[][] };
+      await interleaved(plan.reps, {
+        cairn: async () => {
+          seqLat.cairn.push(await cairnSyncSeq(size, plan.syncSeqOps));
+          return 0;
+        },
+        raw: () => {
+          seqLat.raw.push(rawSyncSeq(size, plan.syncSeqOps));
+          return 0;
+        },
+      });
+      const group = await interleaved(plan.reps, {
+        cairn: () => cairnGroup(size, plan.groupRounds),
+        raw: () => rawGroup(size, plan.groupRounds),
+        level: () => levelGroup(size, plan.groupRounds),
+      });
       const L = label(size);
-      metrics[`noSyncRecordsPerSec${L}`] = Math.round(median(s.cairnNoSync));
-      metrics[`syncSeqP50Ms${L}`] = median(s.cairnP50);
-      metrics[`syncSeqP99Ms${L}`] = median(more.cairnP99);
-      metrics[`groupCommitRecordsPerSec${L}`] = Math.round(median(more.cairnGroup));
-      baseline[`rawNoSyncRecordsPerSec${L}`] = Math.round(median(s.rawNoSync));
-      baseline[`rawSyncSeqP50Ms${L}`] = median(s.rawP50);
-      baseline[`rawSyncSeqP99Ms${L}`] = median(more.rawP99);
-      baseline[`rawGroupCommitRecordsPerSec${L}`] = Math.round(median(more.rawGroup));
-      baseline[`levelGroupCommitRecordsPerSec${L}`] = Math.round(median(more.level));
+      const p = (runs: number[][], q: number) => median(runs.map((lat) => percentile(lat, q)));
+      metrics[`noSyncRecordsPerSec${L}`] = Math.round(median(noSync.cairn));
+      metrics[`syncSeqP50Ms${L}`] = round3(p(seqLat.cairn, 0.5));
+      metrics[`syncSeqP99Ms${L}`] = round3(p(seqLat.cairn, 0.99));
+      metrics[`groupCommitRecordsPerSec${L}`] = Math.round(median(group.cairn));
+      baseline[`rawNoSyncRecordsPerSec${L}`] = Math.round(median(noSync.raw));
+      baseline[`rawSyncSeqP50Ms${L}`] = round3(p(seqLat.raw, 0.5));
+      baseline[`rawSyncSeqP99Ms${L}`] = round3(p(seqLat.raw, 0.99));
+      baseline[`rawGroupCommitRecordsPerSec${L}`] = Math.round(median(group.raw));
+      baseline[`levelGroupCommitRecordsPerSec${L}`] = Math.round(median(group.level));
       rows.push([
         L,
-        fmt(median(s.cairnNoSync)),
-        fmt(median(s.rawNoSync)),
-        fmt(median(s.cairnP50), 3),
-        fmt(median(s.rawP50), 3),
-        fmt(median(more.cairnGroup)),
-        fmt(median(more.rawGroup)),
-        fmt(median(more.level)),
+        fmt(median(noSync.cairn)),
+        fmt(median(noSync.raw)),
+        fmt(p(seqLat.cairn, 0.5), 3),
+        fmt(p(seqLat.raw, 0.5), 3),
+        fmt(p(seqLat.cairn, 0.99), 3),
+        fmt(p(seqLat.raw, 0.99), 3),
+        fmt(median(group.cairn)),
+        fmt(median(group.raw)),
+        fmt(median(group.level)),
       ]);
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
   const ratios = {
-    groupCommitVsRaw: round(
+    groupCommitVsRaw: round3(
       metrics.groupCommitRecordsPerSec1KiB! / baseline.rawGroupCommitRecordsPerSec1KiB!,
     ),
-    noSyncVsRaw: round(metrics.noSyncRecordsPerSec1KiB! / baseline.rawNoSyncRecordsPerSec1KiB!),
-    syncP50VsRaw: round(metrics.syncSeqP50Ms1KiB! / baseline.rawSyncSeqP50Ms1KiB!),
-    groupCommitVsLevel: round(
+    noSyncVsRaw: round3(metrics.noSyncRecordsPerSec1KiB! / baseline.rawNoSyncRecordsPerSec1KiB!),
+    syncP50VsRaw: round3(metrics.syncSeqP50Ms1KiB! / baseline.rawSyncSeqP50Ms1KiB!),
+    groupCommitVsLevel: round3(
       metrics.groupCommitRecordsPerSec1KiB! / baseline.levelGroupCommitRecordsPerSec1KiB!,
     ),
   };
-  const header = [
-    'size',
-    'noSync rec/s',
-    'raw rec/s',
-    'sync p50 ms',
-    'raw p50 ms',
-    'group rec/s',
-    'raw group',
-    'level group',
-  ];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(
-    `WAL benchmark (${plan === QUICK ? 'quick' : 'full'}; medians of ${plan.reps}; group = ${GROUP} appenders)`,
+    `WAL benchmark (${plan.name}: medians of ${plan.reps} interleaved rounds; group = ${GROUP} appenders; ` +
+      'both sides: same 16-byte frames, preallocated+fsynced file, fdatasync on the main thread)',
   );
-  console.log(line(header));
-  for (const r of rows) console.log(line(r));
+  printTable(
+    [
+      'size',
+      'noSync rec/s',
+      'raw rec/s',
+      'seq p50 ms',
+      'raw p50',
+      'seq p99 ms',
+      'raw p99',
+      'group rec/s',
+      'raw group',
+      'level group',
+    ],
+    rows,
+  );
   console.log(
-    `ratios (1 KiB): groupCommitVsRaw ${ratios.groupCommitVsRaw} (bar >= 0.9), noSyncVsRaw ${ratios.noSyncVsRaw} (>= 0.7), ` +
-      `syncP50VsRaw ${ratios.syncP50VsRaw} (<= 1.3), groupCommitVsLevel ${ratios.groupCommitVsLevel} (>= 3)`,
+    `ratios (1 KiB): groupCommitVsRaw ${verdict(ratios.groupCommitVsRaw, 0.9, '>=')}, ` +
+      `noSyncVsRaw ${verdict(ratios.noSyncVsRaw, 0.7, '>=')}, syncP50VsRaw ${verdict(ratios.syncP50VsRaw, 1.3, '<=')}, ` +
+      `groupCommitVsLevel ${verdict(ratios.groupCommitVsLevel, 3, '>=')}`,
   );
   console.log(JSON.stringify({ bench: 'wal', metrics, baseline, ratios }));
-}
-
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }

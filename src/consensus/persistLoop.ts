@@ -13,8 +13,10 @@ import type { LaneId } from './types.ts';
  * snapshot of the availability state), writes it with ONE fsync, and publishes its cursor the
  * moment that fsync returns. There is no barrier between pipelines, so:
  *  - a slow lane delays neither the CommitQC log nor the other lanes;
- *  - a lane with a backlog writes all of it in one batch (one fsync), so the latency of its newest
- *    block is about one batch write + fsync whatever the backlog — no batch-growth feedback loop;
+ *  - a lane with a backlog writes it in bounded batches (default 64 blocks / 256 KiB, one fsync
+ *    each): the batch is encoded and written synchronously on the main thread, so its size bounds
+ *    how long one lane can hold up every other lane (head-of-line blocking), while 64 records per
+ *    writev is where writev stops getting cheaper per record (dependency measurements §7);
  *  - lane logs fsync on the libuv pool (`syncOffThread`), so many lanes' fsyncs overlap.
  *
  * Ordering: the anchor pipeline writes the anchor durably before the other pipelines may use it
@@ -25,7 +27,7 @@ import type { LaneId } from './types.ts';
  * rejects with it), all pipelines stop, and `onFatal` is called once.
  */
 export interface PersistLoopOptions {
-  /** Upper bounds of one lane batch (default 1,024 blocks / 16 MiB of payload). */
+  /** Upper bounds of one lane batch (default 64 blocks / 256 KiB of payload; at least one block). */
   maxBatchBlocks?: number;
   maxBatchBytes?: number;
   /** Upper bound of one CommitQC batch (default 256). */
@@ -34,6 +36,9 @@ export interface PersistLoopOptions {
   lazyPrune?: boolean;
   onFatal?: (err: Error) => void;
 }
+
+export const DEFAULT_MAX_BATCH_BLOCKS = 64;
+export const DEFAULT_MAX_BATCH_BYTES = 256 * 1024;
 
 export class PersistLoop {
   private stopping = false;
@@ -52,8 +57,8 @@ export class PersistLoop {
     private readonly metrics: PersistenceMetrics,
     private readonly options: PersistLoopOptions = {},
   ) {
-    this.maxBatchBlocks = options.maxBatchBlocks ?? 1024;
-    this.maxBatchBytes = options.maxBatchBytes ?? 16 * 1024 * 1024;
+    this.maxBatchBlocks = options.maxBatchBlocks ?? DEFAULT_MAX_BATCH_BLOCKS;
+    this.maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     this.maxBatchCommitQCs = options.maxBatchCommitQCs ?? 256;
     this.lazyPrune = options.lazyPrune ?? true;
   }
@@ -99,12 +104,11 @@ export class PersistLoop {
     const anchor = this.state.takeAnchor();
     if (!anchor) return false;
     const started = performance.now();
-    this.anchor.write(anchor);
+    // The fsync runs on the thread pool: a synchronous one would stall every lane's pipeline.
+    await this.anchor.writeAsync(anchor);
     this.metrics.anchorWriteLatency.record(performance.now() - started);
     this.metrics.anchorWrites++;
     this.state.markAnchorDurable(anchor);
-    // The write was synchronous: yield so other pipelines run before the next anchor check.
-    await new Promise<void>((resolve) => setImmediate(resolve));
     return true;
   }
 

@@ -3,7 +3,10 @@ import { CairnError } from './errors.ts';
 /** Throws INVALID_ARGUMENT unless `value` is a non-negative safe integer. */
 export function assertIndex(value: unknown, name: string): asserts value is number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new CairnError('INVALID_ARGUMENT', `${name} must be a non-negative safe integer, got ${String(value)}`);
+    throw new CairnError(
+      'INVALID_ARGUMENT',
+      `${name} must be a non-negative safe integer, got ${String(value)}`,
+    );
   }
 }
 

@@ -4,14 +4,16 @@ import { mkdirDurable, readAt } from '../io/fileSystem.ts';
 import { CairnError, errnoCode, ioFatal } from '../lib/errors.ts';
 import { openWalMeta, type WalMeta } from './meta.ts';
 import {
-  createSegmentFile,
+  createSegmentFileAsync,
   decodeSegmentHeader,
+  findIntactFrameAfter,
   hasNonZeroBytes,
   listSegments,
   SEGMENT_HEADER_BYTES,
   scanSegment,
   segmentFileName,
 } from './segmentFile.ts';
+import { SPARE_SEGMENT_NAME } from './spareSegment.ts';
 
 /** What the log knows about one segment file after recovery. */
 export interface SegmentState {
@@ -69,8 +71,9 @@ function corrupt(
  * Opens the log directory: loads the durable first index, validates every segment still in use,
  * repairs a torn tail physically and removes leftovers of interrupted truncations. Corruption in
  * sealed data (bad frame, gap, overlap, bad header) fails with WAL_CORRUPT naming file and offset.
+ * Async only because creating a fresh segment preallocates it between event-loop turns.
  */
-export function recoverLog(options: RecoveryOptions): RecoveredLog {
+export async function recoverLog(options: RecoveryOptions): Promise<RecoveredLog> {
   const { fs, dir, readOnly } = options;
   if (readOnly) {
     if (!fs.exists(dir))
@@ -81,17 +84,20 @@ export function recoverLog(options: RecoveryOptions): RecoveredLog {
   const meta = openWalMeta(fs, dir, readOnly);
   try {
     for (const w of meta.warnings) options.warn(w, { file: path.join(dir, 'wal.meta') });
-    return recoverSegments(options, meta);
+    return await recoverSegments(options, meta);
   } catch (err) {
     meta.close();
     throw err;
   }
 }
 
-function recoverSegments(options: RecoveryOptions, meta: WalMeta): RecoveredLog {
+async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise<RecoveredLog> {
   const { fs, dir, readOnly, warn } = options;
   const listed = listSegments(fs, dir).map((s) => ({ ...s, file: path.join(dir, s.name) }));
   const toDelete: string[] = [];
+  // 0. A spare segment left by a crash or a close: its unsynced bytes may be anything. Never data.
+  const spare = path.join(dir, SPARE_SEGMENT_NAME);
+  if (!readOnly && fs.exists(spare)) toDelete.push(spare);
 
   // 1. A last segment whose header never became durable is an interrupted creation, not corruption:
   //    creation writes and syncs the header before any record goes in, so nothing else is lost.
@@ -146,6 +152,19 @@ function recoverSegments(options: RecoveryOptions, meta: WalMeta): RecoveredLog 
     }
     if (scanned.defect) {
       if (!isLast) throw corrupt(entry.file, scanned.defect.offset, scanned.defect.reason);
+      const damagedIndex = entry.firstIndex + scanned.offsets.length;
+      const later = withHandle(fs, entry.file, (h) =>
+        findIntactFrameAfter(h, scanned.defect!.offset, damagedIndex, scanned.fileBytes),
+      );
+      if (later) {
+        throw corrupt(
+          entry.file,
+          scanned.defect.offset,
+          `${scanned.defect.reason} in record ${damagedIndex}, but record ${later.index} at offset ${later.offset} ` +
+            'after it is intact: damaged data, not a torn write',
+          { index: damagedIndex },
+        );
+      }
       tornTail = { file: entry.file, offset: scanned.defect.offset, reason: scanned.defect.reason };
     } else if (isLast && scanned.fileBytes > scanned.endOffset) {
       // Bytes past the end of data can only come from a write that was not synced (page writes can
@@ -203,7 +222,13 @@ function recoverSegments(options: RecoveryOptions, meta: WalMeta): RecoveredLog 
       // The log is empty at `firstIndex` and no segment continues there (fresh log, or records
       // between the old end and the durable first index were never synced). Start a segment at
       // that index so later appends stay contiguous inside their segment, then drop the old ones.
-      createSegmentFile(fs, dir, firstIndex, options.preallocate ? options.segmentBytes : 0).close();
+      const created = await createSegmentFileAsync(
+        fs,
+        dir,
+        firstIndex,
+        options.preallocate ? options.segmentBytes : 0,
+      );
+      created.close();
       if (durableFirst === undefined) meta.write(firstIndex);
       if (segments.length > 0) {
         for (const s of segments) unlinkIfPresent(fs, s.file);
@@ -217,6 +242,18 @@ function recoverSegments(options: RecoveryOptions, meta: WalMeta): RecoveredLog 
         endOffset: SEGMENT_HEADER_BYTES,
       });
       nextIndex = firstIndex;
+    }
+    // What recovery read may have come from the page cache of a process killed before its fsync.
+    // Callers treat recovered records as durable (votes, published QCs), so make them so first. Only
+    // the tail can hold unsynced data: a segment is fsynced before its successor is created.
+    const tailSegment = segments[segments.length - 1];
+    if (!readOnly && tailSegment !== undefined && fs.exists(tailSegment.file)) {
+      const handle = fs.open(tailSegment.file);
+      try {
+        handle.sync();
+      } finally {
+        handle.close();
+      }
     }
   } catch (err) {
     if (err instanceof CairnError) throw err;

@@ -69,6 +69,10 @@ export function decodeSegmentHeader(buf: Uint8Array): { firstIndex: number } | {
   if (crc32c(buf.subarray(0, 24)) !== view.getUint32(24, true))
     return { problem: 'header checksum mismatch' };
   for (let i = 0; i < MAGIC.length; i++) if (buf[i] !== MAGIC[i]) return { problem: 'bad magic' };
+  // The reserved words are outside the checksum: they must be zero, so no header bit goes unchecked.
+  if (view.getUint32(12, true) !== 0 || view.getUint32(28, true) !== 0) {
+    return { problem: 'reserved header bytes are not zero' };
+  }
   const version = view.getUint32(8, true);
   if (version !== SEGMENT_FORMAT_VERSION) {
     return { problem: `unsupported format version ${version} (this build reads ${SEGMENT_FORMAT_VERSION})` };
@@ -95,6 +99,59 @@ export function createSegmentFile(
     writeFully(handle, [encodeSegmentHeader(firstIndex)], 0);
     if (preallocateBytes > SEGMENT_HEADER_BYTES) handle.allocate(preallocateBytes);
     handle.sync();
+    fs.syncDir(dir);
+    return handle;
+  } catch (err) {
+    handle.close();
+    throw err;
+  }
+}
+
+/** Zeros written per event-loop turn when preallocating in the background (bounds each stall). */
+export const ALLOCATE_SLICE_BYTES = 1 << 20;
+
+/** Resolves on the next event-loop turn, so timers, I/O callbacks and other logs run in between. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Extends `handle` with zeros up to `length` one slice per event-loop turn, so preallocating a
+ * segment of many MiB never blocks the main thread for more than one slice's write.
+ * `stopped()` is checked between slices; returns false if preallocation was abandoned.
+ */
+export async function allocateInSlices(
+  handle: FileHandle,
+  length: number,
+  stopped: () => boolean = () => false,
+): Promise<boolean> {
+  let size = handle.size();
+  while (size < length) {
+    if (stopped()) return false;
+    size = Math.min(length, size + ALLOCATE_SLICE_BYTES);
+    handle.allocate(size);
+    if (size < length) await nextTurn();
+  }
+  return true;
+}
+
+/**
+ * `createSegmentFile` for paths that may wait: the same durable result (header, zeros, file and
+ * directory fsynced), but the zeros are written in slices between event-loop turns and the file
+ * fsync runs on the thread pool, so opening a log does not stall every other log of the process.
+ */
+export async function createSegmentFileAsync(
+  fs: FileSystem,
+  dir: string,
+  firstIndex: number,
+  preallocateBytes: number,
+): Promise<FileHandle> {
+  const file = path.join(dir, segmentFileName(firstIndex));
+  const handle = fs.open(file, { create: true, exclusive: true });
+  try {
+    writeFully(handle, [encodeSegmentHeader(firstIndex)], 0);
+    if (preallocateBytes > SEGMENT_HEADER_BYTES) await allocateInSlices(handle, preallocateBytes);
+    await handle.syncAsync();
     fs.syncDir(dir);
     return handle;
   } catch (err) {
@@ -181,6 +238,55 @@ export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: n
     offset += frameBytes;
     expected++;
   }
+}
+
+/**
+ * Looks for an intact frame carrying an index above `afterIndex` anywhere in (from, fileBytes).
+ * A torn write can only damage the last frames written, so an intact later frame behind a bad one
+ * means the damage hit data that was already there (bit rot, a bad sector), not a torn tail.
+ * Only runs on recovery's error path; scans up to the last non-zero byte of the file.
+ */
+export function findIntactFrameAfter(
+  handle: FileHandle,
+  from: number,
+  afterIndex: number,
+  fileBytes: number,
+): { offset: number; index: number } | undefined {
+  // Everything from `end` to the end of the file is zero, so only positions before `end` can start a
+  // frame; a frame may still run past `end` (zero high index bytes, a payload ending in zeros), and
+  // its checksum then continues over those known zeros without reading them.
+  const end = lastNonZeroEnd(handle, from, fileBytes);
+  if (end <= from + 1) return undefined;
+  const buf = readAt(handle, from, Math.min(fileBytes, end + FRAME_HEADER_BYTES) - from);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const candidatesEnd = end - from;
+  for (let at = 1; at < candidatesEnd && at + FRAME_HEADER_BYTES <= buf.byteLength; at++) {
+    // Cheap filters first: a plausible index (a safe integer above afterIndex), a length that fits.
+    const high = view.getUint32(at + 12, true);
+    if (high >= 0x20_0000) continue;
+    const index = high * 2 ** 32 + view.getUint32(at + 8, true);
+    if (index <= afterIndex) continue;
+    const payloadBytes = view.getUint32(at + 4, true);
+    const frameEnd = at + FRAME_HEADER_BYTES + payloadBytes;
+    if (from + frameEnd > fileBytes) continue;
+    const expected = view.getUint32(at, true);
+    const covered = buf.subarray(at + 4, Math.min(frameEnd, buf.byteLength));
+    let crc = crc32c(covered);
+    if (frameEnd > buf.byteLength) crc = crc32c(new Uint8Array(frameEnd - buf.byteLength), crc);
+    if (crc === expected) return { offset: from + at, index };
+  }
+  return undefined;
+}
+
+/** Offset just past the last non-zero byte in [from, to) (== from if all zeros). */
+function lastNonZeroEnd(handle: FileHandle, from: number, to: number): number {
+  for (let chunkEnd = to; chunkEnd > from; ) {
+    const chunkStart = Math.max(from, chunkEnd - SCAN_CHUNK_BYTES);
+    const chunk = readAt(handle, chunkStart, chunkEnd - chunkStart);
+    for (let i = chunk.byteLength - 1; i >= 0; i--) if (chunk[i] !== 0) return chunkStart + i + 1;
+    chunkEnd = chunkStart;
+  }
+  return from;
 }
 
 /** True if any byte in [from, to) of the file is not zero (stale or torn data past the end). */

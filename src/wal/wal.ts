@@ -3,10 +3,11 @@ import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { writeFully } from '../io/fileSystem.ts';
 import { assertIndex, assertPositiveInt } from '../lib/assert.ts';
 import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
-import { encodeFrame, FRAME_HEADER_BYTES } from './frame.ts';
+import { coalesceAdjacent, encodeFrameInto, FRAME_HEADER_BYTES, FrameArena } from './frame.ts';
 import type { WalMeta } from './meta.ts';
-import { recoverLog, type SegmentState, segmentNextIndex } from './recovery.ts';
+import { type RecoveredLog, recoverLog, type SegmentState, segmentNextIndex } from './recovery.ts';
 import { createSegmentFile, readFrame, SEGMENT_HEADER_BYTES, scanSegment } from './segmentFile.ts';
+import { SpareSegment } from './spareSegment.ts';
 import type { Durability, SegmentInfo, VerifyReport, WalOptions, WalRecord, WriteAheadLog } from './types.ts';
 
 export const WAL_DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -18,6 +19,13 @@ const MAX_WRITE_BYTES = 512 * 1024;
 const MAX_WRITE_BUFFERS = 1024;
 /** Open read handles kept for sealed segments. */
 const READ_HANDLE_CACHE = 8;
+/**
+ * A full tail waits for the spare being prepared (instead of creating the next segment on the
+ * spot) only while at most this much is buffered, so memory stays bounded.
+ */
+const SPARE_WAIT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
+/** Group-commit rounds chained as microtasks before one yields to the event loop. */
+const MAX_CHAINED_ROUNDS = 4;
 
 interface Waiter {
   /** Resolves once every record below this index is durable (or was truncated away). */
@@ -38,6 +46,12 @@ interface Waiter {
  * flight, share the next fsync. Truncations and reset run synchronously inside their call (with
  * synchronous fsyncs), so they take effect in call order relative to appends.
  *
+ * Segments are preallocated with zeros (overwrites fsync cheaper than appends). So that writing a
+ * segment of zeros never sits on the commit path, the next segment is prepared in the background
+ * (`SpareSegment`) and sealing takes it with a rename; a tail that fills up before its spare is
+ * ready waits for it inside the flush round (the records stay buffered and readable) rather than
+ * zero-filling synchronously. A fresh log's first segment is zero-filled between event-loop turns.
+ *
  * After a failed write or fsync the log latches: every later call, reads included, throws the
  * original error. Reads of a latched log are refused because written-but-unsynced bytes may not
  * match what the OS will keep.
@@ -54,6 +68,8 @@ export class Wal implements WriteAheadLog {
   private readonly warn: (message: string, details: Record<string, unknown>) => void;
   private readonly meta: WalMeta;
   private readonly latch = new FatalLatch();
+  /** The next segment, prepared in the background (preallocated logs only). */
+  private readonly spare: SpareSegment | undefined;
 
   private first: number;
   private next: number;
@@ -61,6 +77,8 @@ export class Wal implements WriteAheadLog {
   /** Records below this index have been written to a segment file; the rest sit in `pending`. */
   private writtenNext: number;
   private pending: Uint8Array[] = [];
+  /** Where buffered frames live until written (reset whenever nothing is buffered). */
+  private readonly arena = new FrameArena();
   private pendingHead = 0;
   private pendingBytes = 0;
   /** Segment files in index order; the last one is the writable tail. */
@@ -70,19 +88,19 @@ export class Wal implements WriteAheadLog {
   /** Bumped by every truncation/reset: an fsync that started before it proves nothing after it. */
   private epoch = 0;
   private unsyncedWrites = false;
+  /** fsyncs of the tail running on the thread pool (a seal must not rely on them). */
+  private syncsInFlight = 0;
   private waiters: Waiter[] = [];
   private flushScheduled = false;
   private roundsStarted = 0;
   private roundInFlight: Promise<void> | undefined;
+  /** Rounds started as microtasks since a round was last started by the event loop. */
+  private chainedRounds = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private closePromise: Promise<void> | undefined;
 
-  private constructor(
-    options: WalOptions,
-    recovered: ReturnType<typeof recoverLog>,
-    resolved: ResolvedOptions,
-  ) {
+  private constructor(options: WalOptions, recovered: RecoveredLog, resolved: ResolvedOptions) {
     this.fs = options.fs;
     this.dir = options.dir;
     this.segmentBytes = resolved.segmentBytes;
@@ -98,12 +116,29 @@ export class Wal implements WriteAheadLog {
     this.durable = recovered.nextIndex;
     this.writtenNext = recovered.nextIndex;
     this.segmentStates = recovered.segments;
+    if (resolved.preallocate && !resolved.readOnly) {
+      this.spare = new SpareSegment(this.fs, this.dir, this.segmentBytes, (err) =>
+        this.latchInBackground(err),
+      );
+    }
   }
 
-  /** Opens (creating if needed) the log in `options.dir`, recovering from any crash. */
+  /**
+   * Opens (creating if needed) the log in `options.dir`, recovering from any crash. Every failure
+   * is a CairnError: OS errors (a failed readdir, mkdir, ...) become IO_FATAL naming the directory.
+   */
   static async open(options: WalOptions): Promise<Wal> {
     const resolved = resolveOptions(options);
-    const recovered = recoverLog({
+    try {
+      return await Wal.openResolved(options, resolved);
+    } catch (err) {
+      if (err instanceof CairnError) throw err;
+      throw ioFatal(`opening WAL ${options.dir}`, err, { file: options.dir });
+    }
+  }
+
+  private static async openResolved(options: WalOptions, resolved: ResolvedOptions): Promise<Wal> {
+    const recovered = await recoverLog({
       fs: options.fs,
       dir: options.dir,
       segmentBytes: resolved.segmentBytes,
@@ -177,7 +212,7 @@ export class Wal implements WriteAheadLog {
     }
     const firstAppended = this.next;
     for (const p of payloads) {
-      const frame = encodeFrame(this.next, p);
+      const frame = encodeFrameInto(this.arena.alloc(FRAME_HEADER_BYTES + p.byteLength), this.next, p);
       this.pending.push(frame);
       this.pendingBytes += frame.byteLength;
       this.next++;
@@ -302,16 +337,16 @@ export class Wal implements WriteAheadLog {
     }
     this.dropPendingFrom(this.writtenNext);
     this.guarded('truncating the back', () => {
-      // Later segments go highest first, so every crash point leaves a contiguous prefix.
-      let removed = false;
+      // Later segments go highest first, each unlink made durable before the next: unsynced
+      // directory operations may survive a power cut in any order, and a surviving later segment
+      // behind a removed one would read as a gap (WAL_CORRUPT) instead of a shorter log.
       while (this.segmentStates.length >= 2 && this.segmentStates.at(-1)!.firstIndex > newNext) {
         const seg = this.segmentStates.pop()!;
         if (this.tailHandle?.path === seg.file) this.retireTail();
         this.dropReadHandle(seg.file);
         this.fs.unlink(seg.file);
-        removed = true;
+        this.fs.syncDir(this.dir);
       }
-      if (removed) this.fs.syncDir(this.dir);
       const holder = this.segmentStates.at(-1)!;
       const slot = newNext - holder.firstIndex;
       const cut = slot < holder.offsets.length ? holder.offsets[slot]! : holder.endOffset;
@@ -356,7 +391,7 @@ export class Wal implements WriteAheadLog {
       const old = reuseTail ? this.segmentStates.slice(0, -1) : this.segmentStates;
       if (!reuseTail) {
         this.retireTail();
-        this.tailHandle = createSegmentFile(this.fs, this.dir, target, this.preallocateBytes());
+        this.tailHandle = this.newSegmentFile(target);
       }
       for (const seg of old) {
         this.dropReadHandle(seg.file);
@@ -448,6 +483,9 @@ export class Wal implements WriteAheadLog {
     if (this.timer) clearInterval(this.timer);
     // Let an fsync already on the thread pool finish before the final write and close.
     while (this.roundInFlight) await this.roundInFlight;
+    // Stop the spare first: a failure of its calls latches the log and is what close reports.
+    await this.spare?.dispose();
+    while (this.roundInFlight) await this.roundInFlight;
     this.closed = true;
     let failure: unknown = this.latch.error;
     if (!this.readOnly && failure === undefined) {
@@ -488,9 +526,29 @@ export class Wal implements WriteAheadLog {
   private requestFlush(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
-    // setImmediate (not a microtask) so every append and sync of the current tick joins the round.
-    if (this.roundInFlight === undefined) setImmediate(this.startRound);
+    if (this.roundInFlight === undefined) this.scheduleRound();
   }
+
+  /**
+   * Starts the next round as a microtask: it runs once the current synchronous code and the
+   * continuations already queued are done, so every append and sync of this turn joins it, without
+   * paying an event-loop turn per commit. After a few rounds in a row it goes through setImmediate
+   * instead, so a log under constant load cannot starve timers and I/O callbacks.
+   */
+  private scheduleRound(): void {
+    if (this.chainedRounds < MAX_CHAINED_ROUNDS) {
+      this.chainedRounds++;
+      queueMicrotask(this.startRound);
+    } else {
+      setImmediate(this.startRoundFromLoop);
+    }
+  }
+
+  /** A round started by the event loop: the microtask chain starts over. */
+  private readonly startRoundFromLoop = (): void => {
+    this.chainedRounds = 0;
+    this.startRound();
+  };
 
   private readonly startRound = (): void => {
     this.flushScheduled = false;
@@ -499,7 +557,9 @@ export class Wal implements WriteAheadLog {
     this.roundInFlight = round;
     void round.finally(() => {
       this.roundInFlight = undefined;
-      if (this.flushScheduled) setImmediate(this.startRound);
+      // Callers released by the round that just ended have already appended and asked for the
+      // next one: their continuations ran before this callback.
+      if (this.flushScheduled) this.scheduleRound();
     });
   };
 
@@ -511,6 +571,16 @@ export class Wal implements WriteAheadLog {
       return;
     }
     if (!this.writeOrReject()) return;
+    // The tail is full and its successor is being prepared: wait for it here, off the main
+    // thread's critical path, rather than writing a whole segment of zeros synchronously.
+    while (this.spare?.inProgress !== undefined && this.pendingCount() > 0) {
+      await this.spare.inProgress;
+      if (this.latch.error !== undefined) {
+        this.rejectWaiters(this.latch.error);
+        return;
+      }
+      if (!this.writeOrReject()) return;
+    }
     if (this.durability.mode === 'none') {
       this.resolveWaiters();
       return;
@@ -521,8 +591,14 @@ export class Wal implements WriteAheadLog {
       this.unsyncedWrites = false;
       const handle = this.tailHandle!;
       try {
-        if (this.syncOffThread) await handle.syncAsync();
-        else handle.sync();
+        if (this.syncOffThread) {
+          this.syncsInFlight++;
+          try {
+            await handle.syncAsync();
+          } finally {
+            this.syncsInFlight--;
+          }
+        } else handle.sync();
       } catch (err) {
         this.rejectWaiters(this.latch.latch(ioFatal(`fsync of ${handle.path}`, err, { file: handle.path })));
         return;
@@ -570,11 +646,12 @@ export class Wal implements WriteAheadLog {
         i++;
       }
       if (batch.length === 0) {
+        if (this.shouldWaitForSpare()) break;
         this.rotate();
         continue;
       }
       try {
-        writeFully(this.tailHandle!, batch, tail.endOffset);
+        writeFully(this.tailHandle!, coalesceAdjacent(batch), tail.endOffset);
       } catch (err) {
         throw ioFatal(`write to ${tail.file}`, err, { file: tail.file, offset: tail.endOffset });
       }
@@ -585,13 +662,31 @@ export class Wal implements WriteAheadLog {
         offset += frame.byteLength;
       }
       tail.endOffset = offset;
+      // Past half of the segment: get the next one ready before this one fills up.
+      if (this.spare !== undefined && offset * 2 >= this.segmentBytes) this.spare.prepare();
       this.writtenNext += batch.length;
       this.pendingBytes -= batchBytes;
       this.pendingHead = i;
     }
-    this.pending = [];
+    if (this.pendingCount() > 0) {
+      // Stopped at a full tail (see shouldWaitForSpare): keep the rest for the next round.
+      this.pending = this.pending.slice(this.pendingHead);
+    } else {
+      this.pending = [];
+      this.pendingBytes = 0;
+      // Every frame was copied to the kernel: the arena's memory can be reused.
+      this.arena.reset();
+    }
     this.pendingHead = 0;
-    this.pendingBytes = 0;
+  }
+
+  /** A full tail waits for the spare being prepared while little is buffered and the log is open. */
+  private shouldWaitForSpare(): boolean {
+    return (
+      this.spare?.inProgress !== undefined &&
+      !this.closed &&
+      this.pendingBytes <= SPARE_WAIT_MAX_PENDING_BYTES
+    );
   }
 
   /**
@@ -603,7 +698,8 @@ export class Wal implements WriteAheadLog {
     const old = this.segmentStates.at(-1)!;
     const nextFirst = segmentNextIndex(old);
     try {
-      this.tailHandle!.sync();
+      // Skipped only when nothing was written since a sync that has completed.
+      if (this.unsyncedWrites || this.syncsInFlight > 0) this.tailHandle!.sync();
     } catch (err) {
       throw ioFatal(`fsync of ${old.file} before sealing`, err, { file: old.file });
     }
@@ -611,7 +707,7 @@ export class Wal implements WriteAheadLog {
     if (this.durability.mode !== 'none' && this.durable < nextFirst) this.durable = nextFirst;
     let handle: FileHandle;
     try {
-      handle = createSegmentFile(this.fs, this.dir, nextFirst, this.preallocateBytes());
+      handle = this.newSegmentFile(nextFirst);
     } catch (err) {
       throw ioFatal(`creating segment ${nextFirst} in ${this.dir}`, err, { file: this.dir });
     }
@@ -627,6 +723,20 @@ export class Wal implements WriteAheadLog {
 
   private preallocateBytes(): number {
     return this.preallocate ? this.segmentBytes : 0;
+  }
+
+  /**
+   * A durable, empty segment starting at `firstIndex`: the spare when one is ready (a header
+   * write, an fdatasync, a rename), else created and preallocated here, synchronously.
+   */
+  private newSegmentFile(firstIndex: number): FileHandle {
+    if (this.spare?.ready) return this.spare.take(firstIndex);
+    return createSegmentFile(this.fs, this.dir, firstIndex, this.preallocateBytes());
+  }
+
+  /** A background step (spare preparation) failed: latch, as for any failed write or fsync. */
+  private latchInBackground(err: CairnError): void {
+    this.rejectWaiters(this.latch.latch(err));
   }
 
   /** Closes the tail handle, after any fsync still running on it. */

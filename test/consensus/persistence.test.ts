@@ -274,8 +274,10 @@ test('a slow lane delays neither other lanes nor CommitQC publication; its backl
   assert.equal(cp.voteableNext(slow), 0, 'the slow lane is still waiting for its fsync');
   fs.release();
   assert.equal(await slowVoteable, 'durable');
+  // (The lane's first fsyncs also created its log: count from block 0 being durable.)
+  const syncsAfterFirst = fs.gatedSyncs;
   await cp.waitVoteable(slow, 20);
-  assert.equal(fs.gatedSyncs, 2, 'the 20 queued blocks were made durable by one fsync');
+  assert.equal(fs.gatedSyncs, syncsAfterFirst + 1, 'the 20 queued blocks were made durable by one fsync');
   await cp.close();
 });
 

@@ -63,11 +63,24 @@ for (const syncOffThread of [false, true]) {
         const window = fs.events.slice(ack.eventsAtAppend, ack.eventsAtAck);
         // The record is written (writev) after its append, then an fsync of its file completes.
         const write = window.findIndex((e) => e.call === 'writev' && e.phase === 'end');
-        const fsyncEnd = window.findIndex(
-          (e, i) => i > write && (e.call === 'sync' || e.call === 'syncAsync') && e.phase === 'end',
-        );
+        // The fsync must be of a log file and start after the write; its end is the matching
+        // end event (same call, same file), not the end of some other file's fsync (the spare
+        // segment is fsynced in the background and may finish inside the window).
         const fsyncStart = window.findIndex(
-          (e, i) => i > write && (e.call === 'sync' || e.call === 'syncAsync') && e.phase === 'start',
+          (e, i) =>
+            i > write &&
+            e.path.endsWith('.wal') &&
+            (e.call === 'sync' || e.call === 'syncAsync') &&
+            e.phase === 'start',
+        );
+        const started = window[fsyncStart];
+        const fsyncEnd = window.findIndex(
+          (e, i) =>
+            i > fsyncStart &&
+            started !== undefined &&
+            e.call === started.call &&
+            e.path === started.path &&
+            e.phase === 'end',
         );
         assert.ok(write >= 0, `record ${ack.index} acknowledged without being written`);
         assert.ok(

@@ -1,0 +1,117 @@
+import * as path from 'node:path';
+import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
+import { writeFully } from '../io/fileSystem.ts';
+import { type CairnError, ioFatal } from '../lib/errors.ts';
+import { allocateInSlices, encodeSegmentHeader, segmentFileName } from './segmentFile.ts';
+
+/**
+ * Name of the spare segment: a preallocated, fsynced file of zeros waiting to become the next
+ * segment. It does not match the segment name pattern, so recovery never reads it as log data;
+ * a leftover (crash, close) is deleted at open, because its unsynced bytes cannot be trusted.
+ */
+export const SPARE_SEGMENT_NAME = 'next-segment.spare';
+
+/**
+ * Prepares the next segment ahead of time so that sealing a full segment does not write and
+ * fsync MiBs of zeros on the commit path. Preparation runs in the background, one slice of zeros
+ * per event-loop turn, with the fsync on the thread pool. Taking the spare costs a 32-byte header
+ * write, one fdatasync of an already allocated file, a rename and a directory fsync.
+ *
+ * Crash safety of `take`: the header is durable before the rename, and the rename is durable
+ * (directory fsync) before the caller writes any record to the new segment. A crash before the
+ * rename leaves only the spare (deleted at open); after it, a valid empty segment.
+ *
+ * A failure while preparing is reported through `onFailure` (the log latches: it never trusts a
+ * file system that failed a write or an fsync); no record is at risk, since the spare holds none.
+ */
+export class SpareSegment {
+  private handle: FileHandle | undefined;
+  private preparing: Promise<void> | undefined;
+  private disposed = false;
+  private readonly file: string;
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly dir: string,
+    private readonly bytes: number,
+    private readonly onFailure: (err: CairnError) => void,
+  ) {
+    this.file = path.join(dir, SPARE_SEGMENT_NAME);
+  }
+
+  /** True when a spare is allocated and durable, ready for `take`. */
+  get ready(): boolean {
+    return this.handle !== undefined;
+  }
+
+  /** Settles when the preparation under way ends (ready, abandoned or failed); undefined if none. */
+  get inProgress(): Promise<void> | undefined {
+    return this.preparing;
+  }
+
+  /** Starts preparing a spare in the background, unless one is ready or already on its way. */
+  prepare(): void {
+    if (this.disposed || this.handle !== undefined || this.preparing !== undefined) return;
+    this.preparing = this.build().finally(() => {
+      this.preparing = undefined;
+    });
+  }
+
+  private async build(): Promise<void> {
+    let handle: FileHandle | undefined;
+    try {
+      handle = this.fs.open(this.file, { create: true, exclusive: true });
+      const complete = await allocateInSlices(handle, this.bytes, () => this.disposed);
+      if (complete && !this.disposed) await handle.syncAsync();
+      if (!complete || this.disposed) {
+        const abandoned = handle;
+        handle = undefined;
+        abandoned.close();
+        this.fs.unlink(this.file);
+        return;
+      }
+      this.handle = handle;
+    } catch (err) {
+      handle?.close();
+      // Reported even while closing: a failed call is never swallowed (the log latches on it).
+      this.onFailure(ioFatal(`preparing spare segment ${this.file}`, err, { file: this.file }));
+    }
+  }
+
+  /**
+   * Turns the ready spare into segment `firstIndex` (durably, see the class comment) and returns
+   * a handle on it opened by its new name. The caller must have checked `ready`.
+   */
+  take(firstIndex: number): FileHandle {
+    const spare = this.handle!;
+    this.handle = undefined;
+    const target = path.join(this.dir, segmentFileName(firstIndex));
+    try {
+      writeFully(spare, [encodeSegmentHeader(firstIndex)], 0);
+      spare.sync();
+    } finally {
+      spare.close();
+    }
+    this.fs.rename(this.file, target);
+    this.fs.syncDir(this.dir);
+    return this.fs.open(target);
+  }
+
+  /**
+   * Stops any preparation and removes the spare file; failures go to `onFailure` like any other.
+   * (The unlink need not be durable: open deletes a leftover spare.)
+   */
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    while (this.preparing) await this.preparing;
+    const handle = this.handle;
+    if (handle === undefined) return;
+    this.handle = undefined;
+    try {
+      handle.close();
+      this.fs.unlink(this.file);
+    } catch (err) {
+      this.onFailure(ioFatal(`removing spare segment ${this.file}`, err, { file: this.file }));
+    }
+  }
+}
