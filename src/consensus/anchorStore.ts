@@ -1,7 +1,7 @@
 import { openAbFile } from '../io/abFile.ts';
 import type { AbSnapshotFile } from '../io/abFile.types.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
-import { CairnError, describe, FatalLatch } from '../lib/errors.ts';
+import { CairnError, describe, FatalLatch, isCairnError } from '../lib/errors.ts';
 import { decodePruneAnchor, encodePruneAnchor } from './codecs.ts';
 import type { PruneAnchor } from './types.ts';
 
@@ -19,6 +19,13 @@ const MAX_ANCHOR_BYTES = 1 << 20;
 export interface AnchorStore {
   /** Writes `anchor` durably (returns after the fsync). Latches on failure. */
   write(anchor: PruneAnchor): void;
+  /**
+   * The same, with the fsync on the thread pool: resolves once the anchor is durable. The persist
+   * loop uses it so an anchor's fsync never stalls the main thread, and with it every lane.
+   * Calls must not overlap (the anchor pipeline awaits each one): an overlapping call is refused
+   * with CONFLICT and does not latch.
+   */
+  writeAsync(anchor: PruneAnchor): Promise<void>;
   close(): void;
 }
 
@@ -46,22 +53,47 @@ export function openAnchorStore(
   return { store: new AbAnchorStore(file, dir), loaded: anchor, warnings: loaded.warnings };
 }
 
+/**
+ * Anchor encoding on top of the A/B file, which owns the slot format, the alternation rule and the
+ * write (sync or with the fsync on the thread pool). This layer adds its own latch because the
+ * persist loop stops at its first I/O error: unlike the bare A/B file, even a failed plain write
+ * (not only a failed fsync) leaves the anchor store failed.
+ */
 class AbAnchorStore implements AnchorStore {
   private readonly latch = new FatalLatch();
+
   constructor(
     private readonly file: AbSnapshotFile,
     private readonly dir: string,
   ) {}
 
   write(anchor: PruneAnchor): void {
-    this.latch.check();
-    const payload = encodePruneAnchor(anchor);
+    const payload = this.encode(anchor);
     try {
       this.file.write(payload);
     } catch (err) {
-      // Even a plain write failure latches here: the persist loop stops at its first I/O error.
-      throw this.latch.latch(err, `writing the prune anchor in ${this.dir}`);
+      throw this.failed(err);
     }
+  }
+
+  async writeAsync(anchor: PruneAnchor): Promise<void> {
+    const payload = this.encode(anchor);
+    try {
+      await this.file.writeAsync(payload);
+    } catch (err) {
+      throw this.failed(err);
+    }
+  }
+
+  private encode(anchor: PruneAnchor): Uint8Array {
+    this.latch.check();
+    return encodePruneAnchor(anchor);
+  }
+
+  /** Latches I/O failures; a refused call (closed, overlapping, too large) changes nothing on disk. */
+  private failed(err: unknown): unknown {
+    if (isCairnError(err) && err.kind === 'caller') return err;
+    return this.latch.latch(err, `writing the prune anchor in ${this.dir}`);
   }
 
   close(): void {
@@ -73,6 +105,9 @@ class AbAnchorStore implements AnchorStore {
 export class NullAnchorStore implements AnchorStore {
   write(anchor: PruneAnchor): void {
     encodePruneAnchor(anchor); // still validates the anchor (matching roads)
+  }
+  async writeAsync(anchor: PruneAnchor): Promise<void> {
+    this.write(anchor);
   }
   close(): void {}
 }

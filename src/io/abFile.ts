@@ -3,7 +3,7 @@ import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
 import { CairnError, errnoCode, FatalLatch, ioFatal } from '../lib/errors.ts';
 import type { AbLoadResult, AbSnapshotFile } from './abFile.types.ts';
-import type { FileSystem } from './fileSystem.ts';
+import type { FileHandle, FileSystem } from './fileSystem.ts';
 import { readAt, writeFully } from './fileSystem.ts';
 
 /**
@@ -29,6 +29,14 @@ export interface AbOpenOptions {
 }
 
 type SlotName = 'a' | 'b';
+
+/** An image written to its slot but not yet fsynced. */
+interface PendingWrite {
+  target: SlotName;
+  file: string;
+  seq: number;
+  handle: FileHandle;
+}
 
 type SlotState =
   | { kind: 'absent' }
@@ -148,10 +156,20 @@ export function chooseSlot(
   return { winner: undefined, result: { payload: undefined, seq: 0, warnings } };
 }
 
+function closeQuietly(handle: FileHandle): void {
+  try {
+    handle.close();
+  } catch {
+    // Already failing with a more useful error.
+  }
+}
+
 class AbFile implements AbSnapshotFile {
   private currentSeq: number;
   private winner: SlotName | undefined;
   private closed = false;
+  /** True while a `writeAsync` waits for its fsync (see `writeImage`). */
+  private syncInFlight = false;
   private readonly latch = new FatalLatch();
 
   constructor(
@@ -169,56 +187,97 @@ class AbFile implements AbSnapshotFile {
     return this.currentSeq;
   }
 
-  /** The slot the next write goes to: never the one holding the current winner. */
-  get nextSlotFile(): string {
-    return this.files[this.winner === 'a' ? 'b' : 'a'];
+  write(payload: Uint8Array): void {
+    const pending = this.writeImage(payload);
+    try {
+      pending.handle.sync();
+    } catch (err) {
+      throw this.fsyncFailed(pending.file, err);
+    } finally {
+      pending.handle.close();
+    }
+    this.commit(pending);
   }
 
-  write(payload: Uint8Array): void {
+  async writeAsync(payload: Uint8Array): Promise<void> {
+    // Throws (so the promise rejects) before anything is marked in flight.
+    const pending = this.writeImage(payload);
+    this.syncInFlight = true;
+    try {
+      await pending.handle.syncAsync();
+    } catch (err) {
+      throw this.fsyncFailed(pending.file, err);
+    } finally {
+      this.syncInFlight = false;
+      pending.handle.close();
+    }
+    this.commit(pending);
+  }
+
+  /**
+   * The part shared by `write` and `writeAsync`: checks the call, then writes the image for seq + 1
+   * into the slot that does not hold the winner and cuts the slot to the image's length. Returns the
+   * still-open handle; the caller fsyncs it and then calls `commit`. Nothing is durable yet.
+   */
+  private writeImage(payload: Uint8Array): PendingWrite {
     this.latch.check();
     if (this.closed) throw new CairnError('CLOSED', `A/B file ${this.files.a} is closed`);
     if (this.readOnly)
       throw new CairnError('INVALID_ARGUMENT', `A/B file ${this.files.a} was opened read-only`);
+    const target: SlotName = this.winner === 'a' ? 'b' : 'a';
+    const file = this.files[target];
+    if (this.syncInFlight) {
+      // The only slot a write may use is the one whose fsync is still running: a second image there
+      // would race the first one's fsync, and its seq would not be known yet. Refuse, never queue.
+      throw new CairnError(
+        'CONFLICT',
+        `A/B file ${this.files.a}: a write (seq ${this.currentSeq + 1}) is still waiting for its fsync; ` +
+          'writes must not overlap',
+        { details: { file, seq: this.currentSeq + 1 } },
+      );
+    }
     if (payload.byteLength > this.maxPayloadBytes) {
       throw new CairnError(
         'RECORD_TOO_LARGE',
         `A/B payload of ${payload.byteLength} bytes exceeds the maximum ${this.maxPayloadBytes}`,
-        { details: { file: this.nextSlotFile, bytes: payload.byteLength, maxBytes: this.maxPayloadBytes } },
+        { details: { file, bytes: payload.byteLength, maxBytes: this.maxPayloadBytes } },
       );
     }
-    const target: SlotName = this.winner === 'a' ? 'b' : 'a';
-    const file = this.files[target];
     const seq = this.currentSeq + 1;
     const image = encodeSlotImage(seq, payload);
     const handle = this.openSlot(file);
     try {
-      try {
-        // Overwrite in place, then cut any longer previous image. The slot is not the winner, so
-        // a tear here loses nothing; seq and winner move only after the fsync returned.
-        writeFully(handle, [image], 0);
-        // Always cut: after an earlier failed fsync the cached size may differ from the disk's, and
-        // a longer stale tail would make this slot unreadable after a power cut.
-        handle.truncate(image.byteLength);
-      } catch (err) {
-        // A failed write (ENOSPC, EIO on pwrite) leaves seq and the winner untouched: the next
-        // write rewrites this same non-winning slot completely before its own fsync.
-        throw ioFatal(`writing A/B slot ${file}`, err, { file });
-      }
-      try {
-        handle.sync();
-      } catch (err) {
-        // A failed fsync may have dropped dirty pages while marking them clean; nothing written
-        // through this file can be trusted again, so latch (never retry an fsync).
-        throw this.latch.latch(ioFatal(`fsync of A/B slot ${file}`, err, { file }));
-      }
-    } finally {
-      handle.close();
+      // Overwrite in place, then cut any longer previous image. The slot is not the winner, so
+      // a tear here loses nothing; seq and winner move only after the fsync returned.
+      writeFully(handle, [image], 0);
+      // Always cut, never only when the cached size differs: after an earlier failed fsync the
+      // cached size may not match the disk's, and a longer stale tail on disk would make this slot
+      // unreadable after a power cut.
+      handle.truncate(image.byteLength);
+    } catch (err) {
+      closeQuietly(handle); // the write error is the one to report
+      // A failed write (ENOSPC, EIO on pwrite) leaves seq and the winner untouched: the next
+      // write rewrites this same non-winning slot completely before its own fsync.
+      throw ioFatal(`writing A/B slot ${file}`, err, { file });
     }
-    this.currentSeq = seq;
-    this.winner = target;
+    return { target, file, seq, handle };
   }
 
-  private openSlot(file: string) {
+  /**
+   * A failed fsync may have dropped dirty pages while marking them clean; nothing written through
+   * this file can be trusted again, so latch (never retry an fsync).
+   */
+  private fsyncFailed(file: string, err: unknown): CairnError {
+    return this.latch.latch(ioFatal(`fsync of A/B slot ${file}`, err, { file }));
+  }
+
+  /** Called only once the fsync covering `pending` returned: the new image is the winner. */
+  private commit(pending: PendingWrite): void {
+    this.currentSeq = pending.seq;
+    this.winner = pending.target;
+  }
+
+  private openSlot(file: string): FileHandle {
     try {
       return this.fs.open(file, { create: false });
     } catch (err) {

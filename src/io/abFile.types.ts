@@ -14,7 +14,17 @@ export interface AbLoadResult {
 
 export interface AbSnapshotFile {
   readonly seq: number;
-  /** Writes `payload` to the older slot with one fsync; durable on return. */
+  /**
+   * Writes `payload` to the older slot with one fsync; durable on return. A failed write leaves
+   * `seq` and the loaded winner unchanged (the next write retries the same slot); a failed fsync
+   * latches the file: every later call throws that same error.
+   */
   write(payload: Uint8Array): void;
+  /**
+   * The same steps as `write`, with the fsync on the thread pool; resolves once the payload is
+   * durable, and only then advances `seq`. Calls must not overlap: a `write` or `writeAsync` made
+   * while one is waiting for its fsync is refused with CONFLICT (nothing is queued or written).
+   */
+  writeAsync(payload: Uint8Array): Promise<void>;
   close(): void;
 }

@@ -136,3 +136,63 @@ test('a slot that passes its checksum but does not decode as an anchor is a type
   raw.file.close();
   await expectCairn(() => openAnchorStore(fs, DIR), 'CORRUPT', /prune anchor in .* does not decode/);
 });
+
+test('writeAsync (fsync on the pool) alternates slots with write, is durable on resolve, and latches on a failed fsync', async () => {
+  const fs = setup();
+  const [a0, a1, a2, a3] = anchors(4);
+  const { store } = openAnchorStore(fs, DIR);
+  await store.writeAsync(a0!); // seq 1 → slot a
+  store.write(a1!); // seq 2 → slot b
+  await store.writeAsync(a2!); // seq 3 → slot a
+  // Durable on resolve: a power cut that drops everything unsynced still loads road 2.
+  const image = fs.crashImage({ data: 'drop', dirOps: 'keep' });
+  const reopened = openAnchorStore(image, DIR);
+  assert.equal(road(reopened.loaded), 2);
+  assert.equal(reopened.warnings.length, 0);
+  reopened.store.close();
+  const fault = fs.injectFault({ op: 'syncAsync', nth: 1, error: 'EIO', pathIncludes: 'anchor' });
+  const err = await store.writeAsync(a3!).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.equal(fault.firedCount, 1);
+  assert.ok(isCairnError(err, 'IO_FATAL'), String(err));
+  assert.throws(
+    () => store.write(a3!),
+    (e: unknown) => e === err,
+  );
+  await assert.rejects(store.writeAsync(a3!), (e: unknown) => e === err);
+  store.close();
+  // The failed write went to the non-winning slot: the last acknowledged anchor still loads.
+  const after = openAnchorStore(fs.crashImage({ data: 'drop', dirOps: 'keep' }), DIR);
+  assert.equal(road(after.loaded), 2);
+  after.store.close();
+});
+
+test('an overlapping anchor write is refused with CONFLICT and does not latch; a failed plain write does', async () => {
+  const fs = setup();
+  const [a0, a1, a2] = anchors(3);
+  const { store } = openAnchorStore(fs, DIR);
+  const first = store.writeAsync(a0!);
+  await assert.rejects(store.writeAsync(a1!), (e: unknown) => isCairnError(e, 'CONFLICT'));
+  assert.throws(
+    () => store.write(a1!),
+    (e: unknown) => isCairnError(e, 'CONFLICT'),
+  );
+  await first;
+  await store.writeAsync(a1!);
+  // Unlike the bare A/B file, the anchor store latches even a failed write (not only a failed
+  // fsync): the persist loop stops at its first I/O error.
+  const fault = fs.injectFault({ op: 'writev', nth: 1, error: 'EIO', pathIncludes: 'anchor' });
+  const err = await store.writeAsync(a2!).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.equal(fault.firedCount, 1);
+  assert.ok(isCairnError(err, 'IO_FATAL'), String(err));
+  await assert.rejects(store.writeAsync(a2!), (e: unknown) => e === err);
+  store.close();
+  const reopened = openAnchorStore(fs.crashImage({ data: 'drop', dirOps: 'keep' }), DIR);
+  assert.equal(road(reopened.loaded), 1);
+  reopened.store.close();
+});

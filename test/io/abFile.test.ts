@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { encodeSlotImage, openAbFile } from '../../src/io/abFile.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
+import { DROP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { dec, enc, errno, tempDir, WrappingFileSystem } from '../wal/helpers.ts';
 
@@ -258,5 +259,152 @@ describe('A/B file: load rules', () => {
     const { loaded } = openAbFile(realFileSystem, dir, 'anchor', { maxPayloadBytes: 50 });
     assert.equal(dec(loaded.payload!), 'fallback');
     assert.match(loaded.warnings[0]!, /larger than the maximum/);
+  });
+});
+
+describe('A/B file: writeAsync (fsync on the thread pool)', () => {
+  const SIM_DIR = '/ab';
+  function simSetup(seed = 21) {
+    const fs = new SimulatedFileSystem({ seed, maxSyncAsyncHops: 3 });
+    fs.mkdir(SIM_DIR);
+    fs.syncDir('/');
+    return { fs, file: openAbFile(fs, SIM_DIR, 'x').file };
+  }
+  const loadAfterPowerCut = (fs: SimulatedFileSystem) =>
+    openAbFile(fs.crashImage(DROP_ALL), SIM_DIR, 'x').loaded;
+  const rejection = (promise: Promise<unknown>) =>
+    promise.then(
+      () => assert.fail('expected a rejection'),
+      (e: unknown) => e,
+    );
+
+  test('alternates slots with write, advances seq only once its fsync returned, and is durable on resolve', async () => {
+    const { fs, file } = simSetup();
+    await file.writeAsync(enc('one')); // seq 1 → slot a
+    file.write(enc('two')); // seq 2 → slot b
+    const pending = file.writeAsync(enc('three')); // seq 3 → slot a
+    // The image is written (reads see it) but not acknowledged: seq and the durable state lag.
+    assert.equal(file.seq, 2);
+    assert.equal(dec(fs.readFileBytes(`${SIM_DIR}/x.a`).subarray(16)), 'three');
+    assert.equal(loadAfterPowerCut(fs).seq, 2, 'before the fsync returned, a power cut keeps seq 2');
+    await pending;
+    assert.equal(file.seq, 3);
+    const loaded = loadAfterPowerCut(fs);
+    assert.equal(loaded.seq, 3);
+    assert.equal(dec(loaded.payload!), 'three');
+    assert.deepEqual(loaded.warnings, []);
+    assert.equal(
+      dec(fs.readFileBytes(`${SIM_DIR}/x.b`).subarray(16)),
+      'two',
+      'the previous winner is intact',
+    );
+  });
+
+  test('always truncates the slot to the image length, even when the cached size already matches', async () => {
+    const { fs, file } = simSetup();
+    const before = fs.opCounts.truncate;
+    for (let i = 0; i < 4; i++) await file.writeAsync(enc('same size'));
+    assert.equal(fs.opCounts.truncate - before, 4);
+    assert.equal(fs.opCounts.syncAsync, 4);
+    assert.equal(fs.opCounts.sync, 0, 'writeAsync never fsyncs on the main thread');
+  });
+
+  test('overlapping calls are refused with CONFLICT while a fsync is in flight, without touching the disk or latching', async () => {
+    const { fs, file } = simSetup();
+    await file.writeAsync(enc('one'));
+    const first = file.writeAsync(enc('two')); // → slot b, fsync in flight
+    const inFlightImage = fs.readFileBytes(`${SIM_DIR}/x.b`);
+    const writesBefore = fs.opCounts.writev;
+    const second = await rejection(file.writeAsync(enc('overlapping')));
+    assert.ok(isCairnError(second, 'CONFLICT'), String(second));
+    assert.match((second as Error).message, /a write \(seq 2\) is still waiting for its fsync/);
+    assert.throws(
+      () => file.write(enc('overlapping sync')),
+      (e) => isCairnError(e, 'CONFLICT'),
+    );
+    assert.equal(fs.opCounts.writev, writesBefore, 'a refused call writes nothing');
+    assert.deepEqual(fs.readFileBytes(`${SIM_DIR}/x.b`), inFlightImage);
+    await first;
+    assert.equal(file.seq, 2);
+    // Not latched: the next call proceeds normally.
+    await file.writeAsync(enc('three'));
+    assert.equal(file.seq, 3);
+    assert.equal(dec(loadAfterPowerCut(fs).payload!), 'three');
+  });
+
+  test('a failed fsync latches: seq unchanged, the winner intact, every later call fails with the same error and no fsync is retried', async () => {
+    const { fs, file } = simSetup();
+    await file.writeAsync(enc('one'));
+    file.write(enc('two')); // winner in slot b
+    const winner = fs.readFileBytes(`${SIM_DIR}/x.b`);
+    const fault = fs.injectFault({ op: 'syncAsync', nth: 1, error: 'EIO', pathIncludes: '/ab/x.' });
+    const err = await rejection(file.writeAsync(enc('maybe three')));
+    assert.equal(fault.firedCount, 1);
+    assert.ok(isCairnError(err, 'IO_FATAL') && /EIO/.test(err.message), String(err));
+    assert.equal((err as { details: { file?: string } }).details.file, `${SIM_DIR}/x.a`);
+    assert.equal(file.seq, 2);
+    assert.deepEqual(fs.readFileBytes(`${SIM_DIR}/x.b`), winner);
+    const syncsAfterFailure = fs.opCounts.syncAsync + fs.opCounts.sync;
+    assert.equal(await rejection(file.writeAsync(enc('again'))), err);
+    assert.throws(
+      () => file.write(enc('again')),
+      (e) => e === err,
+    );
+    assert.equal(fs.opCounts.syncAsync + fs.opCounts.sync, syncsAfterFailure, 'no fsync retry');
+    const loaded = loadAfterPowerCut(fs);
+    assert.equal(loaded.seq, 2);
+    assert.equal(dec(loaded.payload!), 'two');
+  });
+
+  test('a failed write rejects without advancing seq or latching; the next call rewrites the same slot', async () => {
+    const { fs, file } = simSetup();
+    await file.writeAsync(enc('one')); // slot a
+    const winner = fs.readFileBytes(`${SIM_DIR}/x.a`);
+    const fault = fs.injectFault({ op: 'writev', nth: 1, error: 'ENOSPC', pathIncludes: '/ab/x.' });
+    const err = await rejection(file.writeAsync(enc('lost two')));
+    assert.equal(fault.firedCount, 1);
+    assert.ok(isCairnError(err, 'IO_FATAL') && /ENOSPC/.test(err.message), String(err));
+    assert.equal(file.seq, 1);
+    assert.equal(fs.opCounts.syncAsync, 1, 'no fsync after a failed write');
+    // Nothing is left in flight: both a sync and an async write proceed.
+    file.write(enc('two'));
+    assert.equal(file.seq, 2);
+    assert.deepEqual(fs.readFileBytes(`${SIM_DIR}/x.a`), winner, 'the retry went to slot b again');
+    await file.writeAsync(enc('three'));
+    assert.equal(dec(loadAfterPowerCut(fs).payload!), 'three');
+  });
+
+  test('after a failed fsync and a reopen, a writeAsync whose image has the cached length still survives a power cut', async () => {
+    const { fs, file } = simSetup();
+    await file.writeAsync(new Uint8Array(500).fill(1)); // seq 1 → slot a
+    await file.writeAsync(new Uint8Array(10).fill(2)); // seq 2 → slot b
+    fs.injectFault({ op: 'syncAsync', nth: 1, error: 'EIO' });
+    await rejection(file.writeAsync(new Uint8Array(100).fill(3))); // seq 3 → slot a: fsync fails
+    file.close();
+    // The page cache shows seq 3 in slot a (116 bytes); the disk still holds the 516-byte seq 1.
+    const reopened = openAbFile(fs, SIM_DIR, 'x').file;
+    await reopened.writeAsync(new Uint8Array(20).fill(4)); // → slot b
+    await reopened.writeAsync(new Uint8Array(100).fill(5)); // → slot a, same length as the cached image
+    const acked = reopened.seq;
+    const loaded = loadAfterPowerCut(fs);
+    assert.equal(loaded.seq, acked, `acknowledged seq ${acked}, a power cut left seq ${loaded.seq}`);
+    assert.deepEqual(loaded.payload, new Uint8Array(100).fill(5));
+  });
+
+  test('refused calls reject (never throw synchronously): closed, read-only, too large', async () => {
+    const { fs, file } = simSetup();
+    file.close();
+    const closed = file.writeAsync(enc('x'));
+    assert.ok(isCairnError(await rejection(closed), 'CLOSED'));
+    const readOnly = openAbFile(fs, SIM_DIR, 'x', { readOnly: true }).file;
+    assert.ok(isCairnError(await rejection(readOnly.writeAsync(enc('x'))), 'INVALID_ARGUMENT'));
+    const small = openAbFile(fs, SIM_DIR, 'x', { maxPayloadBytes: 8 }).file;
+    const tooLarge = await rejection(small.writeAsync(new Uint8Array(9)));
+    assert.ok(
+      isCairnError(tooLarge, 'RECORD_TOO_LARGE') && /9 bytes exceeds the maximum 8/.test(tooLarge.message),
+    );
+    assert.equal(small.seq, 0);
+    await small.writeAsync(new Uint8Array(8));
+    assert.equal(small.seq, 1, 'a refused call does not latch');
   });
 });

@@ -37,6 +37,12 @@ export interface WalWorkloadSpec {
   truncateBackP: number;
   resetP: number;
   reopenP: number;
+  /**
+   * After the random steps, always run a back truncation that cuts inside the tail segment and a
+   * front truncation (A/B meta write), so a suite that must exercise those I/O paths does so
+   * whatever its seed drew. Off by default: it changes the call sequence of the other suites.
+   */
+  endWithTruncations?: boolean;
 }
 
 interface SyncToken {
@@ -251,6 +257,22 @@ export async function runWalWorkload(fs: SimulatedFileSystem, state: WalState): 
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
   };
+  const truncateFront = async (n: number): Promise<void> => {
+    oracle.truncateFrontCalled(n);
+    await wal!.truncateFront(n);
+    oracle.truncateFrontResolved(n);
+  };
+  const truncateBack = async (n: number): Promise<void> => {
+    oracle.truncateBackCalled(n);
+    await wal!.truncateBack(n);
+    oracle.truncateBackResolved();
+  };
+  const append = (count: number): void => {
+    const payloads = Array.from({ length: count }, (_, k) => randomPayload(rng, spec, oracle.next + k));
+    const firstIndex: number = wal!.append(payloads, oracle.next);
+    assert.equal(firstIndex, oracle.next);
+    for (const payload of payloads) oracle.appended(payload);
+  };
   try {
     wal = await Wal.open(walOptions(fs, spec));
     state.wal = wal;
@@ -262,15 +284,9 @@ export async function runWalWorkload(fs: SimulatedFileSystem, state: WalState): 
       const rs = tb + spec.resetP;
       const ro = rs + spec.reopenP;
       if (r < tf) {
-        const n = rng.int(oracle.first, oracle.next + 1);
-        oracle.truncateFrontCalled(n);
-        await wal.truncateFront(n);
-        oracle.truncateFrontResolved(n);
+        await truncateFront(rng.int(oracle.first, oracle.next + 1));
       } else if (r < tb) {
-        const n = rng.int(Math.max(oracle.first, oracle.next - 6), oracle.next + 1);
-        oracle.truncateBackCalled(n);
-        await wal.truncateBack(n);
-        oracle.truncateBackResolved();
+        await truncateBack(rng.int(Math.max(oracle.first, oracle.next - 6), oracle.next + 1));
       } else if (r < rs) {
         const n = oracle.next + rng.int(0, 3);
         oracle.resetCalled(n);
@@ -291,11 +307,7 @@ export async function runWalWorkload(fs: SimulatedFileSystem, state: WalState): 
       } else {
         const u = rng.next();
         if (u < 0.55) {
-          const count = rng.int(1, 5);
-          const payloads = Array.from({ length: count }, (_, k) => randomPayload(rng, spec, oracle.next + k));
-          const firstIndex: number = wal.append(payloads, oracle.next);
-          assert.equal(firstIndex, oracle.next);
-          for (const payload of payloads) oracle.appended(payload);
+          append(rng.int(1, 5));
         } else if (u < 0.8) {
           await trackSync();
         } else {
@@ -305,6 +317,14 @@ export async function runWalWorkload(fs: SimulatedFileSystem, state: WalState): 
       }
     }
     await settleInFlight();
+    if (spec.endWithTruncations) {
+      // Two synced records, so the back truncation cuts bytes inside the tail segment on disk
+      // (not only buffered records) and the front one still has a record to drop.
+      append(2);
+      await trackSync();
+      await truncateBack(oracle.next - 1);
+      await truncateFront(oracle.first + 1);
+    }
     await wal.close();
   } catch (err) {
     state.errors.push(err);
