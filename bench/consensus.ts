@@ -42,7 +42,7 @@ import { ConsensusPersistence } from '../src/consensus/persistence.ts';
 import { ConsensusFixture } from '../src/consensus/testkit.ts';
 import type { LaneId, SignedLaneProposal } from '../src/consensus/types.ts';
 import { RealFileSystem } from '../src/io/realFileSystem.ts';
-import { crc32c } from '../src/lib/crc32c.ts';
+import { rawFrameHeader } from './support/rawFrame.ts';
 import { median, printTable, round3, verdict } from './support/stats.ts';
 import { rerunWithThreadPool } from './support/threadPool.ts';
 
@@ -70,16 +70,6 @@ const MAIN: Config = { lanes: 40, blockBytes: 4096, ratePerLane: 50 };
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** The 16-byte WAL frame header (crc32c over length, index and payload), as Cairn writes it. */
-function frameHeader(index: number, payload: Uint8Array): Uint8Array {
-  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  h.writeUInt32LE(payload.byteLength, 4);
-  h.writeUInt32LE(index >>> 0, 8);
-  h.writeUInt32LE(Math.floor(index / 2 ** 32), 12);
-  h.writeUInt32LE(crc32c(payload, crc32c(h.subarray(4))), 0);
-  return h;
-}
-
 /** A file of zeros, fsynced: the raw side's preallocated "segment". */
 function preallocatedFile(file: string, bytes: number): number {
   const fd = openSync(file, 'w+');
@@ -98,7 +88,7 @@ function measureRawFsync(dir: string, record: Uint8Array, samples: number): numb
   try {
     for (let i = 0; i < samples; i++) {
       const t = performance.now();
-      writevSync(fd, [frameHeader(i, record), record], i * frameBytes);
+      writevSync(fd, [rawFrameHeader(i, record), record], i * frameBytes);
       fdatasyncSync(fd);
       out.push(performance.now() - t);
     }
@@ -257,7 +247,7 @@ function rawLanesSink(dir: string, w: Workload, rec: Recorder): Sink {
     const bufs: Uint8Array[] = [];
     for (let k = l.written; k < l.queued; k++) {
       const r = l.queue[k]!;
-      bufs.push(frameHeader(k, r), r);
+      bufs.push(rawFrameHeader(k, r), r);
     }
     let bytes = 0;
     for (const b of bufs) bytes += b.byteLength;

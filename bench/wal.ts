@@ -22,8 +22,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { realFileSystem } from '../src/io/realFileSystem.ts';
-import { crc32c } from '../src/lib/crc32c.ts';
 import { Wal } from '../src/wal/wal.ts';
+import { rawFrameHeader } from './support/rawFrame.ts';
 import { fmt, interleaved, median, nowMs, percentile, printTable, round3, verdict } from './support/stats.ts';
 
 const SIZES = [128, 1024, 4096] as const;
@@ -81,16 +81,6 @@ function rawFile(bytes: number): { fd: number; dir: string } {
   return { fd, dir };
 }
 
-/** The 16-byte frame header Cairn writes (crc32c over length, index and payload). */
-function rawHeader(index: number, payload: Uint8Array): Uint8Array {
-  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  h.writeUInt32LE(payload.byteLength, 4);
-  h.writeUInt32LE(index >>> 0, 8);
-  h.writeUInt32LE(Math.floor(index / 2 ** 32), 12);
-  h.writeUInt32LE(crc32c(payload, crc32c(h.subarray(4))), 0);
-  return h;
-}
-
 function rawDone(fd: number, dir: string): void {
   fs.closeSync(fd);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -110,7 +100,7 @@ function rawNoSync(size: number, count: number): number {
   };
   for (let i = 0; i < count; i++) {
     const p = data[i & 255]!;
-    bufs.push(rawHeader(i, p), p);
+    bufs.push(rawFrameHeader(i, p), p);
     pendingBytes += FRAME_HEADER_BYTES + p.byteLength;
     if (pendingBytes >= WRITE_BATCH_BYTES || bufs.length >= 1024) flush();
   }
@@ -128,7 +118,7 @@ function rawSyncSeq(size: number, ops: number): number[] {
   for (let i = 0; i < ops; i++) {
     const p = data[i & 255]!;
     const t0 = nowMs();
-    pos += fs.writevSync(fd, [rawHeader(i, p), p], pos);
+    pos += fs.writevSync(fd, [rawFrameHeader(i, p), p], pos);
     fs.fdatasyncSync(fd);
     lat.push(nowMs() - t0);
   }
@@ -144,7 +134,7 @@ function rawGroup(size: number, rounds: number): number {
   let index = 0;
   for (let r = 0; r < rounds; r++) {
     const bufs: Uint8Array[] = [];
-    for (const p of data) bufs.push(rawHeader(index++, p), p);
+    for (const p of data) bufs.push(rawFrameHeader(index++, p), p);
     pos += fs.writevSync(fd, bufs, pos);
     fs.fdatasyncSync(fd);
   }

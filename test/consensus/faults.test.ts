@@ -13,30 +13,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   DROP_ALL,
-  type FaultableOp,
+  FAULTABLE_OPS,
   type FaultError,
   SimulatedFileSystem,
 } from '../../src/io/simulatedFileSystem.ts';
 import { CairnError } from '../../src/lib/errors.ts';
 import { seedFromEnv } from '../../src/lib/rng.ts';
 import { persistLoopScenario } from './workload.ts';
-
-const OPS: FaultableOp[] = [
-  'open',
-  'read',
-  'writev',
-  'sync',
-  'syncAsync',
-  'truncate',
-  'allocate',
-  'stat',
-  'readdir',
-  'mkdir',
-  'rename',
-  'unlink',
-  'rmdir',
-  'syncDir',
-];
 
 test('every I/O call site: an injected error is fatal, typed, latched, and never acknowledged', async () => {
   const seed = seedFromEnv();
@@ -48,7 +31,7 @@ test('every I/O call site: an injected error is fatal, typed, latched, and never
   let injected = 0;
   let fired = 0;
   const errors: FaultError[] = ['EIO'];
-  for (const op of OPS) {
+  for (const op of FAULTABLE_OPS) {
     const total = counts[op];
     for (let nth = 1; nth <= total; nth++) {
       const kinds: FaultError[] = op === 'writev' ? ['EIO', 'ENOSPC', 'SHORT_WRITE'] : errors;
