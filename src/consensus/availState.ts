@@ -27,6 +27,8 @@ export type VoteableStatus = 'durable' | 'pruned';
 
 interface QueuedBlock {
   proposal: SignedLaneProposal;
+  /** Header hash, computed once at admission (the lane log's parent check reuses it). */
+  hash: Hash;
   arrivedAtMs: number;
 }
 
@@ -69,6 +71,8 @@ export interface LaneBatch {
   /** Durable anchor CommitQC (justifies truncation), if any. */
   anchorQC: CommitQC | undefined;
   proposals: SignedLaneProposal[];
+  /** Header hash of each proposal (computed at admission). */
+  headerHashes: Hash[];
 }
 
 export interface CommitQCBatch {
@@ -145,9 +149,10 @@ export class AvailabilityState {
       q.admissionStart = first;
       q.next = first;
       for (const p of loaded?.blocks ?? []) {
-        q.blocks.set(p.block.header.blockNumber, { proposal: p, arrivedAtMs: now });
+        const hash = hashBlockHeader(p.block.header);
+        q.blocks.set(p.block.header.blockNumber, { proposal: p, hash, arrivedAtMs: now });
         q.next = p.block.header.blockNumber + 1;
-        q.lastHash = hashBlockHeader(p.block.header);
+        q.lastHash = hash;
       }
       q.voteableNext = q.next;
       q.durableNext = q.next;
@@ -179,14 +184,13 @@ export class AvailabilityState {
     const h = p.block.header;
     const q = this.lane(h.lane);
     const n = h.blockNumber;
-    const where = `lane ${shortLane(h.lane)} block ${n}`;
     if (n < q.first) return 'pruned';
     if (n < q.next) {
       const held = q.blocks.get(n);
       if (held && !bytesEqual(encodeSignedLaneProposal(held.proposal), encodeSignedLaneProposal(p))) {
         throw new CairnError(
           'CONFLICT',
-          `${where}: a different block with this number was already accepted`,
+          `${blockWhere(h)}: a different block with this number was already accepted`,
           {
             details: { lane: h.lane, blockNumber: n },
           },
@@ -195,7 +199,7 @@ export class AvailabilityState {
       return 'duplicate';
     }
     if (n > q.next) {
-      throw new CairnError('OUT_OF_ORDER', `${where}: the lane expects block ${q.next} next`, {
+      throw new CairnError('OUT_OF_ORDER', `${blockWhere(h)}: the lane expects block ${q.next} next`, {
         details: { lane: h.lane, blockNumber: n, expected: q.next },
       });
     }
@@ -203,19 +207,20 @@ export class AvailabilityState {
     if (n >= limit) {
       throw new CairnError(
         'BACKPRESSURE',
-        `${where}: outside the admission window [${q.admissionStart}, ${limit}) of the durable anchor`,
+        `${blockWhere(h)}: outside the admission window [${q.admissionStart}, ${limit}) of the durable anchor`,
         { details: { lane: h.lane, blockNumber: n, limit } },
       );
     }
     if (q.lastHash !== undefined && !bytesEqual(h.parentHash, q.lastHash)) {
-      throw new CairnError('CONFLICT', `${where}: parent hash does not match block ${n - 1}`, {
+      throw new CairnError('CONFLICT', `${blockWhere(h)}: parent hash does not match block ${n - 1}`, {
         details: { lane: h.lane, blockNumber: n },
       });
     }
     if (this.verifySignatures) verifyLaneProposal(p, this.committee);
-    q.blocks.set(n, { proposal: p, arrivedAtMs: performance.now() });
+    const hash = hashBlockHeader(h);
+    q.blocks.set(n, { proposal: p, hash, arrivedAtMs: performance.now() });
     q.next = n + 1;
-    q.lastHash = hashBlockHeader(h);
+    q.lastHash = hash;
     q.work.notify();
     return 'accepted';
   }
@@ -442,15 +447,17 @@ export class AvailabilityState {
       if (durableFirst < start) return undefined;
     }
     const proposals: SignedLaneProposal[] = [];
+    const headerHashes: Hash[] = [];
     let bytes = 0;
     for (let n = start; n < q.next && proposals.length < maxBlocks; n++) {
       const b = q.blocks.get(n)!;
       if (proposals.length > 0 && bytes + b.proposal.block.payload.byteLength > maxBytes) break;
       proposals.push(b.proposal);
+      headerHashes.push(b.hash);
       bytes += b.proposal.block.payload.byteLength;
     }
     if (proposals.length === 0 && !anchorMoved) return undefined;
-    return { anchorQC, proposals };
+    return { anchorQC, proposals, headerHashes };
   }
 
   /** Whether the lane has blocks waiting (the pipeline re-checks after each batch). */
@@ -572,6 +579,11 @@ export class AvailabilityState {
     this.commitQCWork.notify();
     this.anchorWork.notify();
   }
+}
+
+/** "lane <short> block <n>", built only for error messages (pushBlock runs for every block). */
+function blockWhere(h: SignedLaneProposal['block']['header']): string {
+  return `lane ${shortLane(h.lane)} block ${h.blockNumber}`;
 }
 
 /**

@@ -34,6 +34,11 @@ export interface LaneWriteOptions {
    * truncate exactly). Either way the drop happens after the append is durable.
    */
   lazyPrune?: boolean;
+  /**
+   * Header hash of each proposal (same order), when the caller already has them: the availability
+   * state hashes every header at admission, so the parent-chain check here need not hash again.
+   */
+  headerHashes?: readonly Hash[];
 }
 
 export interface LaneWriteResult {
@@ -214,7 +219,8 @@ export class BlockPersister {
     let duplicates = 0;
     let next = expectedStart;
     let lastHash = reposition ? undefined : state.lastHash;
-    for (const p of proposals) {
+    for (let i = 0; i < proposals.length; i++) {
+      const p = proposals[i]!;
       const h = p.block.header;
       if (h.lane !== lane) {
         throw new CairnError(
@@ -245,7 +251,7 @@ export class BlockPersister {
         );
       }
       batch.push(p);
-      lastHash = hashBlockHeader(h);
+      lastHash = options.headerHashes?.[i] ?? hashBlockHeader(h);
       next++;
     }
     // 3. Re-position (durable before any append that depends on it).

@@ -23,6 +23,26 @@ export class ByteWriter {
     this.view = new DataView(this.buf.buffer);
   }
 
+  /**
+   * Empties the writer for reuse as a scratch buffer (hot paths that encode, use the bytes at once
+   * through `written()`, and never hand them out): no allocation per record.
+   */
+  reuse(): this {
+    this.length = 0;
+    this.finished = false;
+    return this;
+  }
+
+  /** Bytes written so far, as a view of the writer's buffer: valid only until the next write. */
+  written(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.length;
+  }
+
   private reserve(extra: number): void {
     if (this.finished) throw new Error('invariant violated: ByteWriter used after finish()');
     const needed = this.length + extra;
@@ -55,9 +75,12 @@ export class ByteWriter {
     return this;
   }
 
+  /** `value` must be a non-negative safe integer (callers check); written as two u32 halves. */
   u64(value: number): this {
     this.reserve(8);
-    this.view.setBigUint64(this.length, BigInt(value), true);
+    // Two 32-bit stores instead of setBigUint64: no BigInt allocated per number (hot path).
+    this.view.setUint32(this.length, value >>> 0, true);
+    this.view.setUint32(this.length + 4, Math.floor(value / 0x1_0000_0000), true);
     this.length += 8;
     return this;
   }
@@ -144,10 +167,12 @@ export class ByteReader {
 
   u64(field: string): number {
     this.need(8, field);
-    const v = this.view.getBigUint64(this.offset, true);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`${field} ${v} exceeds 2^53-1`);
+    const lo = this.view.getUint32(this.offset, true);
+    const hi = this.view.getUint32(this.offset + 4, true);
+    // 2^53 - 1 is the largest safe integer: the high half may use at most 21 bits.
+    if (hi > 0x1f_ffff) this.fail(`${field} ${this.view.getBigUint64(this.offset, true)} exceeds 2^53-1`);
     this.offset += 8;
-    return Number(v);
+    return hi * 0x1_0000_0000 + lo;
   }
 
   /** A copy of `length` bytes (decoded objects never alias the input buffer). */

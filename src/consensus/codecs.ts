@@ -59,13 +59,36 @@ const MAX_APP_QC_BYTES = 2 + 8 + 8 + HASH_BYTES + 2 + MAX_COMMITTEE_SIZE * SIGNA
 // ---------------------------------------------------------------- helpers
 
 function writeKey(w: ByteWriter, hex: string, field: string): void {
+  const cached = keyCache.get(hex);
+  if (cached !== undefined) {
+    w.fixed(cached);
+    return;
+  }
   if (hex.length !== PUBLIC_KEY_BYTES * 2 || !/^[0-9a-f]+$/.test(hex)) {
     throw new CairnError(
       'INVALID_ARGUMENT',
       `${field} must be ${PUBLIC_KEY_BYTES * 2} lowercase hex chars, got "${hex}"`,
     );
   }
-  w.fixed(Buffer.from(hex, 'hex'));
+  w.fixed(keyBytes(hex));
+}
+
+/**
+ * Decoded keys, cached: a committee has a few hundred members at most, and every lane block
+ * encodes its lane key (hex → bytes) at least twice on the hot path. Bounded, so arbitrary input
+ * cannot grow it without limit.
+ */
+const keyCache = new Map<string, Uint8Array>();
+const KEY_CACHE_MAX = 4096;
+
+function keyBytes(hex: string): Uint8Array {
+  let bytes = keyCache.get(hex);
+  if (bytes === undefined) {
+    bytes = new Uint8Array(Buffer.from(hex, 'hex'));
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
+    keyCache.set(hex, bytes);
+  }
+  return bytes;
 }
 
 function readKey(r: ByteReader, field: string): string {
@@ -210,6 +233,12 @@ export function decodeBlock(bytes: Uint8Array): Block {
 
 export function encodeSignedLaneProposal(p: SignedLaneProposal): Uint8Array {
   const w = new ByteWriter(2 + HEADER_BODY_BYTES + 4 + p.block.payload.byteLength + SIGNATURE_BYTES);
+  writeSignedLaneProposal(w, p);
+  return w.finish();
+}
+
+/** Appends the encoding of `p` to `w` (the same bytes `encodeSignedLaneProposal` returns). */
+export function writeSignedLaneProposal(w: ByteWriter, p: SignedLaneProposal): void {
   writeHeader(w, RecordTag.signedLaneProposal);
   writeBlockBody(w, p.block);
   if (p.signature.byteLength !== SIGNATURE_BYTES) {
@@ -219,7 +248,6 @@ export function encodeSignedLaneProposal(p: SignedLaneProposal): Uint8Array {
     );
   }
   w.fixed(p.signature);
-  return w.finish();
 }
 
 export function decodeSignedLaneProposal(bytes: Uint8Array): SignedLaneProposal {
@@ -437,6 +465,12 @@ export function decodePruneAnchor(bytes: Uint8Array): PruneAnchor {
 export interface Codec<T> {
   readonly name: string;
   encode(value: T): Uint8Array;
+  /**
+   * Optional: appends the same bytes as `encode` to a writer. Logs that copy records straight
+   * into their own buffers use it to encode into one reused scratch buffer instead of allocating
+   * a new one per record (the lane block hot path).
+   */
+  encodeInto?(w: ByteWriter, value: T): void;
   /** Throws CairnError('DECODE') on malformed input. */
   decode(bytes: Uint8Array): T;
 }
@@ -444,6 +478,7 @@ export interface Codec<T> {
 export const signedLaneProposalCodec: Codec<SignedLaneProposal> = {
   name: 'SignedLaneProposal',
   encode: encodeSignedLaneProposal,
+  encodeInto: writeSignedLaneProposal,
   decode: decodeSignedLaneProposal,
 };
 export const commitQCCodec: Codec<CommitQC> = {

