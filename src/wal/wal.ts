@@ -70,6 +70,8 @@ export class Wal implements WriteAheadLog {
   private readonly latch = new FatalLatch();
   /** The next segment, prepared in the background (preallocated logs only). */
   private readonly spare: SpareSegment | undefined;
+  /** 'always-ready' spare mode: prepare at open and after every seal, not at half full. */
+  private readonly spareAlwaysReady: boolean = false;
 
   private first: number;
   private next: number;
@@ -94,7 +96,11 @@ export class Wal implements WriteAheadLog {
   private flushScheduled = false;
   private roundsStarted = 0;
   private roundInFlight: Promise<void> | undefined;
-  /** Rounds started as microtasks since a round was last started by the event loop. */
+  /**
+   * Rounds started as microtasks since the event loop last ran (a round started by setImmediate,
+   * or one that waited for a thread-pool fsync). Only rounds that never leave the microtask queue
+   * (synchronous fsyncs, no-sync mode) can reach the cap.
+   */
   private chainedRounds = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -117,9 +123,14 @@ export class Wal implements WriteAheadLog {
     this.writtenNext = recovered.nextIndex;
     this.segmentStates = recovered.segments;
     if (resolved.preallocate && !resolved.readOnly) {
-      this.spare = new SpareSegment(this.fs, this.dir, this.segmentBytes, (err) =>
-        this.latchInBackground(err),
+      this.spare = new SpareSegment(
+        this.fs,
+        this.dir,
+        this.segmentBytes,
+        (err) => this.latchInBackground(err),
+        resolved.spareSegment === 'always-ready' ? 'paced' : 'fast',
       );
+      this.spareAlwaysReady = resolved.spareSegment === 'always-ready';
     }
   }
 
@@ -157,6 +168,7 @@ export class Wal implements WriteAheadLog {
         throw ioFatal(`opening WAL tail segment in ${options.dir}`, err, { file: options.dir });
       }
       if (resolved.durability.mode === 'interval') wal.startTimer(resolved.durability.intervalMs);
+      if (wal.spareAlwaysReady) wal.spare?.prepare();
     }
     return wal;
   }
@@ -598,6 +610,9 @@ export class Wal implements WriteAheadLog {
           } finally {
             this.syncsInFlight--;
           }
+          // Resumed from an I/O callback, i.e. a fresh event-loop task: the chain of rounds
+          // started as microtasks is broken here, so the next round need not yield first.
+          this.chainedRounds = 0;
         } else handle.sync();
       } catch (err) {
         this.rejectWaiters(this.latch.latch(ioFatal(`fsync of ${handle.path}`, err, { file: handle.path })));
@@ -713,6 +728,7 @@ export class Wal implements WriteAheadLog {
     }
     this.retireTail();
     this.tailHandle = handle;
+    if (this.spareAlwaysReady) this.spare?.prepare();
     this.segmentStates.push({
       file: path.join(this.dir, path.basename(handle.path)),
       firstIndex: nextFirst,
@@ -875,6 +891,7 @@ interface ResolvedOptions {
   initialIndex: number;
   readOnly: boolean;
   warn: (message: string, details: Record<string, unknown>) => void;
+  spareSegment: 'at-half-full' | 'always-ready';
 }
 
 function resolveOptions(options: WalOptions): ResolvedOptions {
@@ -908,6 +925,10 @@ function resolveOptions(options: WalOptions): ResolvedOptions {
   }
   const initialIndex = options.initialIndex ?? 0;
   assertIndex(initialIndex, 'initialIndex');
+  const spareSegment = options.spareSegment ?? 'at-half-full';
+  if (spareSegment !== 'at-half-full' && spareSegment !== 'always-ready') {
+    throw new CairnError('INVALID_ARGUMENT', `unknown spareSegment mode ${String(spareSegment)}`);
+  }
   return {
     segmentBytes,
     maxRecordBytes,
@@ -916,5 +937,6 @@ function resolveOptions(options: WalOptions): ResolvedOptions {
     initialIndex,
     readOnly: options.readOnly ?? false,
     warn: options.onWarning ?? (() => {}),
+    spareSegment,
   };
 }

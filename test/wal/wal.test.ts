@@ -458,3 +458,49 @@ describe('WAL durability modes', () => {
     await wal.close();
   });
 });
+
+describe('WAL group commit and the event loop', () => {
+  // Rounds of a log whose fsync runs on the main thread (or is skipped) resolve entirely inside the
+  // microtask queue; a caller looping `append; await sync()` must still let timers and I/O run.
+  for (const durability of [{ mode: 'on-request' }, { mode: 'none' }] as const) {
+    test(`a tight append/sync loop does not starve timers (durability ${durability.mode})`, async () => {
+      const wal = await open({ segmentBytes: 1 << 20, durability, syncOffThread: false });
+      let timerFired = false;
+      const timer = setTimeout(() => {
+        timerFired = true;
+      }, 0);
+      let rounds = 0;
+      // Without a yield this loop would never see the timer: it stops only when the timer ran.
+      while (!timerFired && rounds < 10_000) {
+        wal.append([enc(`r${rounds}`)]);
+        await wal.sync();
+        rounds++;
+      }
+      clearTimeout(timer);
+      assert.equal(timerFired, true, `timer never ran during ${rounds} append/sync rounds`);
+      await wal.close();
+    });
+  }
+
+  test('a log syncing on the thread pool does not take an event-loop detour per round', async () => {
+    const wal = await open({ segmentBytes: 1 << 20, syncOffThread: true });
+    // Every round waits for a thread-pool fsync, which is itself an event-loop turn; no round should
+    // additionally be deferred with setImmediate. Count setImmediate calls made by the log.
+    const original = globalThis.setImmediate;
+    let immediates = 0;
+    globalThis.setImmediate = ((...args: Parameters<typeof setImmediate>) => {
+      immediates++;
+      return original(...args);
+    }) as typeof setImmediate;
+    try {
+      for (let i = 0; i < 20; i++) {
+        wal.append([enc(`r${i}`)]);
+        await wal.sync();
+      }
+    } finally {
+      globalThis.setImmediate = original;
+    }
+    assert.equal(immediates, 0);
+    await wal.close();
+  });
+});
