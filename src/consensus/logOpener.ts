@@ -58,6 +58,9 @@ export class WalLogOpener implements LogOpener {
       durability: o.durability ?? { mode: 'on-request' },
       syncOffThread: o.syncOffThread ?? true,
       preallocate: o.preallocate ?? true,
+      // Many lane logs fsync concurrently: a spare prepared in small flushed slices, ahead of
+      // time, so neither a lane's burst nor its spare's zeros hold up the other lanes.
+      spareSegment: 'always-ready',
       initialIndex,
       ...(o.onWarning ? { onWarning: o.onWarning } : {}),
     });

@@ -34,6 +34,16 @@ export interface WalOptions {
   syncOffThread?: boolean;
   /** Preallocate each segment with zeros at creation (cheaper fsyncs on overwrite). Default true. */
   preallocate?: boolean;
+  /**
+   * When the next segment (the spare, preallocated logs only) is prepared in the background:
+   *  - 'at-half-full' (default): once the tail is half full, zeros written 1 MiB per event-loop
+   *    turn and fsynced once. Cheapest in disk space and fastest to prepare.
+   *  - 'always-ready': at open and right after every seal, so a burst that fills a segment never
+   *    waits for one; zeros written and fsynced 256 KiB at a time, so preparing never holds up the
+   *    fsyncs of the other files on the disk (for many small logs syncing concurrently, such as
+   *    one log per consensus lane). Costs one extra segment of disk per log.
+   */
+  spareSegment?: 'at-half-full' | 'always-ready';
   /** Index the first record of a brand-new (empty, never written) log gets. Default 0. */
   initialIndex?: number;
   /**
