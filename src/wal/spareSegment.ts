@@ -75,7 +75,8 @@ export class SpareSegment {
         this.pace === 'paced'
           ? await allocateFlushedSlices(handle, this.bytes, () => this.disposed)
           : await allocateInSlices(handle, this.bytes, () => this.disposed);
-      if (complete && !this.disposed) await handle.syncAsync();
+      // (A paced preparation already flushed its last slice.)
+      if (complete && !this.disposed && this.pace === 'fast') await handle.syncAsync();
       if (!complete || this.disposed) {
         const abandoned = handle;
         handle = undefined;

@@ -195,3 +195,50 @@ test('a non-zero reserved byte in a segment header is corruption, not ignored', 
     (e: unknown) => isCairnError(e, 'WAL_CORRUPT') && /reserved header bytes/.test((e as Error).message),
   );
 });
+
+test("spareSegment 'always-ready': a spare from open, flushed slice by slice, and a new one after each seal", async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const fs = new WrappingFileSystem();
+    fs.recordEvents = true;
+    const segmentBytes = 1024 * 1024;
+    const spareSyncsDone = () =>
+      fs.events.filter((e) => e.phase === 'end' && e.call === 'syncAsync' && e.path.endsWith(SPARE_SEGMENT_NAME))
+        .length;
+    const wal = await Wal.open({ fs, dir, segmentBytes, spareSegment: 'always-ready' });
+    // Thread-pool fsyncs take real time: wait (bounded) for the four slices of the spare.
+    for (let i = 0; i < 1000 && spareSyncsDone() < 4; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(nodeFs.existsSync(path.join(dir, SPARE_SEGMENT_NAME)), 'spare prepared at open, before any append');
+    const spareCalls = fs.events.filter((e) => e.phase === 'start' && e.path.endsWith(SPARE_SEGMENT_NAME));
+    const allocations = spareCalls.filter((e) => e.call === 'allocate').length;
+    const syncs = spareCalls.filter((e) => e.call === 'syncAsync').length;
+    assert.equal(allocations, segmentBytes / (256 * 1024), 'zeros written in 256 KiB slices');
+    assert.equal(syncs, allocations, 'each slice flushed before the next');
+    // Fill the first segment completely: the seal renames the spare and starts the next one at once.
+    for (let i = 0; i < 1100; i++) wal.append([payloadFor(i, 1000)]);
+    await wal.sync();
+    assert.equal(wal.segments().length, 2);
+    for (let i = 0; i < 1000 && spareSyncsDone() < 8; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(spareSyncsDone(), 8, 'a new spare prepared right after the seal');
+    assert.ok(nodeFs.existsSync(path.join(dir, SPARE_SEGMENT_NAME)));
+    await wal.close();
+    const again = await Wal.open({ fs, dir, segmentBytes, spareSegment: 'always-ready' });
+    assert.equal(again.nextIndex, 1100);
+    again.verify();
+    await again.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('an unknown spareSegment mode is refused', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    await assert.rejects(
+      Wal.open({ fs: new WrappingFileSystem(), dir, spareSegment: 'sometimes' as 'always-ready' }),
+      (err: unknown) => isCairnError(err) && err.code === 'INVALID_ARGUMENT',
+    );
+  } finally {
+    cleanup();
+  }
+});
