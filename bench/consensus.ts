@@ -501,6 +501,12 @@ export async function run(args: string[]): Promise<void> {
       otherLanesP99DuringBurstVsFsyncP99: round3(m.burstP99 / fsyncP99),
       voteP50VsRawLanesP50: round3(m.voteP50 / m.rawP50),
       voteP99VsRawLanesP99: round3(m.voteP99 / m.rawP99),
+      otherLanesP99DuringBurstVsRawLanes: round3(m.burstP99 / m.rawBurstP99),
+      // The same three bars applied to the raw-lanes baseline (no Cairn code): what the disk and
+      // the runtime allow this workload at all.
+      rawLanesP50VsFsyncP50: round3(m.rawP50 / fsyncP50),
+      rawLanesP99VsFsyncP99: round3(m.rawP99 / fsyncP99),
+      rawLanesBurstP99VsFsyncP99: round3(m.rawBurstP99 / fsyncP99),
     };
 
     console.log(
@@ -562,7 +568,8 @@ export async function run(args: string[]): Promise<void> {
     console.log(
       `ratios: voteP50VsFsyncP50 ${verdict(ratios.voteP50VsFsyncP50, 2, '<=')}, voteP99VsFsyncP99 ${verdict(ratios.voteP99VsFsyncP99, 3, '<=')}, ` +
         `otherLanesP99DuringBurstVsFsyncP99 ${verdict(ratios.otherLanesP99DuringBurstVsFsyncP99, 3, '<=')}; ` +
-        `vs raw lanes: p50 ${ratios.voteP50VsRawLanesP50}, p99 ${ratios.voteP99VsRawLanesP99}`,
+        `vs raw lanes: p50 ${ratios.voteP50VsRawLanesP50}, p99 ${ratios.voteP99VsRawLanesP99}, burst ${ratios.otherLanesP99DuringBurstVsRawLanes}; ` +
+        `raw lanes against the same bars: ${ratios.rawLanesP50VsFsyncP50}, ${ratios.rawLanesP99VsFsyncP99}, ${ratios.rawLanesBurstP99VsFsyncP99}`,
     );
     const metrics: Record<string, number> = {
       '40x4KiBVoteP50Ms': round3(m.voteP50),

@@ -156,10 +156,20 @@ export class BlockPersister {
     return this.lanes.get(lane)?.log !== undefined;
   }
 
-  /** Whether `lanes`' oldest segment lies wholly below `first` (a lazy prune would free it). */
-  private wholeSegmentBelow(log: IndexedLog<SignedLaneProposal>, first: number): boolean {
-    const segments = log.raw.segments();
-    return segments.length > 1 && segments[0]!.nextIndex <= first;
+
+  /**
+   * Whether `pruneAndPersistLane(lane, anchor, [])` would do anything: re-position the lane, or
+   * drop records below the anchor (with `lazyPrune`, only when that frees a whole segment). Lets the
+   * persist loop skip, synchronously, the lanes an anchor move leaves untouched.
+   */
+  anchorWorkNeeded(lane: LaneId, anchor: CommitQC | undefined, lazyPrune: boolean): boolean {
+    if (anchor === undefined) return false;
+    const anchorFirst = laneRangeOf(anchor, lane).first;
+    const state = this.lanes.get(lane);
+    const log = state?.log;
+    if (anchorFirst > (log?.nextIndex ?? state?.reservedNext ?? 0)) return true;
+    if (log === undefined || anchorFirst <= log.firstIndex) return false;
+    return !lazyPrune || log.raw.truncateFrontFreesSegment(Math.min(anchorFirst, log.nextIndex));
   }
 
   /**
@@ -305,7 +315,7 @@ export class BlockPersister {
       anchorFirst > activeLog.firstIndex
     ) {
       const target = Math.min(anchorFirst, activeLog.nextIndex);
-      if (!options.lazyPrune || this.wholeSegmentBelow(activeLog, target)) {
+      if (!options.lazyPrune || activeLog.raw.truncateFrontFreesSegment(target)) {
         try {
           const verify = (p: SignedLaneProposal) => {
             if (p.block.header.blockNumber !== target) {

@@ -145,9 +145,7 @@ export class CommitQCPersister {
     if (batch.length > 0) options.onDurable?.(batch[batch.length - 1]!);
     let pruned = false;
     if (road !== undefined && road > log.firstIndex) {
-      const segments = log.raw.segments();
-      const frees = segments.length > 1 && segments[0]!.nextIndex <= road;
-      if (!options.lazyPrune || frees) {
+      if (!options.lazyPrune || log.raw.truncateFrontFreesSegment(road)) {
         try {
           // The verify step reads the record at the cut; the no-op log retains none to read.
           const verify = (qc: CommitQC) => {

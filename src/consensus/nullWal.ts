@@ -88,6 +88,10 @@ export class NullWal implements WriteAheadLog {
     return [];
   }
 
+  truncateFrontFreesSegment(): boolean {
+    return false;
+  }
+
   verify(): VerifyReport {
     return { segments: 0, records: 0, bytes: 0, firstIndex: this.first, nextIndex: this.next };
   }

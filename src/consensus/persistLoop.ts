@@ -1,6 +1,6 @@
 import { CairnError } from '../lib/errors.ts';
 import type { AnchorStore } from './anchorStore.ts';
-import type { AvailabilityState } from './availState.ts';
+import type { AvailabilityState, LaneBatch } from './availState.ts';
 import type { BlockPersister } from './blockPersister.ts';
 import type { CommitQCPersister } from './commitQCPersister.ts';
 import type { PersistenceMetrics } from './metrics.ts';
@@ -81,10 +81,15 @@ export class PersistLoop {
     return this.fatal;
   }
 
-  private async pipeline(name: string, signal: Signal, step: () => Promise<boolean>): Promise<void> {
+  private async pipeline(
+    name: string,
+    signal: Signal,
+    step: () => boolean | Promise<boolean>,
+  ): Promise<void> {
     try {
       while (!this.stopping && this.fatal === undefined && this.state.failed === undefined) {
-        const didWork = await step();
+        const result = step();
+        const didWork = typeof result === 'boolean' ? result : await result;
         if (!didWork) await signal.wait();
       }
     } catch (err) {
@@ -125,7 +130,8 @@ export class PersistLoop {
     return this.state.commitQCHasBacklog();
   }
 
-  private async laneStep(lane: LaneId): Promise<boolean> {
+  /** Synchronous (no promise) when there is nothing to write: most anchor moves, for most lanes. */
+  private laneStep(lane: LaneId): boolean | Promise<boolean> {
     const batch = this.state.takeLaneBatch(
       lane,
       this.blocks.nextBlockNumber(lane),
@@ -133,10 +139,16 @@ export class PersistLoop {
       this.maxBatchBytes,
     );
     if (!batch) return false;
-    if (batch.proposals.length > 0) {
+    if (batch.proposals.length === 0) {
+      if (!this.blocks.anchorWorkNeeded(lane, batch.anchorQC, this.lazyPrune)) return false;
+    } else {
       this.metrics.laneBatches++;
       this.metrics.laneBatchBlocks.record(batch.proposals.length);
     }
+    return this.writeLaneBatch(lane, batch);
+  }
+
+  private async writeLaneBatch(lane: LaneId, batch: LaneBatch): Promise<boolean> {
     await this.blocks.pruneAndPersistLane(lane, batch.anchorQC, batch.proposals, {
       lazyPrune: this.lazyPrune,
       headerHashes: batch.headerHashes,

@@ -117,6 +117,11 @@ export interface WriteAheadLog {
   reset(nextIndex?: number): Promise<void>;
   /** Segments, for inspection. */
   segments(): SegmentInfo[];
+  /**
+   * Whether `truncateFront(newFirst)` would delete at least one segment file (lazy pruning asks
+   * this on every batch, so it allocates nothing).
+   */
+  truncateFrontFreesSegment(newFirst: number): boolean;
   /** Re-reads and checks every record on disk; throws WAL_CORRUPT naming file and offset. */
   verify(): VerifyReport;
   /** Syncs (unless durability is none) and closes. Idempotent: every call gets the same result. */

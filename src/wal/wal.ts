@@ -430,6 +430,11 @@ export class Wal implements WriteAheadLog {
     this.resolveWaiters();
   }
 
+  truncateFrontFreesSegment(newFirst: number): boolean {
+    // The same condition as the deletion loop of truncateFront.
+    return this.segmentStates.length >= 2 && this.segmentStates[1]!.firstIndex <= newFirst;
+  }
+
   segments(): SegmentInfo[] {
     return this.segmentStates.map((seg, i) => ({
       file: seg.file,

@@ -267,6 +267,18 @@ describe('WAL truncation', () => {
     return wal;
   }
 
+  test('truncateFrontFreesSegment predicts exactly whether truncateFront deletes a file', async () => {
+    const wal = await filled(100);
+    assert.ok(wal.segments().length > 3);
+    for (let newFirst = 1; newFirst <= 100; newFirst += 3) {
+      const predicted = wal.truncateFrontFreesSegment(newFirst);
+      const before = wal.segments().length;
+      await wal.truncateFront(newFirst);
+      assert.equal(predicted, wal.segments().length < before, `truncateFront(${newFirst})`);
+    }
+    await wal.close();
+  });
+
   test('truncateFront deletes whole segments only and the first index survives reopen', async () => {
     const wal = await filled(100);
     const before = wal.segments();

@@ -77,6 +77,11 @@ export class MemoryLog implements WriteAheadLog {
     return [];
   }
 
+  /** One unbounded "segment": a front truncation never frees a file. */
+  truncateFrontFreesSegment(): boolean {
+    return false;
+  }
+
   verify(): VerifyReport {
     return { segments: 1, records: this.count, bytes: 0, firstIndex: this.first, nextIndex: this.nextIndex };
   }
