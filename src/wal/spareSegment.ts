@@ -3,6 +3,7 @@ import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { writeFully } from '../io/fileSystem.ts';
 import { type CairnError, ioFatal } from '../lib/errors.ts';
 import { allocateInSlices, encodeSegmentHeader, segmentFileName } from './segmentFile.ts';
+import { runZeroFillSlice } from './zeroFillGate.ts';
 
 /**
  * Slice of a paced preparation: written, then fsynced on the thread pool before the next one, so
@@ -130,7 +131,10 @@ export class SpareSegment {
   }
 }
 
-/** Zeros up to `length`, PACED_SLICE_BYTES at a time, each slice fsynced on the thread pool. */
+/**
+ * Zeros up to `length`, PACED_SLICE_BYTES at a time, each slice fsynced on the thread pool, one
+ * slice at a time across every log of the process (zeroFillGate).
+ */
 async function allocateFlushedSlices(
   handle: FileHandle,
   length: number,
@@ -139,9 +143,12 @@ async function allocateFlushedSlices(
   let size = handle.size();
   while (size < length) {
     if (stopped()) return false;
-    size = Math.min(length, size + PACED_SLICE_BYTES);
-    handle.allocate(size);
-    await handle.syncAsync();
+    const target = Math.min(length, size + PACED_SLICE_BYTES);
+    await runZeroFillSlice(async () => {
+      handle.allocate(target);
+      await handle.syncAsync();
+    });
+    size = target;
   }
   return true;
 }
