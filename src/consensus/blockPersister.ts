@@ -156,7 +156,6 @@ export class BlockPersister {
     return this.lanes.get(lane)?.log !== undefined;
   }
 
-
   /**
    * Whether `pruneAndPersistLane(lane, anchor, [])` would do anything: re-position the lane, or
    * drop records below the anchor (with `lazyPrune`, only when that frees a whole segment). Lets the

@@ -51,7 +51,9 @@ export function hashBlockHeader(header: BlockHeader): Hash {
   w.fixed(DOMAIN_HEADER);
   writeHeaderBody(w, header);
   const input = w.written();
-  const digest = oneShotHash ? oneShotHash('sha256', input, 'buffer') : createHash('sha256').update(input).digest();
+  const digest = oneShotHash
+    ? oneShotHash('sha256', input, 'buffer')
+    : createHash('sha256').update(input).digest();
   return new Uint8Array(digest);
 }
 

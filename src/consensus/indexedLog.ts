@@ -72,7 +72,8 @@ export class IndexedLog<T> {
   private encodeAll(values: readonly T[]): Uint8Array[] {
     const encodeInto = this.codec.encodeInto;
     if (encodeInto === undefined) return values.map((v) => this.codec.encode(v));
-    const w = (this.scratch ??= new ByteWriter(64 * 1024)).reuse();
+    if (this.scratch === undefined) this.scratch = new ByteWriter(64 * 1024);
+    const w = this.scratch.reuse();
     const ends: number[] = [];
     for (const v of values) {
       encodeInto(w, v);

@@ -62,6 +62,12 @@ export interface FileSystem {
   /** Atomically replaces `to` with `from`. Durable only after `syncDir`. */
   rename(from: string, to: string): void;
   unlink(path: string): void;
+  /**
+   * `unlink` on the thread pool: deleting a large preallocated file frees its extents and takes
+   * milliseconds (measured: ~1.5 ms for 4 MiB, ~4.5 ms for 16 MiB), which must not stall the main
+   * thread. Same effect and durability as `unlink`.
+   */
+  unlinkAsync(path: string): Promise<void>;
   /** Removes an empty directory. */
   rmdir(path: string): void;
   /** fsync of a directory: its entries (creates, renames, unlinks) become durable. */

@@ -89,6 +89,10 @@ export class RealFileSystem implements FileSystem {
     fs.renameSync(from, to);
   }
 
+  unlinkAsync(path: string): Promise<void> {
+    return new Promise((resolve, reject) => fs.unlink(path, (err) => (err ? reject(err) : resolve())));
+  }
+
   unlink(path: string): void {
     fs.unlinkSync(path);
   }

@@ -517,6 +517,20 @@ export class SimulatedFileSystem implements FileSystem {
     }
   }
 
+  /** The pool runs it a turn later; its effect, faults and crash semantics are `unlink`'s. */
+  unlinkAsync(filePath: string): Promise<void> {
+    return new Promise((resolve, reject) =>
+      setImmediate(() => {
+        try {
+          this.unlink(filePath);
+          resolve();
+        } catch (err) {
+          reject(err);
+        }
+      }),
+    );
+  }
+
   unlink(filePath: string): void {
     this.enter('unlink', filePath);
     const fault = this.takeFault('unlink', filePath);

@@ -104,6 +104,8 @@ export class Wal implements WriteAheadLog {
   private chainedRounds = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Background segment deletions (truncateFront) still running. */
+  private readonly deletions = new Set<Promise<void>>();
   private closePromise: Promise<void> | undefined;
 
   private constructor(options: WalOptions, recovered: RecoveredLog, resolved: ResolvedOptions) {
@@ -311,26 +313,40 @@ export class Wal implements WriteAheadLog {
     assertIndex(newFirst, 'newFirst');
     this.assertInRange('truncateFront', newFirst);
     if (newFirst === this.first) return;
+    const doomed: SegmentState[] = [];
     this.guarded('truncating the front', () => {
-      // The new first index is durable before any file goes: a crash in between leaves segments
-      // that recovery recognises as wholly below it and deletes.
+      // The new first index is durable before any file goes: from here on the doomed segments are
+      // garbage that recovery recognises (wholly below the first index) and deletes itself. So they
+      // are deleted on the thread pool, and their deletion need not be durable (no directory fsync).
       this.meta.write(newFirst);
       this.first = newFirst;
-      const doomed: SegmentState[] = [];
       while (this.segmentStates.length >= 2 && this.segmentStates[1]!.firstIndex <= newFirst) {
         doomed.push(this.segmentStates.shift()!);
       }
-      if (doomed.length > 0) {
-        for (const seg of doomed) {
-          this.dropReadHandle(seg.file);
-          this.fs.unlink(seg.file);
-        }
-        this.fs.syncDir(this.dir);
-      }
+      for (const seg of doomed) this.dropReadHandle(seg.file);
     });
     // Records below the new first index are gone, durable or not: waiting for them means nothing.
     if (this.durable < newFirst) this.durable = newFirst;
     this.resolveWaiters();
+    if (doomed.length > 0) await this.deleteSegments(doomed);
+  }
+
+  /** Unlinks segments that are no longer part of the log, off the main thread; close waits for it. */
+  private deleteSegments(doomed: readonly SegmentState[]): Promise<void> {
+    const deletion = Promise.all(doomed.map((seg) => this.fs.unlinkAsync(seg.file))).then(
+      () => undefined,
+      (err: unknown) => {
+        const latched = this.latch.latch(
+          ioFatal(`deleting truncated segments in ${this.dir}`, err, { file: this.dir }),
+        );
+        this.rejectWaiters(latched);
+        throw latched;
+      },
+    );
+    const tracked = deletion.catch(() => undefined);
+    this.deletions.add(tracked);
+    void tracked.finally(() => this.deletions.delete(tracked));
+    return deletion;
   }
 
   async truncateBack(newNext: number): Promise<void> {
@@ -502,6 +518,7 @@ export class Wal implements WriteAheadLog {
     while (this.roundInFlight) await this.roundInFlight;
     // Stop the spare first: a failure of its calls latches the log and is what close reports.
     await this.spare?.dispose();
+    await Promise.all(this.deletions);
     while (this.roundInFlight) await this.roundInFlight;
     this.closed = true;
     let failure: unknown = this.latch.error;

@@ -113,6 +113,9 @@ export class GatedFileSystem implements FileSystem {
   rename(a: string, b: string) {
     this.inner.rename(a, b);
   }
+  unlinkAsync(p: string) {
+    return this.inner.unlinkAsync(p);
+  }
   unlink(p: string) {
     this.inner.unlink(p);
   }

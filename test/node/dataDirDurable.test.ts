@@ -23,6 +23,7 @@ function recordingFs(): { fs: FileSystem; syncedDirs: string[] } {
     mkdir: (p) => realFileSystem.mkdir(p),
     rename: (a, b) => realFileSystem.rename(a, b),
     unlink: (p) => realFileSystem.unlink(p),
+    unlinkAsync: (p) => realFileSystem.unlinkAsync(p),
     rmdir: (p) => realFileSystem.rmdir(p),
     syncDir: (p) => {
       syncedDirs.push(path.resolve(p));

@@ -312,7 +312,11 @@ export async function runWalWorkload(fs: SimulatedFileSystem, state: WalState): 
           await trackSync();
         } else {
           // Not awaited: later appends and syncs overlap it (group commit, fsync on the pool).
-          inFlight.push(trackSync());
+          // Marked handled now: it may reject while the workload awaits something else (a front
+          // truncation's background unlinks); settleInFlight still sees the rejection.
+          const pending = trackSync();
+          pending.catch(() => {});
+          inFlight.push(pending);
         }
       }
     }

@@ -203,12 +203,16 @@ test("spareSegment 'always-ready': a spare from open, flushed slice by slice, an
     fs.recordEvents = true;
     const segmentBytes = 1024 * 1024;
     const spareSyncsDone = () =>
-      fs.events.filter((e) => e.phase === 'end' && e.call === 'syncAsync' && e.path.endsWith(SPARE_SEGMENT_NAME))
-        .length;
+      fs.events.filter(
+        (e) => e.phase === 'end' && e.call === 'syncAsync' && e.path.endsWith(SPARE_SEGMENT_NAME),
+      ).length;
     const wal = await Wal.open({ fs, dir, segmentBytes, spareSegment: 'always-ready' });
     // Thread-pool fsyncs take real time: wait (bounded) for the four slices of the spare.
     for (let i = 0; i < 1000 && spareSyncsDone() < 4; i++) await new Promise((r) => setTimeout(r, 5));
-    assert.ok(nodeFs.existsSync(path.join(dir, SPARE_SEGMENT_NAME)), 'spare prepared at open, before any append');
+    assert.ok(
+      nodeFs.existsSync(path.join(dir, SPARE_SEGMENT_NAME)),
+      'spare prepared at open, before any append',
+    );
     const spareCalls = fs.events.filter((e) => e.phase === 'start' && e.path.endsWith(SPARE_SEGMENT_NAME));
     const allocations = spareCalls.filter((e) => e.call === 'allocate').length;
     const syncs = spareCalls.filter((e) => e.call === 'syncAsync').length;

@@ -3,6 +3,8 @@ import * as nodeFs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
+import { DROP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+import { bytesEqual } from '../../src/lib/bytes.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import type { WalOptions } from '../../src/wal/types.ts';
 import { Wal } from '../../src/wal/wal.ts';
@@ -514,5 +516,47 @@ describe('WAL group commit and the event loop', () => {
     }
     assert.equal(immediates, 0);
     await wal.close();
+  });
+});
+
+describe('WAL front truncation off the main thread', () => {
+  test('truncateFront deletes segments with unlinkAsync; a crash before they go leaves garbage recovery removes', async () => {
+    const sim = new SimulatedFileSystem({ seed: 7 });
+    const simDir = '/wal';
+    const wal = await Wal.open({ fs: sim, dir: simDir, segmentBytes: 1024 });
+    for (let i = 0; i < 100; i++) wal.append([payloadFor(i, 50)]);
+    await wal.sync();
+    const segmentsBefore = wal.segments().length;
+    let asyncUnlinks = 0;
+    const original = sim.unlinkAsync.bind(sim);
+    sim.unlinkAsync = (p: string) => {
+      asyncUnlinks++;
+      return original(p);
+    };
+    const syncUnlinksBefore = sim.opCounts.unlink;
+    const pending = wal.truncateFront(60);
+    // The log already starts at 60; the files go in the background.
+    assert.equal(wal.firstIndex, 60);
+    // Power cut before the background unlinks ran: the durable meta alone decides.
+    const image = sim.crashImage(DROP_ALL);
+    await pending;
+    assert.ok(asyncUnlinks > 0 && asyncUnlinks === segmentsBefore - wal.segments().length);
+    assert.equal(
+      sim.opCounts.unlink - syncUnlinksBefore,
+      asyncUnlinks,
+      'every deletion went through unlinkAsync',
+    );
+    await wal.close();
+    const recovered = await Wal.open({ fs: image, dir: simDir, segmentBytes: 1024 });
+    assert.equal(recovered.firstIndex, 60);
+    assert.equal(recovered.nextIndex, 100);
+    assert.equal(
+      recovered.segments().length,
+      segmentsBefore - asyncUnlinks,
+      'leftover segments deleted at open',
+    );
+    for (const { index, payload } of recovered.iterate())
+      assert.ok(bytesEqual(payload, payloadFor(index, 50)));
+    await recovered.close();
   });
 });
