@@ -13,7 +13,9 @@ const RERUN_MARK = 'CAIRN_BENCH_THREADPOOL_SET';
 export function rerunWithThreadPool(threads: number): boolean {
   if (process.env[RERUN_MARK] === '1') return false;
   // --expose-gc: benchmarks collect the garbage of their own set-up before each timed run.
-  const execArgv = process.execArgv.includes('--expose-gc') ? process.execArgv : [...process.execArgv, '--expose-gc'];
+  const execArgv = process.execArgv.includes('--expose-gc')
+    ? process.execArgv
+    : [...process.execArgv, '--expose-gc'];
   const child = spawnSync(process.execPath, [...execArgv, ...process.argv.slice(1)], {
     stdio: 'inherit',
     env: { ...process.env, UV_THREADPOOL_SIZE: String(threads), [RERUN_MARK]: '1' },
