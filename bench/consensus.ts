@@ -74,7 +74,7 @@ const BURST_BLOCKS = 1000;
  * zero-filled on creation) is behind it, as it is for a node that has been running.
  */
 const WARMUP_MS = 1000;
-const MAIN: Config = { lanes: 40, blockBytes: 4096, ratePerLane: 50 };
+export const MAIN: Config = { lanes: 40, blockBytes: 4096, ratePerLane: 50 };
 
 /** A full collection when the process runs with --expose-gc (the bench re-runs itself with it). */
 function collectGarbage(): void {
@@ -93,7 +93,7 @@ function preallocatedFile(file: string, bytes: number): number {
 }
 
 /** Raw fsync latency: one framed block written in place + fdatasyncSync, `samples` times. */
-function measureRawFsync(dir: string, record: Uint8Array, samples: number): number[] {
+export function measureRawFsync(dir: string, record: Uint8Array, samples: number): number[] {
   const frameBytes = FRAME_HEADER_BYTES + record.byteLength;
   const file = join(dir, 'raw-fsync.bin');
   const fd = preallocatedFile(file, samples * frameBytes + (1 << 20));
@@ -304,9 +304,102 @@ function rawLanesSink(dir: string, w: Workload, rec: Recorder): Sink {
   };
 }
 
+/**
+ * Raw shared log (bench/laneLayouts.ts): every lane's blocks appended to ONE preallocated file and
+ * group-committed (blocks queued while an fdatasync is in flight share the next one). With
+ * `laneCopies`, each block is also written to its own lane's file (page cache only) and every lane
+ * file is fdatasynced once a second, one at a time: the cost of keeping per-lane files behind a
+ * shared log. No Cairn code.
+ */
+function rawSharedLogSink(dir: string, w: Workload, rec: Recorder, laneCopies: boolean): Sink {
+  const all = [...w.encoded, w.burstEncoded];
+  const bytes = all.reduce((s, l) => s + l.reduce((a, b) => a + b.byteLength + FRAME_HEADER_BYTES, 0), 0);
+  const fd = preallocatedFile(join(dir, 'shared.raw'), bytes + (1 << 20));
+  const laneFds = laneCopies
+    ? w.encoded.map((list, i) => {
+        const laneBytes = [...list, ...(i === 0 ? w.burstEncoded : [])].reduce(
+          (s, b) => s + b.byteLength + FRAME_HEADER_BYTES,
+          0,
+        );
+        return preallocatedFile(join(dir, `lane-${i}.raw`), laneBytes + (1 << 20));
+      })
+    : [];
+  const lanePos = laneFds.map(() => 0);
+  let pos = 0;
+  let queued: { lane: number; k: number; record: Uint8Array }[] = [];
+  let busy = false;
+  let checkpointing = false;
+  let lastCheckpoint = performance.now();
+  let fsyncs = 0;
+  const checkpoint = async () => {
+    checkpointing = true;
+    for (const laneFd of laneFds) {
+      await new Promise<void>((resolve, reject) =>
+        fdatasync(laneFd, (err) => (err ? reject(err) : resolve())),
+      );
+      fsyncs++;
+      await sleep(12);
+    }
+    checkpointing = false;
+  };
+  const flush = () => {
+    if (busy || queued.length === 0) return;
+    busy = true;
+    const batch = queued;
+    queued = [];
+    const buffers: Uint8Array[] = [];
+    for (const q of batch) buffers.push(rawFrameHeader(q.k, q.record), q.record);
+    for (let i = 0; i < buffers.length; i += 1024) {
+      const part = buffers.slice(i, i + 1024);
+      writevSync(fd, part, pos);
+      for (const b of part) pos += b.byteLength;
+    }
+    fdatasync(fd, (err) => {
+      if (err) throw err;
+      fsyncs++;
+      busy = false;
+      const next = new Map<number, number>();
+      for (const q of batch) next.set(q.lane, Math.max(next.get(q.lane) ?? 0, q.k + 1));
+      for (const [lane, n] of next) rec.durable(lane, n);
+      flush();
+    });
+  };
+  const enqueue = (lane: number, k: number, record: Uint8Array) => {
+    rec.arrived(lane, k, performance.now());
+    queued.push({ lane, k, record });
+    if (laneCopies) {
+      writevSync(laneFds[lane]!, [rawFrameHeader(k, record), record], lanePos[lane]!);
+      lanePos[lane]! += FRAME_HEADER_BYTES + record.byteLength;
+    }
+  };
+  return {
+    push: (lane, k) => {
+      enqueue(lane, k, w.encoded[lane]![k]!);
+      if (laneCopies && !checkpointing && performance.now() - lastCheckpoint > 1000) {
+        lastCheckpoint = performance.now();
+        void checkpoint();
+      }
+      queueMicrotask(flush);
+    },
+    pushBurst: () => {
+      const base = w.encoded[0]!.length;
+      for (let i = 0; i < w.burstEncoded.length; i++) enqueue(0, base + i, w.burstEncoded[i]!);
+      queueMicrotask(flush);
+    },
+    close: async () => {
+      while (busy || checkpointing) await sleep(1);
+      closeSync(fd);
+      for (const laneFd of laneFds) closeSync(laneFd);
+    },
+    fsyncs: () => fsyncs,
+  };
+}
+
+export type Side = 'cairn' | 'raw' | 'raw-shared-log' | 'raw-shared-log+lane-files';
+
 export async function runSchedule(
   root: string,
-  side: 'cairn' | 'raw',
+  side: Side,
   config: Config,
   w: Workload,
   durationMs: number,
@@ -314,7 +407,12 @@ export async function runSchedule(
 ): Promise<RunResult> {
   const dir = mkdtempSync(join(root, `${side}-${config.lanes}x${config.blockBytes}-`));
   const rec = new Recorder(config.lanes, 1);
-  const sink = side === 'cairn' ? await cairnSink(dir, w, rec) : rawLanesSink(dir, w, rec);
+  const sink =
+    side === 'cairn'
+      ? await cairnSink(dir, w, rec)
+      : side === 'raw'
+        ? rawLanesSink(dir, w, rec)
+        : rawSharedLogSink(dir, w, rec, side === 'raw-shared-log+lane-files');
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   // The pre-generated workload (tens of MB of blocks) is young garbage-collector data: collect it
   // now, or its promotion lands in the first milliseconds of the timed run, on either side.

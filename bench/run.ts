@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ run: BenchRunner }>> = {
   wal: () => import('./wal.ts'),
   consensus: () => import('./consensus.ts'),
   blocks: () => import('./blocks.ts'),
+  laneLayouts: () => import('./laneLayouts.ts'),
 };
 
 async function main(): Promise<void> {
