@@ -236,16 +236,21 @@ async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink>
   };
 }
 
+/** Bytes of `records` once framed. */
+function framedBytes(records: readonly Uint8Array[]): number {
+  return records.reduce((s, b) => s + b.byteLength + FRAME_HEADER_BYTES, 0);
+}
+
+/** Lane `i`'s preallocated raw file, sized for its blocks (lane 0 also takes the burst) + 1 MiB. */
+function laneFile(dir: string, w: Workload, i: number): number {
+  const records = i === 0 ? [...w.encoded[0]!, ...w.burstEncoded] : w.encoded[i]!;
+  return preallocatedFile(join(dir, `lane-${i}.raw`), framedBytes(records) + (1 << 20));
+}
+
 function rawLanesSink(dir: string, w: Workload, rec: Recorder): Sink {
-  const lanes = w.encoded.map((list, i) => {
-    const bytes =
-      [...list, ...(i === 0 ? w.burstEncoded : [])].reduce(
-        (s, b) => s + b.byteLength + FRAME_HEADER_BYTES,
-        0,
-      ) +
-      (1 << 20);
+  const lanes = w.encoded.map((_, i) => {
     return {
-      fd: preallocatedFile(join(dir, `lane-${i}.raw`), bytes),
+      fd: laneFile(dir, w, i),
       pos: 0,
       /** Records queued, by block number k; `written` is the first not yet written. */
       queue: [] as Uint8Array[],
@@ -313,17 +318,9 @@ function rawLanesSink(dir: string, w: Workload, rec: Recorder): Sink {
  */
 function rawSharedLogSink(dir: string, w: Workload, rec: Recorder, laneCopies: boolean): Sink {
   const all = [...w.encoded, w.burstEncoded];
-  const bytes = all.reduce((s, l) => s + l.reduce((a, b) => a + b.byteLength + FRAME_HEADER_BYTES, 0), 0);
+  const bytes = all.reduce((s, l) => s + framedBytes(l), 0);
   const fd = preallocatedFile(join(dir, 'shared.raw'), bytes + (1 << 20));
-  const laneFds = laneCopies
-    ? w.encoded.map((list, i) => {
-        const laneBytes = [...list, ...(i === 0 ? w.burstEncoded : [])].reduce(
-          (s, b) => s + b.byteLength + FRAME_HEADER_BYTES,
-          0,
-        );
-        return preallocatedFile(join(dir, `lane-${i}.raw`), laneBytes + (1 << 20));
-      })
-    : [];
+  const laneFds = laneCopies ? w.encoded.map((_, i) => laneFile(dir, w, i)) : [];
   const lanePos = laneFds.map(() => 0);
   let pos = 0;
   let queued: { lane: number; k: number; record: Uint8Array }[] = [];

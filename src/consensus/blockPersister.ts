@@ -167,8 +167,7 @@ export class BlockPersister {
     const state = this.lanes.get(lane);
     const log = state?.log;
     if (anchorFirst > (log?.nextIndex ?? state?.reservedNext ?? 0)) return true;
-    if (log === undefined || anchorFirst <= log.firstIndex) return false;
-    return !lazyPrune || log.raw.truncateFrontFreesSegment(Math.min(anchorFirst, log.nextIndex));
+    return log !== undefined && pruneTarget(log, anchorFirst, lazyPrune) !== undefined;
   }
 
   /**
@@ -307,30 +306,26 @@ export class BlockPersister {
     if (batch.length > 0 || reposition) options.onDurable?.(newNext);
     // 5. Drop what the anchor made obsolete, after the append (never an fsync in front of it).
     let pruned = false;
-    if (
-      activeLog !== undefined &&
-      anchorFirst !== undefined &&
-      !reposition &&
-      anchorFirst > activeLog.firstIndex
-    ) {
-      const target = Math.min(anchorFirst, activeLog.nextIndex);
-      if (!options.lazyPrune || activeLog.raw.truncateFrontFreesSegment(target)) {
-        try {
-          const verify = (p: SignedLaneProposal) => {
-            if (p.block.header.blockNumber !== target) {
-              throw new CairnError(
-                'CORRUPT',
-                `lane ${shortLane(lane)}: record ${target} holds block ${p.block.header.blockNumber}`,
-              );
-            }
-          };
-          await activeLog.truncateBefore(target, this.opener.retainsRecords ? verify : undefined);
-        } catch (err) {
-          throw this.fail(err, lane);
-        }
-        this.metrics.truncations++;
-        pruned = true;
+    const target =
+      activeLog === undefined || anchorFirst === undefined || reposition
+        ? undefined
+        : pruneTarget(activeLog, anchorFirst, options.lazyPrune ?? false);
+    if (activeLog !== undefined && target !== undefined) {
+      try {
+        const verify = (p: SignedLaneProposal) => {
+          if (p.block.header.blockNumber !== target) {
+            throw new CairnError(
+              'CORRUPT',
+              `lane ${shortLane(lane)}: record ${target} holds block ${p.block.header.blockNumber}`,
+            );
+          }
+        };
+        await activeLog.truncateBefore(target, this.opener.retainsRecords ? verify : undefined);
+      } catch (err) {
+        throw this.fail(err, lane);
       }
+      this.metrics.truncations++;
+      pruned = true;
     }
     return { appended: batch.length, duplicates, repositioned: reposition, pruned, next: newNext };
   }
@@ -409,6 +404,21 @@ export class BlockPersister {
     })();
     return this.closed;
   }
+}
+
+/**
+ * Where to cut a lane log for an anchor whose lane range starts at `anchorFirst`: undefined when
+ * nothing lies below it, or (lazy) when the cut would not free a whole segment. One rule for the
+ * write path and for `anchorWorkNeeded`, so the two can never disagree.
+ */
+function pruneTarget(
+  log: IndexedLog<SignedLaneProposal>,
+  anchorFirst: number,
+  lazyPrune: boolean,
+): number | undefined {
+  if (anchorFirst <= log.firstIndex) return undefined;
+  const target = Math.min(anchorFirst, log.nextIndex);
+  return !lazyPrune || log.raw.truncateFrontFreesSegment(target) ? target : undefined;
 }
 
 function blockNumberOf(p: SignedLaneProposal): number {
