@@ -63,6 +63,12 @@ export interface FileSystem {
   rename(from: string, to: string): void;
   unlink(path: string): void;
   /**
+   * Hard link: `to` becomes a second name of the file `from` (same bytes, no copy). Fails with EEXIST
+   * if `to` exists. The new entry is durable only after `syncDir` of its directory. Used for
+   * checkpoints of immutable files (state snapshots).
+   */
+  link(from: string, to: string): void;
+  /**
    * `unlink` on the thread pool: deleting a large preallocated file frees its extents and takes
    * milliseconds (measured: ~1.5 ms for 4 MiB, ~4.5 ms for 16 MiB), which must not stall the main
    * thread. Same effect and durability as `unlink`.

@@ -93,6 +93,10 @@ export class RealFileSystem implements FileSystem {
     return new Promise((resolve, reject) => fs.unlink(path, (err) => (err ? reject(err) : resolve())));
   }
 
+  link(from: string, to: string): void {
+    fs.linkSync(from, to);
+  }
+
   unlink(path: string): void {
     fs.unlinkSync(path);
   }

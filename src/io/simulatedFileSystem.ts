@@ -75,6 +75,7 @@ export type SimOp =
   | 'readdir'
   | 'mkdir'
   | 'rename'
+  | 'link'
   | 'unlink'
   | 'rmdir'
   | 'syncDir';
@@ -94,6 +95,7 @@ export const FAULTABLE_OPS: readonly FaultableOp[] = [
   'readdir',
   'mkdir',
   'rename',
+  'link',
   'unlink',
   'rmdir',
   'syncDir',
@@ -201,6 +203,7 @@ const MUTATIONS: ReadonlySet<SimOp> = new Set<SimOp>([
   'syncAsync',
   'mkdir',
   'rename',
+  'link',
   'unlink',
   'rmdir',
   'syncDir',
@@ -289,6 +292,7 @@ export class SimulatedFileSystem implements FileSystem {
     readdir: 0,
     mkdir: 0,
     rename: 0,
+    link: 0,
     unlink: 0,
     rmdir: 0,
     syncDir: 0,
@@ -514,6 +518,24 @@ export class SimulatedFileSystem implements FileSystem {
       }
     } finally {
       this.afterMutation('rename', from);
+    }
+  }
+
+  link(from: string, to: string): void {
+    this.enter('link', from);
+    const fault = this.takeFault('link', `${from} -> ${to}`);
+    try {
+      if (fault) throw this.faultError(fault, 'link', from);
+      const src = this.lookupParent(resolvePath(from), 'link', from);
+      const dst = this.lookupParent(resolvePath(to), 'link', to);
+      const node = src.parent.entries.get(src.name);
+      if (node === undefined || src.name === '') throw errnoError('ENOENT', 'link', from);
+      if (node.kind === 'dir') throw errnoError('EPERM', 'link', from);
+      if (dst.name === '' || dst.parent.entries.has(dst.name)) throw errnoError('EEXIST', 'link', to);
+      // Both names share one node, so its data (durable and pending) is the same through either.
+      linkEntry(dst.parent, dst.name, node);
+    } finally {
+      this.afterMutation('link', from);
     }
   }
 

@@ -116,6 +116,9 @@ export class GatedFileSystem implements FileSystem {
   unlinkAsync(p: string) {
     return this.inner.unlinkAsync(p);
   }
+  link(a: string, b: string) {
+    this.inner.link(a, b);
+  }
   unlink(p: string) {
     this.inner.unlink(p);
   }

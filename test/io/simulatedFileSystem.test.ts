@@ -674,3 +674,29 @@ describe('SimulatedFileSystem: determinism and properties', () => {
     );
   });
 });
+
+describe('SimulatedFileSystem: hard links', () => {
+  test('a link names the same bytes and is lost by a power cut until its directory is fsynced', () => {
+    const fs = freshFs();
+    writeFile(fs, '/d/a', 'hello', { sync: true });
+    fs.syncDir('/d');
+    fs.mkdir('/s');
+    fs.syncDir('/');
+    fs.link('/d/a', '/s/a');
+    assert.equal(dec(fs.readFileBytes('/s/a')), 'hello');
+    assert.equal(fs.crashImage(DROP_ALL).exists('/s/a'), false);
+    fs.syncDir('/s');
+    const image = fs.crashImage(DROP_ALL);
+    assert.equal(dec(image.readFileBytes('/s/a')), 'hello');
+    assert.equal(dec(image.readFileBytes('/d/a')), 'hello');
+  });
+
+  test('linking onto an existing name or from a missing file fails with the errno node:fs gives', () => {
+    const fs = freshFs();
+    writeFile(fs, '/d/a', 'x', { sync: true });
+    writeFile(fs, '/d/b', 'y', { sync: true });
+    throwsCode(() => fs.link('/d/a', '/d/b'), 'EEXIST');
+    throwsCode(() => fs.link('/d/missing', '/d/c'), 'ENOENT');
+    throwsCode(() => fs.link('/d', '/e'), 'EPERM');
+  });
+});

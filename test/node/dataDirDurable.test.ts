@@ -22,6 +22,7 @@ function recordingFs(): { fs: FileSystem; syncedDirs: string[] } {
     readdir: (p) => realFileSystem.readdir(p),
     mkdir: (p) => realFileSystem.mkdir(p),
     rename: (a, b) => realFileSystem.rename(a, b),
+    link: (a, b) => realFileSystem.link(a, b),
     unlink: (p) => realFileSystem.unlink(p),
     unlinkAsync: (p) => realFileSystem.unlinkAsync(p),
     rmdir: (p) => realFileSystem.rmdir(p),

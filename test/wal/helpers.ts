@@ -19,6 +19,7 @@ export type FsCall =
   | 'truncate'
   | 'allocate'
   | 'unlink'
+  | 'link'
   | 'rename'
   | 'mkdir'
   | 'rmdir'
@@ -32,6 +33,7 @@ export const MUTATING_CALLS: ReadonlySet<FsCall> = new Set([
   'truncate',
   'allocate',
   'unlink',
+  'link',
   'rename',
   'mkdir',
   'rmdir',
@@ -142,6 +144,10 @@ export class WrappingFileSystem implements FileSystem {
     this.before('unlink', p);
     await this.inner.unlinkAsync(p);
     this.after('unlink', p);
+  }
+
+  link(a: string, b: string): void {
+    this.wrap('link', a, () => this.inner.link(a, b));
   }
 
   unlink(p: string): void {
