@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { BlockStore } from '../src/blocks/blockStore.ts';
 import { openBlockStore } from '../src/blocks/openBlockStore.ts';
-import { decodeBlock, encodeBlock, encodeFullCommitQC } from '../src/consensus/codecs.ts';
-import { hashBlockHeader, hashPayload } from '../src/consensus/crypto.ts';
-import type { Block, BlockHeader, FullCommitQC, Hash } from '../src/consensus/types.ts';
-import { ZERO_HASH } from '../src/consensus/types.ts';
+import { decodeBlock, encodeBlock, encodeFullCommitQC } from '../src/domain/codecs.ts';
+import { hashBlockHeader, hashPayload } from '../src/domain/crypto.ts';
+import type { Block, BlockHeader, FullCommitQC, Hash } from '../src/domain/types.ts';
+import { ZERO_HASH } from '../src/domain/types.ts';
 import { Rng } from '../src/lib/rng.ts';
 
 const BLOCKS_PER_QC = 16;

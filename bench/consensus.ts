@@ -37,12 +37,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { encodeSignedLaneProposal } from '../src/consensus/codecs.ts';
-import { verifyLaneProposal } from '../src/consensus/committee.ts';
 import { LatencyHistogram } from '../src/consensus/metrics.ts';
 import { ConsensusPersistence } from '../src/consensus/persistence.ts';
 import { ConsensusFixture } from '../src/consensus/testkit.ts';
-import type { LaneId, SignedLaneProposal } from '../src/consensus/types.ts';
+import { encodeSignedLaneProposal } from '../src/domain/codecs.ts';
+import { verifyLaneProposal } from '../src/domain/committee.ts';
+import type { LaneId, SignedLaneProposal } from '../src/domain/types.ts';
 import { RealFileSystem } from '../src/io/realFileSystem.ts';
 import { rawFrameHeader } from './support/rawFrame.ts';
 import { median, printTable, round3, verdict } from './support/stats.ts';

@@ -1,7 +1,7 @@
-import { decodeBlock, decodeFullCommitQC, encodeBlock, encodeFullCommitQC } from '../consensus/codecs.ts';
-import { globalRangeOf } from '../consensus/committee.ts';
-import { hashBlockHeader } from '../consensus/crypto.ts';
-import type { Block, FullCommitQC, GlobalRange, Hash } from '../consensus/types.ts';
+import { decodeBlock, decodeFullCommitQC, encodeBlock, encodeFullCommitQC } from '../domain/codecs.ts';
+import { globalRangeOf } from '../domain/committee.ts';
+import { hashBlockHeader } from '../domain/crypto.ts';
+import type { Block, FullCommitQC, GlobalRange, Hash } from '../domain/types.ts';
 import { bytesEqual, toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
 import type { Lookup, RecordStore } from './recordStore.ts';

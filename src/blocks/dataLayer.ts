@@ -1,4 +1,4 @@
-import type { Block, FullCommitQC, GlobalRange } from '../consensus/types.ts';
+import type { Block, FullCommitQC, GlobalRange } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
 import type { BlockStore } from './blockStore.ts';
 

@@ -1,9 +1,9 @@
+import { decodePruneAnchor, encodePruneAnchor } from '../domain/codecs.ts';
+import type { PruneAnchor } from '../domain/types.ts';
 import { openAbFile } from '../io/abFile.ts';
 import type { AbSnapshotFile } from '../io/abFile.types.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { CairnError, describe, FatalLatch, isCairnError } from '../lib/errors.ts';
-import { decodePruneAnchor, encodePruneAnchor } from './codecs.ts';
-import type { PruneAnchor } from './types.ts';
 
 /**
  * The prune anchor (newest AppQC + the CommitQC of the same road) in an A/B snapshot file

@@ -1,11 +1,19 @@
+import { encodeCommitQC, encodeSignedLaneProposal, shortLane } from '../domain/codecs.ts';
+import { laneRangeOf, verifyAppQC, verifyCommitQC, verifyLaneProposal } from '../domain/committee.ts';
+import { hashBlockHeader } from '../domain/crypto.ts';
+import type {
+  AppQC,
+  CommitQC,
+  Committee,
+  Hash,
+  LaneId,
+  PruneAnchor,
+  SignedLaneProposal,
+} from '../domain/types.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
-import { encodeCommitQC, encodeSignedLaneProposal, shortLane } from './codecs.ts';
-import { laneRangeOf, verifyAppQC, verifyCommitQC, verifyLaneProposal } from './committee.ts';
-import { hashBlockHeader } from './crypto.ts';
 import type { PersistenceMetrics } from './metrics.ts';
 import { Signal, ThresholdWaiters } from './signal.ts';
-import type { AppQC, CommitQC, Committee, Hash, LaneId, PruneAnchor, SignedLaneProposal } from './types.ts';
 
 /**
  * In-memory availability state: lane block queues, the CommitQC queue and the prune anchor, with

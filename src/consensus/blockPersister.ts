@@ -1,13 +1,13 @@
 import * as path from 'node:path';
+import { encodeSignedLaneProposal, shortLane, signedLaneProposalCodec } from '../domain/codecs.ts';
+import { laneRangeOf } from '../domain/committee.ts';
+import { hashBlockHeader } from '../domain/crypto.ts';
+import type { CommitQC, Hash, LaneId, SignedLaneProposal } from '../domain/types.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, FatalLatch } from '../lib/errors.ts';
-import { encodeSignedLaneProposal, shortLane, signedLaneProposalCodec } from './codecs.ts';
-import { laneRangeOf } from './committee.ts';
-import { hashBlockHeader } from './crypto.ts';
 import { IndexedLog } from './indexedLog.ts';
 import type { LogOpener } from './logOpener.ts';
 import type { PersistenceMetrics } from './metrics.ts';
-import type { CommitQC, Hash, LaneId, SignedLaneProposal } from './types.ts';
 
 /**
  * Block persister: one log per lane, in `<blocksDir>/<lane hex>/`, whose record `n` is the lane's

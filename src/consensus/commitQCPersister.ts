@@ -1,10 +1,10 @@
+import { commitQCCodec, encodeCommitQC } from '../domain/codecs.ts';
+import type { CommitQC } from '../domain/types.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, FatalLatch } from '../lib/errors.ts';
-import { commitQCCodec, encodeCommitQC } from './codecs.ts';
 import { IndexedLog } from './indexedLog.ts';
 import type { LogOpener } from './logOpener.ts';
 import type { PersistenceMetrics } from './metrics.ts';
-import type { CommitQC } from './types.ts';
 
 /**
  * CommitQC persister: one log in `<dir>/`, record `r` = the CommitQC of road `r`. Rules:

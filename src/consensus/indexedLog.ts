@@ -1,7 +1,7 @@
+import { ByteWriter } from '../domain/byteCodec.ts';
+import type { Codec } from '../domain/codecs.ts';
 import { CairnError, describe } from '../lib/errors.ts';
 import type { WriteAheadLog } from '../wal/types.ts';
-import { ByteWriter } from './byteCodec.ts';
-import type { Codec } from './codecs.ts';
 
 /** A scratch encode buffer that grew past this is dropped after use (bounded idle memory). */
 const SCRATCH_KEEP_BYTES = 1 << 20;

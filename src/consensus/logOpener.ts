@@ -1,10 +1,10 @@
 import * as path from 'node:path';
+import { MAX_PAYLOAD_BYTES } from '../domain/types.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { CairnError, errnoCode, ioFatal } from '../lib/errors.ts';
 import type { Durability, WriteAheadLog } from '../wal/types.ts';
 import { Wal } from '../wal/wal.ts';
 import { NullWal } from './nullWal.ts';
-import { MAX_PAYLOAD_BYTES } from './types.ts';
 
 /**
  * Where the persisters get their logs from: the real segmented WAL on a FileSystem, or the no-op

@@ -1,3 +1,4 @@
+import type { LaneId } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
 import type { AnchorStore } from './anchorStore.ts';
 import type { AvailabilityState, LaneBatch } from './availState.ts';
@@ -5,7 +6,6 @@ import type { BlockPersister } from './blockPersister.ts';
 import type { CommitQCPersister } from './commitQCPersister.ts';
 import type { PersistenceMetrics } from './metrics.ts';
 import type { Signal } from './signal.ts';
-import type { LaneId } from './types.ts';
 
 /**
  * The persist loop: independent pipelines, one per lane, one for the CommitQC log and one for the

@@ -1,4 +1,8 @@
 import * as path from 'node:path';
+import { encodeCommitQC, shortLane } from '../domain/codecs.ts';
+import { laneRangeOf, verifyPruneAnchor } from '../domain/committee.ts';
+import { hashBlockHeader } from '../domain/crypto.ts';
+import type { AppQC, CommitQC, Committee, LaneId, PruneAnchor, SignedLaneProposal } from '../domain/types.ts';
 import { type FileSystem, mkdirDurable } from '../io/fileSystem.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, ioFatal } from '../lib/errors.ts';
@@ -7,14 +11,10 @@ import type { Durability } from '../wal/types.ts';
 import { type AnchorStore, NullAnchorStore, openAnchorStore } from './anchorStore.ts';
 import { AvailabilityState, type PushResult, type VoteableStatus } from './availState.ts';
 import { BlockPersister } from './blockPersister.ts';
-import { encodeCommitQC, shortLane } from './codecs.ts';
 import { CommitQCPersister } from './commitQCPersister.ts';
-import { laneRangeOf, verifyPruneAnchor } from './committee.ts';
-import { hashBlockHeader } from './crypto.ts';
 import { type LogOpener, NullLogOpener, WalLogOpener } from './logOpener.ts';
 import { PersistenceMetrics } from './metrics.ts';
 import { PersistLoop } from './persistLoop.ts';
-import type { AppQC, CommitQC, Committee, LaneId, PruneAnchor, SignedLaneProposal } from './types.ts';
 
 /**
  * Consensus persistence: the façade the node (devnet, consensus) talks to.

@@ -1,7 +1,5 @@
-import { CairnError } from '../lib/errors.ts';
-import { Rng } from '../lib/rng.ts';
-import { shortLane } from './codecs.ts';
-import { globalRangeOf, laneRangeOf, makeCommittee } from './committee.ts';
+import { shortLane } from '../domain/codecs.ts';
+import { globalRangeOf, laneRangeOf, makeCommittee } from '../domain/committee.ts';
 import {
   hashBlockHeader,
   hashPayload,
@@ -10,7 +8,7 @@ import {
   signCommitVote,
   signingKeyFromSeed,
   signLaneProposal,
-} from './crypto.ts';
+} from '../domain/crypto.ts';
 import {
   type AppQC,
   type BlockHeader,
@@ -24,7 +22,9 @@ import {
   type PruneAnchor,
   type SignedLaneProposal,
   ZERO_HASH,
-} from './types.ts';
+} from '../domain/types.ts';
+import { CairnError } from '../lib/errors.ts';
+import { Rng } from '../lib/rng.ts';
 
 /**
  * Deterministic consensus fixtures for tests, benchmarks and the devnet: a seeded committee of ed25519

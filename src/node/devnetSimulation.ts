@@ -1,4 +1,4 @@
-import { globalRangeOf, laneRangeOf } from '../consensus/committee.ts';
+import { globalRangeOf, laneRangeOf } from '../domain/committee.ts';
 import {
   commitQCDigest,
   hashBlockHeader,
@@ -8,7 +8,7 @@ import {
   signAppVote,
   signCommitVote,
   signLaneProposal,
-} from '../consensus/crypto.ts';
+} from '../domain/crypto.ts';
 import type {
   AppQC,
   BlockHeader,
@@ -18,8 +18,8 @@ import type {
   LaneId,
   LaneRange,
   SignedLaneProposal,
-} from '../consensus/types.ts';
-import { MAX_BLOCKS_PER_LANE_PER_COMMIT, ZERO_HASH } from '../consensus/types.ts';
+} from '../domain/types.ts';
+import { MAX_BLOCKS_PER_LANE_PER_COMMIT, ZERO_HASH } from '../domain/types.ts';
 import { isCairnError } from '../lib/errors.ts';
 import type { Rng } from '../lib/rng.ts';
 import type { CairnNode } from './node.ts';

@@ -1,7 +1,7 @@
 import type { DataLayer, PersistBatch } from '../blocks/dataLayer.ts';
-import { globalRangeOf } from '../consensus/committee.ts';
 import type { ConsensusPersistence } from '../consensus/persistence.ts';
-import type { Block, BlockHeader, CommitQC, FullCommitQC } from '../consensus/types.ts';
+import { globalRangeOf } from '../domain/committee.ts';
+import type { Block, BlockHeader, CommitQC, FullCommitQC } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
 
 /** Roads written to the block store per flush at most: bounds a batch's memory and latency. */

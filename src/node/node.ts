@@ -3,7 +3,7 @@ import type { BlockStore } from '../blocks/blockStore.ts';
 import { DataLayer } from '../blocks/dataLayer.ts';
 import { openBlockStore } from '../blocks/openBlockStore.ts';
 import { ConsensusPersistence } from '../consensus/persistence.ts';
-import type { CommitQC, Committee, LaneId } from '../consensus/types.ts';
+import type { CommitQC, Committee, LaneId } from '../domain/types.ts';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import { type FileSystem, mkdirDurable } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';

@@ -11,16 +11,17 @@ const SRC = new URL('../../src/', import.meta.url).pathname;
 /** layer → layers it may import from (itself always allowed). */
 const ALLOWED: Record<string, readonly string[]> = {
   lib: [],
+  domain: ['lib'],
   io: ['lib'],
   wal: ['lib', 'io'],
   kv: ['lib', 'io'],
-  consensus: ['lib', 'io', 'wal'],
-  blocks: ['lib', 'io', 'wal', 'kv', 'consensus'],
-  state: ['lib', 'io', 'wal', 'kv'],
-  receipts: ['lib', 'io', 'wal', 'kv'],
-  rpc: ['lib', 'consensus', 'blocks', 'state', 'receipts'],
-  node: ['lib', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
-  cli: ['lib', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc', 'node'],
+  consensus: ['lib', 'io', 'wal', 'domain'],
+  blocks: ['lib', 'io', 'wal', 'kv', 'domain'],
+  state: ['lib', 'io', 'wal', 'kv', 'domain'],
+  receipts: ['lib', 'io', 'wal', 'kv', 'domain'],
+  rpc: ['lib', 'domain', 'consensus', 'blocks', 'state', 'receipts'],
+  node: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
+  cli: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc', 'node'],
 };
 const FS_ALLOWED = new Set(['io', 'cli']);
 

@@ -6,7 +6,7 @@ import { after, describe, test } from 'node:test';
 import { BLOCK_STORE_KINDS, BlockRecordKind, type BlockStore } from '../../src/blocks/blockStore.ts';
 import { DataLayer } from '../../src/blocks/dataLayer.ts';
 import { RecordStore } from '../../src/blocks/recordStore.ts';
-import { hashBlockHeader } from '../../src/consensus/crypto.ts';
+import { hashBlockHeader } from '../../src/domain/crypto.ts';
 import { MemoryKv } from '../../src/kv/memoryKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { BlockStore } from '../../src/blocks/blockStore.ts';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
-import { hashBlockHeader } from '../../src/consensus/crypto.ts';
+import { hashBlockHeader } from '../../src/domain/crypto.ts';
 import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { MemoryKv } from '../../src/kv/memoryKv.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { BLOCK_STORE_KINDS, BlockStore } from '../../src/blocks/blockStore.ts';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
 import { RecordStore } from '../../src/blocks/recordStore.ts';
-import { hashBlockHeader } from '../../src/consensus/crypto.ts';
+import { hashBlockHeader } from '../../src/domain/crypto.ts';
 import { FAULTABLE_OPS, type FaultError, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { MemoryKv } from '../../src/kv/memoryKv.ts';
 import { CairnError, isCairnError } from '../../src/lib/errors.ts';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
-import { hashBlockHeader } from '../../src/consensus/crypto.ts';
+import { hashBlockHeader } from '../../src/domain/crypto.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { siblingPath, spawnTsChild } from '../support/childProcess.ts';
 import { makeChain } from './support/chain.ts';

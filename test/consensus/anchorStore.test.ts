@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { openAnchorStore } from '../../src/consensus/anchorStore.ts';
-import { encodePruneAnchor } from '../../src/consensus/codecs.ts';
-import type { PruneAnchor } from '../../src/consensus/types.ts';
+import { encodePruneAnchor } from '../../src/domain/codecs.ts';
+import type { PruneAnchor } from '../../src/domain/types.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { expectCairn, simFs, smallFixture } from './helpers.ts';

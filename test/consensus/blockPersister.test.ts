@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BlockPersister } from '../../src/consensus/blockPersister.ts';
-import { signedLaneProposalCodec } from '../../src/consensus/codecs.ts';
 import { NullLogOpener, WalLogOpener } from '../../src/consensus/logOpener.ts';
 import { PersistenceMetrics } from '../../src/consensus/metrics.ts';
 import type { ConsensusFixture } from '../../src/consensus/testkit.ts';
-import type { CommitQC, LaneId, LaneRange, SignedLaneProposal } from '../../src/consensus/types.ts';
+import { signedLaneProposalCodec } from '../../src/domain/codecs.ts';
+import type { CommitQC, LaneId, LaneRange, SignedLaneProposal } from '../../src/domain/types.ts';
 import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { expectCairn, simFs, smallFixture } from './helpers.ts';
 

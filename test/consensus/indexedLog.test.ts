@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { commitQCCodec } from '../../src/consensus/codecs.ts';
 import { IndexedLog } from '../../src/consensus/indexedLog.ts';
 import { WalLogOpener } from '../../src/consensus/logOpener.ts';
-import type { CommitQC } from '../../src/consensus/types.ts';
+import { commitQCCodec } from '../../src/domain/codecs.ts';
+import type { CommitQC } from '../../src/domain/types.ts';
 import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { expectCairn, simFs, smallFixture } from './helpers.ts';
 

@@ -4,11 +4,11 @@
  * finalizing up to 3 blocks per lane, AppQCs racing the persist loop, small segments.
  */
 import assert from 'node:assert/strict';
-import { encodeCommitQC, encodeSignedLaneProposal } from '../../src/consensus/codecs.ts';
-import { laneRangeOf } from '../../src/consensus/committee.ts';
 import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
 import { ConsensusFixture } from '../../src/consensus/testkit.ts';
-import type { LaneId } from '../../src/consensus/types.ts';
+import { encodeCommitQC, encodeSignedLaneProposal } from '../../src/domain/codecs.ts';
+import { laneRangeOf } from '../../src/domain/committee.ts';
+import type { LaneId } from '../../src/domain/types.ts';
 import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { Rng } from '../../src/lib/rng.ts';

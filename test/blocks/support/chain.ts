@@ -1,6 +1,6 @@
-import { globalRangeOf } from '../../../src/consensus/committee.ts';
 import { ConsensusFixture } from '../../../src/consensus/testkit.ts';
-import type { Block, FullCommitQC } from '../../../src/consensus/types.ts';
+import { globalRangeOf } from '../../../src/domain/committee.ts';
+import type { Block, FullCommitQC } from '../../../src/domain/types.ts';
 
 export interface Chain {
   qcs: FullCommitQC[];

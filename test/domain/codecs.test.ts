@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import {
   appQCCodec,
   blockCodec,
@@ -22,7 +23,7 @@ import {
   fullCommitQCCodec,
   pruneAnchorCodec,
   signedLaneProposalCodec,
-} from '../../src/consensus/codecs.ts';
+} from '../../src/domain/codecs.ts';
 import {
   globalRangeOf,
   laneRangeOf,
@@ -30,10 +31,9 @@ import {
   verifyFullCommitQC,
   verifyLaneProposal,
   verifyPruneAnchor,
-} from '../../src/consensus/committee.ts';
-import { hashBlockHeader, verifySignedLaneProposal } from '../../src/consensus/crypto.ts';
-import { ConsensusFixture } from '../../src/consensus/testkit.ts';
-import { ZERO_HASH } from '../../src/consensus/types.ts';
+} from '../../src/domain/committee.ts';
+import { hashBlockHeader, verifySignedLaneProposal } from '../../src/domain/crypto.ts';
+import { ZERO_HASH } from '../../src/domain/types.ts';
 import { bytesEqual, toHex } from '../../src/lib/bytes.ts';
 import { CairnError, isCairnError } from '../../src/lib/errors.ts';
 import { seedFromEnv } from '../../src/lib/rng.ts';
