@@ -1,11 +1,14 @@
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
+import { Rng } from '../lib/rng.ts';
 import { shortLane } from './codecs.ts';
 import {
   appProposalDigest,
   commitQCDigest,
   hashBlockHeader,
   hashPayload,
+  type SigningKey,
+  signingKeyFromSeed,
   verifyDigest,
   verifySignedLaneProposal,
 } from './crypto.ts';
@@ -41,6 +44,18 @@ export function makeCommittee(members: readonly PublicKeyHex[]): Committee {
   }
   const faulty = Math.floor((sorted.length - 1) / 3);
   return { members: sorted, faulty, quorum: sorted.length - faulty, laneQuorum: faulty + 1 };
+}
+
+/**
+ * A committee of `n` ed25519 keys derived from `seed`: same seed, same keys, so a devnet data directory
+ * (which stores only the seed) reopens with the committee that wrote it. `keys[i]` owns lane
+ * `committee.members[i]`. Test fixtures use the same derivation.
+ */
+export function seededCommittee(n: number, seed: number): { committee: Committee; keys: SigningKey[] } {
+  const rng = new Rng(seed);
+  const keys = Array.from({ length: n }, () => signingKeyFromSeed(rng.bytes(32)));
+  keys.sort((a, b) => (a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0));
+  return { committee: makeCommittee(keys.map((k) => k.publicKey)), keys };
 }
 
 export function isMember(committee: Committee, key: PublicKeyHex): boolean {

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { makeTestCommittee } from '../consensus/testkit.ts';
+import { seededCommittee } from '../domain/committee.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { Rng } from '../lib/rng.ts';
@@ -55,14 +55,14 @@ export async function runDevnet(options: DevnetOptions): Promise<DevnetResult> {
   };
 
   let identityCreated = false;
-  let keys: ReturnType<typeof makeTestCommittee>['keys'] = [];
+  let keys: ReturnType<typeof seededCommittee>['keys'] = [];
   const { node, recovery } = await CairnNode.open({
     dataDir: options.dataDir,
     fs,
     committee: () => {
       const { identity, created } = loadOrCreateIdentity(fs, options.dataDir, options);
       identityCreated = created;
-      const made = makeTestCommittee(identity.lanes, identity.seed);
+      const made = seededCommittee(identity.lanes, identity.seed);
       keys = made.keys;
       return made.committee;
     },

@@ -21,6 +21,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   receipts: ['lib', 'io', 'wal', 'kv', 'domain'],
   rpc: ['lib', 'domain', 'consensus', 'blocks', 'state', 'receipts'],
   node: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
+  // Test tools (simulated file system, in-memory KV, consensus fixtures): used by test/ and bench/, and
+  // by no product layer: no entry above lists `testing`, so an import of it from product code fails.
+  testing: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
   cli: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc', 'node'],
 };
 const FS_ALLOWED = new Set(['io', 'cli']);
@@ -78,4 +81,18 @@ test('the rule itself is acyclic', () => {
     done.add(layer);
   };
   for (const layer of Object.keys(ALLOWED)) visit(layer, []);
+});
+
+test('no product layer imports the test tools in src/testing', () => {
+  const offenders: string[] = [];
+  for (const file of sourceFiles(SRC)) {
+    const rel = relative(SRC, file);
+    if (rel.startsWith('testing/')) continue;
+    for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+      if (spec.startsWith('.') && relative(SRC, join(file, '..', spec)).startsWith('testing/')) {
+        offenders.push(`${rel}: ${spec}`);
+      }
+    }
+  }
+  assert.deepEqual(offenders, []);
 });

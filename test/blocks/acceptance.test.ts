@@ -7,9 +7,9 @@ import { BLOCK_STORE_KINDS, BlockRecordKind, type BlockStore } from '../../src/b
 import { DataLayer } from '../../src/blocks/dataLayer.ts';
 import { RecordStore } from '../../src/blocks/recordStore.ts';
 import { hashBlockHeader } from '../../src/domain/crypto.ts';
-import { MemoryKv } from '../../src/kv/memoryKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
+import { MemoryKv } from '../../src/testing/memoryKv.ts';
 import { allBackends, type Backend } from './support/backends.ts';
 import { makeChain, writeChain } from './support/chain.ts';
 import { MemoryLog } from './support/memoryLog.ts';

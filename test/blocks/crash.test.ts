@@ -8,9 +8,9 @@ import { test } from 'node:test';
 import type { BlockStore } from '../../src/blocks/blockStore.ts';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
 import { hashBlockHeader } from '../../src/domain/crypto.ts';
-import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
-import { MemoryKv } from '../../src/kv/memoryKv.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import { MemoryKv } from '../../src/testing/memoryKv.ts';
+import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { type CrashContext, type CrashScenario, POLICIES, runCrashSweep } from '../support/crashHarness.ts';
 import { type Chain, makeChain } from './support/chain.ts';
 

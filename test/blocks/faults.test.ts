@@ -6,10 +6,14 @@ import { BLOCK_STORE_KINDS, BlockStore } from '../../src/blocks/blockStore.ts';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
 import { RecordStore } from '../../src/blocks/recordStore.ts';
 import { hashBlockHeader } from '../../src/domain/crypto.ts';
-import { FAULTABLE_OPS, type FaultError, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
-import { MemoryKv } from '../../src/kv/memoryKv.ts';
 import { CairnError, isCairnError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import { MemoryKv } from '../../src/testing/memoryKv.ts';
+import {
+  FAULTABLE_OPS,
+  type FaultError,
+  SimulatedFileSystem,
+} from '../../src/testing/simulatedFileSystem.ts';
 import { makeChain } from './support/chain.ts';
 import { MemoryLog } from './support/memoryLog.ts';
 

@@ -3,10 +3,10 @@ import { test } from 'node:test';
 import { BlockPersister } from '../../src/consensus/blockPersister.ts';
 import { NullLogOpener, WalLogOpener } from '../../src/consensus/logOpener.ts';
 import { PersistenceMetrics } from '../../src/consensus/metrics.ts';
-import type { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import { signedLaneProposalCodec } from '../../src/domain/codecs.ts';
 import type { CommitQC, LaneId, LaneRange, SignedLaneProposal } from '../../src/domain/types.ts';
-import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+import type { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
+import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { expectCairn, simFs, smallFixture } from './helpers.ts';
 
 const BLOCKS = '/data/blocks';

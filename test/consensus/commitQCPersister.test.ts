@@ -4,7 +4,7 @@ import { CommitQCPersister } from '../../src/consensus/commitQCPersister.ts';
 import { NullLogOpener, WalLogOpener } from '../../src/consensus/logOpener.ts';
 import { PersistenceMetrics } from '../../src/consensus/metrics.ts';
 import type { CommitQC } from '../../src/domain/types.ts';
-import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { expectCairn, simFs, smallFixture } from './helpers.ts';
 
 const DIR = '/data/commitqcs';

@@ -11,14 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { CairnError } from '../../src/lib/errors.ts';
+import { seedFromEnv } from '../../src/lib/rng.ts';
 import {
   DROP_ALL,
   FAULTABLE_OPS,
   type FaultError,
   SimulatedFileSystem,
-} from '../../src/io/simulatedFileSystem.ts';
-import { CairnError } from '../../src/lib/errors.ts';
-import { seedFromEnv } from '../../src/lib/rng.ts';
+} from '../../src/testing/simulatedFileSystem.ts';
 import { persistLoopScenario } from './workload.ts';
 
 test('every I/O call site: an injected error is fatal, typed, latched, and never acknowledged', async () => {

@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConsensusPersistence, type ConsensusPersistenceOptions } from '../../src/consensus/persistence.ts';
-import { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import type { FileHandle, FileSystem } from '../../src/io/fileSystem.ts';
-import { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { CairnError } from '../../src/lib/errors.ts';
+import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
+import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 
 export const ROOT = '/data/consensus';
 

@@ -4,7 +4,7 @@ import { IndexedLog } from '../../src/consensus/indexedLog.ts';
 import { WalLogOpener } from '../../src/consensus/logOpener.ts';
 import { commitQCCodec } from '../../src/domain/codecs.ts';
 import type { CommitQC } from '../../src/domain/types.ts';
-import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { expectCairn, simFs, smallFixture } from './helpers.ts';
 
 const DIR = '/data/log';

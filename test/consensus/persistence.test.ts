@@ -6,7 +6,6 @@ import { AvailabilityState } from '../../src/consensus/availState.ts';
 import { WalLogOpener } from '../../src/consensus/logOpener.ts';
 import { PersistenceMetrics } from '../../src/consensus/metrics.ts';
 import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
-import type { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import { commitQCCodec, signedLaneProposalCodec } from '../../src/domain/codecs.ts';
 import { laneRangeOf } from '../../src/domain/committee.ts';
 import type { SignedLaneProposal } from '../../src/domain/types.ts';
@@ -14,6 +13,7 @@ import { mkdirDurable } from '../../src/io/fileSystem.ts';
 import { RealFileSystem } from '../../src/io/realFileSystem.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import type { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 import {
   expectCairn,
   GatedFileSystem,

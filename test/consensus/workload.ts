@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
-import { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import { encodeCommitQC, encodeSignedLaneProposal } from '../../src/domain/codecs.ts';
 import { laneRangeOf } from '../../src/domain/committee.ts';
 import type { LaneId } from '../../src/domain/types.ts';
-import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { Rng } from '../../src/lib/rng.ts';
+import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
+import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import type { CrashScenario } from '../support/crashHarness.ts';
 import { ROOT } from './helpers.ts';
 

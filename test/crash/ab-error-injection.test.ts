@@ -13,10 +13,10 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { openAbFile } from '../../src/io/abFile.ts';
 import { mkdirDurable } from '../../src/io/fileSystem.ts';
-import { DROP_ALL, KEEP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { CairnError } from '../../src/lib/errors.ts';
 import { seedFromEnv } from '../../src/lib/rng.ts';
+import { DROP_ALL, KEEP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import {
   AB_DIR,
   AB_NAME,

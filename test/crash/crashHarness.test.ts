@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { readWholeFile, writeFully } from '../../src/io/fileSystem.ts';
-import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { crc32c } from '../../src/lib/crc32c.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { type CrashScenario, isCrashError, POLICIES, runCrashSweep } from '../support/crashHarness.ts';
 
 type Bug = 'none' | 'ack-before-sync' | 'no-dir-sync' | 'no-torn-tail-repair';

@@ -13,9 +13,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
-import { type CrashPolicy, DROP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { describe as describeError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import { type CrashPolicy, DROP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { type Acks, options, persistLoopScenario } from '../consensus/workload.ts';
 import { isCrashError, POLICIES } from '../support/crashHarness.ts';
 

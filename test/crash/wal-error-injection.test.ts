@@ -9,10 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DROP_ALL, KEEP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { CairnError, errnoCode } from '../../src/lib/errors.ts';
 import { seedFromEnv } from '../../src/lib/rng.ts';
+import { DROP_ALL, KEEP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { Wal } from '../../src/wal/wal.ts';
 import { causeHasErrno, enumerateFaultCases, type FaultCase } from '../support/faultSweep.ts';
 import {

@@ -10,8 +10,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { seedFromEnv } from '../../src/lib/rng.ts';
+import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { Wal } from '../../src/wal/wal.ts';
 import { type CrashScenario, POLICIES, runCrashSweep, type SweepOptions } from '../support/crashHarness.ts';
 import {

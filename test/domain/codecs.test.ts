@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import {
   appQCCodec,
   blockCodec,
@@ -37,6 +36,7 @@ import { ZERO_HASH } from '../../src/domain/types.ts';
 import { bytesEqual, toHex } from '../../src/lib/bytes.ts';
 import { CairnError, isCairnError } from '../../src/lib/errors.ts';
 import { seedFromEnv } from '../../src/lib/rng.ts';
+import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 
 function fixture(seed = 7, lanes = 4): ConsensusFixture {
   const f = new ConsensusFixture({ lanes, seed, payloadBytes: 100 });

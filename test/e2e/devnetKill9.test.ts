@@ -10,11 +10,11 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
-import { makeTestCommittee } from '../../src/consensus/testkit.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { loadOrCreateIdentity } from '../../src/node/devnetIdentity.ts';
 import { BLOCKS_DIR, CairnNode } from '../../src/node/node.ts';
+import { makeTestCommittee } from '../../src/testing/consensusFixture.ts';
 import { spawnTsChild } from '../support/childProcess.ts';
 
 const CAIRN_BIN = fileURLToPath(new URL('../../bin/cairn.js', import.meta.url));

@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { encodeSlotImage, openAbFile } from '../../src/io/abFile.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
-import { DROP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
+import { DROP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { dec, enc, errno, tempDir, WrappingFileSystem } from '../wal/helpers.ts';
 
 let dir: string;

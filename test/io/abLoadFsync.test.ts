@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeSlotImage, openAbFile } from '../../src/io/abFile.ts';
 import { writeFully } from '../../src/io/fileSystem.ts';
-import { DROP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+import { DROP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { GatedFileSystem, openCp, ROOT, settle, smallFixture } from '../consensus/helpers.ts';
 
 test('an A/B file loaded after a process crash returns only a payload that survives a power cut', () => {

@@ -3,10 +3,10 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { mkdirDurable, readWholeFile, writeFully } from '../../src/io/fileSystem.ts';
-import { DROP_ALL, KEEP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { errnoCode } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import { DROP_ALL, KEEP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);

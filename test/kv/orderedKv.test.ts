@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ClassicLevelKv } from '../../src/kv/classicLevelKv.ts';
-import { MemoryKv } from '../../src/kv/memoryKv.ts';
 import { type OrderedKv, readU64BE, u64Key } from '../../src/kv/orderedKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
+import { MemoryKv } from '../../src/testing/memoryKv.ts';
 
 const dirs: string[] = [];
 after(() => {

@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import type { FileSystem } from '../../src/io/fileSystem.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { CairnNode } from '../../src/node/node.ts';
+import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 
 /** The real file system, recording which directories were fsynced. */
 function recordingFs(): { fs: FileSystem; syncedDirs: string[] } {

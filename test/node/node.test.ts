@@ -5,7 +5,6 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
-import { ConsensusFixture } from '../../src/consensus/testkit.ts';
 import { globalRangeOf } from '../../src/domain/committee.ts';
 import { hashBlockHeader } from '../../src/domain/crypto.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
@@ -13,6 +12,7 @@ import { bytesEqual } from '../../src/lib/bytes.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { runDevnet } from '../../src/node/devnet.ts';
 import { CairnNode, CONSENSUS_DIR } from '../../src/node/node.ts';
+import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 
 function tempDir(name: string): string {
   return mkdtempSync(path.join(tmpdir(), `cairn-node-${name}-`));

@@ -9,10 +9,10 @@ import * as path from 'node:path';
 import { openAbFile } from '../../src/io/abFile.ts';
 import type { AbSnapshotFile } from '../../src/io/abFile.types.ts';
 import { mkdirDurable } from '../../src/io/fileSystem.ts';
-import { DROP_ALL, type SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { bytesEqual, toHex } from '../../src/lib/bytes.ts';
 import { describe as describeError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
+import { DROP_ALL, type SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 
 export const AB_DIR = '/node/state';
 export const AB_NAME = 'anchor';

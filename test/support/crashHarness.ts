@@ -16,10 +16,15 @@
  * Every failure message carries the scenario, seed, crash point and policy, and the exact replay
  * (CAIRN_SEED=<seed>), so any failing state reproduces.
  */
-import type { CrashPolicy, SimulatedFileSystem as SimFs, SimOp } from '../../src/io/simulatedFileSystem.ts';
-import { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+
 import { describe as describeError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
+import type {
+  CrashPolicy,
+  SimulatedFileSystem as SimFs,
+  SimOp,
+} from '../../src/testing/simulatedFileSystem.ts';
+import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 
 export interface CrashContext {
   scenario: string;

@@ -4,13 +4,14 @@
  * plus SHORT_WRITE for writev. Large counts are sampled (seeded) down to `maxPerKind` calls per kind,
  * always keeping the first and the last call.
  */
+
+import { Rng } from '../../src/lib/rng.ts';
 import {
   FAULTABLE_OPS,
   type FaultableOp,
   type FaultError,
   type SimulatedFileSystem,
-} from '../../src/io/simulatedFileSystem.ts';
-import { Rng } from '../../src/lib/rng.ts';
+} from '../../src/testing/simulatedFileSystem.ts';
 
 export interface FaultCase {
   op: FaultableOp;

@@ -13,9 +13,9 @@
  *    exceed it).
  */
 import assert from 'node:assert/strict';
-import type { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { Rng } from '../../src/lib/rng.ts';
+import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import type { WalOptions, WriteAheadLog } from '../../src/wal/types.ts';
 import { Wal } from '../../src/wal/wal.ts';
 import { isCrashError } from './crashHarness.ts';

@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DROP_ALL, SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
+import { DROP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { Wal } from '../../src/wal/wal.ts';
 
 const DIR = '/wal';

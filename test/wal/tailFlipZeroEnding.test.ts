@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SimulatedFileSystem } from '../../src/io/simulatedFileSystem.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
+import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { Wal } from '../../src/wal/wal.ts';
 
 for (const [name, last] of [

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { BLOCK_STORE_KINDS, BlockStore } from '../../../src/blocks/blockStore.ts';
 import { openBlockStore } from '../../../src/blocks/openBlockStore.ts';
 import { RecordStore } from '../../../src/blocks/recordStore.ts';
-import { SimulatedFileSystem } from '../../../src/io/simulatedFileSystem.ts';
-import { MemoryKv } from '../../../src/kv/memoryKv.ts';
+import { MemoryKv } from '../../../src/testing/memoryKv.ts';
+import { SimulatedFileSystem } from '../../../src/testing/simulatedFileSystem.ts';
 import { MemoryLog } from './memoryLog.ts';
 
 /** A way to open, restart and dispose a block store, so one suite runs on several storage stacks. */

@@ -1,6 +1,6 @@
-import { ConsensusFixture } from '../../../src/consensus/testkit.ts';
 import { globalRangeOf } from '../../../src/domain/committee.ts';
 import type { Block, FullCommitQC } from '../../../src/domain/types.ts';
+import { ConsensusFixture } from '../../../src/testing/consensusFixture.ts';
 
 export interface Chain {
   qcs: FullCommitQC[];

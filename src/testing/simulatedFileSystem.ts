@@ -56,8 +56,8 @@
  * every byte lives in memory, twice once synced.
  */
 import * as path from 'node:path';
+import type { FileHandle, FileStat, FileSystem, OpenOptions } from '../io/fileSystem.ts';
 import { Rng } from '../lib/rng.ts';
-import type { FileHandle, FileStat, FileSystem, OpenOptions } from './fileSystem.ts';
 import { ByteContent } from './sim/byteContent.ts';
 
 export type SimOp =

@@ -1,12 +1,11 @@
 import { shortLane } from '../domain/codecs.ts';
-import { globalRangeOf, laneRangeOf, makeCommittee } from '../domain/committee.ts';
+import { globalRangeOf, laneRangeOf, seededCommittee } from '../domain/committee.ts';
 import {
   hashBlockHeader,
   hashPayload,
   type SigningKey,
   signAppVote,
   signCommitVote,
-  signingKeyFromSeed,
   signLaneProposal,
 } from '../domain/crypto.ts';
 import {
@@ -27,7 +26,7 @@ import { CairnError } from '../lib/errors.ts';
 import { Rng } from '../lib/rng.ts';
 
 /**
- * Deterministic consensus fixtures for tests, benchmarks and the devnet: a seeded committee of ed25519
+ * Deterministic consensus fixtures for tests and benchmarks: a seeded committee of ed25519
  * keys, lanes producing hash-chained signed blocks, CommitQCs that finalize lane ranges following the
  * proposal rules (contiguous per lane, at most MAX_BLOCKS_PER_LANE_PER_COMMIT blocks per lane, global
  * ranges contiguous across roads) and AppQCs. Same seed, same bytes.
@@ -45,12 +44,9 @@ export interface FixtureOptions {
   sign?: boolean;
 }
 
-/** Committee of `n` deterministic keys. `keys[i]` owns lane `committee.members[i]`. */
+/** Committee of `n` deterministic keys (the devnet's derivation). `keys[i]` owns lane `committee.members[i]`. */
 export function makeTestCommittee(n: number, seed: number): { committee: Committee; keys: SigningKey[] } {
-  const rng = new Rng(seed);
-  const keys = Array.from({ length: n }, () => signingKeyFromSeed(rng.bytes(32)));
-  keys.sort((a, b) => (a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0));
-  return { committee: makeCommittee(keys.map((k) => k.publicKey)), keys };
+  return seededCommittee(n, seed);
 }
 
 interface LaneState {

@@ -1,7 +1,7 @@
+import type { KvBatch, KvEntry, KvRange, OrderedKv } from '../kv/orderedKv.ts';
 import { asBuffer } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
 import type { Rng } from '../lib/rng.ts';
-import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
 
 type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
 
