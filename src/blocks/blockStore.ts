@@ -4,7 +4,7 @@ import { hashBlockHeader } from '../domain/crypto.ts';
 import type { Block, FullCommitQC, GlobalRange, Hash } from '../domain/types.ts';
 import { bytesEqual, toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
-import type { Lookup, RecordStore } from './recordStore.ts';
+import type { Lookup, RecordStore } from '../records/recordStore.ts';
 
 /** Record kinds of the block store inside the record layer. */
 export const BlockRecordKind = { block: 1, commitQC: 2 } as const;

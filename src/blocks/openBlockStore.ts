@@ -1,17 +1,11 @@
-import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
-import { mkdirDurable } from '../io/fileSystem.ts';
-import { realFileSystem } from '../io/realFileSystem.ts';
-import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError, ioFatal } from '../lib/errors.ts';
-import { Wal } from '../wal/wal.ts';
+import { openRecordStore } from '../records/openRecordStore.ts';
 import { BLOCK_STORE_KINDS, BlockStore } from './blockStore.ts';
-import { RecordStore } from './recordStore.ts';
 
-/** Sub-directories of a block store directory. */
-export const VALUE_LOG_DIR = 'values';
-export const INDEX_DIR = 'index';
+/** Sub-directories of a block store directory (those of its record store). */
+export { INDEX_DIR, VALUE_LOG_DIR } from '../records/openRecordStore.ts';
 /** Largest value-log entry: a block of MAX_PAYLOAD_BYTES (8 MiB) plus headers fits with room. */
 export const BLOCK_LOG_MAX_RECORD_BYTES = 32 * 1024 * 1024;
 export const BLOCK_LOG_DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
@@ -46,36 +40,21 @@ export async function openBlockStore(options: OpenBlockStoreOptions): Promise<Bl
 }
 
 async function openLayers(options: OpenBlockStoreOptions): Promise<BlockStore> {
-  const fs = options.fs ?? realFileSystem;
-  if (!options.readOnly) mkdirDurable(fs, options.dir, path);
-  const kv = options.kv ?? (await ClassicLevelKv.open(path.join(options.dir, INDEX_DIR)));
-  let log: Wal | undefined;
+  const records = await openRecordStore({
+    dir: options.dir,
+    fs: options.fs,
+    kv: options.kv,
+    segmentBytes: options.segmentBytes ?? BLOCK_LOG_DEFAULT_SEGMENT_BYTES,
+    maxRecordBytes: BLOCK_LOG_MAX_RECORD_BYTES,
+    maxValueBytes: BLOCK_LOG_MAX_RECORD_BYTES - 1024,
+    ...BLOCK_STORE_KINDS,
+    readOnly: options.readOnly,
+    onWarning: options.onWarning,
+  });
   try {
-    log = await Wal.open({
-      fs,
-      dir: path.join(options.dir, VALUE_LOG_DIR),
-      segmentBytes: options.segmentBytes ?? BLOCK_LOG_DEFAULT_SEGMENT_BYTES,
-      maxRecordBytes: BLOCK_LOG_MAX_RECORD_BYTES,
-      durability: { mode: 'on-request' },
-      ...(options.readOnly ? { readOnly: true } : {}),
-      ...(options.onWarning ? { onWarning: options.onWarning } : {}),
-    });
-    const records = await RecordStore.open({
-      log,
-      kv,
-      name: options.dir,
-      ...BLOCK_STORE_KINDS,
-      maxValueBytes: BLOCK_LOG_MAX_RECORD_BYTES - 1024,
-    });
-    try {
-      return BlockStore.open(records);
-    } catch (err) {
-      await records.close().catch(() => undefined);
-      throw err;
-    }
+    return BlockStore.open(records);
   } catch (err) {
-    await log?.close().catch(() => undefined);
-    await kv.close().catch(() => undefined);
+    await records.close().catch(() => undefined);
     throw err;
   }
 }

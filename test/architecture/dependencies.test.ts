@@ -15,16 +15,30 @@ const ALLOWED: Record<string, readonly string[]> = {
   io: ['lib'],
   wal: ['lib', 'io'],
   kv: ['lib', 'io'],
+  records: ['lib', 'io', 'wal', 'kv'],
   consensus: ['lib', 'io', 'wal', 'domain'],
-  blocks: ['lib', 'io', 'wal', 'kv', 'domain'],
+  blocks: ['lib', 'io', 'wal', 'kv', 'records', 'domain'],
   state: ['lib', 'io', 'wal', 'kv', 'domain'],
-  receipts: ['lib', 'io', 'wal', 'kv', 'domain'],
+  receipts: ['lib', 'io', 'wal', 'kv', 'records', 'domain'],
   rpc: ['lib', 'domain', 'consensus', 'blocks', 'state', 'receipts'],
-  node: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
+  node: ['lib', 'domain', 'io', 'wal', 'kv', 'records', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
   // Test tools (simulated file system, in-memory KV, consensus fixtures): used by test/ and bench/, and
   // by no product layer: no entry above lists `testing`, so an import of it from product code fails.
-  testing: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
-  cli: ['lib', 'domain', 'io', 'wal', 'kv', 'consensus', 'blocks', 'state', 'receipts', 'rpc', 'node'],
+  testing: ['lib', 'domain', 'io', 'wal', 'kv', 'records', 'consensus', 'blocks', 'state', 'receipts', 'rpc'],
+  cli: [
+    'lib',
+    'domain',
+    'io',
+    'wal',
+    'kv',
+    'records',
+    'consensus',
+    'blocks',
+    'state',
+    'receipts',
+    'rpc',
+    'node',
+  ],
 };
 const FS_ALLOWED = new Set(['io', 'cli']);
 

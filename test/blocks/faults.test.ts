@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BLOCK_STORE_KINDS, BlockStore } from '../../src/blocks/blockStore.ts';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
-import { RecordStore } from '../../src/blocks/recordStore.ts';
 import { hashBlockHeader } from '../../src/domain/crypto.ts';
 import { CairnError, isCairnError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import { RecordStore } from '../../src/records/recordStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
 import {
   FAULTABLE_OPS,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BLOCK_STORE_KINDS, BlockStore } from '../../../src/blocks/blockStore.ts';
 import { openBlockStore } from '../../../src/blocks/openBlockStore.ts';
-import { RecordStore } from '../../../src/blocks/recordStore.ts';
+import { RecordStore } from '../../../src/records/recordStore.ts';
 import { MemoryKv } from '../../../src/testing/memoryKv.ts';
 import { SimulatedFileSystem } from '../../../src/testing/simulatedFileSystem.ts';
 import { MemoryLog } from './memoryLog.ts';

@@ -120,7 +120,7 @@ export class RecordStore {
     if (indexedNext > log.nextIndex) {
       throw new CairnError(
         'DATA_LOSS',
-        `block store ${options.name}: the index covers log records up to ${indexedNext} but the log ends at ` +
+        `record store ${options.name}: the index covers log records up to ${indexedNext} but the log ends at ` +
           `${log.nextIndex}; durable records were lost`,
         { details: { file: options.name, indexedNext, logNext: log.nextIndex } },
       );
@@ -187,7 +187,7 @@ export class RecordStore {
     try {
       walIndex = this.log.append([concat(encodeRecordFrame({ kind, first, next, hash: alias }, value))]);
     } catch (err) {
-      throw this.fail(err, 'appending to the block value log');
+      throw this.fail(err, 'appending to the value log');
     }
     const p: Pending = { kind, first, next, walIndex, hash: alias };
     this.pending.push(p);
@@ -259,7 +259,7 @@ export class RecordStore {
     if (!bytesEq(found.record.hash, hash)) {
       throw new CairnError(
         'CORRUPT',
-        `block store ${this.name}: hash index maps ${hexHash.slice(0, 16)}… to kind ${kind} number ${first}, ` +
+        `record store ${this.name}: hash index maps ${hexHash.slice(0, 16)}… to kind ${kind} number ${first}, ` +
           `whose record carries hash ${toHex(found.record.hash).slice(0, 16)}…`,
         { details: { file: this.name, walIndex: found.walIndex } },
       );
@@ -322,7 +322,7 @@ export class RecordStore {
         await batch.write({ sync: true });
       } catch (err) {
         this.pruningFloor = 0;
-        throw this.fail(err, 'persisting the block store prune floor');
+        throw this.fail(err, 'persisting the record store prune floor');
       }
       this.floorValue = floor;
       for (const state of this.kinds.values()) {
@@ -336,7 +336,7 @@ export class RecordStore {
         try {
           await this.log.truncateFront(cut);
         } catch (err) {
-          throw this.fail(err, 'dropping pruned block log segments');
+          throw this.fail(err, 'dropping pruned value log segments');
         }
       }
     });
@@ -426,7 +426,7 @@ export class RecordStore {
     try {
       await this.log.sync();
     } catch (err) {
-      throw this.fail(err, 'syncing the block value log');
+      throw this.fail(err, 'syncing the value log');
     }
     const batch = this.kv.batch();
     let taken = 0;
@@ -439,7 +439,7 @@ export class RecordStore {
     try {
       await batch.write({ sync: false });
     } catch (err) {
-      throw this.fail(err, 'writing the block store index');
+      throw this.fail(err, 'writing the record store index');
     }
     this.indexedNext = upto;
     for (const p of this.pending.slice(0, taken)) {
@@ -463,7 +463,7 @@ export class RecordStore {
       if (isCairnError(err) && err.kind === 'fatal') throw err;
       throw new CairnError(
         'CORRUPT',
-        `block store ${this.name}: index points kind ${kind} number ${first} at log index ${walIndex}, which cannot be read`,
+        `record store ${this.name}: index points kind ${kind} number ${first} at log index ${walIndex}, which cannot be read`,
         { cause: err, details: { file: this.name, walIndex } },
       );
     }
@@ -471,7 +471,7 @@ export class RecordStore {
     if (rec.kind !== kind || rec.first !== first) {
       throw new CairnError(
         'CORRUPT',
-        `block store ${this.name}: log index ${walIndex} holds kind ${rec.kind} number ${rec.first}, ` +
+        `record store ${this.name}: log index ${walIndex} holds kind ${rec.kind} number ${rec.first}, ` +
           `but the index says kind ${kind} number ${first}`,
         { details: { file: this.name, walIndex } },
       );
@@ -589,7 +589,7 @@ export class RecordStore {
     if (s === undefined) {
       throw new CairnError(
         'INVALID_ARGUMENT',
-        `record kind ${kind} is not declared for block store ${this.name}`,
+        `record kind ${kind} is not declared for record store ${this.name}`,
       );
     }
     return s;
@@ -605,7 +605,7 @@ export class RecordStore {
   }
 
   private checkOpen(): void {
-    if (this.closing !== undefined) throw new CairnError('CLOSED', `block store ${this.name} is closed`);
+    if (this.closing !== undefined) throw new CairnError('CLOSED', `record store ${this.name} is closed`);
   }
 
   /** Throws CLOSED after close, or the latched fatal error after a failed write or fsync. */
