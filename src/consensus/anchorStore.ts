@@ -3,7 +3,7 @@ import type { PruneAnchor } from '../domain/types.ts';
 import { openAbFile } from '../io/abFile.ts';
 import type { AbSnapshotFile } from '../io/abFile.types.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
-import { CairnError, describe, FatalLatch, isCairnError } from '../lib/errors.ts';
+import { CairnError, describe, FatalLatch } from '../lib/errors.ts';
 
 /**
  * The prune anchor (newest AppQC + the CommitQC of the same road) in an A/B snapshot file
@@ -91,9 +91,8 @@ class AbAnchorStore implements AnchorStore {
   }
 
   /** Latches I/O failures; a refused call (closed, overlapping, too large) changes nothing on disk. */
-  private failed(err: unknown): unknown {
-    if (isCairnError(err) && err.kind === 'caller') return err;
-    return this.latch.latch(err, `writing the prune anchor in ${this.dir}`);
+  private failed(err: unknown): CairnError {
+    return this.latch.passCallerErrors(err, `writing the prune anchor in ${this.dir}`);
   }
 
   close(): void {

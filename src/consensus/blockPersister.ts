@@ -8,6 +8,7 @@ import { CairnError, FatalLatch } from '../lib/errors.ts';
 import { IndexedLog } from './indexedLog.ts';
 import type { LogOpener } from './logOpener.ts';
 import type { PersistenceMetrics } from './metrics.ts';
+import { pruneBelow, pruneTarget, resetThenAppend } from './truncateThenAppend.ts';
 
 /**
  * Block persister: one log per lane, in `<blocksDir>/<lane hex>/`, whose record `n` is the lane's
@@ -262,38 +263,30 @@ export class BlockPersister {
       lastHash = options.headerHashes?.[i] ?? hashBlockHeader(h);
       next++;
     }
-    // 3. Re-position (durable before any append that depends on it).
+    // 3. Re-position (durable before any append that depends on it), then 4. append the whole
+    // batch with one fsync. A lane without a log yet only moves its reserved position.
     let activeLog = log;
     try {
       if (reposition) {
-        if (activeLog !== undefined) {
-          await activeLog.truncateAll(anchorFirst);
-          this.metrics.resets++;
-        } else {
-          state.reservedNext = anchorFirst;
-        }
+        if (activeLog === undefined) state.reservedNext = anchorFirst;
         state.lastHash = undefined;
       }
-      // 4. Append the whole batch, one fsync.
-      if (batch.length > 0) {
-        if (activeLog === undefined) {
-          const dir = path.join(this.blocksDir, lane);
-          const wal = await this.opener.open(dir, expectedStart);
-          activeLog = new IndexedLog(dir, wal, signedLaneProposalCodec, blockNumberOf);
-          state.log = activeLog;
-          if (activeLog.nextIndex !== expectedStart) {
-            throw new CairnError(
-              'CORRUPT',
-              `lane ${shortLane(lane)}: new log in ${dir} starts at ${activeLog.nextIndex}, expected ${expectedStart}`,
-              { details: { file: dir, lane } },
-            );
-          }
+      const resetTo = reposition && activeLog !== undefined ? anchorFirst : undefined;
+      if (batch.length > 0 && activeLog === undefined) {
+        const dir = path.join(this.blocksDir, lane);
+        const wal = await this.opener.open(dir, expectedStart);
+        activeLog = new IndexedLog(dir, wal, signedLaneProposalCodec, blockNumberOf);
+        state.log = activeLog;
+        if (activeLog.nextIndex !== expectedStart) {
+          throw new CairnError(
+            'CORRUPT',
+            `lane ${shortLane(lane)}: new log in ${dir} starts at ${activeLog.nextIndex}, expected ${expectedStart}`,
+            { details: { file: dir, lane } },
+          );
         }
-        activeLog.append(batch);
-        const started = performance.now();
-        await activeLog.sync();
-        this.metrics.fsyncLatency.record(performance.now() - started);
-        this.metrics.fsyncs++;
+      }
+      if (activeLog !== undefined) await resetThenAppend(activeLog, resetTo, batch, this.metrics);
+      if (batch.length > 0) {
         this.metrics.blocksPersisted += batch.length;
         for (const p of batch) this.metrics.blockBytesPersisted += p.block.payload.byteLength;
         state.lastHash = lastHash;
@@ -312,19 +305,10 @@ export class BlockPersister {
         : pruneTarget(activeLog, anchorFirst, options.lazyPrune ?? false);
     if (activeLog !== undefined && target !== undefined) {
       try {
-        const verify = (p: SignedLaneProposal) => {
-          if (p.block.header.blockNumber !== target) {
-            throw new CairnError(
-              'CORRUPT',
-              `lane ${shortLane(lane)}: record ${target} holds block ${p.block.header.blockNumber}`,
-            );
-          }
-        };
-        await activeLog.truncateBefore(target, this.opener.retainsRecords ? verify : undefined);
+        await pruneBelow(activeLog, target, this.opener.retainsRecords, this.metrics);
       } catch (err) {
         throw this.fail(err, lane);
       }
-      this.metrics.truncations++;
       pruned = true;
     }
     return { appended: batch.length, duplicates, repositioned: reposition, pruned, next: newNext };
@@ -372,11 +356,10 @@ export class BlockPersister {
     }
   }
 
-  private fail(err: unknown, lane: LaneId): unknown {
+  private fail(err: unknown, lane: LaneId): CairnError {
     // Bad input (gap, conflict) was rejected before any write; anything thrown from here on came
     // from the log and may have left it half-written: latch.
-    if (err instanceof CairnError && err.kind === 'caller' && err.code !== 'CLOSED') return err;
-    return this.latch.latch(err, `persisting lane ${shortLane(lane)}`);
+    return this.latch.passCallerErrors(err, `persisting lane ${shortLane(lane)}`, ['CLOSED']);
   }
 
   private checkUsable(): void {
@@ -404,21 +387,6 @@ export class BlockPersister {
     })();
     return this.closed;
   }
-}
-
-/**
- * Where to cut a lane log for an anchor whose lane range starts at `anchorFirst`: undefined when
- * nothing lies below it, or (lazy) when the cut would not free a whole segment. One rule for the
- * write path and for `anchorWorkNeeded`, so the two can never disagree.
- */
-function pruneTarget(
-  log: IndexedLog<SignedLaneProposal>,
-  anchorFirst: number,
-  lazyPrune: boolean,
-): number | undefined {
-  if (anchorFirst <= log.firstIndex) return undefined;
-  const target = Math.min(anchorFirst, log.nextIndex);
-  return !lazyPrune || log.raw.truncateFrontFreesSegment(target) ? target : undefined;
 }
 
 function blockNumberOf(p: SignedLaneProposal): number {

@@ -5,6 +5,7 @@ import { CairnError, FatalLatch } from '../lib/errors.ts';
 import { IndexedLog } from './indexedLog.ts';
 import type { LogOpener } from './logOpener.ts';
 import type { PersistenceMetrics } from './metrics.ts';
+import { pruneBelow, pruneTarget, resetThenAppend } from './truncateThenAppend.ts';
 
 /**
  * CommitQC persister: one log in `<dir>/`, record `r` = the CommitQC of road `r`. Rules:
@@ -126,39 +127,22 @@ export class CommitQCPersister {
       next++;
     }
     try {
-      if (reposition) {
-        await log.truncateAll(road);
-        this.metrics.resets++;
-      }
-      if (batch.length > 0) {
-        log.append(batch);
-        const started = performance.now();
-        await log.sync();
-        this.metrics.fsyncLatency.record(performance.now() - started);
-        this.metrics.fsyncs++;
-        this.metrics.commitQCsPersisted += batch.length;
-      }
+      await resetThenAppend(log, reposition ? road : undefined, batch, this.metrics);
     } catch (err) {
       throw this.fail(err);
     }
+    this.metrics.commitQCsPersisted += batch.length;
     this.metrics.duplicatesIgnored += duplicates;
     if (batch.length > 0) options.onDurable?.(batch[batch.length - 1]!);
     let pruned = false;
-    if (road !== undefined && road > log.firstIndex) {
-      if (!options.lazyPrune || log.raw.truncateFrontFreesSegment(road)) {
-        try {
-          // The verify step reads the record at the cut; the no-op log retains none to read.
-          const verify = (qc: CommitQC) => {
-            if (qc.roadIndex !== road)
-              throw new CairnError('CORRUPT', `CommitQC log: record ${road} holds road ${qc.roadIndex}`);
-          };
-          await log.truncateBefore(road, this.retainsRecords ? verify : undefined);
-        } catch (err) {
-          throw this.fail(err);
-        }
-        this.metrics.truncations++;
-        pruned = true;
+    const target = road === undefined ? undefined : pruneTarget(log, road, options.lazyPrune ?? false);
+    if (target !== undefined) {
+      try {
+        await pruneBelow(log, target, this.retainsRecords, this.metrics);
+      } catch (err) {
+        throw this.fail(err);
       }
+      pruned = true;
     }
     return { appended: batch.length, duplicates, repositioned: reposition, pruned, next: log.nextIndex };
   }
@@ -191,9 +175,8 @@ export class CommitQCPersister {
     }
   }
 
-  private fail(err: unknown): unknown {
-    if (err instanceof CairnError && err.kind === 'caller' && err.code !== 'CLOSED') return err;
-    return this.latch.latch(err, 'persisting CommitQCs');
+  private fail(err: unknown): CairnError {
+    return this.latch.passCallerErrors(err, 'persisting CommitQCs', ['CLOSED']);
   }
 
   get failure(): CairnError | undefined {

@@ -96,6 +96,18 @@ export class FatalLatch {
     return this.latched;
   }
 
+  /**
+   * The one rule for an error thrown by a store's mutation: a caller error (bad input, refused
+   * before anything was written) passes through unchanged and leaves the store usable; anything
+   * else may have left the store half-written, so it latches and the latched error is returned.
+   * `alsoLatch` names caller codes that latch all the same (a persister treats CLOSED raised by a
+   * log closed underneath a write in progress as a failed write).
+   */
+  passCallerErrors(err: unknown, what: string, alsoLatch: readonly ErrorCode[] = []): CairnError {
+    if (err instanceof CairnError && err.kind === 'caller' && !alsoLatch.includes(err.code)) return err;
+    return this.latch(err, what);
+  }
+
   check(): void {
     if (this.latched !== undefined) throw this.latched;
   }

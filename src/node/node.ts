@@ -68,13 +68,16 @@ export class CairnNode {
 
   static async open(options: NodeOptions): Promise<{ node: CairnNode; recovery: RecoveryReport }> {
     const fs = options.fs ?? realFileSystem;
-    // The lock creates the data directory (and missing parents) with a plain mkdir; their entries
-    // are made durable below, or a power cut soon after a first start could drop the directory.
-    const created = missingDirs(fs, options.dataDir);
+    // Create the data directory (and missing parents) durably before the lock, whose own mkdir is a
+    // plain one: a power cut soon after a first start must not drop the directory entry.
+    try {
+      mkdirDurable(fs, path.resolve(options.dataDir), path);
+    } catch (err) {
+      throw ioFatal(`creating data directory ${options.dataDir}`, err, { file: options.dataDir });
+    }
     const lock = await acquireDirLock(options.dataDir);
     const opened: { close(): Promise<void> }[] = [];
     try {
-      syncParentsOf(fs, created);
       const fresh = !fs.exists(path.join(options.dataDir, CONSENSUS_DIR));
       const committee = typeof options.committee === 'function' ? options.committee() : options.committee;
       const consensus = await ConsensusPersistence.open({
@@ -144,29 +147,6 @@ export class CairnNode {
       ]);
     })();
     return this.closing;
-  }
-}
-
-/** `dir` and its missing ancestors, deepest first. */
-function missingDirs(fs: FileSystem, dir: string): string[] {
-  const out: string[] = [];
-  for (let d = path.resolve(dir); !fs.exists(d); d = path.dirname(d)) {
-    out.push(d);
-    if (path.dirname(d) === d) break;
-  }
-  return out;
-}
-
-/** Fsyncs the parent of each created directory, outermost first. */
-function syncParentsOf(fs: FileSystem, created: readonly string[]): void {
-  for (const d of [...created].reverse()) {
-    // A file system that did not see the lock's mkdir (a simulated one) gets the directory here.
-    if (!fs.exists(d)) mkdirDurable(fs, d, path);
-    try {
-      fs.syncDir(path.dirname(d));
-    } catch (err) {
-      throw ioFatal(`fsync of directory ${path.dirname(d)}`, err, { file: path.dirname(d) });
-    }
   }
 }
 

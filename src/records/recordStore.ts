@@ -1,5 +1,5 @@
 import { type OrderedKv, readU64BE, u64Key, writeU64BE } from '../kv/orderedKv.ts';
-import { asBuffer, toHex } from '../lib/bytes.ts';
+import { asBuffer, bytesEqual, toHex } from '../lib/bytes.ts';
 import { CairnError, FatalLatch, isCairnError } from '../lib/errors.ts';
 import type { WriteAheadLog } from '../wal/types.ts';
 import { type DecodedRecord, decodeRecordFrame, encodeRecordFrame, MAX_HASH_BYTES } from './recordFrame.ts';
@@ -256,7 +256,7 @@ export class RecordStore {
     if (first < floor) return { status: 'pruned', floor };
     const found = this.get(kind, first);
     if (found.status !== 'found') return found;
-    if (!bytesEq(found.record.hash, hash)) {
+    if (!bytesEqual(found.record.hash, hash)) {
       throw new CairnError(
         'CORRUPT',
         `record store ${this.name}: hash index maps ${hexHash.slice(0, 16)}… to kind ${kind} number ${first}, ` +
@@ -596,8 +596,7 @@ export class RecordStore {
   }
 
   private fail(err: unknown, what: string): CairnError {
-    if (isCairnError(err) && err.kind === 'caller') return err;
-    return this.latch.latch(err, what);
+    return this.latch.passCallerErrors(err, what);
   }
 
   private readFloor(): number {
@@ -705,8 +704,4 @@ function concat(parts: [Uint8Array, Uint8Array]): Uint8Array {
   out.set(parts[0], 0);
   out.set(parts[1], parts[0].byteLength);
   return out;
-}
-
-function bytesEq(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && Buffer.compare(asBuffer(a), asBuffer(b)) === 0;
 }
