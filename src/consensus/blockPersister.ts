@@ -5,10 +5,10 @@ import { hashBlockHeader } from '../domain/crypto.ts';
 import type { CommitQC, Hash, LaneId, SignedLaneProposal } from '../domain/types.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, FatalLatch } from '../lib/errors.ts';
-import { IndexedLog } from './indexedLog.ts';
 import type { LogOpener } from './logOpener.ts';
 import type { PersistenceMetrics } from './metrics.ts';
 import { pruneBelow, pruneTarget, resetThenAppend } from './truncateThenAppend.ts';
+import { TypedLog } from './typedLog.ts';
 
 /**
  * Block persister: one log per lane, in `<blocksDir>/<lane hex>/`, whose record `n` is the lane's
@@ -36,7 +36,7 @@ export interface LaneWriteOptions {
    */
   lazyPrune?: boolean;
   /**
-   * Header hash of each proposal (same order), when the caller already has them: the availability
+   * Header hash of each proposal (same order), when the caller already has them: the in-flight
    * state hashes every header at admission, so the parent-chain check here need not hash again.
    */
   headerHashes?: readonly Hash[];
@@ -54,7 +54,7 @@ export interface LaneWriteResult {
 }
 
 interface LaneLog {
-  log: IndexedLog<SignedLaneProposal> | undefined;
+  log: TypedLog<SignedLaneProposal> | undefined;
   /** Next block number when the lane has no log yet (the lane's start, 0 or an anchor's first). */
   reservedNext: number;
   /** Header hash of block `next - 1`, when known (parent check of the next append). */
@@ -121,7 +121,7 @@ export class BlockPersister {
         }
         const start = options.startOf?.(name) ?? 0;
         const wal = await options.opener.open(path.join(options.blocksDir, name), start);
-        const log = new IndexedLog(
+        const log = new TypedLog(
           path.join(options.blocksDir, name),
           wal,
           signedLaneProposalCodec,
@@ -275,7 +275,7 @@ export class BlockPersister {
       if (batch.length > 0 && activeLog === undefined) {
         const dir = path.join(this.blocksDir, lane);
         const wal = await this.opener.open(dir, expectedStart);
-        activeLog = new IndexedLog(dir, wal, signedLaneProposalCodec, blockNumberOf);
+        activeLog = new TypedLog(dir, wal, signedLaneProposalCodec, blockNumberOf);
         state.log = activeLog;
         if (activeLog.nextIndex !== expectedStart) {
           throw new CairnError(

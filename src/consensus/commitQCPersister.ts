@@ -2,10 +2,10 @@ import { commitQCCodec, encodeCommitQC } from '../domain/codecs.ts';
 import type { CommitQC } from '../domain/types.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, FatalLatch } from '../lib/errors.ts';
-import { IndexedLog } from './indexedLog.ts';
 import type { LogOpener } from './logOpener.ts';
 import type { PersistenceMetrics } from './metrics.ts';
 import { pruneBelow, pruneTarget, resetThenAppend } from './truncateThenAppend.ts';
+import { TypedLog } from './typedLog.ts';
 
 /**
  * CommitQC persister: one log in `<dir>/`, record `r` = the CommitQC of road `r`. Rules:
@@ -40,7 +40,7 @@ export class CommitQCPersister {
   private busy = false;
 
   private constructor(
-    private readonly log: IndexedLog<CommitQC>,
+    private readonly log: TypedLog<CommitQC>,
     private readonly retainsRecords: boolean,
     private readonly metrics: PersistenceMetrics,
   ) {}
@@ -56,7 +56,7 @@ export class CommitQCPersister {
     metrics: PersistenceMetrics;
   }): Promise<{ persister: CommitQCPersister; loaded: CommitQC[] }> {
     const wal = await options.opener.open(options.dir, options.initialRoad ?? 0);
-    const log = new IndexedLog(options.dir, wal, commitQCCodec, roadOf);
+    const log = new TypedLog(options.dir, wal, commitQCCodec, roadOf);
     try {
       const loaded = log.readAll();
       return {

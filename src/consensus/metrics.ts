@@ -67,7 +67,7 @@ export class LatencyHistogram {
   }
 }
 
-/** Shared by the persisters, the loop and the availability state; read by the devnet and the bench. */
+/** Shared by the persisters, the loop and the in-flight state; read by the devnet and the bench. */
 export class PersistenceMetrics {
   /** fsyncs issued by the lane logs and the CommitQC log (group commits, one per batch per log). */
   fsyncs = 0;

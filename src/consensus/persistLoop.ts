@@ -1,16 +1,16 @@
 import type { LaneId } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
+import type { Signal } from '../lib/waiters.ts';
 import type { AnchorStore } from './anchorStore.ts';
-import type { AvailabilityState, LaneBatch } from './availState.ts';
 import type { BlockPersister } from './blockPersister.ts';
 import type { CommitQCPersister } from './commitQCPersister.ts';
+import type { InFlightState, LaneBatch } from './inFlightState.ts';
 import type { PersistenceMetrics } from './metrics.ts';
-import type { Signal } from './signal.ts';
 
 /**
  * The persist loop: independent pipelines, one per lane, one for the CommitQC log and one for the
  * prune anchor. Each pipeline waits for its own work, takes a batch synchronously (a consistent
- * snapshot of the availability state), writes it with ONE fsync, and publishes its cursor the
+ * snapshot of the in-flight state), writes it with ONE fsync, and publishes its cursor the
  * moment that fsync returns. There is no barrier between pipelines, so:
  *  - a slow lane delays neither the CommitQC log nor the other lanes;
  *  - a lane with a backlog writes it in bounded batches (default 64 blocks / 64 KiB, one fsync
@@ -26,7 +26,7 @@ import type { Signal } from './signal.ts';
  * to truncate — they only ever receive the durable anchor. Appends that need no truncation do not
  * wait for the anchor at all.
  *
- * The first error of any pipeline is fatal: the availability state latches it (every waiter
+ * The first error of any pipeline is fatal: the in-flight state latches it (every waiter
  * rejects with it), all pipelines stop, and `onFatal` is called once.
  */
 export interface PersistLoopOptions {
@@ -53,7 +53,7 @@ export class PersistLoop {
   private fatal: Error | undefined;
 
   constructor(
-    private readonly state: AvailabilityState,
+    private readonly state: InFlightState,
     private readonly blocks: BlockPersister,
     private readonly commitQCs: CommitQCPersister,
     private readonly anchor: AnchorStore,

@@ -9,9 +9,9 @@ import { CairnError, ioFatal } from '../lib/errors.ts';
 import { runAllThenThrowFirst } from '../lib/lifecycle.ts';
 import type { Durability } from '../wal/types.ts';
 import { type AnchorStore, NullAnchorStore, openAnchorStore } from './anchorStore.ts';
-import { AvailabilityState, type PushResult, type VoteableStatus } from './availState.ts';
 import { BlockPersister } from './blockPersister.ts';
 import { CommitQCPersister } from './commitQCPersister.ts';
+import { InFlightState, type PushResult, type VoteableStatus } from './inFlightState.ts';
 import { type LogOpener, NullLogOpener, WalLogOpener } from './logOpener.ts';
 import { PersistenceMetrics } from './metrics.ts';
 import { PersistLoop } from './persistLoop.ts';
@@ -68,7 +68,7 @@ export class ConsensusPersistence {
   private closing: Promise<void> | undefined;
 
   private constructor(
-    private readonly state: AvailabilityState,
+    private readonly state: InFlightState,
     private readonly loop: PersistLoop,
     private readonly blocks: BlockPersister,
     private readonly commitQCs: CommitQCPersister,
@@ -178,7 +178,7 @@ export class ConsensusPersistence {
         await commitQCs.pruneAndPersist(anchor.commitQC, [], { lazyPrune: false });
       }
 
-      const state = new AvailabilityState(
+      const state = new InFlightState(
         {
           committee,
           metrics,
@@ -211,7 +211,7 @@ export class ConsensusPersistence {
 
   // ------------------------------------------------------------------ intake
 
-  /** Admits a signed lane block; see `AvailabilityState.pushBlock` for the rules. */
+  /** Admits a signed lane block; see `InFlightState.pushBlock` for the rules. */
   pushBlock(p: SignedLaneProposal): PushResult {
     return this.state.pushBlock(p);
   }

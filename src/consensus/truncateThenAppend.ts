@@ -1,5 +1,5 @@
-import type { IndexedLog } from './indexedLog.ts';
 import type { PersistenceMetrics } from './metrics.ts';
+import type { TypedLog } from './typedLog.ts';
 
 /**
  * The truncate-then-append protocol both consensus persisters follow (each lane's block log and the
@@ -14,7 +14,7 @@ import type { PersistenceMetrics } from './metrics.ts';
 
 /** Steps 1 and 2: empty and re-position the log at `resetTo` (when given), then append `batch` durably. */
 export async function resetThenAppend<T>(
-  log: IndexedLog<T>,
+  log: TypedLog<T>,
   resetTo: number | undefined,
   batch: readonly T[],
   metrics: PersistenceMetrics,
@@ -37,7 +37,7 @@ export async function resetThenAppend<T>(
  * the write path and for deciding whether an anchor move leaves a log untouched.
  */
 export function pruneTarget<T>(
-  log: IndexedLog<T>,
+  log: TypedLog<T>,
   anchorFirst: number,
   lazyPrune: boolean,
 ): number | undefined {
@@ -48,11 +48,11 @@ export function pruneTarget<T>(
 
 /**
  * Step 3: drops every record below `target`. When the log retains records, the one at the cut is
- * read first (decoded and checked to carry its own index, see `IndexedLog.read`): a defence against
+ * read first (decoded and checked to carry its own index, see `TypedLog.read`): a defence against
  * a wrong cut point. A no-op log retains none to read.
  */
 export async function pruneBelow<T>(
-  log: IndexedLog<T>,
+  log: TypedLog<T>,
   target: number,
   retainsRecords: boolean,
   metrics: PersistenceMetrics,

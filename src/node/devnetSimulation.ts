@@ -337,6 +337,6 @@ export class DevnetSimulation {
     // Prune in steps: each call rewrites index entries and may drop segments, so not every road.
     const step = Math.max(1_000, Math.floor(this.options.retainBlocks / 10));
     if (retainHeight < this.node.blocks.ranges().floor + step) return;
-    this.track(this.node.data.pruneToRetainHeight(retainHeight));
+    this.track(this.node.flushGate.pruneToRetainHeight(retainHeight));
   }
 }

@@ -1,4 +1,4 @@
-import type { DataLayer, PersistBatch } from '../blocks/dataLayer.ts';
+import type { FlushGate, PersistBatch } from '../blocks/flushGate.ts';
 import type { ConsensusPersistence } from '../consensus/persistence.ts';
 import { globalRangeOf } from '../domain/committee.ts';
 import type { Block, BlockHeader, CommitQC, FullCommitQC } from '../domain/types.ts';
@@ -10,7 +10,7 @@ export const MAX_ROADS_PER_FLUSH = 32;
 export type RoadFlushedListener = (qc: CommitQC) => void;
 
 /**
- * The data-layer flow: every CommitQC that consensus persistence publishes (it is durable there)
+ * The finalizer: every CommitQC that consensus persistence publishes (it is durable there)
  * becomes a FullCommitQC plus its blocks in the block store — QCs first, then blocks, one flush per
  * batch. Listeners hear about a road only after that flush, which is what gates the app vote.
  *
@@ -32,7 +32,7 @@ export class Finalizer {
 
   constructor(
     private readonly consensus: ConsensusPersistence,
-    private readonly data: DataLayer,
+    private readonly flushGate: FlushGate,
     private readonly onFatal?: (err: Error) => void,
   ) {}
 
@@ -51,7 +51,7 @@ export class Finalizer {
     if (!last) return 0;
     let road = last.roadIndex;
     while (road > 0 && this.consensus.commitQC(road - 1) !== undefined) road--;
-    const stored = this.data.store.ranges();
+    const stored = this.flushGate.store.ranges();
     const storeEmpty = stored.qcs.first === stored.qcs.next;
     const todo: CommitQC[] = [];
     for (let r = road; r <= last.roadIndex; r++) {
@@ -77,7 +77,7 @@ export class Finalizer {
     for (let i = 0; i < todo.length; i += MAX_ROADS_PER_FLUSH) {
       const slice = todo.slice(i, i + MAX_ROADS_PER_FLUSH);
       const batch = this.buildBatch(slice, stored.blocks.next);
-      await this.data.persist(batch);
+      await this.flushGate.persist(batch);
       written += batch.blocks.length;
       this.flushedRoadNext = slice[slice.length - 1]!.roadIndex + 1;
     }
@@ -125,7 +125,7 @@ export class Finalizer {
       }
       const roads = this.queue.splice(0, MAX_ROADS_PER_FLUSH);
       try {
-        await this.data.persist(this.buildBatch(roads, 0));
+        await this.flushGate.persist(this.buildBatch(roads, 0));
       } catch (err) {
         this.failure = err instanceof Error ? err : new Error(String(err));
         this.onFatal?.(this.failure);

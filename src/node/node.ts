@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { BlockStore } from '../blocks/blockStore.ts';
-import { DataLayer } from '../blocks/dataLayer.ts';
+import { FlushGate } from '../blocks/flushGate.ts';
 import { openBlockStore } from '../blocks/openBlockStore.ts';
 import { ConsensusPersistence } from '../consensus/persistence.ts';
 import type { CommitQC, Committee, LaneId } from '../domain/types.ts';
@@ -61,7 +61,7 @@ export class CairnNode {
     readonly fs: FileSystem,
     readonly consensus: ConsensusPersistence,
     readonly blocks: BlockStore,
-    readonly data: DataLayer,
+    readonly flushGate: FlushGate,
     readonly finalizer: Finalizer,
     private readonly lock: DirLock,
   ) {}
@@ -100,11 +100,20 @@ export class CairnNode {
         ...(options.onWarning ? { onWarning: options.onWarning } : {}),
       });
       opened.push(blocks);
-      const data = new DataLayer(blocks);
-      const finalizer = new Finalizer(consensus, data, options.onFatal);
+      const flushGate = new FlushGate(blocks);
+      const finalizer = new Finalizer(consensus, flushGate, options.onFatal);
       const refetchedBlocks = await finalizer.catchUp();
       finalizer.start();
-      const node = new CairnNode(options.dataDir, committee, fs, consensus, blocks, data, finalizer, lock);
+      const node = new CairnNode(
+        options.dataDir,
+        committee,
+        fs,
+        consensus,
+        blocks,
+        flushGate,
+        finalizer,
+        lock,
+      );
       return { node, recovery: node.describeRecovery(fresh, refetchedBlocks) };
     } catch (err) {
       for (const store of opened.reverse()) await store.close().catch(() => undefined);
@@ -134,13 +143,13 @@ export class CairnNode {
     };
   }
 
-  /** Stops the finalizer and the data layer, then closes the stores in reverse order of opening, then unlocks. */
+  /** Stops the finalizer and the flush gate, then closes the stores in reverse order of opening, then unlocks. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       await runAllThenThrowFirst([
         () => this.finalizer.stop(),
         // Votes still waiting on a flush are told the node is closing (they would never settle).
-        () => this.data.close(),
+        () => this.flushGate.close(),
         () => this.consensus.close(),
         () => this.blocks.close(),
         () => this.lock.release(),

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { BLOCK_STORE_KINDS, BlockRecordKind, type BlockStore } from '../../src/blocks/blockStore.ts';
-import { DataLayer } from '../../src/blocks/dataLayer.ts';
+import { FlushGate } from '../../src/blocks/flushGate.ts';
 import { hashBlockHeader } from '../../src/domain/crypto.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
@@ -272,7 +272,7 @@ for (const makeBackend of allBackends()) {
       writeChain(store, chain, 4, 6);
       await store.flush();
       const s2 = await backend.restart(store);
-      const layer = new DataLayer(s2);
+      const layer = new FlushGate(s2);
       const report = layer.reconcile();
       assert.deepEqual(report, {
         blocks: { first: 0, next: 6 },
@@ -341,10 +341,10 @@ describe('block store (memory stack only)', () => {
     const kv = new MemoryKv();
     const { BlockStore } = await import('../../src/blocks/blockStore.ts');
     const store = BlockStore.open(await open(log, kv));
-    // Written before the data layer runs: still covered by its first flush.
+    // Written before the flush gate runs: still covered by its first flush.
     store.writeQC(chain.qcs[0]!);
     store.writeBlock(0, chain.block(0));
-    const layer = new DataLayer(store);
+    const layer = new FlushGate(store);
     let voted = false;
     const vote = layer.waitFlushed(5).then(() => {
       voted = true;
@@ -378,7 +378,7 @@ describe('block store (memory stack only)', () => {
     const log = new MemoryLog();
     const { BlockStore } = await import('../../src/blocks/blockStore.ts');
     const store = BlockStore.open(await open(log, new MemoryKv()));
-    const layer = new DataLayer(store);
+    const layer = new FlushGate(store);
     const vote = layer.waitFlushed(2);
     log.failSyncs = 1;
     const blocks = [0, 1, 2, 3].map((n) => ({ number: n, block: chain.block(n) }));

@@ -1,10 +1,10 @@
-// Durability review of the record layer and the data layer: each test names a behaviour that failed
+// Durability review of the record layer and the flush gate: each test names a behaviour that failed
 // before its fix (see the review report). Deterministic: gates on the log's sync decide what is in
 // flight; no timing.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BLOCK_STORE_KINDS, BlockStore } from '../../src/blocks/blockStore.ts';
-import { DataLayer } from '../../src/blocks/dataLayer.ts';
+import { FlushGate } from '../../src/blocks/flushGate.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { RecordStore } from '../../src/records/recordStore.ts';
@@ -56,7 +56,7 @@ async function openBlocks(log: MemoryLog, kv: MemoryKv): Promise<BlockStore> {
   return BlockStore.open(await RecordStore.open({ log, kv, name: 'review', ...BLOCK_STORE_KINDS }));
 }
 
-describe('data layer', () => {
+describe('flush gate', () => {
   test('a block written by another writer while a batch is being flushed is not reported durable', async () => {
     // The real value log, with its fsync on the pool held at a gate: what the fsync covers is fixed
     // when it starts, so a block appended while it runs is not durable when it returns.
@@ -70,7 +70,7 @@ describe('data layer', () => {
     const store = BlockStore.open(
       await RecordStore.open({ log, kv: new MemoryKv(), name: 'review', ...BLOCK_STORE_KINDS }),
     );
-    const layer = new DataLayer(store);
+    const layer = new FlushGate(store);
     disk.hold();
     const syncsBefore = disk.gatedSyncs;
     const persisted = layer.persist({
@@ -92,7 +92,7 @@ describe('data layer', () => {
     const log = new MemoryLog();
     const kv = new MemoryKv();
     const store = await openBlocks(log, kv);
-    const layer = new DataLayer(store);
+    const layer = new FlushGate(store);
     await layer.persist({
       qcs: [chain.qcs[0]!, chain.qcs[1]!],
       blocks: [0, 1, 2, 3, 4, 5].map((n) => ({ number: n, block: chain.block(n) })),
@@ -107,7 +107,7 @@ describe('data layer', () => {
 
   test('waiting votes reject with CLOSED when the layer closes', async () => {
     const store = await openBlocks(new MemoryLog(), new MemoryKv());
-    const layer = new DataLayer(store);
+    const layer = new FlushGate(store);
     const vote = layer.waitFlushed(3);
     await layer.close();
     assert.equal(await stateOf(vote), 'rejected');

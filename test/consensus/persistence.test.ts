@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { openAnchorStore } from '../../src/consensus/anchorStore.ts';
-import { AvailabilityState } from '../../src/consensus/availState.ts';
+import { InFlightState } from '../../src/consensus/inFlightState.ts';
 import { WalLogOpener } from '../../src/consensus/logOpener.ts';
 import { PersistenceMetrics } from '../../src/consensus/metrics.ts';
 import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
@@ -49,7 +49,7 @@ async function road(cp: ConsensusPersistence, f: ConsensusFixture, blocksPerLane
 test('AC-12 prune moves the lane persist cursor forward: no busy loop, no read of pruned entries', async () => {
   const f = smallFixture(3);
   const lane = f.laneAt(0);
-  const state = new AvailabilityState({
+  const state = new InFlightState({
     committee: f.committee,
     metrics: new PersistenceMetrics(),
     verifySignatures: false,

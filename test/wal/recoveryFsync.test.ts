@@ -4,7 +4,7 @@
  * them back and `Wal.open` reports them as part of the log and as durable (`durableIndex`), although
  * nothing ever fsynced them. Callers treat what a log recovered as durable — consensus persistence
  * makes every loaded lane block voteable and publishes the newest loaded CommitQC, the block store's
- * data layer acknowledges every recovered block — so a power cut after the restart can take back
+ * flush gate acknowledges every recovered block — so a power cut after the restart can take back
  * what was voted on. Recovery must make what it returns durable (fdatasync of the tail segment) before
  * `open` resolves.
  */

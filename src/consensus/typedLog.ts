@@ -14,7 +14,7 @@ const SCRATCH_KEEP_BYTES = 1 << 20;
  *
  * Not safe for concurrent use: one owner (a persister pipeline) serializes every call.
  */
-export class IndexedLog<T> {
+export class TypedLog<T> {
   /** Reused encode buffer (codecs with `encodeInto`); the WAL copies records out of it at once. */
   private scratch: ByteWriter | undefined;
 

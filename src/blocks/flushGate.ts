@@ -20,12 +20,12 @@ export interface ReconcileReport {
 }
 
 /**
- * The data-layer flow of the node on top of the block store: CommitQCs finalize global ranges;
+ * The flush gate of the node on top of the block store: CommitQCs finalize global ranges;
  * each batch writes its QCs, then its blocks, then flushes once. The app vote for block n waits on
  * `waitFlushed(n)`, which resolves only after the fsync covering block n (and, by the log's write
  * order, its QC) returned. One batch at a time: a second `persist` waits for the first.
  */
-export class DataLayer {
+export class FlushGate {
   private durableNext: number;
   private waiters: { number: number; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private chain: Promise<void> = Promise.resolve();
@@ -128,7 +128,7 @@ export class DataLayer {
    * close the store, which its owner closes. Idempotent.
    */
   close(): Promise<void> {
-    this.closedError ??= new CairnError('CLOSED', 'the data layer is closed');
+    this.closedError ??= new CairnError('CLOSED', 'the flush gate is closed');
     const err = this.closedError;
     return this.chain.then(() => {
       for (const w of this.waiters) w.reject(this.failure ?? err);

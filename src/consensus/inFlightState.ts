@@ -12,11 +12,11 @@ import type {
 } from '../domain/types.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
+import { Signal, ThresholdWaiters } from '../lib/waiters.ts';
 import type { PersistenceMetrics } from './metrics.ts';
-import { Signal, ThresholdWaiters } from './signal.ts';
 
 /**
- * In-memory availability state: lane block queues, the CommitQC queue and the prune anchor, with
+ * In-memory state of what is in flight to disk: lane block queues, the CommitQC queue and the prune anchor, with
  * the persistence cursors and the gates built on them.
  *
  *  - A lane block becomes **voteable** only when it is durable (or when the anchor pruned it: a block
@@ -64,7 +64,7 @@ class LaneQueue {
   constructor(readonly lane: LaneId) {}
 }
 
-export interface AvailStateOptions {
+export interface InFlightStateOptions {
   committee: Committee;
   metrics: PersistenceMetrics;
   /** Blocks admitted per lane beyond the durable anchor's lane first (default 30). */
@@ -97,7 +97,7 @@ export interface RestoredState {
   lanes: Map<LaneId, { first: number; blocks: SignedLaneProposal[] }>;
 }
 
-export class AvailabilityState {
+export class InFlightState {
   readonly committee: Committee;
   readonly blocksPerLane: number;
   readonly commitQCWindow: number;
@@ -124,7 +124,7 @@ export class AvailabilityState {
 
   private failure: Error | undefined;
 
-  constructor(options: AvailStateOptions, restored?: RestoredState) {
+  constructor(options: InFlightStateOptions, restored?: RestoredState) {
     this.committee = options.committee;
     this.metrics = options.metrics;
     this.blocksPerLane = options.blocksPerLane ?? 30;

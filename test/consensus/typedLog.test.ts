@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IndexedLog } from '../../src/consensus/indexedLog.ts';
 import { WalLogOpener } from '../../src/consensus/logOpener.ts';
+import { TypedLog } from '../../src/consensus/typedLog.ts';
 import { commitQCCodec } from '../../src/domain/codecs.ts';
 import type { CommitQC } from '../../src/domain/types.ts';
 import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
@@ -9,9 +9,9 @@ import { expectCairn, simFs, smallFixture } from './helpers.ts';
 
 const DIR = '/data/log';
 
-async function openLog(fs: SimulatedFileSystem, initial = 0): Promise<IndexedLog<CommitQC>> {
+async function openLog(fs: SimulatedFileSystem, initial = 0): Promise<TypedLog<CommitQC>> {
   const wal = await new WalLogOpener({ fs, segmentBytes: 4096, preallocate: false }).open(DIR, initial);
-  return new IndexedLog(DIR, wal, commitQCCodec, (qc) => qc.roadIndex);
+  return new TypedLog(DIR, wal, commitQCCodec, (qc) => qc.roadIndex);
 }
 
 function qcs(n: number): CommitQC[] {
@@ -116,10 +116,10 @@ test('readAll detects records that carry the wrong index and records that vanish
   // Write road 1's QC at index 0 through the raw WAL: a misfiled record.
   wal.append([commitQCCodec.encode(all[1]!)], 0);
   await wal.sync();
-  const log = new IndexedLog(DIR, wal, commitQCCodec, (qc) => qc.roadIndex);
+  const log = new TypedLog(DIR, wal, commitQCCodec, (qc) => qc.roadIndex);
   await expectCairn(() => log.readAll(), 'CORRUPT', /record at index 0 carries index 1/);
   // A log whose iteration yields fewer records than it counts: silent loss is reported.
-  const lossy = new IndexedLog(
+  const lossy = new TypedLog(
     DIR,
     { ...wal, firstIndex: 0, nextIndex: 2, count: 2, iterate: () => wal.iterate(0, 1) } as never,
     commitQCCodec,
