@@ -16,8 +16,8 @@ import { Signal, ThresholdWaiters } from '../lib/waiters.ts';
 import type { PersistenceMetrics } from './metrics.ts';
 
 /**
- * In-memory state of what is in flight to disk: lane block queues, the CommitQC queue and the prune anchor, with
- * the persistence cursors and the gates built on them.
+ * In-memory state of what is in flight to disk: lane block queues, the CommitQC queue and the
+ * prune anchor, with the persistence cursors and the gates built on them.
  *
  *  - A lane block becomes **voteable** only when it is durable (or when the anchor pruned it: a block
  *    below the anchor is finalized and executed and needs no vote).
