@@ -29,21 +29,28 @@ export interface Acks {
 
 export const LANES = 3;
 
-export function options(fs: SimulatedFileSystem, f: ConsensusFixture) {
+/**
+ * How the lane and CommitQC logs are configured: 'test' grows segments by appending (the suites'
+ * historical setting); 'production' is what a node runs (WalLogOpener's defaults: preallocated
+ * segments and the always-ready spare renamed into place), with the same small segments so they roll.
+ */
+export type WalConfig = 'test' | 'production';
+
+export function options(fs: SimulatedFileSystem, f: ConsensusFixture, wal: WalConfig = 'test') {
   return {
     fs,
     dir: ROOT,
     committee: f.committee,
     verifySignatures: false,
     segmentBytes: 1024,
-    preallocate: false,
+    preallocate: wal === 'production',
     blocksPerLane: 12,
   };
 }
 
-export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
+export function persistLoopScenario(roads = 7, wal: WalConfig = 'test'): CrashScenario<Acks> {
   return {
-    name: 'consensus persist loop',
+    name: `consensus persist loop (${wal} WAL configuration)`,
     start(seed) {
       return {
         fixture: new ConsensusFixture({ lanes: LANES, seed, payloadBytes: 100, sign: false }),
@@ -56,7 +63,10 @@ export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
       acks.failure = undefined;
       const f = acks.fixture;
       const rng = new Rng(f.committee.members[0]!.charCodeAt(3) * 7919);
-      const cp = await ConsensusPersistence.open({ ...options(fs, f), onFatal: (e) => (acks.failure = e) });
+      const cp = await ConsensusPersistence.open({
+        ...options(fs, f, wal),
+        onFatal: (e) => (acks.failure = e),
+      });
       acks.cp = cp;
       cp.subscribeCommitQC((qc) => {
         acks.publishedRoad = Math.max(acks.publishedRoad, qc.roadIndex);
@@ -105,7 +115,7 @@ export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
     },
     async check(image, acks) {
       const f = acks.fixture;
-      const cp = await ConsensusPersistence.open(options(image, f));
+      const cp = await ConsensusPersistence.open(options(image, f, wal));
       try {
         const anchor = cp.durableAnchor();
         const anchorRoad = anchor?.commitQC.roadIndex ?? -1;
