@@ -94,10 +94,17 @@ async function killLoop(
         assert.equal(store.readQCForBlock(n).status, 'found', `${where}: QC of block ${n}`);
       }
       if (r.floor > 0) assert.equal(store.readBlock(r.floor - 1).status, 'pruned');
-      // The whole store as it is on disk: every record's checksum, index against log, QC coverage.
-      const verified = await store.verify();
-      assert.deepEqual(verified.problems, [], `${where}: verify found problems`);
-      assert.equal(verified.blocks, r.blocks.next - r.blocks.first, `${where}: verify saw a different range`);
+      // The whole store as it is on disk (every record's checksum, index against log, QC
+      // coverage) after every 10th kill and the last: a full read of the store is slow.
+      if (killed % 10 === 0 || killed === kills) {
+        const verified = await store.verify();
+        assert.deepEqual(verified.problems, [], `${where}: verify found problems`);
+        assert.equal(
+          verified.blocks,
+          r.blocks.next - r.blocks.first,
+          `${where}: verify saw a different range`,
+        );
+      }
       acked.blocks = r.blocks.next;
       acked.qcs = r.qcs.next;
     } finally {
