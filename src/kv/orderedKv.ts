@@ -5,8 +5,11 @@
  *
  * Durability model: mutations only happen through atomic batches. A batch written with
  * `sync: true` is durable when its promise resolves. A batch written with `sync: false` is visible
- * at once but may be lost by a power cut; the engine then recovers a prefix of the batch sequence
- * (LevelDB replays its log in order), never a gapped subset and never half a batch.
+ * at once but may be lost by a power cut: the engine then recovers the batches up to the last synced
+ * one and ANY SUBSET of the unsynced ones after it, never half a batch. LevelDB replays its log in
+ * order, but the log's pages reach the disk in any order and, with `paranoid_checks` off, recovery
+ * skips a damaged block and keeps replaying, so an earlier unsynced batch can be lost while a later
+ * one survives. Anything a caller must rely on after a crash goes in a synced batch.
  *
  * Reads are synchronous on purpose: an awaited single get costs a thread-pool round trip (~14k/s
  * versus ~224k/s for LevelDB's getSync), which would dominate a hot read path.

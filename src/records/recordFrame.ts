@@ -83,6 +83,10 @@ export function decodeRecordFrame(raw: Uint8Array, where: { file: string; walInd
   if (stored !== actual) {
     fail(`checksum mismatch (stored ${hex32(stored)}, computed ${hex32(actual)})`);
   }
+  // A checksum only proves the bytes are the ones written: a number past 2^53 is still corrupt.
+  for (const at of [2, 10]) {
+    if (bytes[at]! !== 0 || bytes[at + 1]! > 0x1f) fail(`number at byte ${at} exceeds 2^53-1`);
+  }
   const first = readU64BE(bytes, 2);
   const next = readU64BE(bytes, 10);
   if (next <= first) fail(`empty span [${first}, ${next})`);

@@ -5,11 +5,28 @@ import type { Rng } from '../lib/rng.ts';
 
 type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
 
+/** How `MemoryKv.crashImage` picks the unsynced batches that survive a power cut. */
+export type KvCrashModel =
+  /**
+   * Any subset, each batch whole (default). LevelDB writes each batch as one log record; its log
+   * pages reach the disk in any order, and with `paranoid_checks` off recovery skips a damaged log
+   * block and replays the records after it, so an earlier unsynced batch can be lost while a later
+   * one survives.
+   */
+  | 'subset'
+  /** An in-order prefix only (the model before 'subset'), for a test that needs it. */
+  | 'prefix';
+
 /**
  * In-memory `OrderedKv` for tests (never a product path). It models LevelDB's durability so the
- * simulated power-loss tests can cut power under it: batches written with `sync: true` are durable
- * together with every batch before them; unsynced batches survive a crash only as an in-order
- * prefix (LevelDB replays its log sequentially). `crashImage(rng)` returns what a restart would see.
+ * simulated power-loss tests can cut power under it: a batch written with `sync: true` is durable
+ * together with every batch before it; unsynced batches after the last synced one survive a power
+ * cut as any subset (`crashImage(rng)`, model 'subset', the default) or, on request, as an in-order
+ * prefix (model 'prefix'). A batch is never split.
+ *
+ * Process death without a power cut: `reopen()` is the next process after a kill -9 (everything
+ * written visible, the unsynced batches still unsynced, so a later `crashImage` may drop them);
+ * `reopenImage()` is a clean restart.
  *
  * Faults: `failNextWrites(n, code)` makes the next n batch writes reject with an errno-style error.
  */
@@ -74,12 +91,48 @@ export class MemoryKv implements OrderedKv {
     this.failures = { remaining: count, code };
   }
 
-  /** What a process restarting after a power cut sees: synced state plus a prefix of unsynced batches. */
-  crashImage(rng: Rng): MemoryKv {
-    const keep = rng.int(0, this.unsynced.length + 1);
+  /**
+   * What a process restarting after a power cut sees: the synced state plus the unsynced batches the
+   * model keeps, applied in their original order. 'subset' keeps all of them a fifth of the time, an
+   * in-order prefix another fifth (both are subsets too, but rare by chance for long runs), else each
+   * batch independently with probability 1/2.
+   */
+  crashImage(rng: Rng, model: KvCrashModel = 'subset'): MemoryKv {
+    return MemoryKv.fromEntries(this.survivorsOf(this.pickSurvivors(rng, model)));
+  }
+
+  /** Unsynced batches a crash may lose (written since the last synced batch). */
+  get unsyncedBatchCount(): number {
+    return this.unsynced.length;
+  }
+
+  /** The image that keeps exactly the unsynced batches at these indexes (0 = oldest unsynced). */
+  crashImageKeeping(kept: Iterable<number>): MemoryKv {
+    const indexes = [...kept];
+    for (const i of indexes) {
+      if (!Number.isSafeInteger(i) || i < 0 || i >= this.unsynced.length) {
+        throw new RangeError(`crashImageKeeping: batch ${i} outside 0..${this.unsynced.length - 1}`);
+      }
+    }
+    return MemoryKv.fromEntries(this.survivorsOf(new Set(indexes)));
+  }
+
+  private pickSurvivors(rng: Rng, model: KvCrashModel): Set<number> {
+    const n = this.unsynced.length;
+    const all = Array.from({ length: n }, (_, i) => i);
+    if (model === 'prefix') return new Set(all.slice(0, rng.int(0, n + 1)));
+    const r = rng.next();
+    if (r < 0.2) return new Set(all);
+    if (r < 0.4) return new Set(all.slice(0, rng.int(0, n + 1)));
+    return new Set(all.filter(() => rng.bool(0.5)));
+  }
+
+  private survivorsOf(kept: ReadonlySet<number>): Map<string, Uint8Array> {
     const image = new Map(this.durable);
-    for (const ops of this.unsynced.slice(0, keep)) apply(image, ops);
-    return MemoryKv.fromEntries(image);
+    this.unsynced.forEach((ops, i) => {
+      if (kept.has(i)) apply(image, ops);
+    });
+    return image;
   }
 
   /** A clean restart (process exit after close): everything written is kept. */

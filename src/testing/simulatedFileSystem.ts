@@ -22,12 +22,27 @@
  *   which is exactly how a store that retries fsync and acknowledges is caught.
  *
  * ## Power loss
- * - `crashImage(policy?)` returns a NEW file system holding what a power cut now could leave:
- *   per file, no unsynced data ('drop'), all of it ('keep'), or a random prefix of the unsynced
- *   operations whose last kept write is torn at a random byte ('torn'), optionally with the torn
- *   512-byte sector garbled by random non-zero bytes (never zeros, so "torn reads as zeros" cannot be
- *   relied on); per directory, each unsynced entry operation kept or lost independently ('random') or
- *   as an ordered prefix ('prefix'), kept ones applied in order. Synced bytes are never altered.
+ * A power cut keeps every synced byte and directory entry. Of the rest it may keep anything a real
+ * disk under a real page cache can: writeback happens page by page, in any order, at any time, and
+ * the pages being written when the power fails can come back as zeros or junk.
+ * - `crashImage(policy?)` returns a NEW file system holding what a power cut now could leave. Per
+ *   file, the unsynced data ('data'):
+ *   - 'drop': none of it; 'keep': all of it;
+ *   - 'torn': an ordered prefix of the unsynced operations whose last kept write is torn at a random
+ *     byte, the torn 512-byte sector optionally damaged (the legacy, prefix-only model);
+ *   - 'pages': every 4 KiB page an unsynced operation touched independently holds its content as of
+ *     any moment since the last sync (the synced version, the newest one, or any in between), so
+ *     later pages can survive while earlier ones are lost; the file size is the size as of any such
+ *     moment; and with `damageProbability` up to `maxDamagedPages` pages that were being written
+ *     come back damaged, whole or one 512-byte sector of them, zeroed or garbled ('damage');
+ *   - 'random' (default): one of drop / keep / torn / pages per file, pages being the most likely
+ *     (see `RANDOM_DATA_WEIGHTS`), damage zero or garble;
+ *   - 'random-prefix': the legacy default (drop 1/4, keep 1/4, torn 1/2), for a sweep that needs the
+ *     old model while a defect the new one finds is open.
+ *   Bytes that no unsynced operation covers are never altered (only the explicit damage helpers
+ *   below change synced bytes); damage only ever hits bytes an unsynced write covered.
+ *   Per directory ('dirOps'), each unsynced entry operation kept or lost independently ('random',
+ *   default) or as an ordered prefix ('prefix'), kept ones applied in order.
  * - `crashAfter(n, policy?)`: the n-th durability-relevant call (see `mutationCount`) completes, then
  *   the power fails: the image is captured at that instant and every later call, on the file system
  *   and on its handles, throws an error with code `ECRASH` (pending `syncAsync` promises reject with
@@ -37,6 +52,16 @@
  *   a fresh file system with `crashAfter(k)`, recover on `crashedImage()`, check.
  * - Durability-relevant calls ("mutations"): open with `create`, writev, truncate, allocate, sync,
  *   syncAsync, mkdir, rename, unlink, rmdir, syncDir. Failing ones count too.
+ *
+ * ## Kill (the process dies, the machine keeps running)
+ * A `SimulatedFileSystem` object is one process's view of the disk. `kill()` (or `killAfter(n)`, the
+ * kill twin of `crashAfter`) ends that process: every later call on this view and on its handles
+ * throws `EKILLED`, a pending `syncAsync` rejects without making anything durable. The page cache is
+ * untouched: written data, created, renamed and unlinked entries stay exactly as they were, visible
+ * and still unsynced. `successor()` (also returned by `kill()`) is the next process's view of the
+ * same disk, with fresh call counters; it reads what the dead process wrote, and a power cut on it
+ * (`crash()`, `crashAfter()`, `crashImage()`) may drop everything nobody ever fsynced, the dead
+ * process's creates and renames included. Killing a view that crashed is meaningless and throws.
  *
  * ## Faults
  * - `injectFault({ op, nth, error, pathIncludes?, times? })`: the nth call of kind `op` from now on
@@ -49,8 +74,10 @@
  *   can enumerate call sites: run once, then fail call k of kind op for every k.
  *
  * ## Test helpers
- * `readFileBytes`, `writeFileBytes` (durably, for setup), `flipBit` (bit rot in durable and current
- * bytes), `listFiles`, `makeEverythingDurable`. Helpers are not counted and ignore faults.
+ * `readFileBytes`, `writeFileBytes` (durably, for setup), `listFiles`, `makeEverythingDurable`, and
+ * the damage helpers for corruption sweeps, which change durable and current bytes alike (damage on
+ * the medium): `flipBit`, `zeroPage` (a whole 4 KiB page reads as zeros), `garblePage` (a page of
+ * random non-zero bytes), `pageCount`. Helpers are not counted and ignore faults.
  *
  * Paths are resolved with POSIX semantics against '/'. Keep files small (segments of KiB, not MiB):
  * every byte lives in memory, twice once synced.
@@ -124,17 +151,32 @@ export interface InjectedFault extends Readonly<FaultSpec> {
   readonly firstFiring: { path: string; mutationCount: number; mutating: boolean } | undefined;
 }
 
+export type CrashDataMode = 'drop' | 'keep' | 'torn' | 'pages' | 'random' | 'random-prefix';
+
 export interface CrashPolicy {
   /**
-   * Unsynced file data: 'drop' keeps none, 'keep' keeps all, 'torn' keeps a random prefix of the
-   * operations with the last kept write torn at a random byte, 'random' (default) picks one of
-   * those per file (drop 1/4, keep 1/4, torn 1/2).
+   * Unsynced file data (see the header): 'drop' keeps none, 'keep' keeps all, 'torn' keeps an ordered
+   * prefix with the last kept write torn, 'pages' keeps any subset of page versions and may damage
+   * pages being written, 'random' (default) picks one of those per file, 'random-prefix' is the legacy
+   * random model without page subsets or zeroing.
    */
-  data?: 'drop' | 'keep' | 'torn' | 'random';
-  /** Probability that a torn write also garbles its torn sector with random non-zero bytes (default 0.5). */
+  data?: CrashDataMode;
+  /** 'torn': probability that the torn sector is also damaged (default 0.5). */
   garbleProbability?: number;
-  /** Sector size for garbling (default 512). */
+  /** Sector size for damage (default 512). */
   sectorBytes?: number;
+  /** Page size of writeback (default 4096). */
+  pageBytes?: number;
+  /** 'pages': probability that pages being written come back damaged (default 0.5). */
+  damageProbability?: number;
+  /** 'pages': at most this many damaged pages per file (default 2). */
+  maxDamagedPages?: number;
+  /**
+   * What a damaged sector or page holds: 'zero', 'garble' (random non-zero bytes, so "torn reads as
+   * zeros" cannot be relied on) or 'either'. Default 'garble' under data 'torn' (the legacy
+   * behaviour) and 'random-prefix', 'either' otherwise.
+   */
+  damage?: 'zero' | 'garble' | 'either';
   /**
    * Unsynced directory entry operations: 'drop' none survive, 'keep' all survive, 'random'
    * (default) each survives independently with probability 1/2, 'prefix' a random ordered prefix
@@ -145,10 +187,36 @@ export interface CrashPolicy {
   seed?: number;
 }
 
+/** How `data: 'random'` picks a model per file (cumulative order drop, keep, torn, pages). */
+export const RANDOM_DATA_WEIGHTS: Readonly<Record<'drop' | 'keep' | 'torn' | 'pages', number>> =
+  Object.freeze({ drop: 0.15, keep: 0.2, torn: 0.2, pages: 0.45 });
+
 /** Worst case for lost writes: only what was synced survives. */
 export const DROP_ALL: CrashPolicy = Object.freeze({ data: 'drop', dirOps: 'drop' });
 /** A crash right after the page cache was written back: everything survives. */
 export const KEEP_ALL: CrashPolicy = Object.freeze({ data: 'keep', dirOps: 'keep' });
+/** Any subset of page versions survives, nothing is damaged. */
+export const PAGE_SUBSET: CrashPolicy = Object.freeze({
+  data: 'pages',
+  damageProbability: 0,
+  dirOps: 'random',
+});
+/** Any subset of page versions survives, and one or two pages being written come back zeroed. */
+export const PAGES_ZEROED: CrashPolicy = Object.freeze({
+  data: 'pages',
+  damageProbability: 1,
+  damage: 'zero',
+  dirOps: 'random',
+});
+/** Any subset of page versions survives, and one or two pages being written come back garbled. */
+export const PAGES_GARBLED: CrashPolicy = Object.freeze({
+  data: 'pages',
+  damageProbability: 1,
+  damage: 'garble',
+  dirOps: 'random',
+});
+/** The model before page subsets: unsynced data survives only as a (torn) prefix. */
+export const PREFIX_ONLY: CrashPolicy = Object.freeze({ data: 'random-prefix', dirOps: 'random' });
 
 export interface MutationInfo {
   /** 1-based position of this call among mutations. */
@@ -239,6 +307,8 @@ function describeErrno(code: string): string {
       return 'permission denied (injected)';
     case 'ECRASH':
       return 'simulated power loss: the file system is down';
+    case 'EKILLED':
+      return 'simulated kill -9: this process is dead';
     case 'EBADF':
       return 'bad file descriptor';
     case 'EISDIR':
@@ -302,6 +372,9 @@ export class SimulatedFileSystem implements FileSystem {
   private crashAt: { mutation: number; policy: CrashPolicy } | undefined;
   private captured: SimulatedFileSystem | undefined;
   private down = false;
+  private killAt: number | undefined;
+  private killedView = false;
+  private next: SimulatedFileSystem | undefined;
   private faults: ActiveFault[] = [];
   private readonly trace: MutationInfo[] | undefined;
   private readonly onMutation: ((info: MutationInfo) => void) | undefined;
@@ -336,6 +409,48 @@ export class SimulatedFileSystem implements FileSystem {
   /** True once the power has failed (`crashAfter` reached or `crash()` called). */
   get crashed(): boolean {
     return this.down;
+  }
+
+  /** True once this process view was killed (`kill()` or `killAfter` reached). */
+  get killed(): boolean {
+    return this.killedView;
+  }
+
+  // ---------------------------------------------------------------- kill
+
+  /**
+   * The process dies now (kill -9): every later call on this view and its handles throws EKILLED;
+   * the page cache (written data, unsynced directory entries) stays as it is. Returns the next
+   * process's view of the same disk (also `successor()`).
+   */
+  kill(): SimulatedFileSystem {
+    if (this.down) throw new Error('kill(): the power already failed; recover from crashedImage()');
+    if (!this.killedView) {
+      this.killedView = true;
+      const next = new SimulatedFileSystem({ seed: this.rng.nextU32(), maxSyncAsyncHops: this.maxHops });
+      next.root = this.root;
+      next.dataSeq = this.dataSeq;
+      this.next = next;
+    }
+    return this.next!;
+  }
+
+  /** Kills the process after the n-th mutation (counted like `crashAfter`); that call completes. */
+  killAfter(n: number): void {
+    if (!Number.isSafeInteger(n) || n <= this.mutations) {
+      throw new RangeError(
+        `killAfter(${n}): must be an integer above the current mutation count ${this.mutations}`,
+      );
+    }
+    this.killAt = n;
+  }
+
+  /** The view of the process started after this one was killed. */
+  successor(): SimulatedFileSystem {
+    if (this.next === undefined) {
+      throw new Error(`no kill happened (mutationCount ${this.mutations}, killAfter ${this.killAt})`);
+    }
+    return this.next;
   }
 
   // ---------------------------------------------------------------- power loss
@@ -382,6 +497,9 @@ export class SimulatedFileSystem implements FileSystem {
 
   /** Cuts the power now. Returns the captured image. */
   crash(policy: CrashPolicy = {}): SimulatedFileSystem {
+    if (this.killedView) {
+      throw new Error('crash(): this process was killed; cut the power on its successor()');
+    }
     if (!this.down) {
       this.captured = this.crashImage(policy);
       this.down = true;
@@ -645,6 +763,48 @@ export class SimulatedFileSystem implements FileSystem {
     if (byteOffset < node.durable.length) node.durable.flipBit(byteOffset, bit);
   }
 
+  /** Number of `pageBytes` pages of a file (the last one may be partial). */
+  pageCount(filePath: string, pageBytes = 4096): number {
+    return Math.ceil(this.damageTarget(filePath, 'pageCount').current.length / pageBytes);
+  }
+
+  /**
+   * A whole page reads back as zeros, in the durable and the current bytes (a sector the drive lost,
+   * or a page the file system zeroed). The last page is zeroed up to the end of the file.
+   */
+  zeroPage(filePath: string, pageIndex: number, pageBytes = 4096): void {
+    const { node, from, to } = this.pageRange(filePath, pageIndex, pageBytes, 'zeroPage');
+    overwriteBoth(node, new Uint8Array(to - from), from);
+  }
+
+  /** A whole page reads back as random non-zero bytes (seeded), in durable and current bytes. */
+  garblePage(filePath: string, pageIndex: number, seed: number, pageBytes = 4096): void {
+    const { node, from, to } = this.pageRange(filePath, pageIndex, pageBytes, 'garblePage');
+    overwriteBoth(node, nonZeroBytes(new Rng(seed), to - from), from);
+  }
+
+  private damageTarget(filePath: string, helper: string): FileNode {
+    const node = this.helperLookup(filePath);
+    if (node.kind !== 'file') throw errnoError('EISDIR', helper, filePath);
+    return node;
+  }
+
+  private pageRange(
+    filePath: string,
+    pageIndex: number,
+    pageBytes: number,
+    helper: string,
+  ): { node: FileNode; from: number; to: number } {
+    const node = this.damageTarget(filePath, helper);
+    const from = pageIndex * pageBytes;
+    if (!Number.isSafeInteger(pageIndex) || pageIndex < 0 || from >= node.current.length) {
+      throw new RangeError(
+        `${helper}: page ${pageIndex} of ${pageBytes} bytes is outside ${filePath} (${node.current.length} bytes)`,
+      );
+    }
+    return { node, from, to: Math.min(from + pageBytes, node.current.length) };
+  }
+
   /** Paths of every file under `dir` (default '/'), recursively, sorted. */
   listFiles(dir = '/'): string[] {
     const out: string[] = [];
@@ -758,6 +918,9 @@ export class SimulatedFileSystem implements FileSystem {
         // The power failed while the fsync was in flight: it never completed.
         if (this.down) {
           reject(errnoError('ECRASH', 'fdatasync', h.path));
+        } else if (this.killedView) {
+          // The process died while its fsync was in flight: nothing promises it completed.
+          reject(errnoError('EKILLED', 'fdatasync', h.path));
         } else if (fault) {
           forgetUnsynced(h.node, upToSeq);
           reject(this.faultError(fault, 'fdatasync', h.path));
@@ -819,7 +982,7 @@ export class SimulatedFileSystem implements FileSystem {
 
   /** @internal Closing never throws, not even after a crash: it mutates nothing on disk. */
   handleClose(_h: SimFileHandle): void {
-    if (!this.down) this.counts.close++;
+    if (!this.down && !this.killedView) this.counts.close++;
   }
 
   // ---------------------------------------------------------------- internals
@@ -831,6 +994,7 @@ export class SimulatedFileSystem implements FileSystem {
 
   private enter(op: SimOp, filePath: string): void {
     if (this.down) throw errnoError('ECRASH', op, filePath);
+    if (this.killedView) throw errnoError('EKILLED', op, filePath);
     this.counts[op]++;
   }
 
@@ -840,6 +1004,7 @@ export class SimulatedFileSystem implements FileSystem {
     this.trace?.push(info);
     if (this.crashAt !== undefined && this.mutations === this.crashAt.mutation)
       this.crash(this.crashAt.policy);
+    if (this.killAt !== undefined && this.mutations === this.killAt && !this.down) this.kill();
     this.onMutation?.(info);
   }
 
@@ -998,6 +1163,17 @@ function concatPrefix(buffers: readonly Uint8Array[], count: number): Uint8Array
   return out;
 }
 
+/** Damage on the medium: the same bytes in what is durable and what reads see (within each length). */
+function overwriteBoth(node: FileNode, bytes: Uint8Array, position: number): void {
+  node.current.write(bytes, position);
+  if (position < node.durable.length) {
+    node.durable.write(
+      bytes.subarray(0, Math.min(bytes.byteLength, node.durable.length - position)),
+      position,
+    );
+  }
+}
+
 function applyOne(content: ByteContent, op: DataOp): void {
   if (op.kind === 'write') content.write(op.data, op.position);
   else if (op.kind === 'truncate') content.truncate(op.length);
@@ -1020,14 +1196,35 @@ function forgetUnsynced(node: FileNode, upToSeq: number): void {
 }
 
 function crashFileContent(node: FileNode, policy: CrashPolicy, rng: Rng): ByteContent {
-  const content = node.durable.clone();
-  const ops = node.pending;
-  if (ops.length === 0) return content;
+  if (node.pending.length === 0) return node.durable.clone();
   let mode = policy.data ?? 'random';
+  let damage = policy.damage ?? 'either';
   if (mode === 'random') {
     const r = rng.next();
+    const w = RANDOM_DATA_WEIGHTS;
+    mode =
+      r < w.drop ? 'drop' : r < w.drop + w.keep ? 'keep' : r < w.drop + w.keep + w.torn ? 'torn' : 'pages';
+  } else if (mode === 'random-prefix') {
+    const r = rng.next();
     mode = r < 0.25 ? 'drop' : r < 0.5 ? 'keep' : 'torn';
+    damage = policy.damage ?? 'garble';
+  } else if (mode === 'torn') {
+    damage = policy.damage ?? 'garble';
   }
+  if (mode === 'pages') return pageSubsetContent(node, policy, damage, rng);
+  return prefixContent(node, mode, policy, damage, rng);
+}
+
+/** 'drop', 'keep' and 'torn': an ordered prefix of the unsynced operations. */
+function prefixContent(
+  node: FileNode,
+  mode: 'drop' | 'keep' | 'torn',
+  policy: CrashPolicy,
+  damage: 'zero' | 'garble' | 'either',
+  rng: Rng,
+): ByteContent {
+  const content = node.durable.clone();
+  const ops = node.pending;
   if (mode === 'drop') return content;
   if (mode === 'keep') {
     for (const op of ops) applyOne(content, op);
@@ -1042,14 +1239,148 @@ function crashFileContent(node: FileNode, policy: CrashPolicy, rng: Rng): ByteCo
   if (cut > 0) content.write(last.data.subarray(0, cut), last.position);
   if (rng.bool(policy.garbleProbability ?? 0.5)) {
     // The sector under the cut was in flight: it holds neither the old nor the new bytes. Only the
-    // bytes this write covered are garbled; synced bytes around it are never altered.
+    // bytes this write covered are damaged; synced bytes around it are never altered.
     const sector = policy.sectorBytes ?? 512;
     const cutAt = last.position + cut;
     const from = Math.max(last.position, cutAt - (cutAt % sector));
     const to = Math.min(last.position + last.data.byteLength, from - (from % sector) + sector);
-    if (to > from) content.write(nonZeroBytes(rng, to - from), from);
+    if (to > from) content.write(damageBytes(rng, to - from, damage), from);
   }
   return content;
+}
+
+/** Byte ranges [from, to) inside one page, relative to the page start. */
+type PageRanges = Array<[number, number]>;
+
+/**
+ * 'pages': what page-granular writeback in any order leaves. Each page an unsynced operation touched
+ * holds its content as of some moment v in 0..n (v operations applied; 0 = the synced version), chosen
+ * per page independently; the size is the size as of another such moment. Then maybe a few pages that
+ * unsynced writes covered are damaged (only the bytes those writes covered).
+ */
+function pageSubsetContent(
+  node: FileNode,
+  policy: CrashPolicy,
+  damage: 'zero' | 'garble' | 'either',
+  rng: Rng,
+): ByteContent {
+  const pageBytes = policy.pageBytes ?? 4096;
+  const ops = node.pending;
+  const durable = node.durable;
+  // Bytes past a file's length are zeros in this representation (a truncate zeroes what it cuts, an
+  // extension reads zeros), so a page's version is its durable bytes with the operations applied.
+  const lengths: number[] = [durable.length];
+  const touchedBy = new Map<number, number[]>();
+  const writtenRanges = new Map<number, PageRanges>();
+  const touch = (from: number, to: number, opIndex: number, isWrite: boolean): void => {
+    for (let page = Math.floor(from / pageBytes); page * pageBytes < to; page++) {
+      const start = page * pageBytes;
+      let list = touchedBy.get(page);
+      if (list === undefined) {
+        list = [];
+        touchedBy.set(page, list);
+      }
+      if (list[list.length - 1] !== opIndex) list.push(opIndex);
+      if (!isWrite) continue;
+      let ranges = writtenRanges.get(page);
+      if (ranges === undefined) {
+        ranges = [];
+        writtenRanges.set(page, ranges);
+      }
+      ranges.push([Math.max(from, start) - start, Math.min(to, start + pageBytes) - start]);
+    }
+  };
+  let length = durable.length;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (op.kind === 'write') {
+      const end = op.position + op.data.byteLength;
+      if (end > op.position) touch(op.position, end, i, true);
+      length = Math.max(length, end);
+    } else if (op.kind === 'truncate') {
+      if (op.length < length) touch(op.length, length, i, false);
+      length = op.length;
+    } else {
+      length = Math.max(length, op.length);
+    }
+    lengths.push(length);
+  }
+  const finalLength = lengths[pickVersion(rng, ops.length)]!;
+  const content = durable.clone();
+  content.truncate(finalLength);
+  const pages = [...touchedBy.keys()].sort((x, y) => x - y);
+  for (const page of pages) {
+    const start = page * pageBytes;
+    if (start >= finalLength) continue;
+    const version = pickVersion(rng, ops.length);
+    if (version === 0) continue;
+    const buf = new Uint8Array(pageBytes);
+    durable.read(buf, 0, pageBytes, start);
+    for (const i of touchedBy.get(page)!) {
+      if (i >= version) break;
+      const op = ops[i]!;
+      if (op.kind === 'write') {
+        const from = Math.max(op.position, start);
+        const to = Math.min(op.position + op.data.byteLength, start + pageBytes);
+        buf.set(op.data.subarray(from - op.position, to - op.position), from - start);
+      } else if (op.kind === 'truncate') {
+        buf.fill(0, Math.max(0, op.length - start));
+      }
+    }
+    content.write(buf.subarray(0, Math.min(pageBytes, finalLength - start)), start);
+  }
+  if (writtenRanges.size > 0 && rng.bool(policy.damageProbability ?? 0.5)) {
+    damageWrittenPages(content, writtenRanges, finalLength, policy, damage, rng);
+  }
+  return content;
+}
+
+/** 0 (the synced version) and n (the newest) a third of the time each, else any moment. */
+function pickVersion(rng: Rng, n: number): number {
+  const r = rng.next();
+  if (r < 1 / 3) return 0;
+  if (r < 2 / 3) return n;
+  return rng.int(0, n + 1);
+}
+
+function damageWrittenPages(
+  content: ByteContent,
+  writtenRanges: Map<number, PageRanges>,
+  fileLength: number,
+  policy: CrashPolicy,
+  damage: 'zero' | 'garble' | 'either',
+  rng: Rng,
+): void {
+  const pageBytes = policy.pageBytes ?? 4096;
+  const sectorBytes = policy.sectorBytes ?? 512;
+  const candidates = [...writtenRanges.keys()]
+    .filter((p) => p * pageBytes < fileLength)
+    .sort((x, y) => x - y);
+  const count = rng.int(1, (policy.maxDamagedPages ?? 2) + 1);
+  for (let i = 0; i < count && candidates.length > 0; i++) {
+    const page = candidates.splice(rng.int(0, candidates.length), 1)[0]!;
+    const ranges = writtenRanges.get(page)!;
+    // A whole page, or the one sector of it that was on its way to the platter.
+    let unitFrom = 0;
+    let unitTo = pageBytes;
+    if (rng.bool(0.5)) {
+      const [from, to] = rng.pick(ranges);
+      const sector = Math.floor(rng.int(from, to) / sectorBytes);
+      unitFrom = sector * sectorBytes;
+      unitTo = unitFrom + sectorBytes;
+    }
+    const start = page * pageBytes;
+    for (const [from, to] of ranges) {
+      const a = Math.max(from, unitFrom);
+      const b = Math.min(to, unitTo, fileLength - start);
+      if (b > a) content.write(damageBytes(rng, b - a, damage), start + a);
+    }
+  }
+}
+
+function damageBytes(rng: Rng, length: number, damage: 'zero' | 'garble' | 'either'): Uint8Array {
+  const kind = damage === 'either' ? (rng.bool(0.5) ? 'zero' : 'garble') : damage;
+  return kind === 'zero' ? new Uint8Array(length) : nonZeroBytes(rng, length);
 }
 
 function nonZeroBytes(rng: Rng, length: number): Uint8Array {

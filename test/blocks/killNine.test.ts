@@ -31,24 +31,31 @@ async function killLoop(
 ): Promise<number> {
   const rng = new Rng(seed);
   const acked: Acked = { blocks: 0, qcs: 0, floor: 0 };
-  let done = 0;
-  for (let k = 0; k < kills; k++) {
+  const type = (m: unknown): string => (m as { type: string }).type;
+  // Count a kill only when the child really died of SIGKILL before finishing its chain: a loop
+  // iteration whose child had already exited (or finished) proves nothing.
+  let killed = 0;
+  for (let k = 0; killed < kills; k++) {
+    assert.ok(
+      k < kills * 2,
+      `only ${killed} of ${k} children died of SIGKILL mid-run (seed ${seed}): the chain ran out?`,
+    );
     const child = spawnTsChild(siblingPath(import.meta.url, './support/killChild.ts'), [
       dir,
       String(seed),
       String(COHORTS),
     ]);
-    await child.waitFor((m) => (m as { type: string }).type === 'opened', 60_000);
+    await child.waitFor((m) => type(m) === 'opened', 60_000);
     // Kill after a random number of acknowledgements plus a random sub-millisecond-to-ms delay.
     const waitAcks = rng.int(0, 6);
-    const seen = (): number =>
-      child.messages.filter((m) => (m as { type: string }).type === 'flushed').length;
-    while (seen() < waitAcks && child.messages.every((m) => (m as { type: string }).type !== 'done')) {
+    const seen = (): number => child.messages.filter((m) => type(m) === 'flushed').length;
+    while (seen() < waitAcks && child.messages.every((m) => type(m) !== 'done')) {
       await new Promise((r) => setTimeout(r, 1));
     }
     await new Promise((r) => setTimeout(r, rng.int(0, 4)));
     await child.kill9();
-    done++;
+    const { signal } = await child.exited;
+    if (signal === 'SIGKILL' && child.messages.every((m) => type(m) !== 'done')) killed++;
     for (const m of child.messages as { type: string; blocks?: number; qcs?: number; floor?: number }[]) {
       if (m.type === 'flushed') {
         acked.blocks = Math.max(acked.blocks, m.blocks!);
@@ -59,7 +66,7 @@ async function killLoop(
     const store = await openBlockStore({ dir, segmentBytes: 128 * 1024 });
     try {
       const r = store.ranges();
-      const where = `kill ${k} (seed ${seed}, dir ${dir})`;
+      const where = `kill ${killed} (child ${k}, seed ${seed}, dir ${dir})`;
       assert.ok(r.floor >= acked.floor, `${where}: floor ${r.floor} < acknowledged ${acked.floor}`);
       acked.floor = r.floor; // the floor seen after a restart must never move back either
       assert.ok(
@@ -87,13 +94,24 @@ async function killLoop(
         assert.equal(store.readQCForBlock(n).status, 'found', `${where}: QC of block ${n}`);
       }
       if (r.floor > 0) assert.equal(store.readBlock(r.floor - 1).status, 'pruned');
+      // The whole store as it is on disk (every record's checksum, index against log, QC
+      // coverage) after every 10th kill and the last: a full read of the store is slow.
+      if (killed % 10 === 0 || killed === kills) {
+        const verified = await store.verify();
+        assert.deepEqual(verified.problems, [], `${where}: verify found problems`);
+        assert.equal(
+          verified.blocks,
+          r.blocks.next - r.blocks.first,
+          `${where}: verify saw a different range`,
+        );
+      }
       acked.blocks = r.blocks.next;
       acked.qcs = r.qcs.next;
     } finally {
       await store.close();
     }
   }
-  return done;
+  return killed;
 }
 
 test(`block store survives ${KILLS} real kill -9s with flushed data intact`, {
@@ -108,7 +126,7 @@ test(`block store survives ${KILLS} real kill -9s with flushed data intact`, {
       dirs.map((d) => killLoop(d, seed, Math.ceil(KILLS / LANES_PER_RUN), chain)),
     );
     const total = counts.reduce((a, b) => a + b, 0);
-    console.log('kills', total);
+    console.log('children killed by SIGKILL mid-run', total);
     assert.ok(total >= KILLS);
   } finally {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });

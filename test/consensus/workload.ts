@@ -4,14 +4,21 @@
  * finalizing up to 3 blocks per lane, AppQCs racing the persist loop, small segments.
  */
 import assert from 'node:assert/strict';
-import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
-import { encodeCommitQC, encodeSignedLaneProposal } from '../../src/domain/codecs.ts';
+import * as path from 'node:path';
+import { MAX_CONSENSUS_RECORD_BYTES } from '../../src/consensus/logOpener.ts';
+import { BLOCKS_DIR, COMMITQCS_DIR, ConsensusPersistence } from '../../src/consensus/persistence.ts';
+import {
+  decodeSignedLaneProposal,
+  encodeCommitQC,
+  encodeSignedLaneProposal,
+} from '../../src/domain/codecs.ts';
 import { laneRangeOf } from '../../src/domain/committee.ts';
 import type { LaneId } from '../../src/domain/types.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { Rng } from '../../src/lib/rng.ts';
 import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { Wal } from '../../src/wal/wal.ts';
 import type { CrashScenario } from '../support/crashHarness.ts';
 import { ROOT } from './helpers.ts';
 
@@ -29,21 +36,28 @@ export interface Acks {
 
 export const LANES = 3;
 
-export function options(fs: SimulatedFileSystem, f: ConsensusFixture) {
+/**
+ * How the lane and CommitQC logs are configured: 'test' grows segments by appending (the suites'
+ * historical setting); 'production' is what a node runs (WalLogOpener's defaults: preallocated
+ * segments and the always-ready spare renamed into place), with the same small segments so they roll.
+ */
+export type WalConfig = 'test' | 'production';
+
+export function options(fs: SimulatedFileSystem, f: ConsensusFixture, wal: WalConfig = 'test') {
   return {
     fs,
     dir: ROOT,
     committee: f.committee,
     verifySignatures: false,
     segmentBytes: 1024,
-    preallocate: false,
+    preallocate: wal === 'production',
     blocksPerLane: 12,
   };
 }
 
-export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
+export function persistLoopScenario(roads = 7, wal: WalConfig = 'test'): CrashScenario<Acks> {
   return {
-    name: 'consensus persist loop',
+    name: `consensus persist loop (${wal} WAL configuration)`,
     start(seed) {
       return {
         fixture: new ConsensusFixture({ lanes: LANES, seed, payloadBytes: 100, sign: false }),
@@ -56,7 +70,10 @@ export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
       acks.failure = undefined;
       const f = acks.fixture;
       const rng = new Rng(f.committee.members[0]!.charCodeAt(3) * 7919);
-      const cp = await ConsensusPersistence.open({ ...options(fs, f), onFatal: (e) => (acks.failure = e) });
+      const cp = await ConsensusPersistence.open({
+        ...options(fs, f, wal),
+        onFatal: (e) => (acks.failure = e),
+      });
       acks.cp = cp;
       cp.subscribeCommitQC((qc) => {
         acks.publishedRoad = Math.max(acks.publishedRoad, qc.roadIndex);
@@ -105,10 +122,12 @@ export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
     },
     async check(image, acks) {
       const f = acks.fixture;
-      const cp = await ConsensusPersistence.open(options(image, f));
+      const cp = await ConsensusPersistence.open(options(image, f, wal));
+      let anchorRoad = -1;
+      const anchorFirsts = new Map<LaneId, number>();
       try {
         const anchor = cp.durableAnchor();
-        const anchorRoad = anchor?.commitQC.roadIndex ?? -1;
+        anchorRoad = anchor?.commitQC.roadIndex ?? -1;
         assert.ok(
           anchorRoad >= acks.anchorRoad,
           `anchor road ${anchorRoad} < acknowledged ${acks.anchorRoad}`,
@@ -124,6 +143,15 @@ export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
         }
         for (const lane of f.lanes) {
           const anchorFirst = anchor ? laneRangeOf(anchor.commitQC, lane).first : 0;
+          anchorFirsts.set(lane, anchorFirst);
+          // Asked for directly, blocks below the anchor are gone (not only firstBlock's claim).
+          for (let n = Math.max(0, anchorFirst - 4); n < anchorFirst; n++) {
+            assert.equal(
+              cp.block(lane, n),
+              undefined,
+              `lane block ${n} below the anchor (${anchorFirst}) came back`,
+            );
+          }
           assert.equal(cp.firstBlock(lane), anchorFirst, 'nothing below the durable anchor comes back');
           const next = cp.nextBlock(lane);
           for (let n = anchorFirst; n < next; n++) {
@@ -142,6 +170,63 @@ export function persistLoopScenario(roads = 7): CrashScenario<Acks> {
       } finally {
         await cp.close();
       }
+      await checkLogsOnDisk(image, anchorRoad, anchorFirsts);
     },
   };
+}
+
+/**
+ * What the store left on disk, read with the WAL alone (read-only, no store code): every lane log
+ * starts at or above the anchor's lane first and its first record is the block its index names; the
+ * CommitQC log starts at or above the anchor's road. The startup prune is not lazy, so nothing below
+ * the anchor may remain.
+ */
+async function checkLogsOnDisk(
+  image: SimulatedFileSystem,
+  anchorRoad: number,
+  anchorFirsts: ReadonlyMap<LaneId, number>,
+): Promise<void> {
+  for (const [lane, anchorFirst] of anchorFirsts) {
+    const dir = path.posix.join(ROOT, BLOCKS_DIR, lane);
+    if (!image.exists(dir)) continue;
+    const log = await Wal.open({
+      fs: image,
+      dir,
+      readOnly: true,
+      maxRecordBytes: MAX_CONSENSUS_RECORD_BYTES,
+    });
+    try {
+      assert.ok(
+        log.firstIndex >= anchorFirst,
+        `lane ${lane.slice(0, 8)}: the log on disk still starts at block ${log.firstIndex}, below the anchor's ${anchorFirst}`,
+      );
+      if (log.nextIndex > log.firstIndex) {
+        const first = decodeSignedLaneProposal(log.read(log.firstIndex));
+        assert.equal(
+          first.block.header.blockNumber,
+          log.firstIndex,
+          'first lane record is not the block its index names',
+        );
+      }
+    } finally {
+      await log.close();
+    }
+  }
+  const qcDir = path.posix.join(ROOT, COMMITQCS_DIR);
+  if (anchorRoad >= 0 && image.exists(qcDir)) {
+    const log = await Wal.open({
+      fs: image,
+      dir: qcDir,
+      readOnly: true,
+      maxRecordBytes: MAX_CONSENSUS_RECORD_BYTES,
+    });
+    try {
+      assert.ok(
+        log.firstIndex >= anchorRoad,
+        `CommitQC log on disk starts at road ${log.firstIndex} < anchor ${anchorRoad}`,
+      );
+    } finally {
+      await log.close();
+    }
+  }
 }

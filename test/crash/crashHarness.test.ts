@@ -8,7 +8,15 @@ import { readWholeFile, writeFully } from '../../src/io/fileSystem.ts';
 import { crc32c } from '../../src/lib/crc32c.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import type { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
-import { type CrashScenario, isCrashError, POLICIES, runCrashSweep } from '../support/crashHarness.ts';
+import {
+  type CrashScenario,
+  isCrashError,
+  isKillError,
+  type KillThenCrashScenario,
+  POLICIES,
+  runCrashSweep,
+  runKillThenCrashSweep,
+} from '../support/crashHarness.ts';
 
 type Bug = 'none' | 'ack-before-sync' | 'no-dir-sync' | 'no-torn-tail-repair';
 const FILE = '/toy/log';
@@ -119,9 +127,112 @@ describe('crash harness self-test', () => {
     assert.ok(r.points >= 6 * 2 && r.points <= 6 * 3 + 2, `points ${r.points}`);
   });
 
+  test('isKillError follows cause chains', () => {
+    const kill = Object.assign(new Error('dead'), { code: 'EKILLED' });
+    assert.equal(isKillError(new Error('wrapped', { cause: kill })), true);
+    assert.equal(isKillError(Object.assign(new Error('down'), { code: 'ECRASH' })), false);
+  });
+
   test('isCrashError follows cause chains', () => {
     const crash = Object.assign(new Error('down'), { code: 'ECRASH' });
     assert.equal(isCrashError(new Error('wrapped', { cause: crash })), true);
     assert.equal(isCrashError(new Error('other')), false);
+  });
+});
+
+/**
+ * Kill, then power loss, on the toy log: the first process creates the log and is killed before or
+ * after it fsyncs the directory; the second reopens the log and appends acknowledged records. A
+ * second process that trusts a directory entry it did not create loses them in the power cut.
+ */
+type KillBug = 'none' | 'reopen-trusts-entry';
+
+function killThenCrashToy(bug: KillBug): KillThenCrashScenario<ToyState> {
+  const appendBatches = async (
+    h: ReturnType<SimulatedFileSystem['open']>,
+    state: ToyState,
+    from: number,
+    batches: number,
+  ): Promise<number> => {
+    let n = from;
+    for (let batch = 0; batch < batches; batch++) {
+      const first = n;
+      const count = state.rng.int(1, 4);
+      for (let i = 0; i < count; i++) writeFully(h, [frame(n++)], (first + i) * 12);
+      await h.syncAsync();
+      for (let i = first; i < n; i++) state.acked.push(i);
+    }
+    return n;
+  };
+  return {
+    name: `toy-log-kill-${bug}`,
+    start: (seed) => ({ rng: new Rng(seed), acked: [] }),
+    first: async (fs, state) => {
+      fs.mkdir('/toy');
+      fs.syncDir('/');
+      const h = fs.open(FILE, { create: true });
+      // Acknowledges nothing before the directory entry is durable.
+      let n = 0;
+      for (let i = 0; i < 2; i++) writeFully(h, [frame(n++)], i * 12);
+      h.sync();
+      fs.syncDir('/toy');
+      for (let i = 0; i < n; i++) state.acked.push(i);
+      await appendBatches(h, state, n, 2);
+    },
+    second: async (fs, state) => {
+      const createdDir = !fs.exists('/toy');
+      if (createdDir) fs.mkdir('/toy');
+      if (createdDir || bug === 'none') fs.syncDir('/');
+      const created = !fs.exists(FILE);
+      const h = fs.open(FILE, { create: true });
+      // The fix under test: make the entry durable whether or not this process created it.
+      if (created || bug === 'none') fs.syncDir('/toy');
+      const existing = recover(fs, 'none').length;
+      await appendBatches(h, state, existing, 3);
+      h.close();
+    },
+    check: (image, state) => {
+      const got = recover(image, 'none');
+      for (const [i, v] of got.entries()) assert.equal(v, i, 'not a prefix');
+      assert.ok(
+        got.length >= state.acked.length,
+        `lost acknowledged records: ${got.length} < ${state.acked.length}`,
+      );
+    },
+  };
+}
+
+describe('crash harness: kill, then power loss', () => {
+  test('a correct reopen passes every kill point, with power cuts in the next process', async () => {
+    const seed = seedFromEnv();
+    console.log('seed', seed);
+    const r = await runKillThenCrashSweep(killThenCrashToy('none'), {
+      seed,
+      killPoints: { mode: 'every' },
+      crashPointsPerKill: 3,
+      policies: [POLICIES.random, POLICIES.dropAll, POLICIES.pagesZeroed],
+    });
+    assert.equal(r.points, r.mutations + 1, 'every mutation of the first process and its end');
+    assert.ok(r.crashStates >= r.points * 3, `crash states ${r.crashStates}`);
+  });
+
+  test('catches a next process that trusts a directory entry the killed one never fsynced', async () => {
+    const seed = seedFromEnv();
+    console.log('seed', seed);
+    await assert.rejects(
+      runKillThenCrashSweep(killThenCrashToy('reopen-trusts-entry'), {
+        seed,
+        killPoints: { mode: 'every' },
+        policies: [POLICIES.dropAll],
+      }),
+      (err: unknown) => {
+        assert.match(
+          String(err),
+          /first process killed after mutation \d+, then crash after mutation .* replay: CAIRN_SEED=/,
+        );
+        assert.match(String(err), /lost acknowledged records/);
+        return true;
+      },
+    );
   });
 });

@@ -13,7 +13,13 @@ import { test } from 'node:test';
 import { seedFromEnv } from '../../src/lib/rng.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { Wal } from '../../src/wal/wal.ts';
-import { type CrashScenario, POLICIES, runCrashSweep, type SweepOptions } from '../support/crashHarness.ts';
+import {
+  type CrashScenario,
+  type NamedPolicy,
+  POLICIES,
+  runCrashSweep,
+  type SweepOptions,
+} from '../support/crashHarness.ts';
 import {
   checkWalImage,
   newWalState,
@@ -92,15 +98,17 @@ const LARGE: WalWorkloadSpec[] = [
   },
 ];
 
-test('WAL: power loss at every / sampled I/O call recovers an acknowledged-complete prefix', async () => {
+async function sweep(
+  policies: readonly NamedPolicy[],
+  minCrashStates: number,
+  tally: WalCheckTally,
+): Promise<void> {
   const seed = seedFromEnv();
   console.log('seed', seed);
-  const tally = newWalTally();
-  const policies = [POLICIES.random, POLICIES.dropAll, POLICIES.torn, POLICIES.tornGarbled];
   let total = 0;
   let runs = 0;
   const started = Date.now();
-  for (let round = 0; total < MIN_CRASH_STATES; round++) {
+  for (let round = 0; total < minCrashStates; round++) {
     assert.ok(round < 50, `crash-state count stuck at ${total}`);
     for (const [i, spec] of [...SMALL, ...LARGE].entries()) {
       const isSmall = i < SMALL.length;
@@ -119,9 +127,26 @@ test('WAL: power loss at every / sampled I/O call recovers an acknowledged-compl
     }
   }
   console.log(`WAL crash states checked: ${total} in ${runs} sweeps, ${Date.now() - started} ms`, tally);
-  assert.ok(total >= MIN_CRASH_STATES);
+  assert.ok(total >= minCrashStates);
+}
+
+// The legacy model (unsynced data survives as a torn prefix): green today.
+test('WAL: power loss at every / sampled I/O call recovers an acknowledged-complete prefix', async () => {
+  const tally = newWalTally();
+  await sweep(
+    [POLICIES.randomPrefix, POLICIES.dropAll, POLICIES.torn, POLICIES.tornGarbled],
+    MIN_CRASH_STATES,
+    tally,
+  );
   assert.ok(tally.tornTailWarnings > 0, 'no torn tail was ever repaired: the crash policies are not biting');
   assert.ok(tally.beyondAcked > 0, 'no unsynced record ever survived: the keep/torn policies are not biting');
+});
+
+test('WAL: power loss under the page-subset model (unsynced pages in any order, zeroed and garbled pages)', {
+  todo: 'F1: recovery reads a lost unsynced page followed by a surviving one as corruption',
+}, async () => {
+  const tally = newWalTally();
+  await sweep([POLICIES.random, POLICIES.pages, POLICIES.pagesZeroed, POLICIES.pagesGarbled], 4000, tally);
 });
 
 test('WAL: a back truncation across segments survives any subset of its unsynced unlinks', async () => {

@@ -135,6 +135,13 @@ async function worker(id: number, kills: number, rng: Rng): Promise<void> {
       await child.waitFor((m) => (m as Msg).t === 'vote', 30_000);
       await new Promise((resolve) => setTimeout(resolve, rng.int(0, 400)));
       await child.kill9();
+      // A kill counts only if the devnet was still running: one that died on its own is a failure.
+      const exit = await child.exited;
+      assert.equal(
+        exit.signal,
+        'SIGKILL',
+        `worker ${id} kill ${k + 1}: the devnet exited on its own (code ${exit.code})`,
+      );
       absorb(acked, child.messages);
       await verify(dataDir, acked, `worker ${id} kill ${k + 1}`);
     }

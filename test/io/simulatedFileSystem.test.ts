@@ -6,7 +6,15 @@ import { mkdirDurable, readWholeFile, writeFully } from '../../src/io/fileSystem
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { errnoCode } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
-import { DROP_ALL, KEEP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import {
+  DROP_ALL,
+  KEEP_ALL,
+  PAGE_SUBSET,
+  PAGES_GARBLED,
+  PAGES_ZEROED,
+  PREFIX_ONLY,
+  SimulatedFileSystem,
+} from '../../src/testing/simulatedFileSystem.ts';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -283,14 +291,34 @@ describe('SimulatedFileSystem: torn writes', () => {
     assert.ok(garbledCases > 200, `expected most cases garbled, got ${garbledCases}`);
   });
 
-  test('random policy produces drop, keep and torn outcomes', () => {
+  test('the legacy random-prefix policy produces drop, keep and torn outcomes, always a prefix', () => {
     const outcomes = new Set<string>();
     for (let i = 0; i < 200; i++) {
       const { fs, intended, durableLength } = tornSetup(1000 + i);
-      const len = fs.crashImage().readFileBytes('/d/log').byteLength;
+      const image = fs.crashImage({ ...PREFIX_ONLY, garbleProbability: 0 }).readFileBytes('/d/log');
+      const len = image.byteLength;
+      assert.ok(bytesEqual(image, intended.subarray(0, len)), `case ${i}: not a prefix`);
       outcomes.add(len === durableLength ? 'drop' : len === intended.byteLength ? 'keep' : 'torn');
     }
     assert.deepEqual([...outcomes].sort(), ['drop', 'keep', 'torn']);
+  });
+
+  test('torn sectors can be zeroed on request', () => {
+    let zeroed = 0;
+    for (let i = 0; i < 100; i++) {
+      const { fs, intended, durableLength } = tornSetup(2000 + i);
+      const image = fs
+        .crashImage({ data: 'torn', garbleProbability: 1, damage: 'zero' })
+        .readFileBytes('/d/log');
+      assert.ok(bytesEqual(image.subarray(0, durableLength), intended.subarray(0, durableLength)));
+      for (let b = durableLength; b < image.byteLength; b++) {
+        if (image[b] !== intended[b]) {
+          assert.equal(image[b], 0, `case ${i}: damaged byte ${b} is not zero`);
+          zeroed++;
+        }
+      }
+    }
+    assert.ok(zeroed > 0, 'some torn sectors came back zeroed');
   });
 });
 
@@ -698,5 +726,252 @@ describe('SimulatedFileSystem: hard links', () => {
     throwsCode(() => fs.link('/d/a', '/d/b'), 'EEXIST');
     throwsCode(() => fs.link('/d/missing', '/d/c'), 'ENOENT');
     throwsCode(() => fs.link('/d', '/e'), 'EPERM');
+  });
+});
+
+describe('SimulatedFileSystem: page-subset power loss', () => {
+  const PAGE = 4096;
+
+  /** A synced first page, then `pages` unsynced pages of distinct non-zero bytes appended. */
+  function pagesSetup(
+    seed: number,
+    pages: number,
+  ): { fs: SimulatedFileSystem; synced: Uint8Array; pageData: Uint8Array[] } {
+    const fs = freshFs(seed);
+    const h = fs.open('/d/log', { create: true });
+    const synced = new Uint8Array(PAGE).fill(0xaa);
+    writeFully(h, [synced], 0);
+    h.sync();
+    fs.syncDir('/d');
+    const pageData: Uint8Array[] = [];
+    for (let p = 0; p < pages; p++) {
+      const data = new Uint8Array(PAGE).fill(p + 1);
+      writeFully(h, [data], PAGE * (p + 1));
+      pageData.push(data);
+    }
+    return { fs, synced, pageData };
+  }
+
+  test('any subset of unsynced pages survives, later pages without earlier ones; synced bytes intact', () => {
+    const seen = new Set<string>();
+    let laterWithoutEarlier = 0;
+    for (let i = 0; i < 400; i++) {
+      const { fs, synced } = pagesSetup(100 + i, 3);
+      const image = fs.crashImage(PAGE_SUBSET).readFileBytes('/d/log');
+      assert.ok(bytesEqual(image.subarray(0, PAGE), synced), `case ${i}: synced page altered`);
+      assert.equal(image.byteLength % PAGE, 0);
+      let pattern = '';
+      for (let p = 1; p < image.byteLength / PAGE; p++) {
+        const page = image.subarray(p * PAGE, (p + 1) * PAGE);
+        // Each page is its old version (zeros past the old end) or its new one, never a mixture.
+        const isNew = page.every((b) => b === p);
+        const isOld = page.every((b) => b === 0);
+        assert.ok(isNew || isOld, `case ${i}: page ${p} is neither old nor new`);
+        pattern += isNew ? '1' : '0';
+      }
+      seen.add(pattern);
+      if (/0.*1/.test(pattern)) laterWithoutEarlier++;
+    }
+    assert.ok(
+      laterWithoutEarlier > 20,
+      `a later page survives without an earlier one (${laterWithoutEarlier})`,
+    );
+    for (const p of ['', '000', '111', '010', '101', '001']) assert.ok(seen.has(p), `outcome ${p} seen`);
+  });
+
+  test('property: every page holds one of its versions since the last sync, the size one of the sizes', () => {
+    const seed = seedFromEnv();
+    console.log('seed', seed);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), (caseSeed) => {
+        const rng = new Rng(caseSeed);
+        const fs = freshFs(caseSeed);
+        const h = fs.open('/d/f', { create: true });
+        fs.syncDir('/d');
+        writeFully(h, [rng.bytes(rng.int(0, 3 * PAGE))], 0);
+        h.sync();
+        const versions: Uint8Array[] = [fs.readFileBytes('/d/f')];
+        for (let step = 0, n = rng.int(1, 12); step < n; step++) {
+          const r = rng.next();
+          if (r < 0.75) writeFully(h, [rng.bytes(rng.int(1, 2 * PAGE))], rng.int(0, h.size() + PAGE));
+          else if (r < 0.9) h.truncate(rng.int(0, h.size() + 1));
+          else h.allocate(h.size() + rng.int(0, PAGE));
+          versions.push(fs.readFileBytes('/d/f'));
+        }
+        const image = fs.crashImage({ ...PAGE_SUBSET, seed: rng.nextU32() }).readFileBytes('/d/f');
+        assert.ok(
+          versions.some((v) => v.byteLength === image.byteLength),
+          'size is one of the versions',
+        );
+        for (let start = 0; start < image.byteLength; start += PAGE) {
+          const page = image.subarray(start, start + PAGE);
+          // A version's page, zero-padded where that version was shorter than the image.
+          const matches = versions.some((v) => {
+            for (let b = 0; b < page.byteLength; b++) if (page[b] !== (v[start + b] ?? 0)) return false;
+            return true;
+          });
+          assert.ok(matches, `page at ${start} matches no version (seed ${caseSeed})`);
+        }
+      }),
+      { seed, numRuns: 300 },
+    );
+  });
+
+  test('damaged pages: only bytes unsynced writes covered change, zeroed or garbled, a page or a sector', () => {
+    const kinds = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const policy = i % 2 === 0 ? PAGES_ZEROED : PAGES_GARBLED;
+      const { fs, synced, pageData } = pagesSetup(500 + i, 3);
+      const image = fs.crashImage(policy).readFileBytes('/d/log');
+      assert.ok(bytesEqual(image.subarray(0, PAGE), synced), `case ${i}: synced page altered`);
+      for (let p = 1; p < image.byteLength / PAGE; p++) {
+        const page = image.subarray(p * PAGE, (p + 1) * PAGE);
+        const odd: number[] = [];
+        for (let b = 0; b < PAGE; b++) if (page[b] !== 0 && page[b] !== pageData[p - 1]![b]) odd.push(b);
+        const zeros = page.filter((b) => b === 0).length;
+        if (policy === PAGES_ZEROED) {
+          assert.equal(odd.length, 0, `case ${i}: zeroing left junk`);
+          if (zeros > 0 && zeros < PAGE) kinds.add(zeros === 512 ? 'zero-sector' : 'zero-mixed');
+        } else if (odd.length > 0) {
+          // Junk is non-zero and equals the intended byte 1 time in 255.
+          kinds.add(odd.length > 3500 ? 'garbled-page' : odd.length <= 512 ? 'garbled-sector' : 'garbled');
+        }
+      }
+    }
+    for (const k of ['zero-sector', 'garbled-page', 'garbled-sector']) assert.ok(kinds.has(k), `saw ${k}`);
+  });
+
+  test('the default random policy includes page subsets and zeroed pages', () => {
+    let nonPrefix = 0;
+    let zeroedWritten = 0;
+    for (let i = 0; i < 300; i++) {
+      const { fs, pageData } = pagesSetup(900 + i, 3);
+      const image = fs.crashImage().readFileBytes('/d/log');
+      let lostBefore = false;
+      for (let p = 1; p < image.byteLength / PAGE; p++) {
+        const page = image.subarray(p * PAGE, (p + 1) * PAGE);
+        const isNew = bytesEqual(page, pageData[p - 1]!);
+        if (isNew && lostBefore) nonPrefix++;
+        if (!isNew) lostBefore = true;
+        const zeros = page.filter((b) => b === 0).length;
+        if (zeros > 0 && zeros < PAGE) zeroedWritten++;
+      }
+    }
+    assert.ok(nonPrefix > 0, 'a later page survived an earlier lost one');
+    assert.ok(zeroedWritten > 0, 'some written sector came back zeroed');
+  });
+
+  test('a truncate and a re-extension: pages past the cut read as zeros or their older bytes', () => {
+    const fs = freshFs(4);
+    const h = fs.open('/d/f', { create: true });
+    fs.syncDir('/d');
+    writeFully(h, [new Uint8Array(2 * PAGE).fill(7)], 0);
+    h.sync();
+    h.truncate(100);
+    writeFully(h, [new Uint8Array(10).fill(9)], 2 * PAGE - 10);
+    for (let i = 0; i < 200; i++) {
+      const image = fs.crashImage({ ...PAGE_SUBSET, seed: i }).readFileBytes('/d/f');
+      assert.ok([100, 2 * PAGE].includes(image.byteLength), `size ${image.byteLength}`);
+      assert.ok(
+        image.subarray(0, 100).every((b) => b === 7),
+        'bytes below the cut are never lost',
+      );
+    }
+  });
+});
+
+describe('SimulatedFileSystem: kill, then power loss', () => {
+  test('kill: the dead process cannot call anything, the next one sees its page cache', async () => {
+    const fs = freshFs();
+    const h = fs.open('/d/f', { create: true });
+    writeFully(h, [enc('unsynced')], 0);
+    fs.rename('/d/f', '/d/g');
+    const pendingSync = h.syncAsync();
+    const next = fs.kill();
+    assert.equal(fs.killed, true);
+    assert.equal(fs.crashed, false);
+    assert.equal(fs.successor(), next);
+    assert.equal(fs.kill(), next, 'killing twice returns the same successor');
+    await assert.rejects(pendingSync, (err: unknown) => errnoCode(err) === 'EKILLED');
+    throwsCode(() => h.writev([enc('x')], 0), 'EKILLED');
+    throwsCode(() => h.sync(), 'EKILLED');
+    throwsCode(() => fs.exists('/d/g'), 'EKILLED');
+    throwsCode(() => fs.open('/d/h', { create: true }), 'EKILLED');
+    h.close();
+    assert.equal(dec(readWholeFile(next, '/d/g')), 'unsynced');
+    assert.equal(next.exists('/d/f'), false);
+    assert.equal(next.mutationCount, 0, 'the next process counts its own calls');
+    // Nobody fsynced anything: a power cut now loses the data, the create and the rename.
+    assert.equal(next.crashImage(DROP_ALL).exists('/d/g'), false);
+    assert.equal(next.crashImage(DROP_ALL).exists('/d/f'), false);
+    assert.equal(dec(next.crashImage(KEEP_ALL).readFileBytes('/d/g')), 'unsynced');
+  });
+
+  test("the next process makes the dead one's writes durable only by fsyncing them itself", () => {
+    const fs = freshFs();
+    const h = fs.open('/d/f', { create: true });
+    writeFully(h, [enc('abc')], 0);
+    const next = fs.kill();
+    const h2 = next.open('/d/f');
+    writeFully(h2, [enc('def')], 3);
+    h2.sync();
+    assert.equal(next.crashImage(DROP_ALL).exists('/d/f'), false, 'the entry is still unsynced');
+    next.syncDir('/d');
+    assert.equal(dec(next.crashImage(DROP_ALL).readFileBytes('/d/f')), 'abcdef');
+  });
+
+  test('a syncAsync of the dead process never makes its data durable', async () => {
+    const fs = freshFs();
+    const h = fs.open('/d/f', { create: true });
+    fs.syncDir('/d');
+    writeFully(h, [enc('data')], 0);
+    const p = h.syncAsync();
+    const next = fs.kill();
+    await assert.rejects(p, (err: unknown) => errnoCode(err) === 'EKILLED');
+    assert.equal(next.crashImage(DROP_ALL).readFileBytes('/d/f').byteLength, 0);
+  });
+
+  test('killAfter(n): the n-th mutation completes, then the process is dead; crash on a dead view throws', () => {
+    const fs = freshFs();
+    const base = fs.mutationCount;
+    fs.killAfter(base + 2);
+    const h = fs.open('/d/f', { create: true });
+    writeFully(h, [enc('one')], 0);
+    assert.equal(fs.killed, true);
+    throwsCode(() => h.sync(), 'EKILLED');
+    assert.throws(() => fs.crash(), /cut the power on its successor/);
+    const next = fs.successor();
+    assert.equal(dec(next.readFileBytes('/d/f')), 'one');
+    next.crashAfter(1, DROP_ALL);
+    next.mkdir('/e');
+    throwsCode(() => next.exists('/e'), 'ECRASH');
+    assert.equal(next.crashedImage().exists('/d/f'), false);
+    assert.throws(() => next.kill(), /power already failed/);
+    assert.throws(() => freshFs().successor(), /no kill happened/);
+    assert.throws(() => freshFs().killAfter(0), RangeError);
+  });
+});
+
+describe('SimulatedFileSystem: damage helpers', () => {
+  test('zeroPage and garblePage damage durable and current bytes of one page; pageCount', () => {
+    const fs = freshFs();
+    const data = new Uint8Array(2 * 4096 + 100).fill(5);
+    fs.writeFileBytes('/d/f', data);
+    assert.equal(fs.pageCount('/d/f'), 3);
+    fs.zeroPage('/d/f', 1);
+    fs.garblePage('/d/f', 2, 42);
+    for (const view of [fs, fs.crashImage(DROP_ALL)]) {
+      const bytes = view.readFileBytes('/d/f');
+      assert.equal(bytes.byteLength, data.byteLength);
+      assert.ok(bytes.subarray(0, 4096).every((b) => b === 5));
+      assert.ok(bytes.subarray(4096, 8192).every((b) => b === 0));
+      assert.ok(bytes.subarray(8192).every((b) => b !== 0) && !bytes.subarray(8192).every((b) => b === 5));
+    }
+    assert.throws(() => fs.zeroPage('/d/f', 3), RangeError);
+    assert.throws(() => fs.garblePage('/d/f', -1, 1), RangeError);
+    assert.throws(
+      () => fs.zeroPage('/d', 0),
+      (err: unknown) => errnoCode(err) === 'EISDIR',
+    );
   });
 });

@@ -70,7 +70,7 @@ for (const engine of engines) {
   });
 }
 
-test('MemoryKv crash model: synced batches survive, unsynced ones survive as an in-order prefix', async () => {
+test("MemoryKv crash model 'prefix': synced batches survive, unsynced ones survive as an in-order prefix", async () => {
   const kv = new MemoryKv();
   await kv.batch().put(k(0), v('synced')).write({ sync: true });
   for (let i = 1; i <= 5; i++)
@@ -80,7 +80,7 @@ test('MemoryKv crash model: synced batches survive, unsynced ones survive as an 
       .del(k(i - 1))
       .write({ sync: false });
   for (let seed = 0; seed < 30; seed++) {
-    const image = kv.crashImage(new Rng(seed));
+    const image = kv.crashImage(new Rng(seed), 'prefix');
     // A prefix of length p has keys p (present) and nothing below it except when p = 0.
     let present = 0;
     for (let i = 0; i <= 5; i++) if (image.get(k(i)) !== undefined) present++;

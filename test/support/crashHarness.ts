@@ -15,6 +15,12 @@
  *
  * Every failure message carries the scenario, seed, crash point and policy, and the exact replay
  * (CAIRN_SEED=<seed>), so any failing state reproduces.
+ *
+ * `runKillThenCrashSweep` is the two-process variant: a first process is killed (kill -9, the page
+ * cache survives) after a chosen mutation or after its workload completed, a second process opens
+ * the same disk and does more acknowledged work, then the power fails (at sampled points of the
+ * second process and after it completed), and the image is checked: whatever nobody ever fsynced,
+ * the dead process's creates and renames included, may be gone.
  */
 
 import { describe as describeError } from '../../src/lib/errors.ts';
@@ -24,7 +30,13 @@ import type {
   SimulatedFileSystem as SimFs,
   SimOp,
 } from '../../src/testing/simulatedFileSystem.ts';
-import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import {
+  PAGE_SUBSET,
+  PAGES_GARBLED,
+  PAGES_ZEROED,
+  PREFIX_ONLY,
+  SimulatedFileSystem,
+} from '../../src/testing/simulatedFileSystem.ts';
 
 export interface CrashContext {
   scenario: string;
@@ -36,6 +48,8 @@ export interface CrashContext {
   policy: string;
   /** Op and path of the crashing mutation, when known. */
   crashedAt?: string;
+  /** Kill-then-crash sweeps: mutation of the first process after which it was killed, or 'end'. */
+  killedAfter?: number | 'end';
 }
 
 export interface CrashScenario<S> {
@@ -70,7 +84,13 @@ export interface NamedPolicy {
 }
 
 export const POLICIES = {
+  /** The default model: page subsets, zeroed and garbled pages, torn prefixes, drop, keep. */
   random: { name: 'random', policy: {} },
+  /** The model before page subsets (drop / keep / torn prefix), for sweeps with an open finding. */
+  randomPrefix: { name: 'random-prefix', policy: PREFIX_ONLY },
+  pages: { name: 'pages', policy: PAGE_SUBSET },
+  pagesZeroed: { name: 'pages-zeroed', policy: PAGES_ZEROED },
+  pagesGarbled: { name: 'pages-garbled', policy: PAGES_GARBLED },
   dropAll: { name: 'drop-all', policy: { data: 'drop', dirOps: 'drop' } },
   keepAll: { name: 'keep-all', policy: { data: 'keep', dirOps: 'keep' } },
   torn: { name: 'torn', policy: { data: 'torn', garbleProbability: 0.5, dirOps: 'random' } },
@@ -180,13 +200,164 @@ export async function runCrashSweep<S>(
 
 export function describeContext(ctx: CrashContext): string {
   const at = ctx.crashedAt ? ` (${ctx.crashedAt})` : '';
+  const kill =
+    ctx.killedAfter === undefined ? '' : `first process killed after mutation ${ctx.killedAfter}, then `;
   return (
-    `[${ctx.scenario}] crash after mutation ${ctx.point}/${ctx.mutations}${at}, policy ${ctx.policy}; ` +
+    `[${ctx.scenario}] ${kill}crash after mutation ${ctx.point}/${ctx.mutations}${at}, policy ${ctx.policy}; ` +
     `replay: CAIRN_SEED=${ctx.seed}`
   );
 }
 
-async function runOrExplain<S>(scenario: CrashScenario<S>, fs: SimFs, state: S, what: string): Promise<void> {
+export interface KillThenCrashScenario<S> {
+  name: string;
+  /** Fresh workload-side state, shared by both processes (what was written, what was acknowledged). */
+  start(seed: number): S;
+  /**
+   * The first process. Deterministic for a seed; must stop (throw or return) once its file system
+   * view is killed (every call throws EKILLED). It never closes what it opened if it is killed.
+   */
+  first(fs: SimFs, state: S): Promise<void>;
+  /**
+   * The second process: opens what the killed one left on the same disk (its page cache included)
+   * and does more acknowledged work. Must stop once the power fails (ECRASH).
+   */
+  second(fs: SimFs, state: S): Promise<void>;
+  /** Recovers from the power-loss image and asserts the invariants; throw to fail. */
+  check(image: SimFs, state: S, ctx: CrashContext): Promise<void> | void;
+}
+
+export interface KillThenCrashOptions {
+  seed: number;
+  /** Where the first process is killed; after its completed workload is always added. */
+  killPoints: CrashPoints;
+  /** Power-loss points sampled in each second process, besides after it completed (default 2). */
+  crashPointsPerKill?: number;
+  /** Images per power-loss point, one per policy (default: random). */
+  policies?: readonly NamedPolicy[];
+}
+
+/** Workload → kill -9 → reopen → more acknowledged work → power loss → check. */
+export async function runKillThenCrashSweep<S>(
+  scenario: KillThenCrashScenario<S>,
+  options: KillThenCrashOptions,
+): Promise<SweepResult> {
+  const { seed } = options;
+  const policies = options.policies ?? [POLICIES.random];
+  if (policies.length === 0) throw new RangeError('runKillThenCrashSweep needs at least one policy');
+
+  const probe = new SimulatedFileSystem({ seed, traceMutations: true });
+  await runOrExplain(
+    { name: scenario.name, run: (fs, st) => scenario.first(fs, st) },
+    probe,
+    scenario.start(seed),
+    `probe run of the first process (seed ${seed})`,
+  );
+  const mutations = probe.mutationCount;
+  const killPoints: (number | 'end')[] = [
+    ...choosePoints(options.killPoints, probe.mutationTrace, mutations, seed),
+    'end',
+  ];
+  const rng = new Rng(seed ^ 0x4b111);
+  let crashStates = 0;
+
+  /** Runs the first process up to its kill; returns the second process's view. */
+  const untilKilled = async (killedAfter: number | 'end'): Promise<{ fs: SimFs; state: S }> => {
+    const fs = new SimulatedFileSystem({ seed });
+    const state = scenario.start(seed);
+    if (killedAfter !== 'end') fs.killAfter(killedAfter);
+    try {
+      await scenario.first(fs, state);
+    } catch (err) {
+      if (!fs.killed) {
+        throw new Error(
+          `${scenario.name}: first process failed before kill point ${killedAfter} without a kill ` +
+            `(replay: CAIRN_SEED=${seed}): ${describeError(err)}`,
+          { cause: err },
+        );
+      }
+    }
+    if (killedAfter === 'end') fs.kill();
+    if (!fs.killed) {
+      throw new Error(
+        `${scenario.name}: the first process never reached mutation ${killedAfter} of ${mutations}: ` +
+          `the workload is not deterministic for seed ${seed}`,
+      );
+    }
+    return { fs: fs.successor(), state };
+  };
+
+  for (const killedAfter of killPoints) {
+    // Second process to completion: its length, and the power cut after it completed.
+    const done = await untilKilled(killedAfter);
+    try {
+      await scenario.second(done.fs, done.state);
+    } catch (err) {
+      throw new Error(
+        `${scenario.name}: second process failed after the first was killed after mutation ` +
+          `${killedAfter} (replay: CAIRN_SEED=${seed}): ${describeError(err)}`,
+        { cause: err },
+      );
+    }
+    const secondMutations = done.fs.mutationCount;
+    for (const named of policies) {
+      const ctx: CrashContext = {
+        scenario: scenario.name,
+        seed,
+        point: 'end',
+        mutations: secondMutations,
+        policy: named.name,
+        killedAfter,
+      };
+      await checkOrExplain(scenario, done.fs.crashImage(named.policy), done.state, ctx);
+      crashStates++;
+    }
+    // Power cuts inside the second process.
+    const count = Math.min(options.crashPointsPerKill ?? 2, secondMutations);
+    const all = Array.from({ length: secondMutations }, (_, i) => i + 1);
+    for (const point of sampleWithoutReplacement(all, count, rng).sort((a, b) => a - b)) {
+      const { fs, state } = await untilKilled(killedAfter);
+      fs.crashAfter(point, policies[0]!.policy);
+      try {
+        await scenario.second(fs, state);
+      } catch (err) {
+        if (!fs.crashed) {
+          throw new Error(
+            `${scenario.name}: second process failed before crash point ${point} without a crash ` +
+              `(first killed after ${killedAfter}; replay: CAIRN_SEED=${seed}): ${describeError(err)}`,
+            { cause: err },
+          );
+        }
+      }
+      if (!fs.crashed) {
+        throw new Error(
+          `${scenario.name}: the second process never reached mutation ${point}: not deterministic for seed ${seed}`,
+        );
+      }
+      for (let i = 0; i < policies.length; i++) {
+        const named = policies[i]!;
+        const image = i === 0 ? fs.crashedImage() : fs.crashImage(named.policy);
+        const ctx: CrashContext = {
+          scenario: scenario.name,
+          seed,
+          point,
+          mutations: secondMutations,
+          policy: named.name,
+          killedAfter,
+        };
+        await checkOrExplain(scenario, image, state, ctx);
+        crashStates++;
+      }
+    }
+  }
+  return { scenario: scenario.name, seed, mutations, points: killPoints.length, crashStates };
+}
+
+async function runOrExplain<S>(
+  scenario: Pick<CrashScenario<S>, 'name' | 'run'>,
+  fs: SimFs,
+  state: S,
+  what: string,
+): Promise<void> {
   try {
     await scenario.run(fs, state);
   } catch (err) {
@@ -194,7 +365,12 @@ async function runOrExplain<S>(scenario: CrashScenario<S>, fs: SimFs, state: S, 
   }
 }
 
-async function checkOrExplain<S>(scenario: CrashScenario<S>, image: SimFs, state: S, ctx: CrashContext) {
+async function checkOrExplain<S>(
+  scenario: Pick<CrashScenario<S>, 'check'>,
+  image: SimFs,
+  state: S,
+  ctx: CrashContext,
+) {
   try {
     await scenario.check(image, state, ctx);
   } catch (err) {
@@ -240,6 +416,14 @@ function sampleWithoutReplacement<T>(items: readonly T[], count: number, rng: Rn
 export function isCrashError(err: unknown): boolean {
   for (let e: unknown = err; e !== undefined && e !== null; e = (e as { cause?: unknown }).cause) {
     if ((e as { code?: unknown }).code === 'ECRASH') return true;
+  }
+  return false;
+}
+
+/** True if `err` (or any error in its cause chain) is the simulated kill of this process. */
+export function isKillError(err: unknown): boolean {
+  for (let e: unknown = err; e !== undefined && e !== null; e = (e as { cause?: unknown }).cause) {
+    if ((e as { code?: unknown }).code === 'EKILLED') return true;
   }
   return false;
 }

@@ -31,6 +31,8 @@ export interface WalWorkloadSpec {
   maxPayloadBytes: number;
   syncOffThread: boolean;
   preallocate: boolean;
+  /** When the spare segment is prepared (preallocated logs; production runs 'always-ready'). */
+  spareSegment?: 'at-half-full' | 'always-ready';
   initialIndex?: number;
   /** Step mix (probabilities of the rarer operations; the rest is appends and syncs). */
   truncateFrontP: number;
@@ -132,6 +134,20 @@ export class WalOracle {
     this.next = n;
   }
 
+  /**
+   * A new process recovered `summary` after the previous one was killed, and continues from it. The
+   * dead process's outstanding syncs never resolve; the versions admissible before stay admissible
+   * (a power cut may still undo what nobody fsynced, a back truncation included).
+   */
+  reopenedAfterKill(summary: RecoveredSummary): void {
+    this.outstanding.clear();
+    const version = new Map<number, Uint8Array>();
+    for (const [k, record] of summary.records.entries()) version.set(summary.first + k, record);
+    this.versions.push(version);
+    this.first = summary.first;
+    this.next = summary.next;
+  }
+
   payloadAt(index: number): Uint8Array | undefined {
     return this.current.get(index);
   }
@@ -215,11 +231,12 @@ export function walOptions(fs: SimulatedFileSystem, spec: WalWorkloadSpec): WalO
     segmentBytes: spec.segmentBytes,
     syncOffThread: spec.syncOffThread,
     preallocate: spec.preallocate,
+    ...(spec.spareSegment !== undefined ? { spareSegment: spec.spareSegment } : {}),
     initialIndex: spec.initialIndex ?? 0,
   };
 }
 
-function randomPayload(rng: Rng, spec: WalWorkloadSpec, index: number): Uint8Array {
+export function randomPayload(rng: Rng, spec: WalWorkloadSpec, index: number): Uint8Array {
   const r = rng.next();
   const size =
     r < 0.05
