@@ -312,7 +312,6 @@ export function openAbFile(
   const b = readSlot(fs, files.b, maxPayloadBytes);
   const { winner, result } = chooseSlot(files, a, b);
   if (!options.readOnly) {
-    let created = false;
     for (const file of [files.a, files.b]) {
       if (fs.exists(file)) continue;
       try {
@@ -320,10 +319,11 @@ export function openAbFile(
       } catch (err) {
         throw ioFatal(`creating A/B slot ${file}`, err, { file });
       }
-      created = true;
     }
     try {
-      if (created) fs.syncDir(dir);
+      // Unconditionally: slots a killed process created (or renamed) may exist only in the page
+      // cache, and a power cut after this process acknowledged a write would remove them.
+      fs.syncDir(dir);
     } catch (err) {
       throw ioFatal(`fsync of directory ${dir}`, err, { file: dir });
     }
