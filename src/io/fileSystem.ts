@@ -14,6 +14,8 @@
  *  - Errors are thrown as Node-style errors carrying an errno `code` (ENOENT, EIO, ENOSPC, ...).
  *  - Paths are plain strings; implementations treat them with node:path semantics.
  */
+import { ioFatal } from '../lib/errors.ts';
+
 export interface FileHandle {
   readonly path: string;
   /** pread: reads up to `length` bytes at `position` into `buf[bufOffset..]`; returns bytes read (short at EOF). */
@@ -144,10 +146,14 @@ export function readWholeFile(fs: FileSystem, path: string): Uint8Array {
  * process acknowledged. Returns true if anything was created.
  */
 export function mkdirDurable(fs: FileSystem, path: string, pathApi: { dirname(p: string): string }): boolean {
-  const created = !fs.exists(path);
-  if (created) fs.mkdir(path);
-  syncDirChain(fs, path, pathApi);
-  return created;
+  try {
+    const created = !fs.exists(path);
+    if (created) fs.mkdir(path);
+    syncDirChain(fs, path, pathApi);
+    return created;
+  } catch (err) {
+    throw ioFatal(`making directory ${path} durable`, err, { file: path });
+  }
 }
 
 /** fsync of `dir` and of each of its ancestors, deepest first. */
