@@ -122,7 +122,11 @@ export class Wal implements WriteAheadLog {
     this.meta = recovered.meta;
     this.first = recovered.firstIndex;
     this.next = recovered.nextIndex;
-    this.durable = recovered.nextIndex;
+    // A writable open fsynced everything it recovered. A read-only one changed nothing: only the
+    // durable marker vouches for records (the rest may sit in the page cache of a killed writer).
+    this.durable = resolved.readOnly
+      ? Math.min(recovered.nextIndex, Math.max(recovered.firstIndex, recovered.durableNext))
+      : recovered.nextIndex;
     this.writtenNext = recovered.nextIndex;
     this.persistedDurableNext = recovered.meta.state?.durableNext ?? 0;
     this.table = new SegmentTable(this.fs, recovered.segments);
