@@ -418,14 +418,23 @@ export class Wal implements WriteAheadLog {
         this.fs.unlink(seg.file);
         this.fs.syncDir(this.dir);
       }
-      if (this.tailHandle === undefined) {
+      // A reset called meanwhile may already have replaced the table: then the holder is no longer
+      // the tail, and is cut through a handle of its own (the reset deletes it afterwards).
+      const stillTail = this.table.isTail(holder);
+      let handle = stillTail ? this.tailHandle : undefined;
+      if (handle === undefined) {
         this.table.dropReadHandle(holder.file);
-        this.tailHandle = this.fs.open(holder.file);
+        handle = this.fs.open(holder.file);
+        if (stillTail) this.tailHandle = handle;
       }
-      // Physically remove the bytes: with preallocated zeros a stale frame past the cut would
-      // otherwise pass its checksum after a crash and come back as the same index.
-      this.tailHandle.truncate(cut);
-      this.tailHandle.sync();
+      try {
+        // Physically remove the bytes: with preallocated zeros a stale frame past the cut would
+        // otherwise pass its checksum after a crash and come back as the same index.
+        handle.truncate(cut);
+        handle.sync();
+      } finally {
+        if (!stillTail) handle.close();
+      }
       if (epoch === this.epoch && this.durability.mode !== 'none' && this.durable < newNext) {
         this.durable = newNext;
       }
