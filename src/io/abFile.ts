@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { invariant } from '../lib/assert.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
 import { CairnError, errnoCode, FatalLatch, ioFatal } from '../lib/errors.ts';
@@ -26,6 +27,18 @@ export interface AbOpenOptions {
   maxPayloadBytes?: number;
   /** Do not create slot files; `write` fails. For inspection tools. */
   readOnly?: boolean;
+  /**
+   * Checks a payload whose checksum holds (e.g. decodes it); returns a reason to reject it or
+   * undefined. A rejected slot is treated as damaged, so the other slot's image is used instead of
+   * failing on a winner that cannot be decoded.
+   */
+  validate?: (payload: Uint8Array) => string | undefined;
+  /**
+   * Write every image to both slots (two fsyncs per write), so that a single damaged slot always
+   * falls back to the same state, never to the previous one. Default false: only the very first
+   * image goes to both slots.
+   */
+  mirror?: boolean;
 }
 
 type SlotName = 'a' | 'b';
@@ -98,6 +111,13 @@ function readSlot(fs: FileSystem, file: string, maxPayloadBytes: number): SlotSt
   } finally {
     handle?.close();
   }
+}
+
+/** A slot whose checksum holds but whose payload the owner rejects counts as damaged. */
+function validated(slot: SlotState, validate: AbOpenOptions['validate']): SlotState {
+  if (slot.kind !== 'valid' || validate === undefined) return slot;
+  const problem = validate(slot.payload);
+  return problem === undefined ? slot : { kind: 'corrupt', reason: `payload rejected: ${problem}` };
 }
 
 /** Applies the load rules to the two slot states; exported for the rule-table tests. */
@@ -178,6 +198,7 @@ class AbFile implements AbSnapshotFile {
     loaded: { winner: SlotName | undefined; seq: number },
     private readonly maxPayloadBytes: number,
     private readonly readOnly: boolean,
+    private readonly mirror: boolean,
   ) {
     this.currentSeq = loaded.seq;
     this.winner = loaded.winner;
@@ -188,38 +209,54 @@ class AbFile implements AbSnapshotFile {
   }
 
   write(payload: Uint8Array): void {
-    const pending = this.writeImage(payload);
-    try {
-      pending.handle.sync();
-    } catch (err) {
-      throw this.fsyncFailed(pending.file, err);
-    } finally {
-      pending.handle.close();
+    const copy = this.needsCopy();
+    for (const kind of copy ? (['primary', 'copy'] as const) : (['primary'] as const)) {
+      const pending = this.writeImage(payload, kind);
+      try {
+        pending.handle.sync();
+      } catch (err) {
+        throw this.fsyncFailed(pending.file, err);
+      } finally {
+        pending.handle.close();
+      }
+      if (kind === 'primary') this.commit(pending);
     }
-    this.commit(pending);
   }
 
   async writeAsync(payload: Uint8Array): Promise<void> {
-    // Throws (so the promise rejects) before anything is marked in flight.
-    const pending = this.writeImage(payload);
-    this.syncInFlight = true;
-    try {
-      await pending.handle.syncAsync();
-    } catch (err) {
-      throw this.fsyncFailed(pending.file, err);
-    } finally {
-      this.syncInFlight = false;
-      pending.handle.close();
+    const copy = this.needsCopy();
+    for (const kind of copy ? (['primary', 'copy'] as const) : (['primary'] as const)) {
+      // Throws (so the promise rejects) before anything is marked in flight.
+      const pending = this.writeImage(payload, kind);
+      this.syncInFlight = true;
+      try {
+        await pending.handle.syncAsync();
+      } catch (err) {
+        throw this.fsyncFailed(pending.file, err);
+      } finally {
+        this.syncInFlight = false;
+        pending.handle.close();
+      }
+      if (kind === 'primary') this.commit(pending);
     }
-    this.commit(pending);
   }
 
   /**
-   * The part shared by `write` and `writeAsync`: checks the call, then writes the image for seq + 1
-   * into the slot that does not hold the winner and cuts the slot to the image's length. Returns the
-   * still-open handle; the caller fsyncs it and then calls `commit`. Nothing is durable yet.
+   * Whether a write also puts a copy of its image (same seq, same payload) into the other slot once
+   * the image is durable: always when mirroring, and for the very first image, so that damage to a
+   * single slot can never turn a written file into "never written" (which loads as empty).
    */
-  private writeImage(payload: Uint8Array): PendingWrite {
+  private needsCopy(): boolean {
+    return this.mirror || this.winner === undefined;
+  }
+
+  /**
+   * The part shared by `write` and `writeAsync`: checks the call, then writes the image (seq + 1 for
+   * a primary, the winner's seq for a copy) into the slot that does not hold the winner and cuts the
+   * slot to the image's length. Returns the still-open handle; the caller fsyncs it and then (for a
+   * primary) calls `commit`. Nothing is durable yet.
+   */
+  private writeImage(payload: Uint8Array, kind: 'primary' | 'copy'): PendingWrite {
     this.latch.check();
     if (this.closed) throw new CairnError('CLOSED', `A/B file ${this.files.a} is closed`);
     if (this.readOnly)
@@ -243,7 +280,9 @@ class AbFile implements AbSnapshotFile {
         { details: { file, bytes: payload.byteLength, maxBytes: this.maxPayloadBytes } },
       );
     }
-    const seq = this.currentSeq + 1;
+    // A copy repeats the winner's image (written by the primary step just before) in the other slot.
+    const seq = kind === 'primary' ? this.currentSeq + 1 : this.currentSeq;
+    if (kind === 'copy') invariant(this.winner !== undefined && seq >= 1, 'a copy follows a committed image');
     const image = encodeSlotImage(seq, payload);
     const handle = this.openSlot(file);
     try {
@@ -273,6 +312,8 @@ class AbFile implements AbSnapshotFile {
 
   /** Called only once the fsync covering `pending` returned: the new image is the winner. */
   private commit(pending: PendingWrite): void {
+    invariant(pending.seq === this.currentSeq + 1, 'A/B sequence numbers advance by one per image');
+    invariant(pending.target !== this.winner, 'an A/B write never overwrites the current winner');
     this.currentSeq = pending.seq;
     this.winner = pending.target;
   }
@@ -308,11 +349,10 @@ export function openAbFile(
 ): OpenedAbFile {
   const maxPayloadBytes = options.maxPayloadBytes ?? AB_DEFAULT_MAX_PAYLOAD_BYTES;
   const files: Record<SlotName, string> = { a: path.join(dir, `${name}.a`), b: path.join(dir, `${name}.b`) };
-  const a = readSlot(fs, files.a, maxPayloadBytes);
-  const b = readSlot(fs, files.b, maxPayloadBytes);
+  const a = validated(readSlot(fs, files.a, maxPayloadBytes), options.validate);
+  const b = validated(readSlot(fs, files.b, maxPayloadBytes), options.validate);
   const { winner, result } = chooseSlot(files, a, b);
   if (!options.readOnly) {
-    let created = false;
     for (const file of [files.a, files.b]) {
       if (fs.exists(file)) continue;
       try {
@@ -320,10 +360,11 @@ export function openAbFile(
       } catch (err) {
         throw ioFatal(`creating A/B slot ${file}`, err, { file });
       }
-      created = true;
     }
     try {
-      if (created) fs.syncDir(dir);
+      // Unconditionally: slots a killed process created (or renamed) may exist only in the page
+      // cache, and a power cut after this process acknowledged a write would remove them.
+      fs.syncDir(dir);
     } catch (err) {
       throw ioFatal(`fsync of directory ${dir}`, err, { file: dir });
     }
@@ -344,7 +385,14 @@ export function openAbFile(
     }
   }
   return {
-    file: new AbFile(fs, files, { winner, seq: result.seq }, maxPayloadBytes, options.readOnly ?? false),
+    file: new AbFile(
+      fs,
+      files,
+      { winner, seq: result.seq },
+      maxPayloadBytes,
+      options.readOnly ?? false,
+      options.mirror ?? false,
+    ),
     loaded: result,
   };
 }

@@ -14,6 +14,8 @@
  *  - Errors are thrown as Node-style errors carrying an errno `code` (ENOENT, EIO, ENOSPC, ...).
  *  - Paths are plain strings; implementations treat them with node:path semantics.
  */
+import { ioFatal } from '../lib/errors.ts';
+
 export interface FileHandle {
   readonly path: string;
   /** pread: reads up to `length` bytes at `position` into `buf[bufOffset..]`; returns bytes read (short at EOF). */
@@ -137,20 +139,30 @@ export function readWholeFile(fs: FileSystem, path: string): Uint8Array {
 }
 
 /**
- * Creates `path` (and missing parents) and makes every new directory entry durable by fsyncing
- * each parent whose contents changed. Returns true if anything was created.
+ * Creates `path` (and missing parents) if needed, then makes the directory durable: fsyncs it (so
+ * the entries inside it are durable) and every ancestor up to the root (so the chain of entries
+ * leading to it is). Unconditionally: a process killed before its directory fsyncs leaves entries
+ * that only the page cache holds, and a later power cut would remove them under records the next
+ * process acknowledged. Returns true if anything was created.
  */
 export function mkdirDurable(fs: FileSystem, path: string, pathApi: { dirname(p: string): string }): boolean {
-  const missing: string[] = [];
-  let cursor = path;
-  while (!fs.exists(cursor)) {
-    missing.push(cursor);
+  try {
+    const created = !fs.exists(path);
+    if (created) fs.mkdir(path);
+    syncDirChain(fs, path, pathApi);
+    return created;
+  } catch (err) {
+    throw ioFatal(`making directory ${path} durable`, err, { file: path });
+  }
+}
+
+/** fsync of `dir` and of each of its ancestors, deepest first. */
+export function syncDirChain(fs: FileSystem, dir: string, pathApi: { dirname(p: string): string }): void {
+  let cursor = dir;
+  for (;;) {
+    fs.syncDir(cursor);
     const parent = pathApi.dirname(cursor);
-    if (parent === cursor) break;
+    if (parent === cursor) return;
     cursor = parent;
   }
-  if (missing.length === 0) return false;
-  fs.mkdir(path);
-  for (const dir of missing) fs.syncDir(pathApi.dirname(dir));
-  return true;
 }

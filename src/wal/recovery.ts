@@ -1,8 +1,9 @@
 import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { mkdirDurable, readAt } from '../io/fileSystem.ts';
+import { invariant } from '../lib/assert.ts';
 import { CairnError, errnoCode, ioFatal } from '../lib/errors.ts';
-import { openWalMeta, type WalMeta } from './meta.ts';
+import { type MetaState, openWalMeta, type WalMeta } from './meta.ts';
 import {
   createSegmentFileAsync,
   decodeSegmentHeader,
@@ -13,22 +14,10 @@ import {
   scanSegment,
   segmentFileName,
 } from './segmentFile.ts';
+import { type SegmentState, segmentNextIndex } from './segmentTable.ts';
 import { SPARE_SEGMENT_NAME } from './spareSegment.ts';
 
-/** What the log knows about one segment file after recovery. */
-export interface SegmentState {
-  /** Full path. */
-  file: string;
-  firstIndex: number;
-  /** Byte offset of each record's frame: offsets[i] holds record firstIndex + i. */
-  offsets: number[];
-  /** Offset just after the last frame (where the next frame goes in the tail). */
-  endOffset: number;
-}
-
-export function segmentNextIndex(seg: SegmentState): number {
-  return seg.firstIndex + seg.offsets.length;
-}
+export { type SegmentState, segmentNextIndex } from './segmentTable.ts';
 
 export interface TornTail {
   file: string;
@@ -44,6 +33,12 @@ export interface RecoveredLog {
   nextIndex: number;
   /** A torn tail found at open: repaired unless read-only. */
   tornTail: TornTail | undefined;
+  /** Records below this are known durable (the meta's durable marker, or what recovery synced). */
+  durableNext: number;
+  /** The log was closed cleanly and nothing was written since (its clean marker checked out). */
+  cleanOpen: boolean;
+  /** A fully zeroed, fsynced spare kept by a clean close, for the log to adopt. */
+  keptSpare: string | undefined;
 }
 
 export interface RecoveryOptions {
@@ -95,9 +90,14 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
   const { fs, dir, readOnly, warn } = options;
   const listed = listSegments(fs, dir).map((s) => ({ ...s, file: path.join(dir, s.name) }));
   const toDelete: string[] = [];
-  // 0. A spare segment left by a crash or a close: its unsynced bytes may be anything. Never data.
+  const state: MetaState | undefined = meta.state;
+  // Records [firstIndex, durableNext) were acknowledged; a marker at or below the first index
+  // (a reset, a fresh log) requires nothing.
+  const durableFloor = state !== undefined && state.durableNext > state.firstIndex ? state.durableNext : 0;
+  // 0. A spare segment left by a crash: its unsynced bytes may be anything. Never data. One kept by
+  //    a clean close (zeros, fsynced) is adopted if the clean marker checks out (decided below).
   const spare = path.join(dir, SPARE_SEGMENT_NAME);
-  if (!readOnly && fs.exists(spare)) toDelete.push(spare);
+  const spareExists = !readOnly && fs.exists(spare);
 
   // 1. A last segment whose header never became durable is an interrupted creation, not corruption:
   //    creation writes and syncs the header before any record goes in, so nothing else is lost.
@@ -125,6 +125,7 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
   // 3. Scan what remains; only the last segment may end in a torn frame.
   const segments: SegmentState[] = [];
   let tornTail: TornTail | undefined;
+  let cleanOpen = false;
   for (let i = 0; i < listed.length; i++) {
     const entry = listed[i]!;
     const isLast = i === listed.length - 1;
@@ -150,9 +151,19 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         );
       }
     }
+    const segNext = entry.firstIndex + scanned.offsets.length;
     if (scanned.defect) {
       if (!isLast) throw corrupt(entry.file, scanned.defect.offset, scanned.defect.reason);
-      const damagedIndex = entry.firstIndex + scanned.offsets.length;
+      const damagedIndex = segNext;
+      if (damagedIndex < durableFloor) {
+        throw corrupt(
+          entry.file,
+          scanned.defect.offset,
+          `${scanned.defect.reason} in record ${damagedIndex}, below the durable marker ${durableFloor}: ` +
+            'damage to acknowledged data, not a torn write',
+          { index: damagedIndex, durableNext: durableFloor },
+        );
+      }
       const later = withHandle(fs, entry.file, (h) =>
         findIntactFrameAfter(h, scanned.defect!.offset, damagedIndex, scanned.fileBytes),
       );
@@ -166,15 +177,46 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         );
       }
       tornTail = { file: entry.file, offset: scanned.defect.offset, reason: scanned.defect.reason };
-    } else if (isLast && scanned.fileBytes > scanned.endOffset) {
-      // Bytes past the end of data can only come from a write that was not synced (page writes can
-      // land out of order). Erase them, or a stale frame could reappear after later appends.
-      if (withHandle(fs, entry.file, (h) => hasNonZeroBytes(h, scanned.endOffset, scanned.fileBytes))) {
-        tornTail = {
-          file: entry.file,
-          offset: scanned.endOffset,
-          reason: 'non-zero bytes after the end of data',
-        };
+    } else if (isLast) {
+      if (segNext < durableFloor) {
+        // Data ends (zeros, or the end of the file) before records known to be durable.
+        throw corrupt(
+          entry.file,
+          scanned.endOffset,
+          `data ends before record ${segNext}, below the durable marker ${durableFloor}: ` +
+            `acknowledged records ${segNext}..${durableFloor - 1} are missing or zeroed`,
+          { index: segNext, durableNext: durableFloor },
+        );
+      }
+      // A clean close recorded where the data ended; if the log still ends exactly there, nothing
+      // was written since (a writable open clears the marker before its first write), so the
+      // preallocated zeros after it need not be read.
+      cleanOpen =
+        state?.clean !== undefined &&
+        state.clean.tailEndOffset === scanned.endOffset &&
+        segNext === state.durableNext;
+      if (!cleanOpen && scanned.fileBytes > scanned.endOffset) {
+        // Bytes past the end of data come from writes that were not synced (page writes land out of
+        // order), or from damage that zeroed a frame header in front of records that are still
+        // there. An intact frame after the end is the second: loud. Otherwise erase the bytes, or
+        // a stale frame could reappear after later appends.
+        const from = scanned.endOffset;
+        const damage = withHandle(fs, entry.file, (h) =>
+          hasNonZeroBytes(h, from, scanned.fileBytes)
+            ? { later: findIntactFrameAfter(h, from - 1, segNext - 1, scanned.fileBytes) }
+            : undefined,
+        );
+        if (damage?.later) {
+          throw corrupt(
+            entry.file,
+            from,
+            `data ends at record ${segNext} (a zeroed frame header), but record ${damage.later.index} at offset ` +
+              `${damage.later.offset} after it is intact: damaged data, not the end of the log`,
+            { index: segNext },
+          );
+        }
+        if (damage)
+          tornTail = { file: entry.file, offset: from, reason: 'non-zero bytes after the end of data' };
       }
     }
     segments.push({
@@ -206,9 +248,26 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
   const tail = segments.at(-1);
   let nextIndex = tail ? segmentNextIndex(tail) : firstIndex;
 
+  const keepSpare =
+    spareExists &&
+    cleanOpen &&
+    state?.clean?.spareKept === true &&
+    options.preallocate &&
+    fileSize(fs, spare) === options.segmentBytes;
+  if (spareExists && !keepSpare) toDelete.push(spare);
+
   if (readOnly) {
     if (nextIndex < firstIndex) nextIndex = firstIndex;
-    return { meta, segments, firstIndex, nextIndex, tornTail };
+    return {
+      meta,
+      segments,
+      firstIndex,
+      nextIndex,
+      tornTail,
+      durableNext: Math.max(durableFloor, firstIndex),
+      cleanOpen,
+      keptSpare: undefined,
+    };
   }
 
   // 4. Repairs, each safe at any crash point: the durable first index already covers them.
@@ -229,7 +288,8 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         options.preallocate ? options.segmentBytes : 0,
       );
       created.close();
-      if (durableFirst === undefined) meta.write(firstIndex);
+      if (durableFirst === undefined)
+        await meta.writeAsync({ firstIndex, durableNext: firstIndex, clean: undefined });
       if (segments.length > 0) {
         for (const s of segments) unlinkIfPresent(fs, s.file);
         fs.syncDir(dir);
@@ -259,7 +319,26 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
     if (err instanceof CairnError) throw err;
     throw ioFatal(`repairing WAL ${dir}`, err, { file: dir });
   }
-  return { meta, segments, firstIndex, nextIndex, tornTail };
+  invariant(nextIndex >= firstIndex, 'recovery yields a log range [first, next)');
+  invariant(nextIndex >= durableFloor || firstIndex > durableFloor, 'recovery keeps every durable record');
+  return {
+    meta,
+    segments,
+    firstIndex,
+    nextIndex,
+    tornTail,
+    durableNext: nextIndex,
+    cleanOpen: cleanOpen && tornTail === undefined,
+    keptSpare: keepSpare ? spare : undefined,
+  };
+}
+
+function fileSize(fs: FileSystem, file: string): number {
+  try {
+    return fs.stat(file).size;
+  } catch {
+    return -1;
+  }
 }
 
 function scanOne(

@@ -176,6 +176,22 @@ export interface SegmentScan {
 }
 
 const SCAN_CHUNK_BYTES = 1 << 20;
+/**
+ * First read of a scan: a log holding little data in a big preallocated segment costs a small read,
+ * not a 1 MiB one; each further read doubles, up to SCAN_CHUNK_BYTES.
+ */
+const SCAN_FIRST_CHUNK_BYTES = 64 * 1024;
+const ZERO_CHUNK = Buffer.alloc(SCAN_CHUNK_BYTES);
+
+/** True if every byte of `bytes` is zero (a native compare, not a byte loop in JS). */
+export function isAllZero(bytes: Uint8Array): boolean {
+  for (let at = 0; at < bytes.byteLength; at += SCAN_CHUNK_BYTES) {
+    const n = Math.min(SCAN_CHUNK_BYTES, bytes.byteLength - at);
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset + at, n);
+    if (view.compare(ZERO_CHUNK, 0, n) !== 0) return false;
+  }
+  return true;
+}
 
 /**
  * Reads frames from the segment's data region in large sequential chunks and checks each one:
@@ -186,10 +202,12 @@ export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: n
   const offsets: number[] = [];
   let buf: Uint8Array = new Uint8Array(0);
   let bufStart = 0;
+  let chunkBytes = SCAN_FIRST_CHUNK_BYTES;
   const ensure = (offset: number, length: number): boolean => {
     if (offset + length > fileBytes) return false;
     if (offset >= bufStart && offset + length <= bufStart + buf.byteLength) return true;
-    const want = Math.min(Math.max(length, SCAN_CHUNK_BYTES), fileBytes - offset);
+    const want = Math.min(Math.max(length, chunkBytes), fileBytes - offset);
+    chunkBytes = Math.min(SCAN_CHUNK_BYTES, chunkBytes * 2);
     buf = readAt(handle, offset, want);
     bufStart = offset;
     return buf.byteLength >= length;
@@ -203,7 +221,7 @@ export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: n
       // Fewer than a header's worth of bytes left: zeros are the unused end of a full
       // preallocated segment; anything else is a header torn by the end of the file.
       const rest = readAt(handle, offset, fileBytes - offset);
-      if (rest.every((b) => b === 0)) return { offsets, endOffset: offset, defect: undefined };
+      if (isAllZero(rest)) return { offsets, endOffset: offset, defect: undefined };
       return {
         offsets,
         endOffset: offset,
@@ -283,6 +301,10 @@ function lastNonZeroEnd(handle: FileHandle, from: number, to: number): number {
   for (let chunkEnd = to; chunkEnd > from; ) {
     const chunkStart = Math.max(from, chunkEnd - SCAN_CHUNK_BYTES);
     const chunk = readAt(handle, chunkStart, chunkEnd - chunkStart);
+    if (isAllZero(chunk)) {
+      chunkEnd = chunkStart;
+      continue;
+    }
     for (let i = chunk.byteLength - 1; i >= 0; i--) if (chunk[i] !== 0) return chunkStart + i + 1;
     chunkEnd = chunkStart;
   }
@@ -293,7 +315,7 @@ function lastNonZeroEnd(handle: FileHandle, from: number, to: number): number {
 export function hasNonZeroBytes(handle: FileHandle, from: number, to: number): boolean {
   for (let pos = from; pos < to; pos += SCAN_CHUNK_BYTES) {
     const chunk = readAt(handle, pos, Math.min(SCAN_CHUNK_BYTES, to - pos));
-    if (chunk.some((b) => b !== 0)) return true;
+    if (!isAllZero(chunk)) return true;
     if (chunk.byteLength === 0) break;
   }
   return false;

@@ -16,7 +16,8 @@ const PACED_SLICE_BYTES = 256 * 1024;
 /**
  * Name of the spare segment: a preallocated, fsynced file of zeros waiting to become the next
  * segment. It does not match the segment name pattern, so recovery never reads it as log data;
- * a leftover (crash, close) is deleted at open, because its unsynced bytes cannot be trusted.
+ * a leftover of a crash is deleted at open, because its unsynced bytes cannot be trusted. One kept by
+ * a clean close (recorded in the WAL meta) is adopted by the next open.
  */
 export const SPARE_SEGMENT_NAME = 'next-segment.spare';
 
@@ -113,21 +114,38 @@ export class SpareSegment {
   }
 
   /**
-   * Stops any preparation and removes the spare file; failures go to `onFailure` like any other.
-   * (The unlink need not be durable: open deletes a leftover spare.)
+   * Takes over a spare kept by a clean close (recovery checked the clean marker and the size): its
+   * zeros were fsynced before it was ever reported ready, so it is ready at once.
    */
-  async dispose(): Promise<void> {
+  adopt(): void {
+    if (this.disposed || this.handle !== undefined || this.preparing !== undefined) return;
+    try {
+      this.handle = this.fs.open(this.file);
+    } catch (err) {
+      this.onFailure(ioFatal(`opening kept spare segment ${this.file}`, err, { file: this.file }));
+    }
+  }
+
+  /**
+   * Stops any preparation. A ready spare is kept on disk when `keep` (a clean close records it, and
+   * the next open adopts it instead of writing a segment of zeros again) and removed otherwise.
+   * Returns whether a spare was kept. Failures go to `onFailure` like any other. (The unlink need
+   * not be durable: open deletes a spare it does not adopt.)
+   */
+  async dispose(keep = false): Promise<boolean> {
     this.disposed = true;
     while (this.preparing) await this.preparing;
     const handle = this.handle;
-    if (handle === undefined) return;
+    if (handle === undefined) return false;
     this.handle = undefined;
     try {
       handle.close();
+      if (keep) return true;
       this.fs.unlink(this.file);
     } catch (err) {
       this.onFailure(ioFatal(`removing spare segment ${this.file}`, err, { file: this.file }));
     }
+    return false;
   }
 }
 

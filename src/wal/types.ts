@@ -51,7 +51,14 @@ export interface WalOptions {
    * reported through `onWarning` and ignored), and every mutating call fails. Default false.
    */
   readOnly?: boolean;
-  /** Warnings (torn tail repaired, ...). Default: silent. */
+  /**
+   * An fsync of the log slower than this is reported through `onWarning` (message starting
+   * "slow fsync", details with `fsyncMs`), at most once per `slowFsyncWarnIntervalMs` with the count
+   * of slow fsyncs since the last report. Defaults 500 ms and 60 s.
+   */
+  slowFsyncWarnMs?: number;
+  slowFsyncWarnIntervalMs?: number;
+  /** Warnings (torn tail repaired, slow fsync, ...). Default: silent. */
   onWarning?: (message: string, details: Record<string, unknown>) => void;
 }
 

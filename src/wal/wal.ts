@@ -1,12 +1,22 @@
 import * as path from 'node:path';
 import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { writeFully } from '../io/fileSystem.ts';
-import { assertIndex, assertPositiveInt } from '../lib/assert.ts';
+import { assertIndex, assertPositiveInt, invariant } from '../lib/assert.ts';
 import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
+import { CommitScheduler } from './commitScheduler.ts';
 import { coalesceAdjacent, encodeFrameInto, FRAME_HEADER_BYTES, FrameArena } from './frame.ts';
-import type { WalMeta } from './meta.ts';
-import { type RecoveredLog, recoverLog, type SegmentState, segmentNextIndex } from './recovery.ts';
-import { createSegmentFile, readFrame, SEGMENT_HEADER_BYTES, scanSegment } from './segmentFile.ts';
+import type { MetaState, WalMeta } from './meta.ts';
+import { type RecoveredLog, recoverLog } from './recovery.ts';
+import {
+  createSegmentFile,
+  createSegmentFileAsync,
+  readFrame,
+  SEGMENT_HEADER_BYTES,
+  scanSegment,
+  segmentFileName,
+} from './segmentFile.ts';
+import { type SegmentState, SegmentTable, segmentNextIndex } from './segmentTable.ts';
+import { SlowFsyncMonitor } from './slowFsync.ts';
 import { SpareSegment } from './spareSegment.ts';
 import type { Durability, SegmentInfo, VerifyReport, WalOptions, WalRecord, WriteAheadLog } from './types.ts';
 
@@ -17,25 +27,14 @@ const WRITE_THRESHOLD_BYTES = 256 * 1024;
 /** Upper bound of one writev: larger writes measured slower, and IOV_MAX is 1024. */
 const MAX_WRITE_BYTES = 512 * 1024;
 const MAX_WRITE_BUFFERS = 1024;
-/** Open read handles kept for sealed segments. */
-const READ_HANDLE_CACHE = 8;
 /**
  * A full tail waits for the spare being prepared (instead of creating the next segment on the
  * spot) only while at most this much is buffered, so memory stays bounded.
  */
 const SPARE_WAIT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
-/** Group-commit rounds chained as microtasks before one yields to the event loop. */
-const MAX_CHAINED_ROUNDS = 4;
-
-interface Waiter {
-  /** Resolves once every record below this index is durable (or was truncated away). */
-  target: number;
-  /** Flush rounds started before this waiter was created; callers join it until the next starts. */
-  round: number;
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
+/** An fsync slower than this is reported through `onWarning` (rate-limited). */
+export const WAL_DEFAULT_SLOW_FSYNC_WARN_MS = 500;
+export const WAL_DEFAULT_SLOW_FSYNC_WARN_INTERVAL_MS = 60_000;
 
 /**
  * The segmented write-ahead log. One instance owns its directory.
@@ -43,14 +42,22 @@ interface Waiter {
  * Writes are synchronous calls on the main thread (page-cache writes take microseconds); only the
  * fsync may run on the thread pool (`syncOffThread`). Appends are buffered and written with one
  * writev per flush; `sync()` callers of the same tick, and those arriving while an fsync is in
- * flight, share the next fsync. Truncations and reset run synchronously inside their call (with
- * synchronous fsyncs), so they take effect in call order relative to appends.
+ * flight, share the next fsync (the group-commit scheduler, `commitScheduler.ts`). Segment
+ * bookkeeping (where each record lies, read handles) lives in `segmentTable.ts`.
+ *
+ * Truncations and reset change the log's range synchronously inside their call, so they take
+ * effect in call order relative to appends; their disk work (meta writes with the fsyncs on the
+ * thread pool, segment creation in slices, unlinks) runs as "maintenance": writes of records
+ * appended meanwhile wait until it is done (they stay buffered and readable), so the disk always
+ * sees the operations in call order.
  *
  * Segments are preallocated with zeros (overwrites fsync cheaper than appends). So that writing a
  * segment of zeros never sits on the commit path, the next segment is prepared in the background
  * (`SpareSegment`) and sealing takes it with a rename; a tail that fills up before its spare is
  * ready waits for it inside the flush round (the records stay buffered and readable) rather than
  * zero-filling synchronously. A fresh log's first segment is zero-filled between event-loop turns.
+ * A clean close keeps a ready spare and records in the meta where the tail's data ends, so the next
+ * open neither reads the preallocated zeros nor writes a spare again.
  *
  * After a failed write or fsync the log latches: every later call, reads included, throws the
  * original error. Reads of a latched log are refused because written-but-unsynced bytes may not
@@ -72,6 +79,8 @@ export class Wal implements WriteAheadLog {
   private readonly spare: SpareSegment | undefined;
   /** 'always-ready' spare mode: prepare at open and after every seal, not at half full. */
   private readonly spareAlwaysReady: boolean = false;
+  private readonly scheduler: CommitScheduler;
+  private readonly slowFsync: SlowFsyncMonitor;
 
   private first: number;
   private next: number;
@@ -83,25 +92,17 @@ export class Wal implements WriteAheadLog {
   private readonly arena = new FrameArena();
   private pendingHead = 0;
   private pendingBytes = 0;
-  /** Segment files in index order; the last one is the writable tail. */
-  private segmentStates: SegmentState[];
+  private readonly table: SegmentTable;
   private tailHandle: FileHandle | undefined;
-  private readonly readHandles = new Map<string, FileHandle>();
   /** Bumped by every truncation/reset: an fsync that started before it proves nothing after it. */
   private epoch = 0;
   private unsyncedWrites = false;
   /** fsyncs of the tail running on the thread pool (a seal must not rely on them). */
   private syncsInFlight = 0;
-  private waiters: Waiter[] = [];
-  private flushScheduled = false;
-  private roundsStarted = 0;
-  private roundInFlight: Promise<void> | undefined;
-  /**
-   * Rounds started as microtasks since the event loop last ran (a round started by setImmediate,
-   * or one that waited for a thread-pool fsync). Only rounds that never leave the microtask queue
-   * (synchronous fsyncs, no-sync mode) can reach the cap.
-   */
-  private chainedRounds = 0;
+  /** The durable marker as last written to the meta (records below it are known acknowledged). */
+  private persistedDurableNext: number;
+  /** Disk work of truncations and reset still running; record writes wait for it. */
+  private maintenance: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** Background segment deletions (truncateFront) still running. */
@@ -121,9 +122,24 @@ export class Wal implements WriteAheadLog {
     this.meta = recovered.meta;
     this.first = recovered.firstIndex;
     this.next = recovered.nextIndex;
-    this.durable = recovered.nextIndex;
+    // A writable open fsynced everything it recovered. A read-only one changed nothing: only the
+    // durable marker vouches for records (the rest may sit in the page cache of a killed writer).
+    this.durable = resolved.readOnly
+      ? Math.min(recovered.nextIndex, Math.max(recovered.firstIndex, recovered.durableNext))
+      : recovered.nextIndex;
     this.writtenNext = recovered.nextIndex;
-    this.segmentStates = recovered.segments;
+    this.persistedDurableNext = recovered.meta.state?.durableNext ?? 0;
+    this.table = new SegmentTable(this.fs, recovered.segments);
+    this.scheduler = new CommitScheduler({
+      runRound: () => this.flushRound(),
+      reached: () => (this.durability.mode === 'none' ? this.writtenNext : this.durable),
+      closed: () => this.closed,
+    });
+    this.slowFsync = new SlowFsyncMonitor(
+      resolved.slowFsyncWarnMs,
+      resolved.slowFsyncWarnIntervalMs,
+      this.warn,
+    );
     if (resolved.preallocate && !resolved.readOnly) {
       this.spare = new SpareSegment(
         this.fs,
@@ -133,6 +149,7 @@ export class Wal implements WriteAheadLog {
         resolved.spareSegment === 'always-ready' ? 'paced' : 'fast',
       );
       this.spareAlwaysReady = resolved.spareSegment === 'always-ready';
+      if (recovered.keptSpare !== undefined) this.spare.adopt();
     }
   }
 
@@ -168,6 +185,21 @@ export class Wal implements WriteAheadLog {
       } catch (err) {
         recovered.meta.close();
         throw ioFatal(`opening WAL tail segment in ${options.dir}`, err, { file: options.dir });
+      }
+      // The clean marker vouches that nothing follows the data; it must be gone before anything
+      // is written after it (on the thread pool; record writes wait for it).
+      if (recovered.meta.state?.clean !== undefined) {
+        const state: MetaState = {
+          firstIndex: recovered.firstIndex,
+          durableNext: recovered.durableNext,
+          clean: undefined,
+        };
+        void wal
+          .maintain('clearing the clean-close marker', async () => {
+            await wal.meta.writeAsync(state);
+            wal.persistedDurableNext = state.durableNext;
+          })
+          .catch(() => undefined);
       }
       if (resolved.durability.mode === 'interval') wal.startTimer(resolved.durability.intervalMs);
       if (wal.spareAlwaysReady) wal.spare?.prepare();
@@ -231,6 +263,10 @@ export class Wal implements WriteAheadLog {
       this.pendingBytes += frame.byteLength;
       this.next++;
     }
+    invariant(
+      this.next - this.writtenNext === this.pendingCount(),
+      'every record between the written and the next index is buffered',
+    );
     if (this.pendingBytes >= WRITE_THRESHOLD_BYTES) this.writeOrLatch();
     return firstAppended;
   }
@@ -241,24 +277,7 @@ export class Wal implements WriteAheadLog {
     } catch (err) {
       return Promise.reject(err);
     }
-    const target = this.next;
-    if (this.satisfied(target)) return Promise.resolve();
-    // Every caller until the next round starts shares one promise: that round covers them all,
-    // and 64 callers cost one allocation and one resolution instead of 64.
-    const last = this.waiters.at(-1);
-    if (last !== undefined && last.round === this.roundsStarted) {
-      last.target = target;
-      return last.promise;
-    }
-    let resolve!: () => void;
-    let reject!: (err: unknown) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    this.waiters.push({ target, round: this.roundsStarted, promise, resolve, reject });
-    this.requestFlush();
-    return promise;
+    return this.scheduler.waitFor(this.next);
   }
 
   read(index: number): Uint8Array {
@@ -278,10 +297,8 @@ export class Wal implements WriteAheadLog {
       payload.set(frame.subarray(FRAME_HEADER_BYTES));
       return payload;
     }
-    const seg = this.segmentFor(index);
-    const slot = index - seg.firstIndex;
-    const offset = seg.offsets[slot]!;
-    const end = slot + 1 < seg.offsets.length ? seg.offsets[slot + 1]! : seg.endOffset;
+    const seg = this.table.segmentFor(index);
+    const { offset, end } = this.table.frameRange(seg, index);
     try {
       return readFrame(this.handleFor(seg), seg.file, offset, end - offset, index);
     } catch (err) {
@@ -313,21 +330,25 @@ export class Wal implements WriteAheadLog {
     assertIndex(newFirst, 'newFirst');
     this.assertInRange('truncateFront', newFirst);
     if (newFirst === this.first) return;
-    const doomed: SegmentState[] = [];
-    this.guarded('truncating the front', () => {
-      // The new first index is durable before any file goes: from here on the doomed segments are
-      // garbage that recovery recognises (wholly below the first index) and deletes itself. So they
-      // are deleted on the thread pool, and their deletion need not be durable (no directory fsync).
-      this.meta.write(newFirst);
-      this.first = newFirst;
-      while (this.segmentStates.length >= 2 && this.segmentStates[1]!.firstIndex <= newFirst) {
-        doomed.push(this.segmentStates.shift()!);
-      }
-      for (const seg of doomed) this.dropReadHandle(seg.file);
-    });
-    // Records below the new first index are gone, durable or not: waiting for them means nothing.
+    invariant(newFirst > this.first, 'the first index only moves forward');
+    // The new first index is durable before any file goes: from then on the doomed segments are
+    // garbage that recovery recognises (wholly below the first index) and deletes itself. So they
+    // are deleted on the thread pool, and their deletion need not be durable (no directory fsync).
+    // The meta write's fsyncs run on the thread pool too; record writes need not wait for it.
+    this.first = newFirst;
+    const doomed = this.table.dropBelow(newFirst);
+    const state = this.metaState();
+    try {
+      await this.meta.writeAsync(state);
+    } catch (err) {
+      throw this.latchFailure(err, 'truncating the front of');
+    }
+    // Records below the new first index are gone for good now, durable or not: waiting for them
+    // means nothing. (Not before: until the meta is durable a crash brings them back, and a caller
+    // released early would count on records that were never fsynced.)
     if (this.durable < newFirst) this.durable = newFirst;
-    this.resolveWaiters();
+    this.scheduler.settle();
+    if (state.durableNext > this.persistedDurableNext) this.persistedDurableNext = state.durableNext;
     if (doomed.length > 0) await this.deleteSegments(doomed);
   }
 
@@ -336,11 +357,9 @@ export class Wal implements WriteAheadLog {
     const deletion = Promise.all(doomed.map((seg) => this.fs.unlinkAsync(seg.file))).then(
       () => undefined,
       (err: unknown) => {
-        const latched = this.latch.latch(
+        throw this.latchFailure(
           ioFatal(`deleting truncated segments in ${this.dir}`, err, { file: this.dir }),
         );
-        this.rejectWaiters(latched);
-        throw latched;
       },
     );
     const tracked = deletion.catch(() => undefined);
@@ -359,42 +378,68 @@ export class Wal implements WriteAheadLog {
       // Only buffered records go: nothing on disk changes.
       this.dropPendingFrom(newNext);
       this.next = newNext;
-      this.clampWaiters(newNext);
-      if (this.waiters.length > 0) this.requestFlush();
+      this.scheduler.clamp(newNext);
+      if (this.scheduler.waiting > 0) this.scheduler.requestRound();
       return;
     }
     this.dropPendingFrom(this.writtenNext);
-    this.guarded('truncating the back', () => {
+    // The range changes now; the files change in the maintenance step below, before any later write.
+    const popped = this.table.popAbove(newNext);
+    const holder = this.table.tail;
+    if (popped.length > 0) this.retireTail();
+    const slot = newNext - holder.firstIndex;
+    invariant(slot >= 0 && slot <= holder.offsets.length, 'the cut lies inside the remaining tail');
+    const cut = slot < holder.offsets.length ? holder.offsets[slot]! : holder.endOffset;
+    holder.offsets.length = slot;
+    holder.endOffset = cut;
+    this.next = newNext;
+    this.writtenNext = newNext;
+    // Records below the cut that were written but not yet fsynced become durable only with the
+    // tail fsync of the maintenance step below (a round waits for that step before it settles).
+    if (this.durable > newNext) this.durable = newNext;
+    this.unsyncedWrites = false;
+    this.scheduler.clamp(newNext);
+    this.scheduler.settle();
+    const epoch = this.epoch;
+    // Acknowledged records are about to go on purpose: lower the durable marker first, or a crash
+    // right after the cut would read as damage to acknowledged data.
+    const lowered = this.persistedDurableNext > newNext ? this.metaState() : undefined;
+    const metaWrite = lowered === undefined ? undefined : this.meta.writeAsync(lowered);
+    metaWrite?.catch(() => undefined);
+    await this.maintain('truncating the back of', async () => {
+      if (metaWrite !== undefined) {
+        await metaWrite;
+        this.persistedDurableNext = lowered!.durableNext;
+      }
       // Later segments go highest first, each unlink made durable before the next: unsynced
       // directory operations may survive a power cut in any order, and a surviving later segment
       // behind a removed one would read as a gap (WAL_CORRUPT) instead of a shorter log.
-      while (this.segmentStates.length >= 2 && this.segmentStates.at(-1)!.firstIndex > newNext) {
-        const seg = this.segmentStates.pop()!;
-        if (this.tailHandle?.path === seg.file) this.retireTail();
-        this.dropReadHandle(seg.file);
+      for (const seg of popped) {
         this.fs.unlink(seg.file);
         this.fs.syncDir(this.dir);
       }
-      const holder = this.segmentStates.at(-1)!;
-      const slot = newNext - holder.firstIndex;
-      const cut = slot < holder.offsets.length ? holder.offsets[slot]! : holder.endOffset;
-      if (this.tailHandle === undefined) {
-        this.dropReadHandle(holder.file);
-        this.tailHandle = this.fs.open(holder.file);
+      // A reset called meanwhile may already have replaced the table: then the holder is no longer
+      // the tail, and is cut through a handle of its own (the reset deletes it afterwards).
+      const stillTail = this.table.isTail(holder);
+      let handle = stillTail ? this.tailHandle : undefined;
+      if (handle === undefined) {
+        this.table.dropReadHandle(holder.file);
+        handle = this.fs.open(holder.file);
+        if (stillTail) this.tailHandle = handle;
       }
-      // Physically remove the bytes: with preallocated zeros a stale frame past the cut would
-      // otherwise pass its checksum after a crash and come back as the same index.
-      this.tailHandle.truncate(cut);
-      this.tailHandle.sync();
-      holder.offsets.length = slot;
-      holder.endOffset = cut;
+      try {
+        // Physically remove the bytes: with preallocated zeros a stale frame past the cut would
+        // otherwise pass its checksum after a crash and come back as the same index.
+        handle.truncate(cut);
+        handle.sync();
+      } finally {
+        if (!stillTail) handle.close();
+      }
+      if (epoch === this.epoch && this.durability.mode !== 'none' && this.durable < newNext) {
+        this.durable = newNext;
+      }
+      this.scheduler.settle();
     });
-    this.next = newNext;
-    this.writtenNext = newNext;
-    this.durable = newNext;
-    this.unsyncedWrites = false;
-    this.clampWaiters(newNext);
-    this.resolveWaiters();
   }
 
   async reset(nextIndex?: number): Promise<void> {
@@ -410,55 +455,54 @@ export class Wal implements WriteAheadLog {
     }
     this.epoch++;
     this.dropPendingFrom(this.writtenNext);
-    this.guarded('resetting', () => {
-      // Commit point: once the first index is durable at `target`, recovery treats every older
-      // segment as garbage, and creates the segment at `target` itself if the crash came first.
-      this.meta.write(target);
-      const tail = this.segmentStates.at(-1)!;
-      const reuseTail = tail.firstIndex === target && tail.offsets.length === 0;
-      const old = reuseTail ? this.segmentStates.slice(0, -1) : this.segmentStates;
-      if (!reuseTail) {
-        this.retireTail();
-        this.tailHandle = this.newSegmentFile(target);
-      }
-      for (const seg of old) {
-        this.dropReadHandle(seg.file);
-        this.fs.unlink(seg.file);
-      }
-      if (old.length > 0) this.fs.syncDir(this.dir);
-      this.segmentStates = [
-        reuseTail
-          ? tail
-          : {
-              file: path.join(this.dir, path.basename(this.tailHandle!.path)),
-              firstIndex: target,
-              offsets: [],
-              endOffset: SEGMENT_HEADER_BYTES,
-            },
-      ];
-    });
+    const tail = this.table.tail;
+    const reuseTail = tail.firstIndex === target && tail.offsets.length === 0;
+    const newTail: SegmentState = reuseTail
+      ? tail
+      : {
+          file: path.join(this.dir, segmentFileName(target)),
+          firstIndex: target,
+          offsets: [],
+          endOffset: SEGMENT_HEADER_BYTES,
+        };
+    const old = this.table.replaceAll([newTail]);
+    if (!reuseTail) this.retireTail();
     this.first = target;
     this.next = target;
     this.writtenNext = target;
-    this.durable = target;
+    // `durable` moves to `target` only once the reset is durable (end of the maintenance step): a
+    // sync() waiting for records the reset drops must not return while a crash can still bring
+    // back the old log without them being fsynced.
     this.unsyncedWrites = false;
-    this.clampWaiters(target);
-    this.resolveWaiters();
+    this.scheduler.clamp(target);
+    const epoch = this.epoch;
+    // Commit point: once the first index is durable at `target`, recovery treats every older
+    // segment as garbage, and creates the segment at `target` itself if the crash came first.
+    const state = this.metaState();
+    const metaWrite = this.meta.writeAsync(state);
+    metaWrite.catch(() => undefined);
+    await this.maintain('resetting', async () => {
+      await metaWrite;
+      this.persistedDurableNext = state.durableNext;
+      if (!reuseTail) {
+        this.tailHandle = await this.newSegmentFileAsync(target);
+        if (this.spareAlwaysReady) this.spare?.prepare();
+      }
+      if (epoch === this.epoch && this.durable < target) this.durable = target;
+      this.scheduler.settle();
+      if (old.length > 0) {
+        await Promise.all(old.map((seg) => this.fs.unlinkAsync(seg.file)));
+        this.fs.syncDir(this.dir);
+      }
+    });
   }
 
   truncateFrontFreesSegment(newFirst: number): boolean {
-    // The same condition as the deletion loop of truncateFront.
-    return this.segmentStates.length >= 2 && this.segmentStates[1]!.firstIndex <= newFirst;
+    return this.table.frontTruncationFreesSegment(newFirst);
   }
 
   segments(): SegmentInfo[] {
-    return this.segmentStates.map((seg, i) => ({
-      file: seg.file,
-      firstIndex: seg.firstIndex,
-      nextIndex: segmentNextIndex(seg),
-      bytes: seg.endOffset,
-      sealed: i < this.segmentStates.length - 1,
-    }));
+    return this.table.info();
   }
 
   verify(): VerifyReport {
@@ -466,7 +510,7 @@ export class Wal implements WriteAheadLog {
     let records = 0;
     let bytes = 0;
     let prevNext: number | undefined;
-    for (const seg of this.segmentStates) {
+    for (const seg of this.table.all) {
       const handle = this.handleFor(seg);
       const scan = scanSegment(handle, seg.firstIndex, seg.endOffset);
       if (scan.defect) {
@@ -497,7 +541,7 @@ export class Wal implements WriteAheadLog {
       bytes += seg.endOffset;
     }
     return {
-      segments: this.segmentStates.length,
+      segments: this.table.length,
       records,
       bytes,
       firstIndex: this.first,
@@ -515,93 +559,107 @@ export class Wal implements WriteAheadLog {
   private async doClose(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     // Let an fsync already on the thread pool finish before the final write and close.
-    while (this.roundInFlight) await this.roundInFlight;
-    // Stop the spare first: a failure of its calls latches the log and is what close reports.
-    await this.spare?.dispose();
+    while (this.scheduler.roundInFlight) await this.scheduler.roundInFlight;
+    await this.settleMaintenance();
+    // Stop the spare first: a failure of its calls latches the log and is what close reports. A
+    // ready spare is kept for the next open when this close can be recorded as clean.
+    const cleanPossible = !this.readOnly && this.durability.mode !== 'none' && this.latch.error === undefined;
+    const spareKept = (await this.spare?.dispose(cleanPossible)) ?? false;
     await Promise.all(this.deletions);
-    while (this.roundInFlight) await this.roundInFlight;
+    await this.settleMaintenance();
+    while (this.scheduler.roundInFlight) await this.scheduler.roundInFlight;
     this.closed = true;
     let failure: unknown = this.latch.error;
     if (!this.readOnly && failure === undefined) {
       try {
         this.writePending();
         if (this.durability.mode !== 'none' && this.unsyncedWrites) {
-          try {
-            this.tailHandle!.sync();
-          } catch (err) {
-            throw ioFatal(`fsync of ${this.tailHandle!.path}`, err, { file: this.tailHandle!.path });
-          }
+          this.timedTailSync();
           this.unsyncedWrites = false;
           this.durable = Math.max(this.durable, this.writtenNext);
         }
-        this.resolveWaiters();
+        this.scheduler.settle();
+        if (this.durability.mode !== 'none' && this.durable >= this.next) {
+          // Everything is durable and nothing follows the tail's data: record it, so the next open
+          // reads only the data (not the preallocated zeros) and knows every record is acknowledged.
+          invariant(this.pendingCount() === 0 && this.writtenNext === this.next, 'close wrote every record');
+          await this.meta.writeAsync({
+            firstIndex: this.first,
+            durableNext: this.next,
+            clean: { tailEndOffset: this.table.tail.endOffset, spareKept },
+          });
+        }
       } catch (err) {
-        failure = this.latch.latch(err);
+        failure = this.latch.latch(err instanceof CairnError ? err : ioFatal(`closing WAL ${this.dir}`, err));
       }
     }
-    this.rejectWaiters(
+    this.scheduler.rejectAll(
       failure ?? new CairnError('CLOSED', `WAL ${this.dir} closed before the sync completed`),
     );
     this.retireTail();
-    for (const handle of this.readHandles.values()) handle.close();
-    this.readHandles.clear();
+    this.table.closeReadHandles();
     this.meta.close();
     if (failure !== undefined) throw failure;
   }
 
-  private satisfied(target: number): boolean {
-    return (this.durability.mode === 'none' ? this.writtenNext : this.durable) >= target;
+  private async settleMaintenance(): Promise<void> {
+    while (this.maintenance) await this.maintenance;
+  }
+
+  /** The meta state as of now (the clean marker is only ever written by close). */
+  private metaState(): MetaState {
+    return { firstIndex: this.first, durableNext: Math.max(this.first, this.durable), clean: undefined };
+  }
+
+  /**
+   * Queues disk work of a truncation or reset behind the work queued before it. Until it is done no
+   * record is written (they stay buffered); a failure latches the log.
+   */
+  private maintain(what: string, work: () => Promise<void>): Promise<void> {
+    const previous = this.maintenance ?? Promise.resolve();
+    const run = previous.then(async () => {
+      this.latch.check();
+      try {
+        await work();
+      } catch (err) {
+        throw this.latchFailure(err, what);
+      }
+    });
+    const tracked = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.maintenance = tracked;
+    void tracked.then(() => {
+      if (this.maintenance !== tracked) return;
+      this.maintenance = undefined;
+      // Records appended meanwhile were held back: write them now if anyone waits.
+      if (this.pendingCount() > 0 || this.scheduler.waiting > 0) this.scheduler.requestRound();
+    });
+    return run;
+  }
+
+  /** Latches `err` (wrapped as IO_FATAL unless typed), rejects every waiter, returns the latched error. */
+  private latchFailure(err: unknown, what?: string): CairnError {
+    const typed =
+      err instanceof CairnError
+        ? err
+        : ioFatal(`${what ?? 'operating on'} WAL ${this.dir}`, err, { file: this.dir });
+    const latched = this.latch.latch(typed);
+    this.scheduler.rejectAll(latched);
+    return latched as CairnError;
   }
 
   private pendingCount(): number {
     return this.pending.length - this.pendingHead;
   }
 
-  private requestFlush(): void {
-    if (this.flushScheduled || this.closed) return;
-    this.flushScheduled = true;
-    if (this.roundInFlight === undefined) this.scheduleRound();
-  }
-
-  /**
-   * Starts the next round as a microtask: it runs once the current synchronous code and the
-   * continuations already queued are done, so every append and sync of this turn joins it, without
-   * paying an event-loop turn per commit. After a few rounds in a row it goes through setImmediate
-   * instead, so a log under constant load cannot starve timers and I/O callbacks.
-   */
-  private scheduleRound(): void {
-    if (this.chainedRounds < MAX_CHAINED_ROUNDS) {
-      this.chainedRounds++;
-      queueMicrotask(this.startRound);
-    } else {
-      setImmediate(this.startRoundFromLoop);
-    }
-  }
-
-  /** A round started by the event loop: the microtask chain starts over. */
-  private readonly startRoundFromLoop = (): void => {
-    this.chainedRounds = 0;
-    this.startRound();
-  };
-
-  private readonly startRound = (): void => {
-    this.flushScheduled = false;
-    if (this.closed) return;
-    const round = this.flushRound();
-    this.roundInFlight = round;
-    void round.finally(() => {
-      this.roundInFlight = undefined;
-      // Callers released by the round that just ended have already appended and asked for the
-      // next one: their continuations ran before this callback.
-      if (this.flushScheduled) this.scheduleRound();
-    });
-  };
-
   /** One group commit: write everything buffered, fsync once, release the callers it covers. */
   private async flushRound(): Promise<void> {
-    this.roundsStarted++;
+    // Truncation or reset disk work first: records appended after it go to disk after it.
+    while (this.maintenance !== undefined) await this.maintenance;
     if (this.latch.error !== undefined) {
-      this.rejectWaiters(this.latch.error);
+      this.scheduler.rejectAll(this.latch.error);
       return;
     }
     if (!this.writeOrReject()) return;
@@ -610,13 +668,13 @@ export class Wal implements WriteAheadLog {
     while (this.spare?.inProgress !== undefined && this.pendingCount() > 0) {
       await this.spare.inProgress;
       if (this.latch.error !== undefined) {
-        this.rejectWaiters(this.latch.error);
+        this.scheduler.rejectAll(this.latch.error);
         return;
       }
       if (!this.writeOrReject()) return;
     }
     if (this.durability.mode === 'none') {
-      this.resolveWaiters();
+      this.scheduler.settle();
       return;
     }
     const target = this.writtenNext;
@@ -627,22 +685,45 @@ export class Wal implements WriteAheadLog {
       try {
         if (this.syncOffThread) {
           this.syncsInFlight++;
+          const started = performance.now();
           try {
             await handle.syncAsync();
           } finally {
             this.syncsInFlight--;
           }
+          this.slowFsync.record(performance.now() - started, handle.path);
           // Resumed from an I/O callback, i.e. a fresh event-loop task: the chain of rounds
           // started as microtasks is broken here, so the next round need not yield first.
-          this.chainedRounds = 0;
-        } else handle.sync();
+          this.scheduler.resumedFromEventLoop();
+        } else {
+          const started = performance.now();
+          handle.sync();
+          this.slowFsync.record(performance.now() - started, handle.path);
+        }
       } catch (err) {
-        this.rejectWaiters(this.latch.latch(ioFatal(`fsync of ${handle.path}`, err, { file: handle.path })));
+        this.scheduler.rejectAll(
+          this.latch.latch(ioFatal(`fsync of ${handle.path}`, err, { file: handle.path })),
+        );
         return;
       }
     }
-    if (epoch === this.epoch && target > this.durable) this.durable = target;
-    this.resolveWaiters();
+    if (epoch === this.epoch && target > this.durable) {
+      invariant(target <= this.writtenNext, 'only written records become durable');
+      this.durable = target;
+    }
+    this.scheduler.settle();
+  }
+
+  /** fsync of the tail on this thread, timed for the slow-fsync warning; OS errors become IO_FATAL. */
+  private timedTailSync(): void {
+    const handle = this.tailHandle!;
+    const started = performance.now();
+    try {
+      handle.sync();
+    } catch (err) {
+      throw ioFatal(`fsync of ${handle.path}`, err, { file: handle.path });
+    }
+    this.slowFsync.record(performance.now() - started, handle.path);
   }
 
   private writeOrReject(): boolean {
@@ -650,7 +731,7 @@ export class Wal implements WriteAheadLog {
       this.writePending();
       return true;
     } catch (err) {
-      this.rejectWaiters(this.latch.latch(err));
+      this.scheduler.rejectAll(this.latch.latch(err));
       return false;
     }
   }
@@ -660,15 +741,17 @@ export class Wal implements WriteAheadLog {
       this.writePending();
     } catch (err) {
       const latched = this.latch.latch(err);
-      this.rejectWaiters(latched);
+      this.scheduler.rejectAll(latched);
       throw latched;
     }
   }
 
   /** Writes every buffered frame to the tail, sealing and creating segments as they fill. */
   private writePending(): void {
+    // Truncation or reset disk work is running: the frames stay buffered until it is done.
+    if (this.maintenance !== undefined) return;
     while (this.pendingCount() > 0) {
-      const tail = this.segmentStates.at(-1)!;
+      const tail = this.table.tail;
       const batch: Uint8Array[] = [];
       let batchBytes = 0;
       let i = this.pendingHead;
@@ -687,20 +770,16 @@ export class Wal implements WriteAheadLog {
         this.rotate();
         continue;
       }
+      invariant(segmentNextIndex(tail) === this.writtenNext, 'the tail segment ends at the written index');
       try {
         writeFully(this.tailHandle!, coalesceAdjacent(batch), tail.endOffset);
       } catch (err) {
         throw ioFatal(`write to ${tail.file}`, err, { file: tail.file, offset: tail.endOffset });
       }
       this.unsyncedWrites = true;
-      let offset = tail.endOffset;
-      for (const frame of batch) {
-        tail.offsets.push(offset);
-        offset += frame.byteLength;
-      }
-      tail.endOffset = offset;
+      this.table.recordWrites(batch);
       // Past half of the segment: get the next one ready before this one fills up.
-      if (this.spare !== undefined && offset * 2 >= this.segmentBytes) this.spare.prepare();
+      if (this.spare !== undefined && tail.endOffset * 2 >= this.segmentBytes) this.spare.prepare();
       this.writtenNext += batch.length;
       this.pendingBytes -= batchBytes;
       this.pendingHead = i;
@@ -732,13 +811,16 @@ export class Wal implements WriteAheadLog {
    * tear the newest segment, which recovery treats as a torn tail.
    */
   private rotate(): void {
-    const old = this.segmentStates.at(-1)!;
+    const old = this.table.tail;
     const nextFirst = segmentNextIndex(old);
-    try {
-      // Skipped only when nothing was written since a sync that has completed.
-      if (this.unsyncedWrites || this.syncsInFlight > 0) this.tailHandle!.sync();
-    } catch (err) {
-      throw ioFatal(`fsync of ${old.file} before sealing`, err, { file: old.file });
+    invariant(nextFirst === this.writtenNext, 'a segment is sealed after its last written record');
+    // Skipped only when nothing was written since a sync that has completed.
+    if (this.unsyncedWrites || this.syncsInFlight > 0) {
+      try {
+        this.timedTailSync();
+      } catch (err) {
+        throw ioFatal(`fsync of ${old.file} before sealing`, err, { file: old.file });
+      }
     }
     this.unsyncedWrites = false;
     if (this.durability.mode !== 'none' && this.durable < nextFirst) this.durable = nextFirst;
@@ -751,7 +833,7 @@ export class Wal implements WriteAheadLog {
     this.retireTail();
     this.tailHandle = handle;
     if (this.spareAlwaysReady) this.spare?.prepare();
-    this.segmentStates.push({
+    this.table.pushTail({
       file: path.join(this.dir, path.basename(handle.path)),
       firstIndex: nextFirst,
       offsets: [],
@@ -772,9 +854,15 @@ export class Wal implements WriteAheadLog {
     return createSegmentFile(this.fs, this.dir, firstIndex, this.preallocateBytes());
   }
 
+  /** As `newSegmentFile`, but zeros are written between event-loop turns and fsynced off-thread. */
+  private async newSegmentFileAsync(firstIndex: number): Promise<FileHandle> {
+    if (this.spare?.ready) return this.spare.take(firstIndex);
+    return createSegmentFileAsync(this.fs, this.dir, firstIndex, this.preallocateBytes());
+  }
+
   /** A background step (spare preparation) failed: latch, as for any failed write or fsync. */
   private latchInBackground(err: CairnError): void {
-    this.rejectWaiters(this.latch.latch(err));
+    this.scheduler.rejectAll(this.latch.latch(err));
   }
 
   /** Closes the tail handle, after any fsync still running on it. */
@@ -782,7 +870,8 @@ export class Wal implements WriteAheadLog {
     const handle = this.tailHandle;
     this.tailHandle = undefined;
     if (!handle) return;
-    if (this.roundInFlight) void this.roundInFlight.finally(() => handle.close());
+    const round = this.scheduler.roundInFlight;
+    if (round) void round.finally(() => handle.close());
     else handle.close();
   }
 
@@ -794,86 +883,15 @@ export class Wal implements WriteAheadLog {
     this.pendingBytes = live.reduce((sum, f) => sum + f.byteLength, 0);
   }
 
-  private clampWaiters(limit: number): void {
-    for (const w of this.waiters) if (w.target > limit) w.target = limit;
-  }
-
-  private resolveWaiters(): void {
-    if (this.waiters.length === 0) return;
-    const reached = this.durability.mode === 'none' ? this.writtenNext : this.durable;
-    const still: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (w.target <= reached) w.resolve();
-      else still.push(w);
-    }
-    this.waiters = still;
-    if (still.length > 0) this.requestFlush();
-  }
-
-  private rejectWaiters(err: unknown): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w.reject(err);
-  }
-
-  /** Runs a mutation; any failure latches the log (the on-disk state is no longer known). */
-  private guarded(what: string, fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      const latched = this.latch.latch(err instanceof CairnError ? err : ioFatal(`${what} ${this.dir}`, err));
-      this.rejectWaiters(latched);
-      throw latched;
-    }
-  }
-
-  private segmentFor(index: number): SegmentState {
-    const segs = this.segmentStates;
-    let lo = 0;
-    let hi = segs.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (segs[mid]!.firstIndex <= index) lo = mid;
-      else hi = mid - 1;
-    }
-    return segs[lo]!;
-  }
-
   private handleFor(seg: SegmentState): FileHandle {
-    if (this.tailHandle && seg === this.segmentStates.at(-1)) return this.tailHandle;
-    let handle = this.readHandles.get(seg.file);
-    if (handle) {
-      // Refresh its position in the LRU order.
-      this.readHandles.delete(seg.file);
-      this.readHandles.set(seg.file, handle);
-      return handle;
-    }
-    try {
-      handle = this.fs.open(seg.file, { readOnly: true });
-    } catch (err) {
-      throw ioFatal(`opening ${seg.file}`, err, { file: seg.file });
-    }
-    this.readHandles.set(seg.file, handle);
-    if (this.readHandles.size > READ_HANDLE_CACHE) {
-      const [oldestFile, oldest] = this.readHandles.entries().next().value as [string, FileHandle];
-      this.readHandles.delete(oldestFile);
-      oldest.close();
-    }
-    return handle;
-  }
-
-  private dropReadHandle(file: string): void {
-    const handle = this.readHandles.get(file);
-    if (handle) {
-      this.readHandles.delete(file);
-      handle.close();
-    }
+    if (this.tailHandle && this.table.isTail(seg)) return this.tailHandle;
+    return this.table.readHandle(seg);
   }
 
   private startTimer(intervalMs: number): void {
     this.timer = setInterval(() => {
       if (this.latch.error !== undefined || this.closed) return;
-      if (this.pendingCount() > 0 || this.unsyncedWrites) this.requestFlush();
+      if (this.pendingCount() > 0 || this.unsyncedWrites) this.scheduler.requestRound();
     }, intervalMs);
     this.timer.unref();
   }
@@ -914,6 +932,8 @@ interface ResolvedOptions {
   readOnly: boolean;
   warn: (message: string, details: Record<string, unknown>) => void;
   spareSegment: 'at-half-full' | 'always-ready';
+  slowFsyncWarnMs: number;
+  slowFsyncWarnIntervalMs: number;
 }
 
 function resolveOptions(options: WalOptions): ResolvedOptions {
@@ -951,7 +971,13 @@ function resolveOptions(options: WalOptions): ResolvedOptions {
   if (spareSegment !== 'at-half-full' && spareSegment !== 'always-ready') {
     throw new CairnError('INVALID_ARGUMENT', `unknown spareSegment mode ${String(spareSegment)}`);
   }
+  const slowFsyncWarnMs = options.slowFsyncWarnMs ?? WAL_DEFAULT_SLOW_FSYNC_WARN_MS;
+  assertPositiveInt(slowFsyncWarnMs, 'slowFsyncWarnMs');
+  const slowFsyncWarnIntervalMs = options.slowFsyncWarnIntervalMs ?? WAL_DEFAULT_SLOW_FSYNC_WARN_INTERVAL_MS;
+  assertPositiveInt(slowFsyncWarnIntervalMs, 'slowFsyncWarnIntervalMs');
   return {
+    slowFsyncWarnMs,
+    slowFsyncWarnIntervalMs,
     segmentBytes,
     maxRecordBytes,
     durability,

@@ -75,6 +75,12 @@ test('every I/O call site: an injected error is fatal, typed, latched, and never
             (e) => e === failure,
             `${where}: waiters get the original error`,
           );
+        } else if (acks.closeFailure !== undefined) {
+          // The fault hit the final close (a WAL writes its clean-close marker there): close reports it.
+          assert.ok(
+            acks.closeFailure instanceof CairnError && acks.closeFailure.kind === 'fatal',
+            `${where}: close must fail with a fatal CairnError, got ${String(acks.closeFailure)}`,
+          );
         } else {
           // The fault hit a call whose failure is harmless (e.g. a read that is retried by design) —
           // none exists today, so treat it as a test failure to keep this list honest.

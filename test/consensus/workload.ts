@@ -30,6 +30,8 @@ export interface Acks {
   anchorRoad: number;
   /** The fatal error the store latched during the run, if any. */
   failure?: Error | undefined;
+  /** Why the last close failed (a close writes too: the WAL's clean-close marker). */
+  closeFailure?: unknown;
   /** The store of the last run (for post-failure assertions). */
   cp?: ConsensusPersistence;
 }
@@ -68,6 +70,7 @@ export function persistLoopScenario(roads = 7, wal: WalConfig = 'test'): CrashSc
     },
     async run(fs, acks) {
       acks.failure = undefined;
+      acks.closeFailure = undefined;
       const f = acks.fixture;
       const rng = new Rng(f.committee.members[0]!.charCodeAt(3) * 7919);
       const cp = await ConsensusPersistence.open({
@@ -117,7 +120,9 @@ export function persistLoopScenario(roads = 7, wal: WalConfig = 'test'): CrashSc
         await Promise.all(waits);
         await cp.waitCommitQC(f.commitQCs.length - 1);
       } finally {
-        await cp.close().catch(() => undefined);
+        await cp.close().catch((err: unknown) => {
+          acks.closeFailure = err;
+        });
       }
     },
     async check(image, acks) {

@@ -168,14 +168,23 @@ describe('fuzz: WAL decoders', () => {
     );
   });
 
-  test('WAL meta: decodeMeta returns a safe integer or throws WAL_CORRUPT', () => {
+  test('WAL meta: decodeMeta returns safe integers or throws WAL_CORRUPT', () => {
     fc.assert(
       fc.property(
-        around([encodeMeta(0), encodeMeta(123456789), encodeMeta(Number.MAX_SAFE_INTEGER)]),
+        around([
+          encodeMeta({ firstIndex: 0, durableNext: 0, clean: undefined }),
+          encodeMeta({ firstIndex: 123456789, durableNext: 123456800, clean: undefined }),
+          encodeMeta({
+            firstIndex: Number.MAX_SAFE_INTEGER,
+            durableNext: Number.MAX_SAFE_INTEGER,
+            clean: { tailEndOffset: 4096, spareKept: true },
+          }),
+        ]),
         (bytes) => {
           typedOnly('decodeMeta', bytes, () => {
-            const first = decodeMeta(bytes, '/w/wal.meta.a');
-            assert.ok(Number.isSafeInteger(first) && first >= 0);
+            const meta = decodeMeta(bytes, '/w/wal.meta.a');
+            assert.ok(Number.isSafeInteger(meta.firstIndex) && meta.firstIndex >= 0);
+            assert.ok(Number.isSafeInteger(meta.durableNext) && meta.durableNext >= 0);
           });
         },
       ),

@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { registerWalCommands } from '../../src/cli/walCommands.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { Wal } from '../../src/wal/wal.ts';
-import { payloadFor, tempDir } from './helpers.ts';
+import { payloadFor, tempDir, WrappingFileSystem } from './helpers.ts';
 
 let dir: string;
 let cleanup: () => void;
@@ -89,4 +89,64 @@ test('wal verify reports a torn tail as a warning without repairing it', async (
   assert.match(r.out, /warning: torn tail found \(not repaired: read-only\)/);
   assert.deepEqual(nodeFs.readFileSync(file), torn);
   assert.notDeepEqual(torn, before);
+});
+
+test('wal inspect reports the durable tip (the meta marker) apart from the written tip', async () => {
+  const wal = await Wal.open({ fs: realFileSystem, dir, segmentBytes: 1024 });
+  for (let i = 0; i < 10; i++) wal.append([payloadFor(i, 40)]);
+  await wal.close(); // clean: the marker says 10
+  const killedFs = new WrappingFileSystem();
+  const again = await Wal.open({ fs: killedFs, dir, segmentBytes: 1024 });
+  for (let i = 10; i < 15; i++) again.append([payloadFor(i, 40)]);
+  await again.sync();
+  killedFs.kill(); // no clean close: records 10..14 are written, nothing recorded them as durable
+  const json = JSON.parse((await run('wal', 'inspect', '--json', dir)).out);
+  assert.equal(json.nextIndex, 15);
+  assert.equal(json.durableIndex, 10);
+});
+
+/** Flips one bit of record `index` (records of 40 payload bytes, 56-byte frames). */
+function damageRecord(index: number, segmentRecords = 17): string {
+  const seg = Math.floor(index / segmentRecords) * segmentRecords;
+  const file = `${dir}/${String(seg).padStart(20, '0')}.wal`;
+  const offset = 32 + (index - seg) * 56 + 20;
+  const bytes = nodeFs.readFileSync(file);
+  bytes[offset] = (bytes[offset] ?? 0) ^ 0x10;
+  nodeFs.writeFileSync(file, bytes);
+  return file;
+}
+
+test('wal salvage: dry run changes nothing; --apply cuts past the damage, keeps a copy, and the log opens', async () => {
+  // A killed writer: the durable marker knows nothing past 0, so the damage is salvageable.
+  const fs = new WrappingFileSystem();
+  const wal = await Wal.open({ fs, dir, segmentBytes: 1024 });
+  for (let i = 0; i < 50; i++) wal.append([payloadFor(i, 40)]);
+  await wal.sync();
+  fs.kill();
+  damageRecord(20); // a sealed segment: WAL_CORRUPT at open
+  await assert.rejects(Wal.open({ fs: realFileSystem, dir, segmentBytes: 1024 }), /WAL_CORRUPT|checksum/);
+  const before = nodeFs.readdirSync(dir).sort();
+  const dry = await run('wal', 'salvage', dir);
+  assert.equal(dry.exitCode, 0, dry.err);
+  assert.match(dry.out, /first record cut: 20/);
+  assert.match(dry.out, /dry run: nothing changed/);
+  assert.deepEqual(nodeFs.readdirSync(dir).sort(), before);
+  const applied = await run('wal', 'salvage', '--apply', dir);
+  assert.equal(applied.exitCode, 0, applied.err);
+  const aside = nodeFs.readdirSync(dir).find((n) => n.startsWith('salvaged-'));
+  assert.ok(aside !== undefined, 'a copy of what was cut');
+  assert.ok(nodeFs.readdirSync(`${dir}/${aside}`).length >= 2, 'the damaged tail and the later segment');
+  const reopened = await Wal.open({ fs: realFileSystem, dir, segmentBytes: 1024 });
+  assert.equal(reopened.nextIndex, 20);
+  reopened.verify();
+  await reopened.close();
+});
+
+test('wal salvage refuses to cut records below the durable marker (acknowledged data)', async () => {
+  await build(); // clean close: every record is known acknowledged
+  damageRecord(45);
+  const r = await run('wal', 'salvage', '--apply', dir);
+  assert.equal(r.exitCode, 1);
+  assert.match(r.err, /below the durable\s+marker 50/);
+  assert.ok(!nodeFs.readdirSync(dir).some((n) => n.startsWith('salvaged-')));
 });

@@ -200,7 +200,8 @@ describe('latched failures', () => {
     for (let i = 0; i < 40; i++) wal.append([payloadFor(i, 40)]);
     await wal.sync();
     const segments = wal.segments().length;
-    fs.failWhen = (call, p) => (call === 'sync' && p.includes('wal.meta') ? errno('EIO') : undefined);
+    fs.failWhen = (call, p) =>
+      (call === 'sync' || call === 'syncAsync') && p.includes('wal.meta') ? errno('EIO') : undefined;
     await assert.rejects(wal.truncateFront(30), (e) => isCairnError(e, 'IO_FATAL'));
     assert.equal(fs.count('unlink'), 0);
     await assert.rejects(wal.close());

@@ -61,6 +61,8 @@ export class WrappingFileSystem implements FileSystem {
   crashAfterMutations: number | undefined;
   mutations = 0;
   crashed = false;
+  /** Bytes returned by every `read` through this file system's handles. */
+  bytesRead = 0;
   private readonly handles = new Set<FileHandle>();
 
   constructor(private readonly inner: FileSystem = realFileSystem) {}
@@ -176,7 +178,9 @@ class WrappingHandle implements FileHandle {
   }
 
   read(buf: Uint8Array, bufOffset: number, length: number, position: number): number {
-    return this.owner.wrap('read', this.path, () => this.inner.read(buf, bufOffset, length, position));
+    const n = this.owner.wrap('read', this.path, () => this.inner.read(buf, bufOffset, length, position));
+    this.owner.bytesRead += n;
+    return n;
   }
 
   writev(buffers: readonly Uint8Array[], position: number): number {

@@ -26,6 +26,18 @@ async function build(n: number, bytes = 50): Promise<void> {
   await wal.close();
 }
 
+/**
+ * As `build`, but the process dies after the last sync instead of closing: no clean-close marker,
+ * so the newest records are only as safe as a torn tail allows (nothing vouches for them).
+ */
+async function buildKilled(n: number, bytes = 50): Promise<void> {
+  const fs = new WrappingFileSystem();
+  const wal = await Wal.open(opts({ fs }));
+  for (let i = 0; i < n; i++) wal.append([payloadFor(i, bytes)]);
+  await wal.sync();
+  fs.kill();
+}
+
 async function openWithWarnings(extra: Partial<WalOptions> = {}) {
   const warnings: { message: string; details: Record<string, unknown> }[] = [];
   const wal = await Wal.open(
@@ -93,8 +105,8 @@ describe('WAL recovery: torn tail', () => {
     await again.close();
   });
 
-  test('a frame with a bad checksum in the last record is a torn tail', async () => {
-    await build(10);
+  test('a frame with a bad checksum in the last record of a killed process is a torn tail', async () => {
+    await buildKilled(10);
     const tail = segmentFiles().at(-1)!;
     const wal0 = await Wal.open(opts({ readOnly: true }));
     const lastOffset = wal0.segments().at(-1)!.bytes - 66;
@@ -106,12 +118,23 @@ describe('WAL recovery: torn tail', () => {
     await wal.close();
   });
 
-  test('non-zero bytes after the end of data (reordered torn write) are erased', async () => {
-    await build(5);
+  test('an intact frame beyond a zero gap after the end of data is corruption (a zeroed header), not a torn tail', async () => {
+    await buildKilled(5);
     const tail = segmentFiles().at(-1)!;
     const end = await dataEnd(tail);
-    // A whole valid-looking frame for index 9, beyond a zero gap: from a write that never synced.
+    // A whole valid frame beyond a zero gap: either a write reordered by a crash, or records whose
+    // header was zeroed. Only the second can have been acknowledged, so it must not be cut silently.
     patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20)));
+    const err = await expectCorrupt();
+    assert.match(err.message, /record 9 at offset \d+ after it is intact/);
+  });
+
+  test('non-zero bytes after the end of data that hold no intact frame (torn write) are erased', async () => {
+    await buildKilled(5);
+    const tail = segmentFiles().at(-1)!;
+    const end = await dataEnd(tail);
+    // Part of a frame for index 9 beyond a zero gap: from a write that never synced.
+    patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20)).subarray(0, 30));
     const { wal, warnings } = await openWithWarnings();
     assert.equal(wal.nextIndex, 5);
     assert.match(warnings[0]!.message, /non-zero bytes after the end/);

@@ -528,18 +528,20 @@ describe('WAL front truncation off the main thread', () => {
     await wal.sync();
     const segmentsBefore = wal.segments().length;
     let asyncUnlinks = 0;
+    let image: SimulatedFileSystem | undefined;
     const original = sim.unlinkAsync.bind(sim);
     sim.unlinkAsync = (p: string) => {
+      // Power cut once the meta is durable, before the background unlinks ran: the meta alone decides.
+      image ??= sim.crashImage(DROP_ALL);
       asyncUnlinks++;
       return original(p);
     };
     const syncUnlinksBefore = sim.opCounts.unlink;
     const pending = wal.truncateFront(60);
-    // The log already starts at 60; the files go in the background.
+    // The log already starts at 60; the meta write and the files go in the background.
     assert.equal(wal.firstIndex, 60);
-    // Power cut before the background unlinks ran: the durable meta alone decides.
-    const image = sim.crashImage(DROP_ALL);
     await pending;
+    assert.ok(image !== undefined);
     assert.ok(asyncUnlinks > 0 && asyncUnlinks === segmentsBefore - wal.segments().length);
     assert.equal(
       sim.opCounts.unlink - syncUnlinksBefore,
@@ -547,7 +549,7 @@ describe('WAL front truncation off the main thread', () => {
       'every deletion went through unlinkAsync',
     );
     await wal.close();
-    const recovered = await Wal.open({ fs: image, dir: simDir, segmentBytes: 1024 });
+    const recovered = await Wal.open({ fs: image!, dir: simDir, segmentBytes: 1024 });
     assert.equal(recovered.firstIndex, 60);
     assert.equal(recovered.nextIndex, 100);
     assert.equal(

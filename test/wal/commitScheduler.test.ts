@@ -1,0 +1,130 @@
+/**
+ * The group-commit scheduler on its own (no file system): who is released by which round, how
+ * callers share rounds, rounds never overlap, and the microtask chain yields to the event loop.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CommitScheduler, MAX_CHAINED_ROUNDS } from '../../src/wal/commitScheduler.ts';
+
+/** A fake log: `next` grows with appends, a round makes everything durable after `roundWork`. */
+class FakeLog {
+  next = 0;
+  durable = 0;
+  rounds = 0;
+  concurrentRounds = 0;
+  maxConcurrentRounds = 0;
+  closed = false;
+  fail: Error | undefined;
+  roundWork: () => Promise<void> = async () => {};
+  readonly scheduler = new CommitScheduler({
+    runRound: () => this.round(),
+    reached: () => this.durable,
+    closed: () => this.closed,
+  });
+
+  private async round(): Promise<void> {
+    this.rounds++;
+    this.concurrentRounds++;
+    this.maxConcurrentRounds = Math.max(this.maxConcurrentRounds, this.concurrentRounds);
+    const target = this.next;
+    try {
+      await this.roundWork();
+      if (this.fail) {
+        this.scheduler.rejectAll(this.fail);
+        return;
+      }
+      this.durable = target;
+      this.scheduler.settle();
+    } finally {
+      this.concurrentRounds--;
+    }
+  }
+
+  append(): number {
+    return this.next++;
+  }
+}
+
+test('callers of one turn share one round; each is released only once its record is covered', async () => {
+  const log = new FakeLog();
+  const acks: Array<[number, number]> = [];
+  await Promise.all(
+    Array.from({ length: 50 }, async () => {
+      const index = log.append();
+      await log.scheduler.waitFor(log.next);
+      acks.push([index, log.durable]);
+    }),
+  );
+  assert.equal(log.rounds, 1);
+  for (const [index, durable] of acks) assert.ok(durable > index);
+});
+
+test('callers arriving while a round is in flight join the next round, never the running one', async () => {
+  const log = new FakeLog();
+  let release!: () => void;
+  log.roundWork = () => new Promise<void>((r) => (release = r));
+  log.append();
+  const first = log.scheduler.waitFor(log.next);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(log.rounds, 1);
+  log.append();
+  let secondDone = false;
+  const second = log.scheduler.waitFor(log.next).then(() => (secondDone = true));
+  release();
+  await first;
+  assert.equal(secondDone, false, 'released by a round that started before its record existed');
+  log.roundWork = async () => {};
+  await second;
+  assert.equal(log.rounds, 2);
+  assert.equal(log.maxConcurrentRounds, 1, 'rounds never overlap');
+});
+
+test('a failed round rejects every waiter with the same error', async () => {
+  const log = new FakeLog();
+  log.fail = new Error('EIO');
+  log.append();
+  const waits = [log.scheduler.waitFor(1), log.scheduler.waitFor(1)];
+  for (const w of waits) await assert.rejects(w, /EIO/);
+});
+
+test('clamp lowers targets (records truncated away) and settle releases them', async () => {
+  const log = new FakeLog();
+  let release!: () => void;
+  log.roundWork = () => new Promise<void>((r) => (release = r));
+  log.next = 10;
+  const wait = log.scheduler.waitFor(10);
+  await new Promise((r) => setImmediate(r));
+  log.durable = 4;
+  log.scheduler.clamp(4);
+  log.scheduler.settle();
+  await wait;
+  release();
+});
+
+test(`at most ${MAX_CHAINED_ROUNDS} rounds chain as microtasks before one waits for the event loop`, async () => {
+  const log = new FakeLog();
+  let immediateRan = false;
+  setImmediate(() => (immediateRan = true));
+  const roundsBeforeImmediate: number[] = [];
+  log.roundWork = async () => {
+    if (!immediateRan) roundsBeforeImmediate.push(log.rounds);
+  };
+  for (let i = 0; i < MAX_CHAINED_ROUNDS * 3; i++) {
+    log.append();
+    await log.scheduler.waitFor(log.next);
+  }
+  assert.ok(
+    roundsBeforeImmediate.length <= MAX_CHAINED_ROUNDS,
+    `${roundsBeforeImmediate.length} rounds ran before a pending setImmediate`,
+  );
+});
+
+test('a closed host starts no round', async () => {
+  const log = new FakeLog();
+  log.closed = true;
+  log.append();
+  void log.scheduler.waitFor(1).catch(() => undefined);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(log.rounds, 0);
+  log.scheduler.rejectAll(new Error('closed'));
+});
