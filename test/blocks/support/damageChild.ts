@@ -2,7 +2,7 @@
 // reads every stored block and reports how the store answered. Runs in its own process because a
 // damaged LevelDB file can abort the process from a native assertion.
 import { openBlockStore } from '../../../src/blocks/openBlockStore.ts';
-import { encodeBlock } from '../../../src/consensus/codecs.ts';
+import { encodeBlock } from '../../../src/domain/codecs.ts';
 import { bytesEqual } from '../../../src/lib/bytes.ts';
 import { CairnError } from '../../../src/lib/errors.ts';
 import { makeChain } from './chain.ts';
