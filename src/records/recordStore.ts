@@ -93,7 +93,7 @@ export class RecordStore {
   private pruningFloor = 0;
   private serial: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
-  private readonly maxValueBytes: number;
+  readonly maxValueBytes: number;
 
   private constructor(
     private readonly log: WriteAheadLog,
@@ -234,6 +234,21 @@ export class RecordStore {
       walIndex: loc.walIndex,
       record: this.readRecord(loc.walIndex, kind, loc.first),
     };
+  }
+
+  /**
+   * Where the record of `kind` covering `n` sits, from the index alone (no value-log read, so no
+   * read error): its span, or undefined when no retained record covers n.
+   */
+  locate(kind: number, n: number): Span | undefined {
+    this.checkOpen();
+    checkNumber(n, 'record number');
+    if (n < this.readFloor()) return undefined;
+    const state = this.kindState(kind);
+    const loc = state.ranged
+      ? findSpan(state.spans, n)
+      : (this.pendingByKey.get(recordKeyString(kind, n)) ?? this.indexedLocation(kind, n));
+    return loc && { first: loc.first, next: loc.next };
   }
 
   /** The record whose hash alias is `hash`. A record below the floor reports `pruned`. */
