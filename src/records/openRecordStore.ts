@@ -4,6 +4,7 @@ import type { FileSystem } from '../io/fileSystem.ts';
 import { mkdirDurable } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
+import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
@@ -54,7 +55,11 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
     options.onWarning?.(w, { file: path.join(options.dir, FLOOR_FILE) });
   let kv: OrderedKv;
   try {
-    kv = options.kv ?? (await ClassicLevelKv.open(path.join(options.dir, INDEX_DIR)));
+    const indexDir = path.join(options.dir, INDEX_DIR);
+    // Read-only: LevelDB cannot open in place without writing, so inspection works on a scratch
+    // copy (re-indexed from the value log like any index, and deleted on close).
+    kv =
+      options.kv ?? (options.readOnly ? await openIndexCopy(indexDir) : await ClassicLevelKv.open(indexDir));
   } catch (err) {
     floorFile.file.close();
     throw err;
