@@ -529,7 +529,8 @@ export class BlockStore {
       if (oldestBlock.first !== start) {
         throw new CairnError(
           'GAP',
-          `block store ${this.name}: blocks start at ${oldestBlock.first}, but the retained QCs start at ${start}`,
+          `block store ${this.name}: blocks start at ${oldestBlock.first}, but the retained QCs start at ${start}; ` +
+            'if the value log is intact the index is damaged: `cairn blocks reindex --data-dir <dir>`',
           { details: { file: this.name } },
         );
       }
