@@ -1,13 +1,9 @@
-import type { Block, FullCommitQC, GlobalRange } from '../domain/types.ts';
+import type { GlobalRange } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
-import type { BlockStore } from './blockStore.ts';
+import type { BlockStore, WriteBatch } from './blockStore.ts';
 
-export interface PersistBatch {
-  /** Contiguous FullCommitQCs, oldest first (already stored ones are accepted as duplicates). */
-  qcs: readonly FullCommitQC[];
-  /** Blocks in ascending global number, each covered by a stored or batched QC. */
-  blocks: readonly { number: number; block: Block }[];
-}
+/** QCs then blocks, validated as a whole before any of it is written (see `BlockStore.writeBatch`). */
+export type PersistBatch = WriteBatch;
 
 export interface ReconcileReport {
   blocks: GlobalRange;
@@ -67,11 +63,11 @@ export class FlushGate {
       if (this.closedError !== undefined) throw this.closedError;
       let covered: number;
       try {
-        for (const qc of batch.qcs) this.store.writeQC(qc);
-        for (const { number, block } of batch.blocks) this.store.writeBlock(number, block);
+        // All or nothing: a refused entry anywhere in the batch leaves the store untouched.
+        this.store.writeBatch(batch);
         // What the flush covers is fixed now, before the await: the store is shared, and a block
         // another writer appends while the fsync runs is not durable when it returns.
-        covered = this.store.ranges().blocks.next;
+        covered = this.store.ranges().written.blocksNext;
         await this.store.flush();
       } catch (err) {
         // A rejected write is the caller's bug and leaves the store usable; a failed flush latched

@@ -2,7 +2,7 @@ import type { FileSystem } from '../io/fileSystem.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError, ioFatal } from '../lib/errors.ts';
 import { openRecordStore } from '../records/openRecordStore.ts';
-import { BLOCK_STORE_KINDS, BlockStore } from './blockStore.ts';
+import { BLOCK_STORE_KINDS, BlockStore, type BlockStoreOptions } from './blockStore.ts';
 
 /** Sub-directories of a block store directory (those of its record store). */
 export { INDEX_DIR, VALUE_LOG_DIR } from '../records/openRecordStore.ts';
@@ -10,7 +10,7 @@ export { INDEX_DIR, VALUE_LOG_DIR } from '../records/openRecordStore.ts';
 export const BLOCK_LOG_MAX_RECORD_BYTES = 32 * 1024 * 1024;
 export const BLOCK_LOG_DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
 
-export interface OpenBlockStoreOptions {
+export interface OpenBlockStoreOptions extends BlockStoreOptions {
   /** Store directory: `<dir>/values` (value log) and `<dir>/index` (LevelDB). */
   dir: string;
   /** File system of the value log (default: the real one). */
@@ -52,7 +52,10 @@ async function openLayers(options: OpenBlockStoreOptions): Promise<BlockStore> {
     onWarning: options.onWarning,
   });
   try {
-    return BlockStore.open(records);
+    return BlockStore.open(records, {
+      committee: options.committee,
+      verifySignatures: options.verifySignatures,
+    });
   } catch (err) {
     await records.close().catch(() => undefined);
     throw err;

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import type { BlockStore } from '../blocks/blockStore.ts';
 import { openBlockStore, VALUE_LOG_DIR } from '../blocks/openBlockStore.ts';
+import { reindexBlockStore } from '../blocks/reindex.ts';
 import { globalRangeOf } from '../domain/committee.ts';
 import { hashBlockHeader } from '../domain/crypto.ts';
 import type { Block, FullCommitQC } from '../domain/types.ts';
@@ -13,10 +14,17 @@ import { BLOCKS_DIR } from '../node/node.ts';
 /**
  * `cairn blocks get <number|hash>`, `cairn blocks range`, `cairn blocks verify`, each with
  * `--data-dir <dir>` (the block store directory). Output is JSON; `verify` exits non-zero on any
- * problem, as does `get` when the block is absent or pruned.
+ * problem, as does `get` when the block is absent or pruned. These never write: the store opens
+ * read-only (no directory, file or preallocated segment is created, nothing is repaired; the index
+ * is read from a scratch copy), and a missing store is NOT_FOUND with a non-zero exit.
+ * `cairn blocks reindex` rebuilds the index from the value log (the operator's way out of a
+ * damaged index).
  */
 export function registerBlocksCommands(program: Command): void {
-  const blocks = program.command('blocks').description('inspect the block store');
+  const blocks = program
+    .command('blocks')
+    .description('inspect the block store (read-only), or rebuild its index');
+  registerReindex(blocks);
 
   blocks
     .command('get <numberOrHash>')
@@ -79,6 +87,29 @@ export function registerBlocksCommands(program: Command): void {
     });
 }
 
+/** Rebuild command: the one command here that writes (and only the index). */
+function registerReindex(blocks: Command): void {
+  blocks
+    .command('reindex')
+    .description(
+      'rebuild the block index (LevelDB) from the value log; for an index reported CORRUPT. Stop the node first',
+    )
+    .requiredOption('--data-dir <dir>', 'node data directory, or the block store directory in it')
+    .option('--keep-old', 'keep the replaced index as index.old')
+    .action(async (opts: { dataDir: string; keepOld?: boolean }) => {
+      try {
+        const r = await reindexBlockStore({
+          dir: resolveStoreDir(opts.dataDir),
+          keepOld: opts.keepOld ?? false,
+          onWarning: (message) => console.error(`warning: ${message}`),
+        });
+        report({ ok: true, ...r });
+      } catch (err) {
+        report({ ok: false, error: describeError(err) }, 1);
+      }
+    });
+}
+
 /** Accepts a node's data directory (which holds `blocks/`) or the block store directory itself. */
 function resolveStoreDir(dir: string): string {
   const nested = path.join(dir, BLOCKS_DIR);
@@ -88,7 +119,7 @@ function resolveStoreDir(dir: string): string {
 async function withStore(dir: string, fn: (store: BlockStore) => void | Promise<void>): Promise<void> {
   let store: BlockStore;
   try {
-    store = await openBlockStore({ dir: resolveStoreDir(dir) });
+    store = await openBlockStore({ dir: resolveStoreDir(dir), readOnly: true });
   } catch (err) {
     report({ ok: false, error: describeError(err) }, 1);
     return;

@@ -174,12 +174,22 @@ export function verifyFullCommitQC(
   options: VerifyOptions = {},
 ): void {
   verifyCommitQC(full.qc, committee, options);
+  const problem = headersMismatch(full);
+  if (problem !== undefined) throw new CairnError('INVALID_ARGUMENT', problem);
+}
+
+/**
+ * Whether the headers of a FullCommitQC are the ones its (signed) CommitQC finalizes: one header per
+ * finalized number, each lane's headers in lane order forming a hash chain that ends in the lane
+ * range's `lastHash` (which binds every header of the range). Needs no committee. Returns a
+ * description of the first mismatch, or undefined. A mismatch with a valid QC means the holder
+ * assembled it from blocks the quorum did not certify (an equivocating lane owner).
+ */
+export function headersMismatch(full: FullCommitQC): string | undefined {
   const range = globalRangeOf(full.qc);
+  const what = `FullCommitQC ${full.qc.roadIndex}`;
   if (full.headers.length !== range.next - range.first) {
-    throw new CairnError(
-      'INVALID_ARGUMENT',
-      `FullCommitQC ${full.qc.roadIndex}: ${full.headers.length} headers for ${range.next - range.first} blocks`,
-    );
+    return `${what}: ${full.headers.length} headers for ${range.next - range.first} blocks`;
   }
   let i = 0;
   for (const lr of full.qc.laneRanges) {
@@ -187,26 +197,18 @@ export function verifyFullCommitQC(
     for (let n = lr.first; n < lr.next; n++, i++) {
       const h = full.headers[i]!;
       if (h.lane !== lr.lane || h.blockNumber !== n) {
-        throw new CairnError(
-          'INVALID_ARGUMENT',
-          `FullCommitQC ${full.qc.roadIndex}: header ${i} is ${shortLane(h.lane)}/${h.blockNumber}, expected ${shortLane(lr.lane)}/${n}`,
-        );
+        return `${what}: header ${i} is ${shortLane(h.lane)}/${h.blockNumber}, expected ${shortLane(lr.lane)}/${n}`;
       }
       if (previousHash !== undefined && !bytesEqual(h.parentHash, previousHash)) {
-        throw new CairnError(
-          'INVALID_ARGUMENT',
-          `FullCommitQC ${full.qc.roadIndex}: lane ${shortLane(lr.lane)} block ${n} breaks the hash chain`,
-        );
+        return `${what}: lane ${shortLane(lr.lane)} block ${n} breaks the hash chain`;
       }
       previousHash = hashBlockHeader(h);
     }
     if (previousHash !== undefined && !bytesEqual(previousHash, lr.lastHash)) {
-      throw new CairnError(
-        'INVALID_ARGUMENT',
-        `FullCommitQC ${full.qc.roadIndex}: lane ${shortLane(lr.lane)} last header does not match the QC's lastHash`,
-      );
+      return `${what}: lane ${shortLane(lr.lane)} last header does not match the QC's lastHash`;
     }
   }
+  return undefined;
 }
 
 export function verifyPruneAnchor(

@@ -1,5 +1,5 @@
 import { ClassicLevel } from 'classic-level';
-import { CairnError, describe, errnoCode } from '../lib/errors.ts';
+import { engineError } from './engineErrors.ts';
 import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
 
 export interface ClassicLevelKvOptions {
@@ -9,6 +9,8 @@ export interface ClassicLevelKvOptions {
   writeBufferBytes?: number;
   /** Snappy compression of table blocks; default true. */
   compression?: boolean;
+  /** Create an empty database when the directory holds none; default true. */
+  createIfMissing?: boolean;
 }
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
@@ -30,7 +32,7 @@ export class ClassicLevelKv implements OrderedKv {
   static async open(location: string, options: ClassicLevelKvOptions = {}): Promise<ClassicLevelKv> {
     const db: Db = new ClassicLevel<Uint8Array, Uint8Array>(location, {
       ...VIEW,
-      createIfMissing: true,
+      createIfMissing: options.createIfMissing ?? true,
       compression: options.compression ?? true,
       cacheSize: options.cacheBytes ?? 8 * 1024 * 1024,
       writeBufferSize: options.writeBufferBytes ?? 4 * 1024 * 1024,
@@ -38,34 +40,35 @@ export class ClassicLevelKv implements OrderedKv {
     try {
       await db.open();
     } catch (err) {
-      const cause = (err as { cause?: unknown }).cause ?? err;
-      const text = `${describe(err)} ${describe(cause)}`;
-      if (/lock/i.test(text)) {
-        throw new CairnError('LOCKED', `key-value store ${location} is locked by another process`, {
-          cause: err,
-          details: { file: location },
-        });
-      }
-      throw new CairnError('IO_FATAL', `opening key-value store ${location} failed: ${text}`, {
-        cause: err,
-        details: { file: location, errno: errnoCode(cause) },
-      });
+      // Classified by the engine's error code, never by message text: the message holds the path,
+      // and a path such as `<data-dir>/blocks/index` contains "lock".
+      throw engineError(err, `opening key-value store ${location}`, location);
     }
     return new ClassicLevelKv(db, location);
   }
 
   get(key: Uint8Array): Uint8Array | undefined {
-    const v = this.db.getSync(key);
+    let v: Uint8Array | undefined;
+    try {
+      v = this.db.getSync(key);
+    } catch (err) {
+      throw engineError(err, `reading key-value store ${this.location}`, this.location);
+    }
     return v === undefined ? undefined : plainView(v);
   }
 
   async getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-    const values = await this.db.getMany(keys as Uint8Array[]);
+    let values: (Uint8Array | undefined)[];
+    try {
+      values = await this.db.getMany(keys as Uint8Array[]);
+    } catch (err) {
+      throw engineError(err, `reading key-value store ${this.location}`, this.location);
+    }
     return values.map((v) => (v === undefined ? undefined : plainView(v)));
   }
 
   batch(): KvBatch {
-    return new ClassicLevelBatch(this.db);
+    return new ClassicLevelBatch(this.db, this.location);
   }
 
   async range(range: KvRange): Promise<KvEntry[]> {
@@ -85,13 +88,17 @@ export class ClassicLevelKv implements OrderedKv {
         for (const [key, value] of chunk) out.push({ key: plainView(key), value: plainView(value) });
       }
       return out;
+    } catch (err) {
+      throw engineError(err, `scanning key-value store ${this.location}`, this.location);
     } finally {
-      await it.close();
+      await it.close().catch(() => undefined);
     }
   }
 
   close(): Promise<void> {
-    this.closing ??= this.db.close();
+    this.closing ??= this.db.close().catch((err: unknown) => {
+      throw engineError(err, `closing key-value store ${this.location}`, this.location);
+    });
     return this.closing;
   }
 }
@@ -100,7 +107,10 @@ class ClassicLevelBatch implements KvBatch {
   private readonly chained;
   private ops = 0;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    private readonly location: string,
+  ) {
     this.chained = db.batch();
   }
 
@@ -121,7 +131,9 @@ class ClassicLevelBatch implements KvBatch {
   }
 
   write(options: { sync: boolean }): Promise<void> {
-    return this.chained.write({ sync: options.sync });
+    return this.chained.write({ sync: options.sync }).catch((err: unknown) => {
+      throw engineError(err, `writing key-value store ${this.location}`, this.location);
+    });
   }
 }
 

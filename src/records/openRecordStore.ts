@@ -1,15 +1,20 @@
 import * as path from 'node:path';
+import { openAbFile } from '../io/abFile.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { mkdirDurable } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
+import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
+import { CairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
-import { RecordStore } from './recordStore.ts';
+import { decodeFloorFile, RecordStore } from './recordStore.ts';
 
 /** Sub-directories of a record store directory. */
 export const VALUE_LOG_DIR = 'values';
 export const INDEX_DIR = 'index';
+/** Cairn's own copy of the prune floor: `<dir>/floor.a` and `<dir>/floor.b` (A/B file). */
+export const FLOOR_FILE = 'floor';
 
 export interface OpenRecordStoreOptions {
   /** Store directory: `<dir>/values` (value log) and `<dir>/index` (LevelDB). */
@@ -38,8 +43,27 @@ export interface OpenRecordStoreOptions {
  */
 export async function openRecordStore(options: OpenRecordStoreOptions): Promise<RecordStore> {
   const fs = options.fs ?? realFileSystem;
+  if (options.readOnly && !fs.exists(path.join(options.dir, VALUE_LOG_DIR))) {
+    throw new CairnError('NOT_FOUND', `no record store at ${options.dir} (no ${VALUE_LOG_DIR}/ directory)`, {
+      details: { file: options.dir },
+    });
+  }
   if (!options.readOnly) mkdirDurable(fs, options.dir, path);
-  const kv = options.kv ?? (await ClassicLevelKv.open(path.join(options.dir, INDEX_DIR)));
+  const floorFile = openAbFile(fs, options.dir, FLOOR_FILE, { readOnly: options.readOnly ?? false });
+  const floor = decodeFloorFile(floorFile.loaded.payload, path.join(options.dir, FLOOR_FILE));
+  for (const w of floorFile.loaded.warnings)
+    options.onWarning?.(w, { file: path.join(options.dir, FLOOR_FILE) });
+  let kv: OrderedKv;
+  try {
+    const indexDir = path.join(options.dir, INDEX_DIR);
+    // Read-only: LevelDB cannot open in place without writing, so inspection works on a scratch
+    // copy (re-indexed from the value log like any index, and deleted on close).
+    kv =
+      options.kv ?? (options.readOnly ? await openIndexCopy(indexDir) : await ClassicLevelKv.open(indexDir));
+  } catch (err) {
+    floorFile.file.close();
+    throw err;
+  }
   let log: Wal | undefined;
   try {
     log = await Wal.open({
@@ -58,10 +82,12 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
       rangedKinds: options.rangedKinds,
       pointKinds: options.pointKinds,
       maxValueBytes: options.maxValueBytes,
+      floorFile: { file: floorFile.file, floor },
     });
   } catch (err) {
     await log?.close().catch(() => undefined);
     await kv.close().catch(() => undefined);
+    floorFile.file.close();
     throw err;
   }
 }

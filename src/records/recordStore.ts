@@ -1,4 +1,5 @@
-import { type OrderedKv, readU64BE, u64Key, writeU64BE } from '../kv/orderedKv.ts';
+import type { AbSnapshotFile } from '../io/abFile.types.ts';
+import { type KvBatch, type OrderedKv, readU64BE, u64Key, writeU64BE } from '../kv/orderedKv.ts';
 import { asBuffer, bytesEqual, toHex } from '../lib/bytes.ts';
 import { CairnError, FatalLatch, isCairnError } from '../lib/errors.ts';
 import type { WriteAheadLog } from '../wal/types.ts';
@@ -10,18 +11,30 @@ import { type DecodedRecord, decodeRecordFrame, encodeRecordFrame, MAX_HASH_BYTE
  *
  * Storage: record bodies are appended to ONE value log (a segmented WAL on Cairn's FileSystem);
  * an ordered KV (LevelDB) holds only the index. Because every record goes through the same log,
- * durability follows issue order: a crash keeps a prefix of the appended records, never a gapped
- * subset. The log is the source of truth; the index is derived from it:
+ * durability follows issue order: a crash keeps a prefix of the appended records. The log is the
+ * source of truth; the index is DERIVED from it and never trusted beyond what was synced:
  *
- *  - the index for records [indexedNext, …) is written only after the log fsync covering them
- *    returned, so the index never points past the durable log;
- *  - index batches are not fsynced (LevelDB keeps a prefix of them); the high-water mark
- *    `indexedNext` rides in the same atomic batch, and on open the log tail beyond it is re-indexed;
- *  - records appended but not yet indexed are served from small in-memory maps (read-your-writes).
+ *  - the index entries of records are written only after the log fsync covering them returned;
+ *  - index batches are mostly unsynced, and a power cut may keep ANY subset of them (LevelDB skips
+ *    a damaged log block and replays later ones), so no high-water mark rides in them. The
+ *    re-index CHECKPOINT (`M checkpoint`: every log record below it is indexed) is written only in
+ *    synced batches (every `checkpointEveryRecords` records, at prune and at close); a synced
+ *    LevelDB write makes every earlier batch durable too;
+ *  - open re-indexes [checkpoint, log end) — idempotent puts that fill any gap a lost unsynced
+ *    batch left — then spot-checks the index against the log (newest and oldest entry of each kind
+ *    and the last log record must point at records with that identity): a mismatch is CORRUPT and
+ *    `cairn blocks reindex` rebuilds the index from the log;
+ *  - records appended but not yet indexed are served from a small in-memory map (read-your-writes).
  *
- * The prune floor is written to the KV with a synced batch before any log data is dropped, and it
- * only moves up. Reads of a number below the floor report `pruned`, by number and by hash alike
- * (hash aliases of pruned records are kept as tombstones for exactly that reason).
+ * Every number a record covers has its own index entry (a ranged record of n numbers has n), so a
+ * lookup is one point read and nothing per record is held in memory.
+ *
+ * The prune floor is written first to Cairn's own checksummed A/B file (when given), then to the
+ * KV with a synced batch, and only then is log data dropped; it only moves up, and open takes the
+ * higher of the two (a lost or rebuilt index cannot bring pruned numbers back as `absent`). Reads
+ * below the floor report `pruned`, by number and by hash. Index entries below the floor are swept
+ * afterwards in bounded chunks; hash aliases of the newest `hashTombstoneNumbers` pruned numbers
+ * are kept so that a recently pruned hash still reads `pruned` (older ones read `absent`).
  */
 
 export type Lookup =
@@ -49,6 +62,15 @@ export interface RecordStoreOptions {
   pointKinds: readonly number[];
   /** Largest value accepted (default 32 MiB). */
   maxValueBytes?: number;
+  /**
+   * Cairn's own copy of the prune floor (an A/B file), with the floor it loaded (undefined when
+   * never written). Written before anything is deleted; open uses the higher of it and the KV's.
+   */
+  floorFile?: { file: AbSnapshotFile; floor: number | undefined } | undefined;
+  /** Synced index checkpoint at least every this many records (default 4096). */
+  checkpointEveryRecords?: number;
+  /** Pruned numbers whose hash alias still reads `pruned` (default 100,000). */
+  hashTombstoneNumbers?: number;
 }
 
 interface Location extends Span {
@@ -62,8 +84,6 @@ interface Pending extends Location {
 
 interface KindState {
   ranged: boolean;
-  /** Ranged kinds only: every retained record, ascending. */
-  spans: Location[];
   /** Oldest retained record (next > floor), if any. */
   oldest: Span | undefined;
   newest: Span | undefined;
@@ -72,72 +92,79 @@ interface KindState {
 const KEY_RECORD = 0x52; // 'R' kind first → next walIndex
 const KEY_HASH = 0x48; // 'H' hash → kind first
 const KEY_META = 0x4d; // 'M' name → u64
-const META_INDEXED_NEXT = metaKey('indexedNext');
+/** Synced only: every log record below it is indexed. */
+const META_CHECKPOINT = metaKey('checkpoint');
 const META_FLOOR = metaKey('floor');
-const LOAD_CHUNK = 10_000;
+/** Index layout version; an index without it (or another) is rebuilt from the log at open. */
+const META_FORMAT = metaKey('format');
+const INDEX_FORMAT = 2;
+/** Keys per index batch when re-indexing or sweeping (bounds a batch's memory). */
+const BATCH_KEYS = 4096;
+/** Largest span of a ranged record (each number gets an index entry). */
+export const MAX_RECORD_SPAN = 1 << 16;
+const FLOOR_FILE_VERSION = 1;
 
 export class RecordStore {
   private readonly latch = new FatalLatch();
   private readonly kinds = new Map<number, KindState>();
   /** Appended but not yet in the KV index, in log order. */
   private pending: Pending[] = [];
+  /** Every number of every pending record (a ranged record has one entry per number). */
   private readonly pendingByKey = new Map<string, Pending>();
   private readonly pendingByHash = new Map<string, Pending>();
+  /** Log records below this are in the KV index (possibly only in unsynced batches). */
   private indexedNext: number;
+  /** Log records below this are indexed in SYNCED batches. */
+  private checkpoint: number;
   private floorValue: number;
-  /**
-   * Floor of the prune being written, if any. Reads honour it at once: its KV batch drops index
-   * entries below it, and a read landing between that and the durable floor must report `pruned`,
-   * never `absent`. `floor` (what callers may rely on) moves only once the batch is durable.
-   */
-  private pruningFloor = 0;
   private serial: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
-  private readonly maxValueBytes: number;
+  private sweepScheduled = false;
+  readonly maxValueBytes: number;
+  private readonly checkpointEvery: number;
+  private readonly tombstoneNumbers: number;
+  private readonly floorFile: AbSnapshotFile | undefined;
 
   private constructor(
     private readonly log: WriteAheadLog,
     private readonly kv: OrderedKv,
     readonly name: string,
-    rangedKinds: readonly number[],
-    pointKinds: readonly number[],
-    indexedNext: number,
+    options: RecordStoreOptions,
+    checkpoint: number,
     floor: number,
-    maxValueBytes: number,
   ) {
-    this.indexedNext = indexedNext;
+    this.indexedNext = checkpoint;
+    this.checkpoint = checkpoint;
     this.floorValue = floor;
-    this.maxValueBytes = maxValueBytes;
-    for (const k of rangedKinds) this.kinds.set(k, newKindState(true));
-    for (const k of pointKinds) this.kinds.set(k, newKindState(false));
+    this.maxValueBytes = options.maxValueBytes ?? 32 * 1024 * 1024;
+    this.checkpointEvery = options.checkpointEveryRecords ?? 4096;
+    this.tombstoneNumbers = options.hashTombstoneNumbers ?? 100_000;
+    this.floorFile = options.floorFile?.file;
+    for (const k of options.rangedKinds) this.kinds.set(k, newKindState(true));
+    for (const k of options.pointKinds) this.kinds.set(k, newKindState(false));
   }
 
   /** Opens over an opened log and KV (the store owns both from here on and closes them). */
   static async open(options: RecordStoreOptions): Promise<RecordStore> {
     const { log, kv } = options;
-    const indexedNext = readMeta(kv, META_INDEXED_NEXT) ?? log.firstIndex;
-    const floor = readMeta(kv, META_FLOOR) ?? 0;
-    if (indexedNext > log.nextIndex) {
+    const format = readMeta(kv, META_FORMAT);
+    const kvFloor = readMeta(kv, META_FLOOR) ?? 0;
+    if (format !== INDEX_FORMAT) await wipe(kv);
+    const floor = Math.max(kvFloor, options.floorFile?.floor ?? 0);
+    const checkpoint = readMeta(kv, META_CHECKPOINT);
+    if (checkpoint !== undefined && checkpoint > log.nextIndex) {
       throw new CairnError(
         'DATA_LOSS',
-        `record store ${options.name}: the index covers log records up to ${indexedNext} but the log ends at ` +
+        `record store ${options.name}: the index covers log records up to ${checkpoint} but the log ends at ` +
           `${log.nextIndex}; durable records were lost`,
-        { details: { file: options.name, indexedNext, logNext: log.nextIndex } },
+        { details: { file: options.name, indexedNext: checkpoint, logNext: log.nextIndex } },
       );
     }
-    const store = new RecordStore(
-      log,
-      kv,
-      options.name,
-      options.rangedKinds,
-      options.pointKinds,
-      Math.max(indexedNext, log.firstIndex),
-      floor,
-      options.maxValueBytes ?? 32 * 1024 * 1024,
-    );
-    await store.loadRangedSpans();
-    await store.reindexTail();
-    await store.loadPointBounds();
+    const from = Math.max(checkpoint ?? log.firstIndex, log.firstIndex);
+    const store = new RecordStore(log, kv, options.name, options, from, floor);
+    await store.reindexFrom(from);
+    await store.loadBounds();
+    store.spotCheck();
     return store;
   }
 
@@ -173,6 +200,12 @@ export class RecordStore {
         `kind ${kind} records cover one number, got [${first}, ${next})`,
       );
     }
+    if (next - first > MAX_RECORD_SPAN) {
+      throw new CairnError(
+        'INVALID_ARGUMENT',
+        `record span [${first}, ${next}) covers more than ${MAX_RECORD_SPAN} numbers`,
+      );
+    }
     if (value.byteLength > this.maxValueBytes) {
       throw new CairnError(
         'RECORD_TOO_LARGE',
@@ -191,9 +224,8 @@ export class RecordStore {
     }
     const p: Pending = { kind, first, next, walIndex, hash: alias };
     this.pending.push(p);
-    this.pendingByKey.set(recordKeyString(kind, first), p);
+    for (let n = first; n < next; n++) this.pendingByKey.set(recordKeyString(kind, n), p);
     if (alias.byteLength > 0) this.pendingByHash.set(asBuffer(alias).toString('hex'), p);
-    if (state.ranged) state.spans.push({ first, next, walIndex });
     state.newest = { first, next };
     state.oldest ??= { first, next };
   }
@@ -219,21 +251,29 @@ export class RecordStore {
   get(kind: number, n: number): Lookup {
     this.checkOpen();
     checkNumber(n, 'record number');
-    const floor = this.readFloor();
+    const floor = this.floorValue;
     if (n < floor) return { status: 'pruned', floor };
-    const state = this.kindState(kind);
-    let loc: Location | undefined;
-    if (state.ranged) {
-      loc = findSpan(state.spans, n);
-    } else {
-      loc = this.pendingByKey.get(recordKeyString(kind, n)) ?? this.indexedLocation(kind, n);
-    }
+    this.kindState(kind);
+    const loc = this.pendingByKey.get(recordKeyString(kind, n)) ?? this.indexedLocation(kind, n);
     if (loc === undefined) return { status: 'absent' };
     return {
       status: 'found',
       walIndex: loc.walIndex,
       record: this.readRecord(loc.walIndex, kind, loc.first),
     };
+  }
+
+  /**
+   * Where the record of `kind` covering `n` sits, from the index alone (no value-log read, so no
+   * read error): its span, or undefined when no retained record covers n.
+   */
+  locate(kind: number, n: number): Span | undefined {
+    this.checkOpen();
+    checkNumber(n, 'record number');
+    if (n < this.floorValue) return undefined;
+    this.kindState(kind);
+    const loc = this.pendingByKey.get(recordKeyString(kind, n)) ?? this.indexedLocation(kind, n);
+    return loc && { first: loc.first, next: loc.next };
   }
 
   /** The record whose hash alias is `hash`. A record below the floor reports `pruned`. */
@@ -249,10 +289,11 @@ export class RecordStore {
     } else {
       const v = this.kv.get(hashKey(hash));
       if (v === undefined) return { status: 'absent' };
+      if (v.byteLength !== 9) throw this.indexCorrupt(`hash entry of ${v.byteLength} bytes`);
       kind = v[0]!;
-      first = readU64BE(v, 1);
+      first = this.readIndexNumber(v, 1);
     }
-    const floor = this.readFloor();
+    const floor = this.floorValue;
     if (first < floor) return { status: 'pruned', floor };
     const found = this.get(kind, first);
     if (found.status !== 'found') return found;
@@ -277,14 +318,10 @@ export class RecordStore {
     return this.kindState(kind).oldest;
   }
 
-  /** Ranged kinds: spans of retained records, ascending (read-only view). */
-  spans(kind: number): readonly Span[] {
-    return this.kindState(kind).spans;
-  }
-
   /**
-   * Raises the floor to `floor` (no-op if not higher). Flushes first, persists the floor with a
-   * synced KV batch, and only then drops whole log segments that hold nothing at or above it.
+   * Raises the floor to `floor` (no-op if not higher). Flushes first, persists the floor (A/B file,
+   * then a synced KV batch), and only then drops whole log segments that hold nothing at or above
+   * it. Index entries below the floor are swept afterwards in bounded chunks.
    */
   pruneBefore(floor: number): Promise<void> {
     try {
@@ -298,39 +335,23 @@ export class RecordStore {
       if (floor <= this.floorValue) return;
       await this.syncAndIndex();
       const cut = await this.firstWalIndexAtOrAbove(floor);
-      const batch = this.kv.batch();
-      batch.put(META_FLOOR, u64Value(floor));
-      // Point-kind index entries below the floor go; hash aliases stay as "pruned" tombstones.
-      for (const [kind, state] of this.kinds) {
-        if (state.ranged) continue;
-        const dead = await this.kv.range({
-          gte: u64KeyFor(kind, 0),
-          lt: u64KeyFor(kind, floor),
-          limit: 1_000_000,
-        });
-        for (const e of dead) batch.del(e.key);
-      }
-      for (const [kind, state] of this.kinds) {
-        if (!state.ranged) continue;
-        for (const s of state.spans) {
-          if (s.next > floor) break;
-          batch.del(u64KeyFor(kind, s.first));
+      if (this.floorFile !== undefined) {
+        try {
+          await this.floorFile.writeAsync(encodeFloorFile(floor));
+        } catch (err) {
+          throw this.fail(err, 'writing the prune floor file');
         }
       }
-      this.pruningFloor = floor;
+      const batch = this.kv.batch();
+      batch.put(META_FLOOR, u64Value(floor));
+      batch.put(META_CHECKPOINT, u64Value(this.indexedNext));
       try {
         await batch.write({ sync: true });
       } catch (err) {
-        this.pruningFloor = 0;
         throw this.fail(err, 'persisting the record store prune floor');
       }
+      this.checkpoint = this.indexedNext;
       this.floorValue = floor;
-      for (const state of this.kinds.values()) {
-        if (state.ranged) {
-          const keepFrom = state.spans.findIndex((s) => s.next > floor);
-          state.spans = keepFrom < 0 ? [] : state.spans.slice(keepFrom);
-        }
-      }
       await this.refreshOldest();
       if (cut > this.log.firstIndex) {
         try {
@@ -339,7 +360,13 @@ export class RecordStore {
           throw this.fail(err, 'dropping pruned value log segments');
         }
       }
+      this.scheduleSweep();
     });
+  }
+
+  /** Resolves once index entries below the floor (minus the tombstone window) are swept. */
+  async sweepIdle(): Promise<void> {
+    while (this.sweepScheduled) await this.serial;
   }
 
   /**
@@ -361,20 +388,27 @@ export class RecordStore {
         continue;
       }
       if (rec.next <= this.floorValue) continue;
-      const state = this.kinds.get(rec.kind);
-      if (state === undefined) {
+      if (!this.kinds.has(rec.kind)) {
         problems.push(`log index ${index}: unknown record kind ${rec.kind}`);
         continue;
       }
-      const loc = state.ranged ? findSpan(state.spans, rec.first) : this.indexedLocation(rec.kind, rec.first);
-      if (loc === undefined || loc.walIndex !== index) {
-        problems.push(
-          `log index ${index}: kind ${rec.kind} number ${rec.first} is indexed at ${loc?.walIndex ?? 'nothing'}`,
-        );
+      for (const n of new Set([Math.max(rec.first, this.floorValue), rec.next - 1])) {
+        let loc: Location | undefined;
+        try {
+          loc = this.indexedLocation(rec.kind, n);
+        } catch (err) {
+          problems.push(`log index ${index}: ${(err as Error).message}`);
+          continue;
+        }
+        if (loc === undefined || loc.walIndex !== index || loc.first !== rec.first) {
+          problems.push(
+            `log index ${index}: kind ${rec.kind} number ${n} is indexed at ${loc?.walIndex ?? 'nothing'}`,
+          );
+        }
       }
       if (rec.hash.byteLength > 0) {
         const v = this.kv.get(hashKey(rec.hash));
-        if (v === undefined || v[0] !== rec.kind || readU64BE(v, 1) !== rec.first) {
+        if (v === undefined || v.byteLength !== 9 || v[0] !== rec.kind || readU64BE(v, 1) !== rec.first) {
           problems.push(`log index ${index}: hash ${toHex(rec.hash).slice(0, 16)}… is not indexed to it`);
         }
       }
@@ -382,13 +416,16 @@ export class RecordStore {
     return { records, problems };
   }
 
-  /** Flushes (unless failed), then closes the log and the KV. Idempotent; every call gets the same result. */
+  /**
+   * Flushes (unless failed), writes a synced checkpoint (the next open re-indexes nothing), then
+   * closes the log and the KV. Idempotent; every call gets the same result.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       let first: unknown;
       if (this.latch.error === undefined) {
         try {
-          await this.flush();
+          await this.flushForClose();
         } catch (err) {
           first = err;
         }
@@ -404,12 +441,24 @@ export class RecordStore {
       } catch (err) {
         first ??= err;
       }
+      try {
+        this.floorFile?.close();
+      } catch (err) {
+        first ??= err;
+      }
       if (first !== undefined) throw first;
     })();
     return this.closing;
   }
 
   // ------------------------------------------------------------------ internals
+
+  private flushForClose(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.syncAndIndex();
+      if (this.checkpoint < this.indexedNext) await this.writeCheckpoint();
+    });
+  }
 
   private enqueue(step: () => Promise<void>): Promise<void> {
     const run = this.serial.then(() => {
@@ -428,31 +477,76 @@ export class RecordStore {
     } catch (err) {
       throw this.fail(err, 'syncing the value log');
     }
-    const batch = this.kv.batch();
     let taken = 0;
+    let batch = this.kv.batch();
     for (const p of this.pending) {
       if (p.walIndex >= upto) break;
       putIndex(batch, p);
       taken++;
+      if (batch.length >= BATCH_KEYS) {
+        await this.writeIndexBatch(batch, false);
+        batch = this.kv.batch();
+      }
     }
-    batch.put(META_INDEXED_NEXT, u64Value(upto));
-    try {
-      await batch.write({ sync: false });
-    } catch (err) {
-      throw this.fail(err, 'writing the record store index');
-    }
+    // Unsynced batches carry no high-water mark: a power cut may keep a later one and lose an
+    // earlier one. The checkpoint moves only with a synced write.
+    const sync = upto - this.checkpoint >= this.checkpointEvery;
+    if (sync) batch.put(META_CHECKPOINT, u64Value(upto));
+    if (batch.length > 0) await this.writeIndexBatch(batch, sync);
+    if (sync) this.checkpoint = upto;
     this.indexedNext = upto;
     for (const p of this.pending.slice(0, taken)) {
-      this.pendingByKey.delete(recordKeyString(p.kind, p.first));
+      for (let n = p.first; n < p.next; n++) this.pendingByKey.delete(recordKeyString(p.kind, n));
       if (p.hash.byteLength > 0) this.pendingByHash.delete(asBuffer(p.hash).toString('hex'));
     }
     this.pending = this.pending.slice(taken);
   }
 
+  private async writeIndexBatch(batch: KvBatch, sync: boolean): Promise<void> {
+    try {
+      await batch.write({ sync });
+    } catch (err) {
+      throw this.fail(err, 'writing the record store index');
+    }
+  }
+
+  private async writeCheckpoint(): Promise<void> {
+    const batch = this.kv.batch().put(META_CHECKPOINT, u64Value(this.indexedNext));
+    await this.writeIndexBatch(batch, true);
+    this.checkpoint = this.indexedNext;
+  }
+
   private indexedLocation(kind: number, n: number): Location | undefined {
     const v = this.kv.get(u64KeyFor(kind, n));
     if (v === undefined) return undefined;
-    return { first: n, next: readU64BE(v, 0), walIndex: readU64BE(v, 8) };
+    if (v.byteLength < 24)
+      throw this.indexCorrupt(`entry of kind ${kind} number ${n} has ${v.byteLength} bytes`);
+    const loc = {
+      next: this.readIndexNumber(v, 0),
+      walIndex: this.readIndexNumber(v, 8),
+      first: this.readIndexNumber(v, 16),
+    };
+    if (!(loc.first <= n && n < loc.next)) {
+      throw this.indexCorrupt(`entry of kind ${kind} number ${n} names the span [${loc.first}, ${loc.next})`);
+    }
+    return loc;
+  }
+
+  private readIndexNumber(v: Uint8Array, offset: number): number {
+    try {
+      return readU64BE(v, offset);
+    } catch {
+      throw this.indexCorrupt(`a number above 2^53 in an index entry`);
+    }
+  }
+
+  private indexCorrupt(what: string): CairnError {
+    return new CairnError(
+      'CORRUPT',
+      `record store ${this.name}: the index is damaged (${what}); rebuild it from the value log ` +
+        '(`cairn blocks reindex --data-dir <dir>` for a block store)',
+      { details: { file: this.name, reason: 'index-damaged' } },
+    );
   }
 
   private readRecord(walIndex: number, kind: number, first: number): DecodedRecord {
@@ -485,90 +579,103 @@ export class RecordStore {
     // a running prune): the oldest of them at or above the floor bounds the cut as well.
     const unindexed = this.pending.find((p) => p.next > floor);
     if (unindexed !== undefined) cut = unindexed.walIndex;
-    for (const [kind, state] of this.kinds) {
-      if (state.ranged) {
-        const s = state.spans.find((x) => x.next > floor);
-        if (s !== undefined) cut = Math.min(cut, s.walIndex);
-      } else {
-        const [e] = await this.kv.range({
-          gte: u64KeyFor(kind, floor),
-          lt: u64KeyFor(kind + 1, 0),
-          limit: 1,
-        });
-        if (e !== undefined) cut = Math.min(cut, readU64BE(e.value, 8));
-      }
+    for (const kind of this.kinds.keys()) {
+      const [e] = await this.kv.range({
+        gte: u64KeyFor(kind, floor),
+        lt: u64KeyFor(kind + 1, 0),
+        limit: 1,
+      });
+      if (e !== undefined) cut = Math.min(cut, this.readIndexNumber(e.value, 8));
     }
     return cut;
   }
 
-  private async loadRangedSpans(): Promise<void> {
-    for (const [kind, state] of this.kinds) {
-      if (!state.ranged) continue;
-      let from = u64KeyFor(kind, 0);
-      for (;;) {
-        const chunk = await this.kv.range({ gte: from, lt: u64KeyFor(kind + 1, 0), limit: LOAD_CHUNK });
-        for (const e of chunk) {
-          const first = readU64BE(e.key, 2);
-          state.spans.push({ first, next: readU64BE(e.value, 0), walIndex: readU64BE(e.value, 8) });
-        }
-        if (chunk.length < LOAD_CHUNK) break;
-        from = successor(chunk[chunk.length - 1]!.key);
-      }
-      state.spans = state.spans.filter((s) => s.next > this.floorValue);
-    }
-  }
-
-  /** Indexes the log records beyond the KV's high-water mark (lost unsynced index batches). */
-  private async reindexTail(): Promise<void> {
-    const from = this.indexedNext;
+  /**
+   * Indexes the log records [from, log end): idempotent puts that also fill a gap left by a lost
+   * unsynced batch. Ends with a synced batch carrying the new checkpoint, the floor and the format.
+   */
+  private async reindexFrom(from: number): Promise<void> {
     const to = this.log.nextIndex;
-    if (from >= to) return;
     let batch = this.kv.batch();
     for (const { index, payload } of this.log.iterate(from, to)) {
       const rec = decodeRecordFrame(payload, { file: this.name, walIndex: index });
-      const state = this.kindState(rec.kind);
+      this.kindState(rec.kind);
+      if (rec.next <= this.floorValue) continue;
       putIndex(batch, { kind: rec.kind, first: rec.first, next: rec.next, walIndex: index, hash: rec.hash });
-      if (state.ranged && rec.next > this.floorValue) {
-        state.spans.push({ first: rec.first, next: rec.next, walIndex: index });
-      }
-      if (batch.length >= 4096) {
-        batch.put(META_INDEXED_NEXT, u64Value(index + 1));
+      if (batch.length >= BATCH_KEYS) {
         await batch.write({ sync: false });
         batch = this.kv.batch();
       }
     }
-    batch.put(META_INDEXED_NEXT, u64Value(to));
-    await batch.write({ sync: false });
+    const known = {
+      format: readMeta(this.kv, META_FORMAT),
+      checkpoint: readMeta(this.kv, META_CHECKPOINT),
+      floor: readMeta(this.kv, META_FLOOR),
+    };
+    if (
+      batch.length > 0 ||
+      known.format !== INDEX_FORMAT ||
+      known.checkpoint !== to ||
+      known.floor !== this.floorValue
+    ) {
+      batch.put(META_FORMAT, u64Value(INDEX_FORMAT));
+      batch.put(META_CHECKPOINT, u64Value(to));
+      batch.put(META_FLOOR, u64Value(this.floorValue));
+      await batch.write({ sync: true });
+    }
     this.indexedNext = to;
+    this.checkpoint = to;
   }
 
-  private async loadPointBounds(): Promise<void> {
-    for (const [kind, state] of this.kinds) {
-      if (state.ranged) {
-        const last = state.spans[state.spans.length - 1];
-        state.newest = last && { first: last.first, next: last.next };
-        const head = state.spans[0];
-        state.oldest = head && { first: head.first, next: head.next };
-        continue;
+  /**
+   * The cheap open-time check of the index against the log: the last log record, and the newest
+   * and oldest index entry of each kind, must name records with that identity. A few log reads.
+   */
+  private spotCheck(): void {
+    const last = this.log.nextIndex - 1;
+    if (last >= this.log.firstIndex) {
+      const rec = decodeRecordFrame(this.log.read(last), { file: this.name, walIndex: last });
+      if (rec.next > this.floorValue) {
+        const loc = this.indexedLocation(rec.kind, rec.next - 1);
+        if (loc === undefined || loc.walIndex !== last) {
+          throw this.indexCorrupt(
+            `the last log record ${last} (kind ${rec.kind} [${rec.first}, ${rec.next})) is not indexed`,
+          );
+        }
       }
+    }
+    for (const [kind, state] of this.kinds) {
+      for (const span of [state.oldest, state.newest]) {
+        if (span === undefined) continue;
+        const loc = this.indexedLocation(kind, Math.max(span.first, this.floorValue));
+        if (loc === undefined || loc.walIndex < this.log.firstIndex || loc.walIndex >= this.log.nextIndex) {
+          throw this.indexCorrupt(`kind ${kind} [${span.first}, ${span.next}) points outside the log`);
+        }
+        this.readRecord(loc.walIndex, kind, loc.first);
+      }
+    }
+  }
+
+  private async loadBounds(): Promise<void> {
+    for (const [kind, state] of this.kinds) {
       const [newest] = await this.kv.range({
         gte: u64KeyFor(kind, 0),
         lt: u64KeyFor(kind + 1, 0),
         limit: 1,
         reverse: true,
       });
-      state.newest = newest && { first: readU64BE(newest.key, 2), next: readU64BE(newest.value, 0) };
+      state.newest = newest && this.spanOf(newest.value);
     }
     await this.refreshOldest();
   }
 
+  private spanOf(value: Uint8Array): Span {
+    if (value.byteLength < 24) throw this.indexCorrupt(`entry of ${value.byteLength} bytes`);
+    return { first: this.readIndexNumber(value, 16), next: this.readIndexNumber(value, 0) };
+  }
+
   private async refreshOldest(): Promise<void> {
     for (const [kind, state] of this.kinds) {
-      if (state.ranged) {
-        const head = state.spans[0];
-        state.oldest = head && { first: head.first, next: head.next };
-        continue;
-      }
       const [e] = await this.kv.range({
         gte: u64KeyFor(kind, this.floorValue),
         lt: u64KeyFor(kind + 1, 0),
@@ -576,9 +683,52 @@ export class RecordStore {
       });
       const fromPending = this.pending.find((p) => p.kind === kind && p.next > this.floorValue);
       state.oldest = e
-        ? { first: readU64BE(e.key, 2), next: readU64BE(e.value, 0) }
-        : fromPending && { ...fromPending };
+        ? this.spanOf(e.value)
+        : fromPending && { first: fromPending.first, next: fromPending.next };
     }
+  }
+
+  /** Sweeps index entries below (floor - tombstone window), one bounded batch per queued step. */
+  private scheduleSweep(): void {
+    if (this.sweepScheduled || this.closing !== undefined) return;
+    const limit = this.floorValue - this.tombstoneNumbers;
+    if (limit <= 0) return;
+    this.sweepScheduled = true;
+    const step = async (): Promise<void> => {
+      let more = false;
+      try {
+        if (this.closing === undefined) more = await this.sweepChunk(limit);
+      } finally {
+        this.sweepScheduled = more && this.closing === undefined;
+      }
+      if (this.sweepScheduled) void this.enqueue(step).catch(() => undefined);
+    };
+    void this.enqueue(step).catch(() => {
+      this.sweepScheduled = false;
+    });
+  }
+
+  /** Deletes up to BATCH_KEYS/2 index entries (and their hash aliases) below `limit`; true if more remain. */
+  private async sweepChunk(limit: number): Promise<boolean> {
+    const chunk = BATCH_KEYS / 2;
+    const batch = this.kv.batch();
+    let entries = 0;
+    for (const kind of this.kinds.keys()) {
+      const dead = await this.kv.range({
+        gte: u64KeyFor(kind, 0),
+        lt: u64KeyFor(kind, limit),
+        limit: chunk - entries,
+      });
+      for (const e of dead) {
+        batch.del(e.key);
+        if (e.value.byteLength > 24) batch.del(hashKey(e.value.subarray(24)));
+      }
+      entries += dead.length;
+      if (entries >= chunk) break;
+    }
+    const more = entries >= chunk;
+    if (batch.length > 0) await this.writeIndexBatch(batch, false);
+    return more;
   }
 
   private kindState(kind: number): KindState {
@@ -599,10 +749,6 @@ export class RecordStore {
     return this.latch.passCallerErrors(err, what);
   }
 
-  private readFloor(): number {
-    return Math.max(this.floorValue, this.pruningFloor);
-  }
-
   private checkOpen(): void {
     if (this.closing !== undefined) throw new CairnError('CLOSED', `record store ${this.name} is closed`);
   }
@@ -618,6 +764,43 @@ export class RecordStore {
   }
 }
 
+/** Payload of the prune floor A/B file: u8 version (1), u64 BE floor. The A/B slot adds seq + CRC32C. */
+export function encodeFloorFile(floor: number): Uint8Array {
+  const out = new Uint8Array(9);
+  out[0] = FLOOR_FILE_VERSION;
+  writeU64BE(out, 1, floor);
+  return out;
+}
+
+export function decodeFloorFile(payload: Uint8Array | undefined, file: string): number | undefined {
+  if (payload === undefined) return undefined;
+  if (payload.byteLength !== 9 || payload[0] !== FLOOR_FILE_VERSION) {
+    throw new CairnError(
+      'CORRUPT',
+      `prune floor file ${file}: unknown layout (${payload.byteLength} bytes, version ${payload[0]})`,
+      {
+        details: { file },
+      },
+    );
+  }
+  try {
+    return readU64BE(payload, 1);
+  } catch {
+    throw new CairnError('CORRUPT', `prune floor file ${file}: floor above 2^53`, { details: { file } });
+  }
+}
+
+/** Deletes every key (an index of another layout), in bounded batches. */
+async function wipe(kv: OrderedKv): Promise<void> {
+  for (;;) {
+    const keys = await kv.range({ limit: BATCH_KEYS });
+    if (keys.length === 0) return;
+    const batch = kv.batch();
+    for (const e of keys) batch.del(e.key);
+    await batch.write({ sync: false });
+  }
+}
+
 function checkNumber(n: number, what: string): void {
   if (!Number.isSafeInteger(n) || n < 0) {
     throw new CairnError('INVALID_ARGUMENT', `${what} must be a non-negative safe integer, got ${n}`);
@@ -625,27 +808,17 @@ function checkNumber(n: number, what: string): void {
 }
 
 function newKindState(ranged: boolean): KindState {
-  return { ranged, spans: [], oldest: undefined, newest: undefined };
+  return { ranged, oldest: undefined, newest: undefined };
 }
 
-function findSpan(spans: readonly Location[], n: number): Location | undefined {
-  let lo = 0;
-  let hi = spans.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const s = spans[mid]!;
-    if (n < s.first) hi = mid - 1;
-    else if (n >= s.next) lo = mid + 1;
-    else return s;
-  }
-  return undefined;
-}
-
-function putIndex(batch: ReturnType<OrderedKv['batch']>, p: Pending): void {
-  const v = new Uint8Array(16);
+/** One entry per number n of the record: [R][kind][n] → next, walIndex, first (u64 BE), hash alias. */
+function putIndex(batch: KvBatch, p: Pending): void {
+  const v = new Uint8Array(24 + p.hash.byteLength);
   writeU64BE(v, 0, p.next);
   writeU64BE(v, 8, p.walIndex);
-  batch.put(u64KeyFor(p.kind, p.first), v);
+  writeU64BE(v, 16, p.first);
+  v.set(p.hash, 24);
+  for (let n = p.first; n < p.next; n++) batch.put(u64KeyFor(p.kind, n), v);
   if (p.hash.byteLength > 0) {
     const h = new Uint8Array(9);
     h[0] = p.kind;
@@ -654,7 +827,7 @@ function putIndex(batch: ReturnType<OrderedKv['batch']>, p: Pending): void {
   }
 }
 
-/** [KEY_RECORD][kind][first BE] */
+/** [KEY_RECORD][kind][number BE] */
 function u64KeyFor(kind: number, first: number): Uint8Array {
   const inner = u64Key(kind, first);
   const out = new Uint8Array(10);
@@ -680,7 +853,18 @@ function metaKey(name: string): Uint8Array {
 
 function readMeta(kv: OrderedKv, key: Uint8Array): number | undefined {
   const v = kv.get(key);
-  return v === undefined ? undefined : readU64BE(v, 0);
+  if (v === undefined) return undefined;
+  if (v.byteLength !== 8) {
+    throw new CairnError(
+      'CORRUPT',
+      `index meta entry of ${v.byteLength} bytes; rebuild the index from the value log`,
+    );
+  }
+  try {
+    return readU64BE(v, 0);
+  } catch {
+    throw new CairnError('CORRUPT', 'index meta entry above 2^53; rebuild the index from the value log');
+  }
 }
 
 function u64Value(n: number): Uint8Array {
@@ -691,12 +875,6 @@ function u64Value(n: number): Uint8Array {
 
 function recordKeyString(kind: number, first: number): string {
   return `${kind}:${first}`;
-}
-
-function successor(key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.byteLength + 1);
-  out.set(key, 0);
-  return out;
 }
 
 function concat(parts: [Uint8Array, Uint8Array]): Uint8Array {

@@ -1,0 +1,121 @@
+// Issue #9 items 8 and 13 on the record layer: prunes delete index entries in bounded batches and
+// keep only a bounded window of hash tombstones; the prune floor survives the loss of the index.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
+import { hashBlockHeader } from '../../src/domain/crypto.ts';
+import type { KvBatch, KvEntry, KvRange, OrderedKv } from '../../src/kv/orderedKv.ts';
+import { RecordStore } from '../../src/records/recordStore.ts';
+import { MemoryKv } from '../../src/testing/memoryKv.ts';
+import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { makeChain } from '../blocks/support/chain.ts';
+import { MemoryLog } from '../blocks/support/memoryLog.ts';
+
+/** Records the size of every batch written. */
+class CountingKv implements OrderedKv {
+  readonly batchSizes: number[] = [];
+  constructor(readonly inner: MemoryKv) {}
+  get(key: Uint8Array): Uint8Array | undefined {
+    return this.inner.get(key);
+  }
+  getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    return this.inner.getMany(keys);
+  }
+  batch(): KvBatch {
+    const b = this.inner.batch();
+    const sizes = this.batchSizes;
+    return {
+      put(k, v) {
+        b.put(k, v);
+        return this;
+      },
+      del(k) {
+        b.del(k);
+        return this;
+      },
+      get length() {
+        return b.length;
+      },
+      write(o) {
+        sizes.push(b.length);
+        return b.write(o);
+      },
+    };
+  }
+  range(range: KvRange): Promise<KvEntry[]> {
+    return this.inner.range(range);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+const POINT = 1;
+const hashOf = (n: number): Uint8Array => {
+  const h = new Uint8Array(32);
+  new DataView(h.buffer).setUint32(0, n + 1);
+  h[31] = 0xab;
+  return h;
+};
+
+describe('bounded growth (item 8)', () => {
+  test('a prune of 12,000 index entries writes bounded batches and keeps a bounded tombstone window', async () => {
+    const kv = new CountingKv(new MemoryKv());
+    const records = await RecordStore.open({
+      log: new MemoryLog(),
+      kv,
+      name: 'bounds',
+      rangedKinds: [],
+      pointKinds: [POINT],
+      hashTombstoneNumbers: 500,
+    });
+    const total = 14_000;
+    for (let n = 0; n < total; n++) records.append(POINT, n, n + 1, new Uint8Array([n & 0xff]), hashOf(n));
+    await records.flush();
+    kv.batchSizes.length = 0;
+    await records.pruneBefore(12_000);
+    await records.sweepIdle();
+    const largest = Math.max(...kv.batchSizes);
+    assert.ok(largest <= 4096, `a prune batch held ${largest} operations`);
+    // Index entries below floor - window are gone, with their hash aliases.
+    const all = await kv.range({ limit: 1_000_000 });
+    const recordKeys = all.filter((e) => e.key[0] === 0x52).length;
+    const hashKeys = all.filter((e) => e.key[0] === 0x48).length;
+    assert.ok(recordKeys <= 2000 + 500, `${recordKeys} record entries kept`);
+    assert.ok(hashKeys <= 2000 + 500, `${hashKeys} hash entries kept`);
+    assert.equal(records.getByHash(hashOf(11_900)).status, 'pruned', 'a recent tombstone reads pruned');
+    assert.equal(records.getByHash(hashOf(10)).status, 'absent', 'an old tombstone is compacted away');
+    assert.equal(records.get(POINT, 10).status, 'pruned');
+    assert.equal(records.get(POINT, 12_000).status, 'found');
+    await records.close();
+  });
+});
+
+describe('prune floor outside the index (item 13)', () => {
+  const chain = makeChain({ seed: 8, cohorts: 5 });
+  for (const loss of ['the whole index', 'an index reset to empty after CURRENT was lost'] as const) {
+    test(`the floor survives ${loss}: pruned numbers read pruned, verify agrees`, async () => {
+      const fs = new SimulatedFileSystem({ seed: 2 });
+      const open = (kv: MemoryKv) => openBlockStore({ dir: '/b', fs, kv, segmentBytes: 4096 });
+      const store = await open(new MemoryKv());
+      for (let i = 0; i < 5; i++) {
+        store.writeQC(chain.qcs[i]!);
+        const r = chain.range(i);
+        for (let n = r.first; n < r.next; n++) store.writeBlock(n, chain.block(n));
+      }
+      await store.flush();
+      assert.equal(await store.pruneBefore(9), 8);
+      await store.close();
+      // The index is derived: a new, empty one is rebuilt from the value log at open.
+      const rebuilt = await open(new MemoryKv());
+      assert.equal(rebuilt.floor, 8);
+      assert.deepEqual(rebuilt.ranges().blocks, { first: 8, next: 20 });
+      for (let n = 0; n < 8; n++) assert.equal(rebuilt.readBlock(n).status, 'pruned', `block ${n}`);
+      assert.equal(rebuilt.readBlock(8).status, 'found');
+      assert.equal(rebuilt.readBlockByHash(hashBlockHeader(chain.block(12).header)).status, 'found');
+      const v = await rebuilt.verify();
+      assert.deepEqual(v.problems, []);
+      await rebuilt.close();
+    });
+  }
+});
