@@ -67,7 +67,7 @@ interface Dataset {
   block(n: number): BlockReceiptsInput;
 }
 
-function makeDataset(blocks: number, seed: number): Dataset {
+export function makeDataset(blocks: number, seed: number): Dataset {
   const poolRng = new Rng(seed);
   const addresses = Array.from({ length: ADDRESS_POOL }, () => poolRng.bytes(20));
   const topic0s = Array.from({ length: TOPIC0_POOL }, () => poolRng.bytes(32));

@@ -15,7 +15,6 @@ import type { BlockEntry, BlockReceiptsInput, LogInput, StoredReceipt } from './
 
 export const BLOCK_ENTRY_VERSION = 1;
 export const RECEIPT_BODY_VERSION = 1;
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 class ByteWriter {
   private buf = new Uint8Array(256);
@@ -40,9 +39,15 @@ class ByteWriter {
     this.view.setUint32(this.length, v, true);
     this.length += 4;
   }
-  u64(v: number | bigint): void {
+  u64(v: number): void {
     this.ensure(8);
-    this.view.setBigUint64(this.length, BigInt(v), true);
+    this.view.setUint32(this.length, v >>> 0, true);
+    this.view.setUint32(this.length + 4, Math.floor(v / 0x100000000), true);
+    this.length += 8;
+  }
+  u64big(v: bigint): void {
+    this.ensure(8);
+    this.view.setBigUint64(this.length, v, true);
     this.length += 8;
   }
   bytes(b: Uint8Array): void {
@@ -61,9 +66,11 @@ class ByteWriter {
 class ByteReader {
   private pos = 0;
   private readonly view: DataView;
+  /** `copy`: slice out byte fields (the source buffer may be reused); otherwise return views. */
   constructor(
     private readonly buf: Uint8Array,
     private readonly what: string,
+    private readonly copy = true,
   ) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
@@ -87,13 +94,19 @@ class ByteReader {
     return v;
   }
   u64(): number {
-    const v = this.u64big();
-    if (v > BigInt(MAX_SAFE)) throw corrupt(this.what, `u64 ${v} out of the safe range`);
-    return Number(v);
+    this.need(8);
+    const lo = this.view.getUint32(this.pos, true);
+    const hi = this.view.getUint32(this.pos + 4, true);
+    this.pos += 8;
+    const v = hi * 0x100000000 + lo;
+    if (hi >= 0x200000) throw corrupt(this.what, `u64 ${hi}:${lo} out of the safe range`);
+    return v;
   }
   bytes(n: number): Uint8Array {
     this.need(n);
-    const out = this.buf.slice(this.pos, this.pos + n);
+    const out = this.copy
+      ? this.buf.slice(this.pos, this.pos + n)
+      : this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
   }
@@ -126,7 +139,7 @@ function writeReceipt(w: ByteWriter, r: StoredReceipt): void {
   if (r.contractAddress) w.bytes(r.contractAddress);
   w.u64(r.gasUsed);
   w.u64(r.cumulativeGasUsed);
-  w.u64(r.effectiveGasPrice);
+  w.u64big(r.effectiveGasPrice);
   w.u32(r.firstLogIndex);
   w.u32(r.logs.length);
   for (const log of r.logs) {
@@ -177,18 +190,26 @@ function readReceipt(r: ByteReader): StoredReceipt {
   };
 }
 
-/** WAL payload of one block: version u8 | number u64 | hash 32 | receiptCount u32 | receipts | crc. */
-export function encodeBlockEntry(entry: BlockEntry): Uint8Array {
+/**
+ * WAL payload of one block: version u8 | number u64 | hash 32 | receiptCount u32
+ * | (bodyLength u32 | receipt body)* | crc. The bodies are exactly the hot tier's values, so a block
+ * is encoded once and its bodies are stored in the hot tier without re-encoding.
+ */
+export function encodeBlockEntry(entry: BlockEntry): { payload: Uint8Array; bodies: Uint8Array[] } {
+  const bodies = entry.receipts.map((r) => encodeReceiptBody(entry.hash, r));
   const w = new ByteWriter();
   w.u8(BLOCK_ENTRY_VERSION);
   w.u64(entry.number);
   w.bytes(entry.hash);
-  w.u32(entry.receipts.length);
-  for (const r of entry.receipts) writeReceipt(w, r);
-  return w.finishWithCrc();
+  w.u32(bodies.length);
+  for (const b of bodies) {
+    w.u32(b.length);
+    w.bytes(b);
+  }
+  return { payload: w.finishWithCrc(), bodies };
 }
 
-export function decodeBlockEntry(bytes: Uint8Array): BlockEntry {
+export function decodeBlockEntry(bytes: Uint8Array): BlockEntry & { bodies: Uint8Array[] } {
   const what = 'receipt WAL entry';
   const r = new ByteReader(checkCrc(bytes, what), what);
   const version = r.u8();
@@ -197,27 +218,35 @@ export function decodeBlockEntry(bytes: Uint8Array): BlockEntry {
   const hash = r.bytes(32);
   const count = r.u32();
   const receipts: StoredReceipt[] = [];
-  for (let i = 0; i < count; i++) receipts.push(readReceipt(r));
+  const bodies: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const body = r.bytes(r.u32());
+    bodies.push(body);
+    receipts.push(decodeReceiptBody(body).receipt);
+  }
   if (r.remaining !== 0) throw corrupt(what, `${r.remaining} trailing bytes`);
-  return { number, hash, receipts };
+  return { number, hash, receipts, bodies };
 }
 
-/** Hot-tier body of one receipt with its logs: version u8 | receipt record | crc. */
-export function encodeReceiptBody(receipt: StoredReceipt): Uint8Array {
+/** Hot-tier body of one receipt with its logs: version u8 | blockHash 32 | receipt record | crc. */
+export function encodeReceiptBody(blockHash: Uint8Array, receipt: StoredReceipt): Uint8Array {
   const w = new ByteWriter();
   w.u8(RECEIPT_BODY_VERSION);
+  w.bytes(blockHash);
   writeReceipt(w, receipt);
   return w.finishWithCrc();
 }
 
-export function decodeReceiptBody(bytes: Uint8Array): StoredReceipt {
+/** Decodes a body; byte fields are views into `bytes` (callers pass a buffer they own). */
+export function decodeReceiptBody(bytes: Uint8Array): { blockHash: Uint8Array; receipt: StoredReceipt } {
   const what = 'hot-tier receipt body';
-  const r = new ByteReader(checkCrc(bytes, what), what);
+  const r = new ByteReader(checkCrc(bytes, what), what, false);
   const version = r.u8();
   if (version !== RECEIPT_BODY_VERSION) throw corrupt(what, `unknown version ${version}`);
-  const out = readReceipt(r);
+  const blockHash = r.bytes(32);
+  const receipt = readReceipt(r);
   if (r.remaining !== 0) throw corrupt(what, `${r.remaining} trailing bytes`);
-  return out;
+  return { blockHash, receipt };
 }
 
 function invalid(message: string, details: Record<string, unknown> = {}): CairnError {

@@ -1,7 +1,7 @@
 import type { KvBatch, OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
-import { decodeReceiptBody, encodeReceiptBody } from './codec.ts';
+import { decodeReceiptBody } from './codec.ts';
 import { logMatches, type NormalizedFilter } from './logFilter.ts';
 import type { BlockEntry, Log, StoredReceipt } from './types.ts';
 
@@ -11,7 +11,7 @@ import type { BlockEntry, Log, StoredReceipt } from './types.ts';
  * it came from the receipt WAL (or from an archive file), so it can be checked and rebuilt.
  *
  * Keys (block numbers and log indices big-endian so byte order is numeric order):
- *   'r' block u64 txIndex u32            → receipt body with its logs (codec.ts, CRC-checked)
+ *   'r' block u64 txIndex u32            → blockHash + receipt with its logs (codec.ts, CRC-checked)
  *   'a' address 20 block u64 logIndex u32 → txIndex u32 LE          (address posting)
  *   'c' topic0 32 block u64 logIndex u32  → txIndex u32 LE          (topic0 posting)
  *   't' txHash 32                         → block u64 txIndex u32   (tx-hash index)
@@ -54,17 +54,25 @@ export interface HotQueryLimits {
   hotFloor: () => number;
 }
 
-function setU64(out: Uint8Array, offset: number, value: number): void {
-  new DataView(out.buffer, out.byteOffset, out.byteLength).setBigUint64(offset, BigInt(value), false);
-}
-function getU64(bytes: Uint8Array, offset: number): number {
-  return Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(offset, false));
-}
+// Big-endian integer fields written byte by byte: cheaper than a DataView per key on the ingest path.
 function setU32(out: Uint8Array, offset: number, value: number): void {
-  new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(offset, value, false);
+  out[offset] = value >>> 24;
+  out[offset + 1] = (value >>> 16) & 255;
+  out[offset + 2] = (value >>> 8) & 255;
+  out[offset + 3] = value & 255;
 }
 function getU32(bytes: Uint8Array, offset: number): number {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(offset, false);
+  return (
+    ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>>
+    0
+  );
+}
+function setU64(out: Uint8Array, offset: number, value: number): void {
+  setU32(out, offset, Math.floor(value / 0x100000000));
+  setU32(out, offset + 4, value >>> 0);
+}
+function getU64(bytes: Uint8Array, offset: number): number {
+  return getU32(bytes, offset) * 0x100000000 + getU32(bytes, offset + 4);
 }
 
 function bodyKey(block: number, txIndex: number): Uint8Array {
@@ -182,20 +190,22 @@ export class HotTier {
     return { block: getU64(v, 0), txIndex: getU32(v, 8) };
   }
 
-  body(block: number, txIndex: number): StoredReceipt | undefined {
+  body(block: number, txIndex: number): { blockHash: Uint8Array; receipt: StoredReceipt } | undefined {
     const v = this.get(bodyKey(block, txIndex), `receipt ${block}/${txIndex}`);
     return v === undefined ? undefined : decodeReceiptBody(v);
   }
 
   /**
-   * Stages one block into `batch`. The tx-hash index keeps the earliest block for a hash that
-   * appears twice (the first inclusion is the real one; `staged` carries the batch's own earlier
-   * entries, which the engine cannot see yet). Re-staging a block already present is idempotent.
+   * Stages one block into `batch` (`bodies[i]` is the encoded body of `entry.receipts[i]`).
+   * Re-staging a block already present is idempotent. When a tx hash appears in two blocks the
+   * index points at the later one, as geth's lookup entries do: blocks are always (re)applied in
+   * ascending order, so the outcome does not depend on what a crash kept.
    */
-  stageBlock(batch: KvBatch, entry: BlockEntry, entryCrc: number, staged: Map<string, number>): void {
+  stageBlock(batch: KvBatch, entry: BlockEntry, bodies: readonly Uint8Array[], entryCrc: number): void {
     let logCount = 0;
-    for (const r of entry.receipts) {
-      batch.put(bodyKey(entry.number, r.txIndex), encodeReceiptBody(r));
+    for (let k = 0; k < entry.receipts.length; k++) {
+      const r = entry.receipts[k]!;
+      batch.put(bodyKey(entry.number, r.txIndex), bodies[k]!);
       const txIdx = txIndexValue(r.txIndex);
       for (let i = 0; i < r.logs.length; i++) {
         const log = r.logs[i]!;
@@ -205,16 +215,10 @@ export class HotTier {
         if (t0 !== undefined) batch.put(postingKey(P_TOPIC0, t0, entry.number, logIndex), txIdx);
       }
       logCount += r.logs.length;
-      const hashHex = Buffer.from(r.txHash.buffer, r.txHash.byteOffset, 32).toString('latin1');
-      const stagedBlock = staged.get(hashHex);
-      const existing = stagedBlock !== undefined ? { block: stagedBlock } : this.txLocation(r.txHash);
-      if (existing === undefined || existing.block > entry.number) {
-        const v = new Uint8Array(12);
-        setU64(v, 0, entry.number);
-        new DataView(v.buffer).setUint32(8, r.txIndex, false);
-        batch.put(txKey(r.txHash), v);
-        staged.set(hashHex, entry.number);
-      }
+      const v = new Uint8Array(12);
+      setU64(v, 0, entry.number);
+      setU32(v, 8, r.txIndex);
+      batch.put(txKey(r.txHash), v);
     }
     const meta = new Uint8Array(44);
     meta.set(entry.hash, 0);
@@ -238,7 +242,7 @@ export class HotTier {
       for (const e of entries) {
         const block = getU64(e.key, 1);
         last = block;
-        const r = decodeReceiptBody(e.value);
+        const r = decodeReceiptBody(e.value).receipt;
         batch.del(e.key);
         for (let i = 0; i < r.logs.length; i++) {
           const log = r.logs[i]!;
@@ -307,21 +311,7 @@ export class HotTier {
   async queryLogs(f: NormalizedFilter, limits: HotQueryLimits): Promise<Log[]> {
     const out: Log[] = [];
     let bytes = 0;
-    const blockHashes = new Map<number, Uint8Array>();
-    const blockHash = (block: number): Uint8Array => {
-      let h = blockHashes.get(block);
-      if (h === undefined) {
-        const meta = this.blockMeta(block);
-        if (meta === undefined) {
-          if (block < limits.hotFloor()) throw prunedDuringRead(block);
-          throw new CairnError('CORRUPT', `hot tier: block ${block} has receipts but no metadata`);
-        }
-        h = meta.hash;
-        blockHashes.set(block, h);
-      }
-      return h;
-    };
-    const emit = (block: number, r: StoredReceipt, i: number): void => {
+    const emit = (block: number, blockHash: Uint8Array, r: StoredReceipt, i: number): void => {
       const log = r.logs[i]!;
       if (!logMatches(f, log)) return;
       if (out.length >= limits.maxResults) {
@@ -344,7 +334,7 @@ export class HotTier {
         topics: log.topics as Uint8Array[],
         data: log.data,
         blockNumber: block,
-        blockHash: blockHash(block),
+        blockHash,
         txHash: r.txHash,
         txIndex: r.txIndex,
         logIndex: r.firstLogIndex + i,
@@ -388,7 +378,7 @@ export class HotTier {
       }
       let cachedKey = -1;
       let cachedBlock = -1;
-      let cached: StoredReceipt | undefined;
+      let cached: { blockHash: Uint8Array; receipt: StoredReceipt } | undefined;
       for (let c = 0; c < candidates.length; c++) {
         const cand = candidates[c]!;
         if (c > 0) {
@@ -407,7 +397,7 @@ export class HotTier {
             );
           }
         }
-        const r = cached!;
+        const r = cached!.receipt;
         const i = cand.logIndex - r.firstLogIndex;
         if (i < 0 || i >= r.logs.length) {
           throw new CairnError(
@@ -415,7 +405,7 @@ export class HotTier {
             `hot tier: posting for block ${cand.block} log ${cand.logIndex} is outside its receipt`,
           );
         }
-        emit(cand.block, r, i);
+        emit(cand.block, cached!.blockHash, r, i);
       }
       return out;
     }
@@ -427,8 +417,8 @@ export class HotTier {
       const page = await this.range('receipt bodies', { gte, lt, limit: PAGE });
       for (const e of page) {
         const block = getU64(e.key, 1);
-        const r = decodeReceiptBody(e.value);
-        for (let i = 0; i < r.logs.length; i++) emit(block, r, i);
+        const { blockHash, receipt } = decodeReceiptBody(e.value);
+        for (let i = 0; i < receipt.logs.length; i++) emit(block, blockHash, receipt, i);
       }
       if (page.length < PAGE) break;
       const lastKey = page[page.length - 1]!.key;
@@ -445,7 +435,7 @@ export class HotTier {
       lt: bodyKey(block + 1, 0),
       limit: 1_000_000,
     });
-    return page.map((e) => decodeReceiptBody(e.value));
+    return page.map((e) => decodeReceiptBody(e.value).receipt);
   }
 
   sameHash(a: Uint8Array, b: Uint8Array): boolean {

@@ -284,8 +284,10 @@ export class ReceiptStore {
   private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
     if (blocks.length === 0) return;
     const batch = this.hot.kv.batch();
-    const staged = new Map<string, number>();
-    for (const b of blocks) this.hot.stageBlock(batch, b, crc32c(encodeBlockEntry(b)), staged);
+    for (const b of blocks) {
+      const { payload, bodies } = encodeBlockEntry(b);
+      this.hot.stageBlock(batch, b, bodies, crc32c(payload));
+    }
     await this.hot.writeBatch(batch, false, 'apply');
   }
 
@@ -362,7 +364,7 @@ export class ReceiptStore {
   }
 
   private async writeGroup(group: QueuedWrite<BlockEntry>[]): Promise<void> {
-    const accepted: { w: QueuedWrite<BlockEntry>; crc: number }[] = [];
+    const accepted: { w: QueuedWrite<BlockEntry>; crc: number; bodies: Uint8Array[] }[] = [];
     const pending = new Map<number, { hash: Uint8Array; crc: number }>();
     let next = this.latest + 1;
     try {
@@ -388,7 +390,7 @@ export class ReceiptStore {
           );
           continue;
         }
-        const payload = encodeBlockEntry(e);
+        const { payload, bodies } = encodeBlockEntry(e);
         const crc = crc32c(payload);
         if (e.number < next) {
           const err = this.resubmission(e, crc, pending);
@@ -401,15 +403,14 @@ export class ReceiptStore {
         } catch (err) {
           throw this.latch.latch(err, 'receipt WAL append');
         }
-        accepted.push({ w, crc });
+        accepted.push({ w, crc, bodies });
         pending.set(e.number, { hash: e.hash, crc });
         next++;
       }
       if (accepted.length === 0) return;
       await this.walCall('fsync', () => this.wal.sync());
       const batch = this.hot.kv.batch();
-      const staged = new Map<string, number>();
-      for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.crc, staged);
+      for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.bodies, a.crc);
       await this.hot.writeBatch(batch, false, 'apply');
     } catch (err) {
       const latched = this.latch.latch(err, 'receipt write');
@@ -672,7 +673,7 @@ export class ReceiptStore {
   /**
    * The receipt of a transaction, or undefined when the store has none (a definite answer: the
    * tx-hash index covers every retained block, and no file is scanned). When a hash was stored in
-   * two blocks, the earliest block's receipt is returned.
+   * two blocks, the later block's receipt is returned (as geth does).
    */
   async getReceipt(txHash: Uint8Array): Promise<Receipt | undefined> {
     this.checkReadable();
@@ -686,8 +687,7 @@ export class ReceiptStore {
       if (loc.block < view.floor || loc.block > view.latest) return undefined;
       if (loc.block >= view.hotFloor) {
         const body = this.hot.body(loc.block, loc.txIndex);
-        const meta = this.hot.blockMeta(loc.block);
-        if (body && meta) return toReceipt(loc.block, meta.hash, body);
+        if (body) return toReceipt(loc.block, body.blockHash, body.receipt);
         if (loc.block >= this.state.hotFloor) {
           throw new CairnError(
             'CORRUPT',
@@ -860,7 +860,7 @@ export class ReceiptStore {
           for (const r of b.receipts) logs += r.logs.length;
           if (b.number < view.hotFloor) continue;
           const meta = this.hot.blockMeta(b.number);
-          if (!meta || meta.entryCrc !== crc32c(encodeBlockEntry(b))) {
+          if (!meta || meta.entryCrc !== crc32c(encodeBlockEntry(b).payload)) {
             problems.push(`block ${b.number}: archive and hot tier disagree`);
           }
         }
@@ -892,7 +892,9 @@ export class ReceiptStore {
       if (rec.index >= this.state.hotFloor) {
         const entry = decodeBlockEntry(rec.payload);
         const bodies = await this.hot.blockBodies(rec.index);
-        const again = crc32c(encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }));
+        const again = crc32c(
+          encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }).payload,
+        );
         if (again !== crc) problems.push(`block ${rec.index}: hot-tier receipts differ from the WAL`);
       }
     }
