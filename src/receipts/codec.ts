@@ -228,6 +228,14 @@ export function decodeBlockEntry(bytes: Uint8Array): BlockEntry & { bodies: Uint
   return { number, hash, receipts, bodies };
 }
 
+/**
+ * Checksum identifying an encoded entry: its trailing CRC-32C. (A CRC over the whole payload would
+ * not do: a CRC over data followed by its own CRC is the same constant for every input.)
+ */
+export function entryChecksum(payload: Uint8Array): number {
+  return new DataView(payload.buffer, payload.byteOffset + payload.length - 4, 4).getUint32(0, true);
+}
+
 /** Hot-tier body of one receipt with its logs: version u8 | blockHash 32 | receipt record | crc. */
 export function encodeReceiptBody(blockHash: Uint8Array, receipt: StoredReceipt): Uint8Array {
   const w = new ByteWriter();

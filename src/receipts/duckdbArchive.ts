@@ -45,7 +45,8 @@ function blobLiteral(bytes: Uint8Array): string {
   return `from_hex('${toHex(bytes)}')`;
 }
 function blob(v: DuckDBValue): Uint8Array {
-  return (v as { bytes: Uint8Array }).bytes;
+  const b = (v as { bytes: Uint8Array }).bytes;
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 function optionalBlob(v: DuckDBValue): Uint8Array | undefined {
   return v === null ? undefined : blob(v);

@@ -11,7 +11,7 @@ import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
 import { loadBloomHasher, logsBloom } from './bloom.ts';
-import { decodeBlockEntry, encodeBlockEntry, normalizeBlock } from './codec.ts';
+import { decodeBlockEntry, encodeBlockEntry, entryChecksum, normalizeBlock } from './codec.ts';
 import { DuckDbArchive } from './duckdbArchive.ts';
 import { checkAbort, HotTier } from './hotTier.ts';
 import { normalizeFilter } from './logFilter.ts';
@@ -100,6 +100,8 @@ export class ReceiptStore {
   private state: StoreState;
   private latest: number;
   private view: View;
+  /** Reference-counted handles of every listed file (also those below the floor, until retired). */
+  private readonly live = new Map<ArchiveFileEntry, LiveFile>();
   private readonly latch = new FatalLatch();
   private readonly queue: WriteQueue<BlockEntry>;
   private closing: Promise<void> | undefined;
@@ -286,7 +288,7 @@ export class ReceiptStore {
     const batch = this.hot.kv.batch();
     for (const b of blocks) {
       const { payload, bodies } = encodeBlockEntry(b);
-      this.hot.stageBlock(batch, b, bodies, crc32c(payload));
+      this.hot.stageBlock(batch, b, bodies, entryChecksum(payload));
     }
     await this.hot.writeBatch(batch, false, 'apply');
   }
@@ -391,7 +393,7 @@ export class ReceiptStore {
           continue;
         }
         const { payload, bodies } = encodeBlockEntry(e);
-        const crc = crc32c(payload);
+        const crc = entryChecksum(payload);
         if (e.number < next) {
           const err = this.resubmission(e, crc, pending);
           if (err) w.reject(err);
@@ -579,7 +581,8 @@ export class ReceiptStore {
       await this.hot.pruneIndexes(f.first, f.last, hashes);
     }
     await this.writeState({ ...this.state, files: this.state.files.filter((x) => x !== f) });
-    const live = this.view.files.find((x) => x.entry === f);
+    const live = this.live.get(f);
+    this.live.delete(f);
     this.publish();
     if (live) {
       live.doomed = true;
@@ -609,19 +612,21 @@ export class ReceiptStore {
   }
 
   private publish(): void {
-    const byEntry = new Map(this.view.files.map((f) => [f.entry, f]));
-    const files = this.state.files
-      .filter((f) => f.last >= this.state.floor)
-      .map(
-        (f) =>
-          byEntry.get(f) ?? {
-            entry: f,
-            receiptsPath: this.filePath(f.receipts),
-            logsPath: this.filePath(f.logs),
-            refs: 0,
-            doomed: false,
-          },
-      );
+    const files: LiveFile[] = [];
+    for (const f of this.state.files) {
+      let live = this.live.get(f);
+      if (!live) {
+        live = {
+          entry: f,
+          receiptsPath: this.filePath(f.receipts),
+          logsPath: this.filePath(f.logs),
+          refs: 0,
+          doomed: false,
+        };
+        this.live.set(f, live);
+      }
+      if (f.last >= this.state.floor) files.push(live);
+    }
     this.view = { floor: this.state.floor, hotFloor: this.state.hotFloor, latest: this.latest, files };
   }
 
@@ -860,7 +865,7 @@ export class ReceiptStore {
           for (const r of b.receipts) logs += r.logs.length;
           if (b.number < view.hotFloor) continue;
           const meta = this.hot.blockMeta(b.number);
-          if (!meta || meta.entryCrc !== crc32c(encodeBlockEntry(b).payload)) {
+          if (!meta || meta.entryCrc !== entryChecksum(encodeBlockEntry(b).payload)) {
             problems.push(`block ${b.number}: archive and hot tier disagree`);
           }
         }
@@ -882,7 +887,7 @@ export class ReceiptStore {
     }
     for (const rec of this.wal.iterate()) {
       walBlocks++;
-      const crc = crc32c(rec.payload);
+      const crc = entryChecksum(rec.payload);
       const meta = this.hot.blockMeta(rec.index);
       if (rec.index < this.state.floor) continue;
       if (!meta || meta.entryCrc !== crc) {
@@ -892,7 +897,7 @@ export class ReceiptStore {
       if (rec.index >= this.state.hotFloor) {
         const entry = decodeBlockEntry(rec.payload);
         const bodies = await this.hot.blockBodies(rec.index);
-        const again = crc32c(
+        const again = entryChecksum(
           encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }).payload,
         );
         if (again !== crc) problems.push(`block ${rec.index}: hot-tier receipts differ from the WAL`);
