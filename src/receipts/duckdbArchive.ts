@@ -1,4 +1,4 @@
-import { type DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
 import { toHex } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
@@ -58,38 +58,53 @@ function engineError(what: string, err: unknown): CairnError {
   });
 }
 
+interface Engine {
+  instance: DuckDBInstance;
+  writer: DuckDBConnection;
+}
+
+/**
+ * DuckDB is loaded on first use: importing its 68 MB native library costs 0.2-1 s, and a store that
+ * only serves the hot tier (or a short-lived process) never needs it.
+ */
 export class DuckDbArchive implements ArchiveEngine {
   private readonly idle: DuckDBConnection[] = [];
   private closed = false;
+  private engine: Promise<Engine> | undefined;
+  /** Window writes share one connection and its staging tables: one at a time. */
+  private writing: Promise<unknown> = Promise.resolve();
+  private readonly rowGroupRows: number;
+  private readonly logOrder: 'address' | 'block';
 
-  private constructor(
-    private readonly instance: DuckDBInstance,
-    private readonly writer: DuckDBConnection,
-    private readonly rowGroupRows: number,
-    private readonly logOrder: 'address' | 'block',
-  ) {}
+  private constructor(private readonly options: DuckDbArchiveOptions) {
+    this.rowGroupRows = options.rowGroupRows ?? 10_240;
+    this.logOrder = options.logOrder ?? 'address';
+  }
 
   static async open(options: DuckDbArchiveOptions = {}): Promise<DuckDbArchive> {
-    try {
-      const instance = await DuckDBInstance.create(':memory:', {
-        threads: String(options.threads ?? 2),
-        memory_limit: options.memoryLimit ?? '512MB',
-      });
-      const writer = await instance.connect();
-      return new DuckDbArchive(
-        instance,
-        writer,
-        options.rowGroupRows ?? 10_240,
-        options.logOrder ?? 'address',
-      );
-    } catch (err) {
-      throw engineError('start', err);
-    }
+    return new DuckDbArchive(options);
+  }
+
+  private start(): Promise<Engine> {
+    this.engine ??= (async () => {
+      try {
+        const { DuckDBInstance } = await import('@duckdb/node-api');
+        const instance = await DuckDBInstance.create(':memory:', {
+          threads: String(this.options.threads ?? 2),
+          memory_limit: this.options.memoryLimit ?? '512MB',
+        });
+        return { instance, writer: await instance.connect() };
+      } catch (err) {
+        throw engineError('start', err);
+      }
+    })();
+    return this.engine;
   }
 
   private async withReader<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     if (this.closed) throw new CairnError('CLOSED', 'archive engine is closed');
-    const c = this.idle.pop() ?? (await this.instance.connect());
+    const { instance } = await this.start();
+    const c = this.idle.pop() ?? (await instance.connect());
     try {
       return await fn(c);
     } finally {
@@ -98,12 +113,23 @@ export class DuckDbArchive implements ArchiveEngine {
     }
   }
 
-  async writeWindow(
+  writeWindow(
     blocks: readonly BlockEntry[],
     receiptsPath: string,
     logsPath: string,
   ): Promise<{ receiptRows: number; logRows: number }> {
-    const c = this.writer;
+    const run = this.writing.then(() => this.writeWindowNow(blocks, receiptsPath, logsPath));
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeWindowNow(
+    blocks: readonly BlockEntry[],
+    receiptsPath: string,
+    logsPath: string,
+  ): Promise<{ receiptRows: number; logRows: number }> {
+    if (this.closed) throw new CairnError('CLOSED', 'archive engine is closed');
+    const c = (await this.start()).writer;
     let receiptRows = 0;
     let logRows = 0;
     try {
@@ -266,8 +292,10 @@ export class DuckDbArchive implements ArchiveEngine {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.idle.splice(0)) c.closeSync();
-    this.writer.closeSync();
-    this.instance.closeSync();
+    if (this.engine === undefined) return;
+    const engine = await this.engine.catch(() => undefined);
+    engine?.writer.closeSync();
+    engine?.instance.closeSync();
   }
 }
 
