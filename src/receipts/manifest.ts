@@ -8,7 +8,7 @@ import { CairnError } from '../lib/errors.ts';
  *
  * Payload (little-endian):
  *   version u8 = 1 | flags u8 (bit0: firstBlock set) | firstBlock u64 | floor u64 | hotFloor u64
- *   | fileCount u32 | files: first u64 | last u64 | receiptRows u32 | logRows u32
+ *   | nextToArchive u64 | fileCount u32 | files: first u64 | last u64 | receiptRows u32 | logRows u32
  *     | receipts FileRef | logs FileRef
  *   FileRef: nameLength u16 | name utf8 | bytes u64 | crc32c u32 (of the whole file)
  */
@@ -37,6 +37,11 @@ export interface StoreState {
   /** Blocks in [floor, hotFloor) are served by the archive only. */
   hotFloor: number;
   /**
+   * First block not in a closed archive file. Kept apart from the file list because retired files
+   * leave the list; the WAL must hold every block from here (and the trailing file's window).
+   */
+  nextToArchive: number;
+  /**
    * Closed files in block order, contiguous. Files whose `last` < floor are retired: invisible to
    * reads, kept until their tx-hash index entries are removed, then deleted.
    */
@@ -46,12 +51,12 @@ export interface StoreState {
 const VERSION = 1;
 
 export function emptyState(): StoreState {
-  return { firstBlock: undefined, floor: 0, hotFloor: 0, files: [] };
+  return { firstBlock: undefined, floor: 0, hotFloor: 0, nextToArchive: 0, files: [] };
 }
 
 export function encodeState(s: StoreState): Uint8Array {
   const names = s.files.flatMap((f) => [Buffer.from(f.receipts.name), Buffer.from(f.logs.name)]);
-  const size = 1 + 1 + 24 + 4 + s.files.length * (24 + 2 * 14) + names.reduce((n, b) => n + b.length, 0);
+  const size = 1 + 1 + 32 + 4 + s.files.length * (24 + 2 * 14) + names.reduce((n, b) => n + b.length, 0);
   const out = new Uint8Array(size);
   const v = new DataView(out.buffer);
   let p = 0;
@@ -60,7 +65,8 @@ export function encodeState(s: StoreState): Uint8Array {
   v.setBigUint64(p, BigInt(s.firstBlock ?? 0), true);
   v.setBigUint64(p + 8, BigInt(s.floor), true);
   v.setBigUint64(p + 16, BigInt(s.hotFloor), true);
-  p += 24;
+  v.setBigUint64(p + 24, BigInt(s.nextToArchive), true);
+  p += 32;
   v.setUint32(p, s.files.length, true);
   p += 4;
   let n = 0;
@@ -111,6 +117,7 @@ export function decodeState(bytes: Uint8Array): StoreState {
   const firstBlockRaw = u64();
   const floor = u64();
   const hotFloor = u64();
+  const nextToArchive = u64();
   const count = u32();
   const files: ArchiveFileEntry[] = [];
   const ref = (): FileRef => {
@@ -138,5 +145,8 @@ export function decodeState(bytes: Uint8Array): StoreState {
   }
   if (p !== bytes.length) throw bad(`${bytes.length - p} trailing bytes`);
   if (hotFloor < floor) throw bad(`hot floor ${hotFloor} below floor ${floor}`);
-  return { firstBlock: flags & 1 ? firstBlockRaw : undefined, floor, hotFloor, files };
+  const lastFile = files[files.length - 1];
+  if (lastFile && lastFile.last >= nextToArchive)
+    throw bad(`file ends at ${lastFile.last}, archive next is ${nextToArchive}`);
+  return { firstBlock: flags & 1 ? firstBlockRaw : undefined, floor, hotFloor, nextToArchive, files };
 }

@@ -181,9 +181,7 @@ export class ReceiptStore {
   // ---------------------------------------------------------------- recovery
 
   private archivedThrough(): number {
-    const last = this.state.files[this.state.files.length - 1];
-    if (last) return last.last;
-    return this.state.firstBlock === undefined ? -1 : this.state.firstBlock - 1;
+    return this.state.firstBlock === undefined ? -1 : this.state.nextToArchive - 1;
   }
 
   private async recover(): Promise<void> {
@@ -207,7 +205,14 @@ export class ReceiptStore {
 
     const wal = this.wal;
     if (this.state.firstBlock === undefined && wal.count > 0) {
-      await this.writeState({ ...this.state, firstBlock: wal.firstIndex });
+      const first = wal.firstIndex;
+      await this.writeState({
+        ...this.state,
+        firstBlock: first,
+        floor: first,
+        hotFloor: first,
+        nextToArchive: first,
+      });
     }
     const archivedThrough = this.archivedThrough();
     if (wal.count > 0 && wal.firstIndex > archivedThrough + 1) {
@@ -243,7 +248,8 @@ export class ReceiptStore {
     }
     // The WAL keeps the trailing file's window (so a damaged trailing file can be rebuilt) and
     // everything after it.
-    const keepFrom = files.length > 0 ? files[files.length - 1]!.first : (this.state.firstBlock ?? 0);
+    const lastFile = files[files.length - 1];
+    const keepFrom = lastFile && lastFile.last === archivedThrough ? lastFile.first : archivedThrough + 1;
     if (wal.count > 0 && wal.firstIndex < keepFrom) {
       await this.walCall('truncation', () => wal.truncateFront(Math.min(keepFrom, wal.nextIndex)));
     }
@@ -374,7 +380,13 @@ export class ReceiptStore {
       for (const w of group) {
         const e = w.item;
         if (this.state.firstBlock === undefined) {
-          await this.writeState({ ...this.state, firstBlock: e.number, floor: e.number, hotFloor: e.number });
+          await this.writeState({
+            ...this.state,
+            firstBlock: e.number,
+            floor: e.number,
+            hotFloor: e.number,
+            nextToArchive: e.number,
+          });
           if (this.wal.nextIndex !== e.number) await this.walCall('reset', () => this.wal.reset(e.number));
           next = e.number;
           this.latest = e.number - 1;
@@ -473,12 +485,11 @@ export class ReceiptStore {
 
   private async rotate(first: number, last: number): Promise<void> {
     const entry = await this.writeArchiveFiles(first, last);
-    await this.writeState({ ...this.state, files: [...this.state.files, entry] });
+    await this.writeState({ ...this.state, files: [...this.state.files, entry], nextToArchive: last + 1 });
     // The hot tier must hold everything the WAL is about to drop.
     await this.hot.writeSyncedCheckpoint(this.latest);
     // Keep this window in the WAL until the next one closes: a damaged trailing file is rebuilt from it.
-    const previous = this.state.files[this.state.files.length - 2];
-    if (previous) await this.walCall('truncation', () => this.wal.truncateFront(previous.last + 1));
+    if (this.wal.firstIndex < first) await this.walCall('truncation', () => this.wal.truncateFront(first));
     this.publish();
     await this.applyRetention();
   }
@@ -666,7 +677,7 @@ export class ReceiptStore {
       first: this.state.firstBlock ?? -1,
       floor: this.state.floor,
       hotFloor: this.state.hotFloor,
-      archivedThrough: this.state.files.length > 0 ? this.archivedThrough() : -1,
+      archivedThrough: this.archivedThrough() >= (this.state.firstBlock ?? 0) ? this.archivedThrough() : -1,
       latest: this.latest,
     };
   }

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
-import type { Log } from '../../src/receipts/types.ts';
 import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
+import type { Log } from '../../src/receipts/types.ts';
 import { ADDRESSES, logKeys, makeBlock, TOPICS } from './support/fixtures.ts';
 import { withTempDir } from './support/harness.ts';
 
@@ -26,15 +26,17 @@ test('hyparquet reads the closed files and gets the same logs and receipts as th
     const files = store.archiveFiles();
     assert.equal(files.length, 2);
     for (const f of files) {
-      const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(f.logsPath), utf8: false })) as Record<
-        string,
-        unknown
-      >[];
+      const rows = (await parquetReadObjects({
+        file: await asyncBufferFromFile(f.logsPath),
+        utf8: false,
+      })) as Record<string, unknown>[];
       assert.equal(rows.length, f.entry.logRows);
       const fromFile: Log[] = rows
         .map((r) => ({
           address: u8(r.address),
-          topics: [r.topic0, r.topic1, r.topic2, r.topic3].filter((t) => t !== null && t !== undefined).map(u8),
+          topics: [r.topic0, r.topic1, r.topic2, r.topic3]
+            .filter((t) => t !== null && t !== undefined)
+            .map(u8),
           data: u8(r.data),
           blockNumber: Number(r.block_number),
           blockHash: u8(r.block_hash),
@@ -47,10 +49,10 @@ test('hyparquet reads the closed files and gets the same logs and receipts as th
       const hot = await store.getLogs({ fromBlock: f.entry.first, toBlock: f.entry.last });
       assert.deepEqual(logKeys(fromFile), logKeys(hot));
 
-      const receipts = (await parquetReadObjects({ file: await asyncBufferFromFile(f.receiptsPath), utf8: false })) as Record<
-        string,
-        unknown
-      >[];
+      const receipts = (await parquetReadObjects({
+        file: await asyncBufferFromFile(f.receiptsPath),
+        utf8: false,
+      })) as Record<string, unknown>[];
       assert.equal(receipts.length, f.entry.receiptRows);
       for (const r of receipts) {
         const got = await store.getReceipt(u8(r.tx_hash));
@@ -83,7 +85,11 @@ test('archive files carry no bloom filters and BLOB equality returns every row (
       if (path === file.logsPath) assert.ok(meta.row_groups.length >= 2, 'several row groups');
       for (const rg of meta.row_groups) {
         for (const c of rg.columns) {
-          assert.equal(c.meta_data?.bloom_filter_offset, undefined, `${path}: ${c.meta_data?.path_in_schema} has a bloom filter`);
+          assert.equal(
+            c.meta_data?.bloom_filter_offset,
+            undefined,
+            `${path}: ${c.meta_data?.path_in_schema} has a bloom filter`,
+          );
         }
       }
     }
@@ -92,7 +98,9 @@ test('archive files carry no bloom filters and BLOB equality returns every row (
     try {
       const count = async (where: string): Promise<number> =>
         Number(
-          (await c.runAndReadAll(`SELECT count(*) FROM read_parquet('${file.logsPath}') WHERE ${where}`)).getRows()[0]![0],
+          (
+            await c.runAndReadAll(`SELECT count(*) FROM read_parquet('${file.logsPath}') WHERE ${where}`)
+          ).getRows()[0]![0],
         );
       for (const a of ADDRESSES) {
         const hex = Buffer.from(a).toString('hex');
@@ -103,7 +111,10 @@ test('archive files carry no bloom filters and BLOB equality returns every row (
       }
       for (const t of TOPICS) {
         const hex = Buffer.from(t).toString('hex');
-        assert.equal(await count(`topic0 = from_hex('${hex}')`), await count(`lower(hex(topic0)) = '${hex}'`));
+        assert.equal(
+          await count(`topic0 = from_hex('${hex}')`),
+          await count(`lower(hex(topic0)) = '${hex}'`),
+        );
       }
       // The store's own archive query agrees with the hot tier for every address.
       for (const a of ADDRESSES) {
