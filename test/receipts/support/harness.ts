@@ -55,6 +55,7 @@ export class ProbeArchive implements ArchiveEngine {
   calls: Record<string, number> = {};
   failWrites = 0;
   gate: Promise<void> | undefined;
+  writeGate: Promise<void> | undefined;
 
   constructor(private readonly inner: ArchiveEngine) {}
 
@@ -63,6 +64,7 @@ export class ProbeArchive implements ArchiveEngine {
   }
   async writeWindow(...a: Parameters<ArchiveEngine['writeWindow']>) {
     this.count('writeWindow');
+    if (this.writeGate) await this.writeGate;
     if (this.failWrites > 0) {
       this.failWrites--;
       throw new Error('injected archive engine failure');
