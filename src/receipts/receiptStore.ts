@@ -59,6 +59,11 @@ export interface ReceiptStoreOptions {
   maxResultBytes?: number;
   /** WAL segment size. Default 64 MiB. */
   walSegmentBytes?: number;
+  /**
+   * Archive windows that completed before the last stop (default true). Inspection tools pass false
+   * so that opening a directory never writes an archive file under a span they do not know.
+   */
+  rotateAtOpen?: boolean;
 }
 
 /** Where the store stands; every field is a block number (-1: none). */
@@ -286,7 +291,7 @@ export class ReceiptStore {
 
     this.publish();
     // 5. Windows that were complete but not archived when the process stopped.
-    await this.rotateDue();
+    if (this.options.rotateAtOpen !== false) await this.rotateDue();
   }
 
   private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
