@@ -256,7 +256,9 @@ export async function run(args: string[]): Promise<void> {
 
     // ---- Cairn ingest (every putBlock resolves only once its block is fsynced in the WAL)
     const storeDir = join(runDir, 'cairn');
-    let store = await ReceiptStore.open({ dir: storeDir, blocksPerFile, maxResults: 100_000 });
+    // The same 256 MiB page cache SQLite gets (cache_size above).
+    const options = { dir: storeDir, blocksPerFile, maxResults: 100_000, hotCacheBytes: 256 << 20 };
+    let store = await ReceiptStore.open(options);
     const c0 = nowMs();
     const inflight = new Set<Promise<void>>();
     for (let n = 0; n < blocks; n++) {
@@ -269,7 +271,7 @@ export async function run(args: string[]): Promise<void> {
     await store.pruneBelow(0);
     const cairnIngestMs = nowMs() - c0;
     await store.close();
-    store = await ReceiptStore.open({ dir: storeDir, blocksPerFile, maxResults: 100_000 });
+    store = await ReceiptStore.open(options);
     const hotDisk = dirBytes(join(storeDir, 'hot'));
     const archiveDisk = dirBytes(join(storeDir, 'archive'), (n) => n.endsWith('.parquet'));
     const walDisk = dirBytes(join(storeDir, 'wal'));

@@ -41,6 +41,8 @@ export interface ReceiptStoreOptions {
   fs?: FileSystem;
   /** Hot-tier engine. Default: classic-level at `<dir>/hot`. */
   kv?: OrderedKv;
+  /** LevelDB block cache of the default hot-tier engine. Default 64 MiB. */
+  hotCacheBytes?: number;
   /** Archive engine. Default: DuckDB writing Parquet. */
   archive?: ArchiveEngine;
   /** Blocks per archive file; files start at multiples of it (the first may start later). Default 1,000. */
@@ -164,7 +166,11 @@ export class ReceiptStore {
         initialIndex: state.firstBlock ?? 0,
       });
       opened.push(wal);
-      const kv = options.kv ?? (await ClassicLevelKv.open(path.join(options.dir, 'hot')));
+      const kv =
+        options.kv ??
+        (await ClassicLevelKv.open(path.join(options.dir, 'hot'), {
+          cacheBytes: options.hotCacheBytes ?? 64 << 20,
+        }));
       opened.push(kv);
       const engine = options.archive ?? (await DuckDbArchive.open());
       opened.push(engine);
@@ -266,7 +272,10 @@ export class ReceiptStore {
     //    the WAL no longer has it, then from the WAL; finish an interrupted prune.
     const synced = this.hot.syncedThrough() ?? -1;
     const first = this.state.firstBlock ?? 0;
-    let from = Math.max(synced + 1, this.state.hotFloor, first);
+    // A hot tier without a checkpoint (new, or deleted by an operator) is rebuilt from the floor: the
+    // tx-hash and block-hash indexes cover archive-only blocks too; bodies below the hot floor are
+    // then removed by the prune catch-up below.
+    let from = Math.max(synced + 1, synced < 0 ? this.state.floor : this.state.hotFloor, first);
     const walFrom = wal.count > 0 ? wal.firstIndex : this.latest + 1;
     if (from < walFrom && from <= this.latest) {
       for (const f of this.state.files) {

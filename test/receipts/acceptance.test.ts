@@ -4,7 +4,7 @@
 // ★27 (crash at every fault point), ★31 and ★32 (replay around a rotation) are also swept by
 // crash.test.ts at every I/O call.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
@@ -380,4 +380,29 @@ test('★37 backpressure: a full write queue refuses with BACKPRESSURE (transien
   await Promise.all([p0, p1]);
   await store.putBlock(withReceipt(2));
   await store.close();
+});
+
+test('the hot tier is derived data: deleting it rebuilds it from the archive and the WAL', async () => {
+  await withTempDir(async (dir) => {
+    const blocks = Array.from({ length: 14 }, (_, n) => withReceipt(n));
+    let store = await ReceiptStore.open({ dir, blocksPerFile: 4, hotRetentionBlocks: 3 });
+    for (const b of blocks) await store.putBlock(b);
+    await store.pruneBelow(2);
+    await store.close();
+    rmSync(join(dir, 'hot'), { recursive: true, force: true });
+    store = await ReceiptStore.open({ dir, blocksPerFile: 4, hotRetentionBlocks: 3 });
+    const r = store.ranges();
+    assert.equal(r.floor, 2);
+    for (let n = 0; n < 14; n++) {
+      for (const rc of blocks[n]!.receipts) {
+        assert.equal((await store.getReceipt(rc.txHash))?.blockNumber, n < 2 ? undefined : n, `block ${n}`);
+      }
+    }
+    assert.deepEqual(
+      logKeys(await store.getLogs({ fromBlock: 2, toBlock: 13 })),
+      logKeys(expectedLogs(blocks, {}, 2, 13)),
+    );
+    assert.deepEqual((await store.verify()).problems, []);
+    await store.close();
+  });
 });
