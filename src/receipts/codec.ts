@@ -336,3 +336,48 @@ export function normalizeBlock(input: BlockReceiptsInput): BlockEntry {
   }
   return { number: input.number, hash: input.hash, receipts };
 }
+
+/** One log read out of an encoded body without decoding the rest (the log-query hot path). */
+export interface BodyLog {
+  blockHash: Uint8Array;
+  txHash: Uint8Array;
+  txIndex: number;
+  firstLogIndex: number;
+  logCount: number;
+  log: LogInput | undefined;
+}
+
+/**
+ * Checks the body's CRC, then walks to log `logIndex` (block-wide) and decodes only that one; byte
+ * fields are views into `bytes`. `log` is undefined when the index is outside this receipt.
+ */
+export function readLogFromBody(bytes: Uint8Array, logIndex: number): BodyLog {
+  const what = 'hot-tier receipt body';
+  const body = checkCrc(bytes, what);
+  if (body[0] !== RECEIPT_BODY_VERSION) throw corrupt(what, `unknown version ${body[0]}`);
+  const r = new ByteReader(body, what, false);
+  r.u8();
+  const blockHash = r.bytes(32);
+  const txHash = r.bytes(32);
+  const txIndex = r.u32();
+  r.u8();
+  r.u8();
+  const flags = r.u8();
+  r.bytes(20 + (flags & 1 ? 20 : 0) + (flags & 2 ? 20 : 0) + 24);
+  const firstLogIndex = r.u32();
+  const logCount = r.u32();
+  const target = logIndex - firstLogIndex;
+  if (target < 0 || target >= logCount)
+    return { blockHash, txHash, txIndex, firstLogIndex, logCount, log: undefined };
+  for (let i = 0; i < target; i++) {
+    r.bytes(20);
+    r.bytes(32 * r.u8());
+    r.bytes(r.u32());
+  }
+  const address = r.bytes(20);
+  const topicCount = r.u8();
+  const topics: Uint8Array[] = [];
+  for (let t = 0; t < topicCount; t++) topics.push(r.bytes(32));
+  const data = r.bytes(r.u32());
+  return { blockHash, txHash, txIndex, firstLogIndex, logCount, log: { address, topics, data } };
+}

@@ -1,9 +1,9 @@
 import type { KvBatch, OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
-import { decodeReceiptBody } from './codec.ts';
+import { decodeReceiptBody, readLogFromBody } from './codec.ts';
 import { logMatches, type NormalizedFilter } from './logFilter.ts';
-import type { BlockEntry, Log, StoredReceipt } from './types.ts';
+import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
 
 /**
  * The hot tier: receipts with their logs and the indexes that answer point reads and selective
@@ -311,8 +311,16 @@ export class HotTier {
   async queryLogs(f: NormalizedFilter, limits: HotQueryLimits): Promise<Log[]> {
     const out: Log[] = [];
     let bytes = 0;
-    const emit = (block: number, blockHash: Uint8Array, r: StoredReceipt, i: number): void => {
-      const log = r.logs[i]!;
+    const emit = (block: number, blockHash: Uint8Array, r: StoredReceipt, i: number): void =>
+      emitLog(block, blockHash, r.txHash, r.txIndex, r.firstLogIndex + i, r.logs[i]!);
+    const emitLog = (
+      block: number,
+      blockHash: Uint8Array,
+      txHash: Uint8Array,
+      txIndex: number,
+      logIndex: number,
+      log: LogInput,
+    ): void => {
       if (!logMatches(f, log)) return;
       if (out.length >= limits.maxResults) {
         throw new CairnError(
@@ -335,9 +343,9 @@ export class HotTier {
         data: log.data,
         blockNumber: block,
         blockHash,
-        txHash: r.txHash,
-        txIndex: r.txIndex,
-        logIndex: r.firstLogIndex + i,
+        txHash,
+        txIndex,
+        logIndex,
         removed: false,
       });
     };
@@ -378,7 +386,7 @@ export class HotTier {
       }
       let cachedKey = -1;
       let cachedBlock = -1;
-      let cached: { blockHash: Uint8Array; receipt: StoredReceipt } | undefined;
+      let cached: Uint8Array | undefined;
       for (let c = 0; c < candidates.length; c++) {
         const cand = candidates[c]!;
         if (c > 0) {
@@ -386,7 +394,7 @@ export class HotTier {
           if (prev.block === cand.block && prev.logIndex === cand.logIndex) continue; // duplicate value in the OR list
         }
         if (cand.block !== cachedBlock || cand.txIndex !== cachedKey) {
-          cached = this.body(cand.block, cand.txIndex);
+          cached = this.get(bodyKey(cand.block, cand.txIndex), `receipt ${cand.block}/${cand.txIndex}`);
           cachedBlock = cand.block;
           cachedKey = cand.txIndex;
           if (cached === undefined) {
@@ -397,15 +405,14 @@ export class HotTier {
             );
           }
         }
-        const r = cached!.receipt;
-        const i = cand.logIndex - r.firstLogIndex;
-        if (i < 0 || i >= r.logs.length) {
+        const at = readLogFromBody(cached!, cand.logIndex);
+        if (at.log === undefined) {
           throw new CairnError(
             'CORRUPT',
             `hot tier: posting for block ${cand.block} log ${cand.logIndex} is outside its receipt`,
           );
         }
-        emit(cand.block, cached!.blockHash, r, i);
+        emitLog(cand.block, at.blockHash, at.txHash, at.txIndex, cand.logIndex, at.log);
       }
       return out;
     }
