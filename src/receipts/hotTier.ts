@@ -384,28 +384,46 @@ export class HotTier {
       if (postingValues.length > 1) {
         candidates.sort((a, b) => a.block - b.block || a.logIndex - b.logIndex);
       }
-      let cachedKey = -1;
-      let cachedBlock = -1;
-      let cached: Uint8Array | undefined;
+      // Distinct bodies, fetched in one engine call when there are many (one thread-pool hop instead
+      // of a synchronous read each), one by one otherwise.
+      const bodyKeys: Uint8Array[] = [];
+      const bodyAt: number[] = [];
+      for (let c = 0; c < candidates.length; c++) {
+        const cand = candidates[c]!;
+        const prev = candidates[c - 1];
+        if (prev && prev.block === cand.block && prev.txIndex === cand.txIndex) {
+          bodyAt.push(bodyKeys.length - 1);
+          continue;
+        }
+        bodyAt.push(bodyKeys.length);
+        bodyKeys.push(bodyKey(cand.block, cand.txIndex));
+      }
+      checkAbort(limits.signal);
+      let bodies: (Uint8Array | undefined)[];
+      if (bodyKeys.length > 24) {
+        try {
+          bodies = await this.kv.getMany(bodyKeys);
+        } catch (err) {
+          throw engineError('read of receipt bodies', err);
+        }
+      } else {
+        bodies = bodyKeys.map((k) => this.get(k, 'receipt body'));
+      }
       for (let c = 0; c < candidates.length; c++) {
         const cand = candidates[c]!;
         if (c > 0) {
           const prev = candidates[c - 1]!;
           if (prev.block === cand.block && prev.logIndex === cand.logIndex) continue; // duplicate value in the OR list
         }
-        if (cand.block !== cachedBlock || cand.txIndex !== cachedKey) {
-          cached = this.get(bodyKey(cand.block, cand.txIndex), `receipt ${cand.block}/${cand.txIndex}`);
-          cachedBlock = cand.block;
-          cachedKey = cand.txIndex;
-          if (cached === undefined) {
-            if (cand.block < limits.hotFloor()) throw prunedDuringRead(cand.block);
-            throw new CairnError(
-              'CORRUPT',
-              `hot tier: posting for block ${cand.block} log ${cand.logIndex} points to missing receipt ${cand.txIndex}`,
-            );
-          }
+        const cached = bodies[bodyAt[c]!];
+        if (cached === undefined) {
+          if (cand.block < limits.hotFloor()) throw prunedDuringRead(cand.block);
+          throw new CairnError(
+            'CORRUPT',
+            `hot tier: posting for block ${cand.block} log ${cand.logIndex} points to missing receipt ${cand.txIndex}`,
+          );
         }
-        const at = readLogFromBody(cached!, cand.logIndex);
+        const at = readLogFromBody(cached, cand.logIndex);
         if (at.log === undefined) {
           throw new CairnError(
             'CORRUPT',
