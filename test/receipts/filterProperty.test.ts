@@ -100,7 +100,7 @@ test('getLogs equals the in-memory model (model archive engine, 150 cases)', asy
   );
 });
 
-test('getLogs equals the in-memory model (DuckDB + Parquet + LevelDB, 12 cases)', async () => {
+test('getLogs equals the in-memory model (DuckDB + Parquet + LevelDB, 8 cases)', async () => {
   const seed = seedFromEnv() + 1;
   console.log(`fast-check seed ${seed} (replay: CAIRN_SEED=${seed - 1})`);
   await fc.assert(
@@ -112,6 +112,6 @@ test('getLogs equals the in-memory model (DuckDB + Parquet + LevelDB, 12 cases)'
         );
       });
     }),
-    { seed, numRuns: 12 },
+    { seed, numRuns: 8 },
   );
 });
