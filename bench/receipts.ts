@@ -298,7 +298,9 @@ export async function run(args: string[]): Promise<void> {
     );
     const samples: Record<string, number[]> = {};
     const push = (name: string, ms: number): void => {
-      (samples[name] ??= []).push(ms);
+      const list = samples[name] ?? [];
+      list.push(ms);
+      samples[name] = list;
     };
     let mismatches = 0;
     let compared = 0;

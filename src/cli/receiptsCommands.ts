@@ -48,7 +48,9 @@ export function registerReceiptsCommands(program: Command): void {
             if (!m)
               throw new CairnError('INVALID_ARGUMENT', `--topic "${t}" must be <position 0-3>=<32-byte hex>`);
             const pos = Number(m[1]);
-            (topics[pos] ??= []).push(parseHex(m[2]!, 32, 'topic'));
+            const values = topics[pos] ?? [];
+            values.push(parseHex(m[2]!, 32, 'topic'));
+            topics[pos] = values;
           }
           const logs = await store.getLogs({
             fromBlock: opts.from === undefined ? undefined : parseBlock(opts.from),
