@@ -845,6 +845,11 @@ export class ReceiptStore {
     this.checkReadable();
     const view = this.acquire();
     try {
+      if (filter.fromBlock < view.floor) {
+        throw new CairnError('PRUNED', `blocks below ${view.floor} are pruned (query starts at ${filter.fromBlock})`, {
+          details: { floor: view.floor, fromBlock: filter.fromBlock },
+        });
+      }
       const nf = normalizeFilter(filter, filter.fromBlock, filter.toBlock);
       const paths = view.files
         .filter((f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock)
