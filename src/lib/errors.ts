@@ -18,6 +18,10 @@ export const ErrorCodes = {
   CLOSED: 'caller',
   NOT_FOUND: 'caller',
   PRUNED: 'caller',
+  /** A read would exceed a configured bound (block range, result count, result bytes). */
+  LIMIT_EXCEEDED: 'caller',
+  /** The caller's AbortSignal fired. */
+  ABORTED: 'caller',
   LOCKED: 'transient',
   BACKPRESSURE: 'transient',
   IO_FATAL: 'fatal',

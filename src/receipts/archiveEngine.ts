@@ -1,0 +1,38 @@
+import type { NormalizedFilter } from './logFilter.ts';
+import type { BlockEntry, Log, StoredReceipt } from './types.ts';
+
+/**
+ * What the receipt store needs from the engine that writes and reads its archive files. The store
+ * owns everything around the engine: temporary names, checksums, fsync, rename, the manifest and
+ * reference counts; the engine only turns rows into a file and answers queries over given files.
+ * Production: DuckDB writing Parquet (duckdbArchive.ts). Simulated power-loss tests use a model
+ * engine that writes through the simulated file system.
+ */
+export interface ArchiveEngine {
+  /**
+   * Writes the receipts and logs of `blocks` (consecutive, in order) to two new files at the given
+   * paths (which do not exist). The files need not be durable on return; the store fsyncs them.
+   */
+  writeWindow(
+    blocks: readonly BlockEntry[],
+    receiptsPath: string,
+    logsPath: string,
+  ): Promise<{ receiptRows: number; logRows: number }>;
+  /**
+   * Logs matching `f` (range included) from the given logs files, in (block, logIndex) order, at
+   * most `limit` of them (the caller asks for one more than it accepts to detect an overflow).
+   */
+  queryLogs(logsPaths: readonly string[], f: NormalizedFilter, limit: number): Promise<Log[]>;
+  /** One receipt and its logs, or undefined if the file has no such row. */
+  readReceipt(
+    receiptsPath: string,
+    logsPath: string,
+    block: number,
+    txIndex: number,
+  ): Promise<{ blockHash: Uint8Array; receipt: StoredReceipt } | undefined>;
+  /** Every (block, tx hash) of a receipts file (to retire its tx-hash index entries). */
+  readTxHashes(receiptsPath: string): Promise<Uint8Array[]>;
+  /** Every block with at least one receipt, as stored (verification and hot-tier rebuild). */
+  readBlocks(receiptsPath: string, logsPath: string): Promise<BlockEntry[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,383 @@
+import { crc32c } from '../lib/crc32c.ts';
+import { CairnError } from '../lib/errors.ts';
+import type { BlockEntry, BlockReceiptsInput, LogInput, StoredReceipt } from './types.ts';
+
+/**
+ * Binary codecs of the receipt store. Every encoding ends with a CRC-32C of the bytes before it,
+ * so a damaged WAL entry or hot-tier value is detected as corruption instead of being served.
+ *
+ * Receipt record (shared by the WAL block entry and the hot-tier body), little-endian:
+ *   txHash 32 | txIndex u32 | type u8 | status u8 | flags u8 (bit0 to present, bit1 contract present)
+ *   | from 20 | [to 20] | [contract 20] | gasUsed u64 | cumulativeGasUsed u64 | effectiveGasPrice u64
+ *   | firstLogIndex u32 | logCount u32 | logs
+ * Log: address 20 | topicCount u8 | topics 32 each | dataLength u32 | data
+ */
+
+export const BLOCK_ENTRY_VERSION = 1;
+export const RECEIPT_BODY_VERSION = 1;
+
+class ByteWriter {
+  private buf = new Uint8Array(256);
+  private view = new DataView(this.buf.buffer);
+  length = 0;
+
+  private ensure(extra: number): void {
+    if (this.length + extra <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.length + extra) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.length++] = v;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.length, v, true);
+    this.length += 4;
+  }
+  u64(v: number): void {
+    this.ensure(8);
+    this.view.setUint32(this.length, v >>> 0, true);
+    this.view.setUint32(this.length + 4, Math.floor(v / 0x100000000), true);
+    this.length += 8;
+  }
+  u64big(v: bigint): void {
+    this.ensure(8);
+    this.view.setBigUint64(this.length, v, true);
+    this.length += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
+  }
+  /** The written bytes followed by their CRC-32C. */
+  finishWithCrc(): Uint8Array {
+    const crc = crc32c(this.buf.subarray(0, this.length));
+    this.u32(crc);
+    return this.buf.slice(0, this.length);
+  }
+}
+
+class ByteReader {
+  private pos = 0;
+  private readonly view: DataView;
+  /** `copy`: slice out byte fields (the source buffer may be reused); otherwise return views. */
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly what: string,
+    private readonly copy = true,
+  ) {
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) throw corrupt(this.what, `truncated at byte ${this.pos}`);
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  u64big(): bigint {
+    this.need(8);
+    const v = this.view.getBigUint64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
+  u64(): number {
+    this.need(8);
+    const lo = this.view.getUint32(this.pos, true);
+    const hi = this.view.getUint32(this.pos + 4, true);
+    this.pos += 8;
+    const v = hi * 0x100000000 + lo;
+    if (hi >= 0x200000) throw corrupt(this.what, `u64 ${hi}:${lo} out of the safe range`);
+    return v;
+  }
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const out = this.copy
+      ? this.buf.slice(this.pos, this.pos + n)
+      : this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  get remaining(): number {
+    return this.buf.length - this.pos;
+  }
+}
+
+function corrupt(what: string, why: string): CairnError {
+  return new CairnError('CORRUPT', `${what}: ${why}`, { details: { what } });
+}
+
+/** Checks the trailing CRC and returns the payload before it (a view). */
+function checkCrc(bytes: Uint8Array, what: string): Uint8Array {
+  if (bytes.length < 5) throw corrupt(what, `${bytes.length} bytes is too short`);
+  const body = bytes.subarray(0, bytes.length - 4);
+  const stored = new DataView(bytes.buffer, bytes.byteOffset + body.length, 4).getUint32(0, true);
+  if (crc32c(body) !== stored) throw corrupt(what, 'checksum mismatch');
+  return body;
+}
+
+function writeReceipt(w: ByteWriter, r: StoredReceipt): void {
+  w.bytes(r.txHash);
+  w.u32(r.txIndex);
+  w.u8(r.type);
+  w.u8(r.status);
+  w.u8((r.to ? 1 : 0) | (r.contractAddress ? 2 : 0));
+  w.bytes(r.from);
+  if (r.to) w.bytes(r.to);
+  if (r.contractAddress) w.bytes(r.contractAddress);
+  w.u64(r.gasUsed);
+  w.u64(r.cumulativeGasUsed);
+  w.u64big(r.effectiveGasPrice);
+  w.u32(r.firstLogIndex);
+  w.u32(r.logs.length);
+  for (const log of r.logs) {
+    w.bytes(log.address);
+    w.u8(log.topics.length);
+    for (const t of log.topics) w.bytes(t);
+    w.u32(log.data.length);
+    w.bytes(log.data);
+  }
+}
+
+function readReceipt(r: ByteReader): StoredReceipt {
+  const txHash = r.bytes(32);
+  const txIndex = r.u32();
+  const type = r.u8();
+  const status = r.u8();
+  const flags = r.u8();
+  const from = r.bytes(20);
+  const to = flags & 1 ? r.bytes(20) : undefined;
+  const contractAddress = flags & 2 ? r.bytes(20) : undefined;
+  const gasUsed = r.u64();
+  const cumulativeGasUsed = r.u64();
+  const effectiveGasPrice = r.u64big();
+  const firstLogIndex = r.u32();
+  const logCount = r.u32();
+  const logs: LogInput[] = [];
+  for (let i = 0; i < logCount; i++) {
+    const address = r.bytes(20);
+    const topicCount = r.u8();
+    const topics: Uint8Array[] = [];
+    for (let t = 0; t < topicCount; t++) topics.push(r.bytes(32));
+    const data = r.bytes(r.u32());
+    logs.push({ address, topics, data });
+  }
+  return {
+    txHash,
+    txIndex,
+    type,
+    status: status === 1 ? 1 : 0,
+    from,
+    to,
+    contractAddress,
+    gasUsed,
+    cumulativeGasUsed,
+    effectiveGasPrice,
+    firstLogIndex,
+    logs,
+  };
+}
+
+/**
+ * WAL payload of one block: version u8 | number u64 | hash 32 | receiptCount u32
+ * | (bodyLength u32 | receipt body)* | crc. The bodies are exactly the hot tier's values, so a block
+ * is encoded once and its bodies are stored in the hot tier without re-encoding.
+ */
+export function encodeBlockEntry(entry: BlockEntry): { payload: Uint8Array; bodies: Uint8Array[] } {
+  const bodies = entry.receipts.map((r) => encodeReceiptBody(entry.hash, r));
+  const w = new ByteWriter();
+  w.u8(BLOCK_ENTRY_VERSION);
+  w.u64(entry.number);
+  w.bytes(entry.hash);
+  w.u32(bodies.length);
+  for (const b of bodies) {
+    w.u32(b.length);
+    w.bytes(b);
+  }
+  return { payload: w.finishWithCrc(), bodies };
+}
+
+export function decodeBlockEntry(bytes: Uint8Array): BlockEntry & { bodies: Uint8Array[] } {
+  const what = 'receipt WAL entry';
+  const r = new ByteReader(checkCrc(bytes, what), what);
+  const version = r.u8();
+  if (version !== BLOCK_ENTRY_VERSION) throw corrupt(what, `unknown version ${version}`);
+  const number = r.u64();
+  const hash = r.bytes(32);
+  const count = r.u32();
+  const receipts: StoredReceipt[] = [];
+  const bodies: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const body = r.bytes(r.u32());
+    bodies.push(body);
+    receipts.push(decodeReceiptBody(body).receipt);
+  }
+  if (r.remaining !== 0) throw corrupt(what, `${r.remaining} trailing bytes`);
+  return { number, hash, receipts, bodies };
+}
+
+/**
+ * Checksum identifying an encoded entry: its trailing CRC-32C. (A CRC over the whole payload would
+ * not do: a CRC over data followed by its own CRC is the same constant for every input.)
+ */
+export function entryChecksum(payload: Uint8Array): number {
+  return new DataView(payload.buffer, payload.byteOffset + payload.length - 4, 4).getUint32(0, true);
+}
+
+/** Hot-tier body of one receipt with its logs: version u8 | blockHash 32 | receipt record | crc. */
+export function encodeReceiptBody(blockHash: Uint8Array, receipt: StoredReceipt): Uint8Array {
+  const w = new ByteWriter();
+  w.u8(RECEIPT_BODY_VERSION);
+  w.bytes(blockHash);
+  writeReceipt(w, receipt);
+  return w.finishWithCrc();
+}
+
+/** Decodes a body; byte fields are views into `bytes` (callers pass a buffer they own). */
+export function decodeReceiptBody(bytes: Uint8Array): { blockHash: Uint8Array; receipt: StoredReceipt } {
+  const what = 'hot-tier receipt body';
+  const r = new ByteReader(checkCrc(bytes, what), what, false);
+  const version = r.u8();
+  if (version !== RECEIPT_BODY_VERSION) throw corrupt(what, `unknown version ${version}`);
+  const blockHash = r.bytes(32);
+  const receipt = readReceipt(r);
+  if (r.remaining !== 0) throw corrupt(what, `${r.remaining} trailing bytes`);
+  return { blockHash, receipt };
+}
+
+function invalid(message: string, details: Record<string, unknown> = {}): CairnError {
+  return new CairnError('INVALID_ARGUMENT', message, { details });
+}
+
+function checkLength(bytes: unknown, length: number, what: string): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
+    const got = bytes instanceof Uint8Array ? `${bytes.length} bytes` : typeof bytes;
+    throw invalid(`${what} must be ${length} bytes, got ${got}`);
+  }
+}
+
+function checkU64(value: unknown, what: string): void {
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > 0xffffffffffffffffn) throw invalid(`${what} ${value} is outside u64`);
+    return;
+  }
+  if (!Number.isSafeInteger(value) || (value as number) < 0) {
+    throw invalid(`${what} must be a non-negative safe integer, got ${String(value)}`);
+  }
+}
+
+/**
+ * Validates a block and turns it into the canonical entry: receipts sorted by txIndex, log indices
+ * assigned block-wide in that order. Throws INVALID_ARGUMENT (a caller error) naming the bad field;
+ * the input is not modified.
+ */
+export function normalizeBlock(input: BlockReceiptsInput): BlockEntry {
+  checkU64(input.number, 'block number');
+  checkLength(input.hash, 32, 'block hash');
+  if (!Array.isArray(input.receipts)) throw invalid('receipts must be an array');
+  const sorted = [...input.receipts].sort((a, b) => a.txIndex - b.txIndex);
+  const receipts: StoredReceipt[] = [];
+  let logIndex = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const r = sorted[i]!;
+    const where = `block ${input.number} receipt ${i}`;
+    checkLength(r.txHash, 32, `${where} txHash`);
+    if (!Number.isInteger(r.txIndex) || r.txIndex < 0 || r.txIndex > 0xffffffff) {
+      throw invalid(`${where} txIndex must be a u32, got ${r.txIndex}`);
+    }
+    if (i > 0 && sorted[i - 1]!.txIndex === r.txIndex) {
+      throw invalid(`block ${input.number} has two receipts with txIndex ${r.txIndex}`);
+    }
+    if (!Number.isInteger(r.type) || r.type < 0 || r.type > 255) throw invalid(`${where} type ${r.type}`);
+    if (r.status !== 0 && r.status !== 1) throw invalid(`${where} status must be 0 or 1, got ${r.status}`);
+    checkLength(r.from, 20, `${where} from`);
+    if (r.to !== undefined) checkLength(r.to, 20, `${where} to`);
+    if (r.contractAddress !== undefined) checkLength(r.contractAddress, 20, `${where} contractAddress`);
+    checkU64(r.gasUsed, `${where} gasUsed`);
+    checkU64(r.cumulativeGasUsed, `${where} cumulativeGasUsed`);
+    checkU64(r.effectiveGasPrice, `${where} effectiveGasPrice`);
+    if (typeof r.effectiveGasPrice !== 'bigint') throw invalid(`${where} effectiveGasPrice must be a bigint`);
+    const logs: LogInput[] = [];
+    for (let j = 0; j < r.logs.length; j++) {
+      const log = r.logs[j]!;
+      checkLength(log.address, 20, `${where} log ${j} address`);
+      if (log.topics.length > 4) throw invalid(`${where} log ${j} has ${log.topics.length} topics (max 4)`);
+      for (const t of log.topics) checkLength(t, 32, `${where} log ${j} topic`);
+      if (!(log.data instanceof Uint8Array)) throw invalid(`${where} log ${j} data must be bytes`);
+      logs.push({ address: log.address, topics: [...log.topics], data: log.data });
+    }
+    receipts.push({
+      txHash: r.txHash,
+      txIndex: r.txIndex,
+      type: r.type,
+      status: r.status,
+      from: r.from,
+      to: r.to,
+      contractAddress: r.contractAddress,
+      gasUsed: r.gasUsed,
+      cumulativeGasUsed: r.cumulativeGasUsed,
+      effectiveGasPrice: r.effectiveGasPrice,
+      firstLogIndex: logIndex,
+      logs,
+    });
+    logIndex += logs.length;
+  }
+  return { number: input.number, hash: input.hash, receipts };
+}
+
+/** One log read out of an encoded body without decoding the rest (the log-query hot path). */
+export interface BodyLog {
+  blockHash: Uint8Array;
+  txHash: Uint8Array;
+  txIndex: number;
+  firstLogIndex: number;
+  logCount: number;
+  log: LogInput | undefined;
+}
+
+/**
+ * Checks the body's CRC, then walks to log `logIndex` (block-wide) and decodes only that one; byte
+ * fields are views into `bytes`. `log` is undefined when the index is outside this receipt.
+ */
+export function readLogFromBody(bytes: Uint8Array, logIndex: number): BodyLog {
+  const what = 'hot-tier receipt body';
+  const body = checkCrc(bytes, what);
+  if (body[0] !== RECEIPT_BODY_VERSION) throw corrupt(what, `unknown version ${body[0]}`);
+  const r = new ByteReader(body, what, false);
+  r.u8();
+  const blockHash = r.bytes(32);
+  const txHash = r.bytes(32);
+  const txIndex = r.u32();
+  r.u8();
+  r.u8();
+  const flags = r.u8();
+  r.bytes(20 + (flags & 1 ? 20 : 0) + (flags & 2 ? 20 : 0) + 24);
+  const firstLogIndex = r.u32();
+  const logCount = r.u32();
+  const target = logIndex - firstLogIndex;
+  if (target < 0 || target >= logCount)
+    return { blockHash, txHash, txIndex, firstLogIndex, logCount, log: undefined };
+  for (let i = 0; i < target; i++) {
+    r.bytes(20);
+    r.bytes(32 * r.u8());
+    r.bytes(r.u32());
+  }
+  const address = r.bytes(20);
+  const topicCount = r.u8();
+  const topics: Uint8Array[] = [];
+  for (let t = 0; t < topicCount; t++) topics.push(r.bytes(32));
+  const data = r.bytes(r.u32());
+  return { blockHash, txHash, txIndex, firstLogIndex, logCount, log: { address, topics, data } };
+}

@@ -1,0 +1,341 @@
+import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
+import { toHex } from '../lib/bytes.ts';
+import { CairnError, describe } from '../lib/errors.ts';
+import type { ArchiveEngine } from './archiveEngine.ts';
+import type { NormalizedFilter } from './logFilter.ts';
+import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
+
+export interface DuckDbArchiveOptions {
+  /** DuckDB worker threads. Default 2. */
+  threads?: number;
+  /** Rows per Parquet row group (DuckDB rounds up to a multiple of 2,048). Default 10,240. */
+  rowGroupRows?: number;
+  /** Order of the rows in a logs file. Default 'address' (measured: see bench/receipts.ts). */
+  logOrder?: 'address' | 'block';
+  /** DuckDB memory limit. Default '512MB'. */
+  memoryLimit?: string;
+}
+
+/*
+ * Parquet schema (every file written with WRITE_BLOOM_FILTER false: DuckDB 1.5.6 drops matching
+ * row groups when a BLOB equality filter meets a bloom filter, duckdb/duckdb#24994).
+ *   receipts: block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER,
+ *             tx_type UTINYINT, status UTINYINT, from_address BLOB, to_address BLOB (NULL: creation),
+ *             contract_address BLOB (NULL unless creation), gas_used UBIGINT,
+ *             cumulative_gas_used UBIGINT, effective_gas_price UBIGINT, first_log_index UINTEGER,
+ *             log_count UINTEGER                                   — rows in (block, tx index) order
+ *   logs:     block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER,
+ *             log_index UINTEGER, address BLOB, topic0..topic3 BLOB (NULL when absent), data BLOB
+ *                                                                   — rows in (address, block, log index) order
+ */
+const RECEIPT_COLUMNS =
+  'block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER, tx_type UTINYINT, status UTINYINT, ' +
+  'from_address BLOB, to_address BLOB, contract_address BLOB, gas_used UBIGINT, cumulative_gas_used UBIGINT, ' +
+  'effective_gas_price UBIGINT, first_log_index UINTEGER, log_count UINTEGER';
+const LOG_COLUMNS =
+  'block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER, log_index UINTEGER, address BLOB, ' +
+  'topic0 BLOB, topic1 BLOB, topic2 BLOB, topic3 BLOB, data BLOB';
+const LOG_SELECT =
+  'block_number, block_hash, tx_hash, tx_index, log_index, address, topic0, topic1, topic2, topic3, data';
+
+function sqlString(path: string): string {
+  return `'${path.replaceAll("'", "''")}'`;
+}
+function blobLiteral(bytes: Uint8Array): string {
+  return `from_hex('${toHex(bytes)}')`;
+}
+function blob(v: DuckDBValue): Uint8Array {
+  const b = (v as { bytes: Uint8Array }).bytes;
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+function optionalBlob(v: DuckDBValue): Uint8Array | undefined {
+  return v === null ? undefined : blob(v);
+}
+
+function engineError(what: string, err: unknown): CairnError {
+  return new CairnError('IO_FATAL', `archive engine (DuckDB) ${what} failed: ${describe(err)}`, {
+    cause: err,
+  });
+}
+
+interface Engine {
+  instance: DuckDBInstance;
+  writer: DuckDBConnection;
+}
+
+/**
+ * DuckDB is loaded on first use: importing its 68 MB native library costs 0.2-1 s, and a store that
+ * only serves the hot tier (or a short-lived process) never needs it.
+ */
+export class DuckDbArchive implements ArchiveEngine {
+  private readonly idle: DuckDBConnection[] = [];
+  private closed = false;
+  private engine: Promise<Engine> | undefined;
+  /** Window writes share one connection and its staging tables: one at a time. */
+  private writing: Promise<unknown> = Promise.resolve();
+  private readonly rowGroupRows: number;
+  private readonly logOrder: 'address' | 'block';
+
+  private constructor(private readonly options: DuckDbArchiveOptions) {
+    this.rowGroupRows = options.rowGroupRows ?? 10_240;
+    this.logOrder = options.logOrder ?? 'address';
+  }
+
+  static async open(options: DuckDbArchiveOptions = {}): Promise<DuckDbArchive> {
+    return new DuckDbArchive(options);
+  }
+
+  private start(): Promise<Engine> {
+    this.engine ??= (async () => {
+      try {
+        const { DuckDBInstance } = await import('@duckdb/node-api');
+        const instance = await DuckDBInstance.create(':memory:', {
+          threads: String(this.options.threads ?? 2),
+          memory_limit: this.options.memoryLimit ?? '512MB',
+        });
+        return { instance, writer: await instance.connect() };
+      } catch (err) {
+        throw engineError('start', err);
+      }
+    })();
+    return this.engine;
+  }
+
+  private async withReader<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
+    if (this.closed) throw new CairnError('CLOSED', 'archive engine is closed');
+    const { instance } = await this.start();
+    const c = this.idle.pop() ?? (await instance.connect());
+    try {
+      return await fn(c);
+    } finally {
+      if (this.closed || this.idle.length >= 8) c.closeSync();
+      else this.idle.push(c);
+    }
+  }
+
+  writeWindow(
+    blocks: readonly BlockEntry[],
+    receiptsPath: string,
+    logsPath: string,
+  ): Promise<{ receiptRows: number; logRows: number }> {
+    const run = this.writing.then(() => this.writeWindowNow(blocks, receiptsPath, logsPath));
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeWindowNow(
+    blocks: readonly BlockEntry[],
+    receiptsPath: string,
+    logsPath: string,
+  ): Promise<{ receiptRows: number; logRows: number }> {
+    if (this.closed) throw new CairnError('CLOSED', 'archive engine is closed');
+    const c = (await this.start()).writer;
+    let receiptRows = 0;
+    let logRows = 0;
+    try {
+      await c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${RECEIPT_COLUMNS})`);
+      await c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${LOG_COLUMNS})`);
+      const ra = await c.createAppender('stage_receipts');
+      const la = await c.createAppender('stage_logs');
+      for (const b of blocks) {
+        const number = BigInt(b.number);
+        for (const r of b.receipts) {
+          ra.appendUBigInt(number);
+          ra.appendBlob(b.hash);
+          ra.appendBlob(r.txHash);
+          ra.appendUInteger(r.txIndex);
+          ra.appendUTinyInt(r.type);
+          ra.appendUTinyInt(r.status);
+          ra.appendBlob(r.from);
+          if (r.to) ra.appendBlob(r.to);
+          else ra.appendNull();
+          if (r.contractAddress) ra.appendBlob(r.contractAddress);
+          else ra.appendNull();
+          ra.appendUBigInt(BigInt(r.gasUsed));
+          ra.appendUBigInt(BigInt(r.cumulativeGasUsed));
+          ra.appendUBigInt(r.effectiveGasPrice);
+          ra.appendUInteger(r.firstLogIndex);
+          ra.appendUInteger(r.logs.length);
+          ra.endRow();
+          receiptRows++;
+          for (let i = 0; i < r.logs.length; i++) {
+            const log = r.logs[i]!;
+            la.appendUBigInt(number);
+            la.appendBlob(b.hash);
+            la.appendBlob(r.txHash);
+            la.appendUInteger(r.txIndex);
+            la.appendUInteger(r.firstLogIndex + i);
+            la.appendBlob(log.address);
+            for (let t = 0; t < 4; t++) {
+              const topic = log.topics[t];
+              if (topic) la.appendBlob(topic);
+              else la.appendNull();
+            }
+            la.appendBlob(log.data);
+            la.endRow();
+            logRows++;
+          }
+        }
+      }
+      ra.closeSync();
+      la.closeSync();
+      const options = `FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE ${this.rowGroupRows}, WRITE_BLOOM_FILTER false`;
+      await c.run(
+        `COPY (SELECT * FROM stage_receipts ORDER BY block_number, tx_index) TO ${sqlString(receiptsPath)} (${options})`,
+      );
+      const order =
+        this.logOrder === 'address' ? 'address, block_number, log_index' : 'block_number, log_index';
+      await c.run(`COPY (SELECT * FROM stage_logs ORDER BY ${order}) TO ${sqlString(logsPath)} (${options})`);
+      await c.run('DROP TABLE stage_receipts');
+      await c.run('DROP TABLE stage_logs');
+    } catch (err) {
+      throw engineError(`writing ${logsPath}`, err);
+    }
+    return { receiptRows, logRows };
+  }
+
+  async queryLogs(logsPaths: readonly string[], f: NormalizedFilter, limit: number): Promise<Log[]> {
+    if (logsPaths.length === 0) return [];
+    const where = [`block_number BETWEEN ${f.fromBlock} AND ${f.toBlock}`];
+    if (f.addresses) where.push(`address IN (${f.addresses.map(blobLiteral).join(', ')})`);
+    f.topics.forEach((values, i) => {
+      if (values) where.push(`topic${i} IN (${values.map(blobLiteral).join(', ')})`);
+    });
+    const sql =
+      `SELECT ${LOG_SELECT} FROM read_parquet([${logsPaths.map(sqlString).join(', ')}]) ` +
+      `WHERE ${where.join(' AND ')} ORDER BY block_number, log_index LIMIT ${limit}`;
+    const rows = await this.withReader(async (c) => {
+      try {
+        return (await c.runAndReadAll(sql)).getRows();
+      } catch (err) {
+        throw engineError('log query', err);
+      }
+    });
+    return rows.map(rowToLog);
+  }
+
+  async readReceipt(
+    receiptsPath: string,
+    logsPath: string,
+    block: number,
+    txIndex: number,
+  ): Promise<{ blockHash: Uint8Array; receipt: StoredReceipt } | undefined> {
+    return this.withReader(async (c) => {
+      try {
+        const rs = (
+          await c.runAndReadAll(
+            `SELECT * FROM read_parquet(${sqlString(receiptsPath)}) WHERE block_number = ${block} AND tx_index = ${txIndex}`,
+          )
+        ).getRows();
+        if (rs.length === 0) return undefined;
+        const logs = (
+          await c.runAndReadAll(
+            `SELECT ${LOG_SELECT} FROM read_parquet(${sqlString(logsPath)}) WHERE block_number = ${block} AND tx_index = ${txIndex} ORDER BY log_index`,
+          )
+        ).getRows();
+        return { blockHash: blob(rs[0]![1]!), receipt: rowToReceipt(rs[0]!, logs.map(rowToLogInput)) };
+      } catch (err) {
+        throw engineError(`receipt read from ${receiptsPath}`, err);
+      }
+    });
+  }
+
+  async readTxHashes(receiptsPath: string): Promise<Uint8Array[]> {
+    return this.withReader(async (c) => {
+      try {
+        const rows = (
+          await c.runAndReadAll(`SELECT tx_hash FROM read_parquet(${sqlString(receiptsPath)})`)
+        ).getRows();
+        return rows.map((r) => blob(r[0]!));
+      } catch (err) {
+        throw engineError(`tx-hash read from ${receiptsPath}`, err);
+      }
+    });
+  }
+
+  async readBlocks(receiptsPath: string, logsPath: string): Promise<BlockEntry[]> {
+    return this.withReader(async (c) => {
+      try {
+        const rs = (
+          await c.runAndReadAll(
+            `SELECT * FROM read_parquet(${sqlString(receiptsPath)}) ORDER BY block_number, tx_index`,
+          )
+        ).getRows();
+        const ls = (
+          await c.runAndReadAll(
+            `SELECT ${LOG_SELECT} FROM read_parquet(${sqlString(logsPath)}) ORDER BY block_number, log_index`,
+          )
+        ).getRows();
+        const blocks: BlockEntry[] = [];
+        let li = 0;
+        for (const row of rs) {
+          const number = Number(row[0] as bigint);
+          const logCount = Number(row[13]);
+          const logs: LogInput[] = [];
+          for (let i = 0; i < logCount; i++) logs.push(rowToLogInput(ls[li++]!));
+          const receipt = rowToReceipt(row, logs);
+          let b = blocks[blocks.length - 1];
+          if (b === undefined || b.number !== number) {
+            b = { number, hash: blob(row[1]!), receipts: [] };
+            blocks.push(b);
+          }
+          b.receipts.push(receipt);
+        }
+        return blocks;
+      } catch (err) {
+        throw engineError(`reading ${receiptsPath}`, err);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.idle.splice(0)) c.closeSync();
+    if (this.engine === undefined) return;
+    const engine = await this.engine.catch(() => undefined);
+    engine?.writer.closeSync();
+    engine?.instance.closeSync();
+  }
+}
+
+function rowToLogInput(row: DuckDBValue[]): LogInput {
+  const topics: Uint8Array[] = [];
+  for (let t = 6; t < 10; t++) {
+    if (row[t] === null) break;
+    topics.push(blob(row[t]!));
+  }
+  return { address: blob(row[5]!), topics, data: blob(row[10]!) };
+}
+
+function rowToLog(row: DuckDBValue[]): Log {
+  const input = rowToLogInput(row);
+  return {
+    address: input.address,
+    topics: input.topics as Uint8Array[],
+    data: input.data,
+    blockNumber: Number(row[0] as bigint),
+    blockHash: blob(row[1]!),
+    txHash: blob(row[2]!),
+    txIndex: row[3] as number,
+    logIndex: row[4] as number,
+    removed: false,
+  };
+}
+
+function rowToReceipt(row: DuckDBValue[], logs: LogInput[]): StoredReceipt {
+  return {
+    txHash: blob(row[2]!),
+    txIndex: row[3] as number,
+    type: row[4] as number,
+    status: row[5] === 1 ? 1 : 0,
+    from: blob(row[6]!),
+    to: optionalBlob(row[7]!),
+    contractAddress: optionalBlob(row[8]!),
+    gasUsed: Number(row[9] as bigint),
+    cumulativeGasUsed: Number(row[10] as bigint),
+    effectiveGasPrice: row[11] as bigint,
+    firstLogIndex: row[12] as number,
+    logs,
+  };
+}

@@ -1,0 +1,479 @@
+import type { KvBatch, OrderedKv } from '../kv/orderedKv.ts';
+import { bytesEqual } from '../lib/bytes.ts';
+import { CairnError, describe } from '../lib/errors.ts';
+import { decodeReceiptBody, readLogFromBody } from './codec.ts';
+import { logMatches, type NormalizedFilter } from './logFilter.ts';
+import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
+
+/**
+ * The hot tier: receipts with their logs and the indexes that answer point reads and selective
+ * log filters, in an ordered KV store (LevelDB in production). It is derived data: every block in
+ * it came from the receipt WAL (or from an archive file), so it can be checked and rebuilt.
+ *
+ * Keys (block numbers and log indices big-endian so byte order is numeric order):
+ *   'r' block u64 txIndex u32            → blockHash + receipt with its logs (codec.ts, CRC-checked)
+ *   'a' address 20 block u64 logIndex u32 → txIndex u32 LE          (address posting)
+ *   'c' topic0 32 block u64 logIndex u32  → txIndex u32 LE          (topic0 posting)
+ *   't' txHash 32                         → block u64 txIndex u32   (tx-hash index)
+ *   'k' block u64                         → blockHash 32 | entryCrc u32 | txCount u32 | logCount u32
+ *   'H' blockHash 32                      → block u64
+ *   'm' 'S'                               → u64: every block ≤ this is durable here (synced batch)
+ *   'm' 'P'                               → u64: bodies and postings below this are deleted (synced)
+ *
+ * Bodies and postings live for the hot window ([hotFloor, latest]); the tx-hash and block-hash
+ * indexes live as long as the archive keeps the block, so a hash lookup is one KV read for any
+ * retained block and a miss is a definite not-found.
+ */
+
+const P_BODY = 0x72; // 'r'
+const P_ADDR = 0x61; // 'a'
+const P_TOPIC0 = 0x63; // 'c'
+const P_TX = 0x74; // 't'
+const P_BLOCK = 0x6b; // 'k'
+const P_BLOCK_HASH = 0x48; // 'H'
+const META_SYNCED = Uint8Array.of(0x6d, 0x53);
+const META_PRUNED = Uint8Array.of(0x6d, 0x50);
+
+export interface BlockMeta {
+  hash: Uint8Array;
+  entryCrc: number;
+  txCount: number;
+  logCount: number;
+}
+
+export interface TxLocation {
+  block: number;
+  txIndex: number;
+}
+
+export interface HotQueryLimits {
+  maxResults: number;
+  maxBytes: number;
+  signal: AbortSignal | undefined;
+  /** Current floor of the hot tier; a body missing below it was pruned by a concurrent prune. */
+  hotFloor: () => number;
+}
+
+// Big-endian integer fields written byte by byte: cheaper than a DataView per key on the ingest path.
+function setU32(out: Uint8Array, offset: number, value: number): void {
+  out[offset] = value >>> 24;
+  out[offset + 1] = (value >>> 16) & 255;
+  out[offset + 2] = (value >>> 8) & 255;
+  out[offset + 3] = value & 255;
+}
+function getU32(bytes: Uint8Array, offset: number): number {
+  return (
+    ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>>
+    0
+  );
+}
+function setU64(out: Uint8Array, offset: number, value: number): void {
+  setU32(out, offset, Math.floor(value / 0x100000000));
+  setU32(out, offset + 4, value >>> 0);
+}
+function getU64(bytes: Uint8Array, offset: number): number {
+  return getU32(bytes, offset) * 0x100000000 + getU32(bytes, offset + 4);
+}
+
+function bodyKey(block: number, txIndex: number): Uint8Array {
+  const k = new Uint8Array(13);
+  k[0] = P_BODY;
+  setU64(k, 1, block);
+  setU32(k, 9, txIndex);
+  return k;
+}
+function postingKey(prefix: number, value: Uint8Array, block: number, logIndex: number): Uint8Array {
+  const k = new Uint8Array(1 + value.length + 12);
+  k[0] = prefix;
+  k.set(value, 1);
+  setU64(k, 1 + value.length, block);
+  setU32(k, 9 + value.length, logIndex);
+  return k;
+}
+function txKey(hash: Uint8Array): Uint8Array {
+  const k = new Uint8Array(33);
+  k[0] = P_TX;
+  k.set(hash, 1);
+  return k;
+}
+function blockKey(block: number): Uint8Array {
+  const k = new Uint8Array(9);
+  k[0] = P_BLOCK;
+  setU64(k, 1, block);
+  return k;
+}
+function blockHashKey(hash: Uint8Array): Uint8Array {
+  const k = new Uint8Array(33);
+  k[0] = P_BLOCK_HASH;
+  k.set(hash, 1);
+  return k;
+}
+function u64Value(v: number): Uint8Array {
+  const out = new Uint8Array(8);
+  setU64(out, 0, v);
+  return out;
+}
+function txIndexValue(txIndex: number): Uint8Array {
+  const out = new Uint8Array(4);
+  setU32(out, 0, txIndex);
+  return out;
+}
+
+/** Turns an engine failure into the fatal typed error a store latches. */
+export function engineError(what: string, err: unknown): CairnError {
+  if (err instanceof CairnError) return err;
+  return new CairnError('IO_FATAL', `hot tier ${what} failed: ${describe(err)}`, { cause: err });
+}
+
+const PAGE = 1024;
+
+export class HotTier {
+  constructor(readonly kv: OrderedKv) {}
+
+  private get(key: Uint8Array, what: string): Uint8Array | undefined {
+    try {
+      return this.kv.get(key);
+    } catch (err) {
+      throw engineError(`read of ${what}`, err);
+    }
+  }
+
+  private async range(
+    what: string,
+    r: Parameters<OrderedKv['range']>[0],
+  ): Promise<Awaited<ReturnType<OrderedKv['range']>>> {
+    try {
+      return await this.kv.range(r);
+    } catch (err) {
+      throw engineError(`scan of ${what}`, err);
+    }
+  }
+
+  syncedThrough(): number | undefined {
+    const v = this.get(META_SYNCED, 'checkpoint');
+    return v === undefined ? undefined : getU64(v, 0);
+  }
+
+  prunedTo(): number {
+    const v = this.get(META_PRUNED, 'prune checkpoint');
+    return v === undefined ? 0 : getU64(v, 0);
+  }
+
+  /** A synced batch recording that every block ≤ `block` is durable here (LevelDB syncs its whole log). */
+  async writeSyncedCheckpoint(block: number): Promise<void> {
+    const b = this.kv.batch().put(META_SYNCED, u64Value(block));
+    try {
+      await b.write({ sync: true });
+    } catch (err) {
+      throw engineError('checkpoint write', err);
+    }
+  }
+
+  blockMeta(block: number): BlockMeta | undefined {
+    const v = this.get(blockKey(block), `block ${block} metadata`);
+    if (v === undefined) return undefined;
+    if (v.length !== 44)
+      throw new CairnError('CORRUPT', `hot tier: block ${block} metadata is ${v.length} bytes`);
+    return { hash: v.slice(0, 32), entryCrc: getU32(v, 32), txCount: getU32(v, 36), logCount: getU32(v, 40) };
+  }
+
+  blockNumberByHash(hash: Uint8Array): number | undefined {
+    const v = this.get(blockHashKey(hash), 'block-hash index');
+    return v === undefined ? undefined : getU64(v, 0);
+  }
+
+  txLocation(hash: Uint8Array): TxLocation | undefined {
+    const v = this.get(txKey(hash), 'tx-hash index');
+    if (v === undefined) return undefined;
+    if (v.length !== 12)
+      throw new CairnError('CORRUPT', `hot tier: tx-hash index value is ${v.length} bytes`);
+    return { block: getU64(v, 0), txIndex: getU32(v, 8) };
+  }
+
+  body(block: number, txIndex: number): { blockHash: Uint8Array; receipt: StoredReceipt } | undefined {
+    const v = this.get(bodyKey(block, txIndex), `receipt ${block}/${txIndex}`);
+    return v === undefined ? undefined : decodeReceiptBody(v);
+  }
+
+  /**
+   * Stages one block into `batch` (`bodies[i]` is the encoded body of `entry.receipts[i]`).
+   * Re-staging a block already present is idempotent. When a tx hash appears in two blocks the
+   * index points at the later one, as geth's lookup entries do: blocks are always (re)applied in
+   * ascending order, so the outcome does not depend on what a crash kept.
+   */
+  stageBlock(batch: KvBatch, entry: BlockEntry, bodies: readonly Uint8Array[], entryCrc: number): void {
+    let logCount = 0;
+    for (let k = 0; k < entry.receipts.length; k++) {
+      const r = entry.receipts[k]!;
+      batch.put(bodyKey(entry.number, r.txIndex), bodies[k]!);
+      const txIdx = txIndexValue(r.txIndex);
+      for (let i = 0; i < r.logs.length; i++) {
+        const log = r.logs[i]!;
+        const logIndex = r.firstLogIndex + i;
+        batch.put(postingKey(P_ADDR, log.address, entry.number, logIndex), txIdx);
+        const t0 = log.topics[0];
+        if (t0 !== undefined) batch.put(postingKey(P_TOPIC0, t0, entry.number, logIndex), txIdx);
+      }
+      logCount += r.logs.length;
+      const v = new Uint8Array(12);
+      setU64(v, 0, entry.number);
+      setU32(v, 8, r.txIndex);
+      batch.put(txKey(r.txHash), v);
+    }
+    const meta = new Uint8Array(44);
+    meta.set(entry.hash, 0);
+    setU32(meta, 32, entryCrc);
+    setU32(meta, 36, entry.receipts.length);
+    setU32(meta, 40, logCount);
+    batch.put(blockKey(entry.number), meta);
+    batch.put(blockHashKey(entry.hash), u64Value(entry.number));
+  }
+
+  /** Deletes bodies and postings of blocks in [from, to) (the tx/block indexes stay), then syncs 'P'. */
+  async pruneBodies(from: number, to: number): Promise<void> {
+    for (let start = from; start < to; ) {
+      const entries = await this.range('receipt bodies', {
+        gte: bodyKey(start, 0),
+        lt: bodyKey(to, 0),
+        limit: PAGE,
+      });
+      const batch = this.kv.batch();
+      let last = start;
+      for (const e of entries) {
+        const block = getU64(e.key, 1);
+        last = block;
+        const r = decodeReceiptBody(e.value).receipt;
+        batch.del(e.key);
+        for (let i = 0; i < r.logs.length; i++) {
+          const log = r.logs[i]!;
+          batch.del(postingKey(P_ADDR, log.address, block, r.firstLogIndex + i));
+          const t0 = log.topics[0];
+          if (t0 !== undefined) batch.del(postingKey(P_TOPIC0, t0, block, r.firstLogIndex + i));
+        }
+      }
+      if (entries.length < PAGE) {
+        batch.put(META_PRUNED, u64Value(to));
+        await this.writeBatch(batch, true, 'prune');
+        return;
+      }
+      await this.writeBatch(batch, false, 'prune');
+      // The page may end in the middle of a block: restart at that block (its deleted keys are gone).
+      start = last;
+    }
+    await this.writeBatch(this.kv.batch().put(META_PRUNED, u64Value(to)), true, 'prune');
+  }
+
+  /**
+   * Removes the tx-hash and block-hash index entries of blocks in [first, last] (an archive file
+   * that is being retired). Only tx entries that point into that range are removed.
+   */
+  async pruneIndexes(first: number, last: number, txHashes: readonly Uint8Array[]): Promise<void> {
+    let batch = this.kv.batch();
+    for (const h of txHashes) {
+      const loc = this.txLocation(h);
+      if (loc !== undefined && loc.block >= first && loc.block <= last) batch.del(txKey(h));
+      if (batch.length >= 4096) {
+        await this.writeBatch(batch, false, 'index prune');
+        batch = this.kv.batch();
+      }
+    }
+    for (let start = first; start <= last; ) {
+      const metas = await this.range('block metadata', {
+        gte: blockKey(start),
+        lte: blockKey(last),
+        limit: PAGE,
+      });
+      for (const m of metas) {
+        batch.del(m.key);
+        const blockHash = m.value.subarray(0, 32);
+        const at = this.blockNumberByHash(blockHash);
+        if (at === getU64(m.key, 1)) batch.del(blockHashKey(blockHash));
+      }
+      if (metas.length < PAGE) break;
+      start = getU64(metas[metas.length - 1]!.key, 1) + 1;
+    }
+    await this.writeBatch(batch, true, 'index prune');
+  }
+
+  async writeBatch(batch: KvBatch, sync: boolean, what: string): Promise<void> {
+    try {
+      await batch.write({ sync });
+    } catch (err) {
+      throw engineError(`${what} batch`, err);
+    }
+  }
+
+  /**
+   * eth_getLogs over [f.fromBlock, f.toBlock] (all inside the hot window), in (block, logIndex)
+   * order. A selective filter walks the address (or topic0) postings; otherwise the bodies of the
+   * range are scanned. Every candidate is re-checked against the full filter.
+   */
+  async queryLogs(f: NormalizedFilter, limits: HotQueryLimits): Promise<Log[]> {
+    const out: Log[] = [];
+    let bytes = 0;
+    const emit = (block: number, blockHash: Uint8Array, r: StoredReceipt, i: number): void =>
+      emitLog(block, blockHash, r.txHash, r.txIndex, r.firstLogIndex + i, r.logs[i]!);
+    const emitLog = (
+      block: number,
+      blockHash: Uint8Array,
+      txHash: Uint8Array,
+      txIndex: number,
+      logIndex: number,
+      log: LogInput,
+    ): void => {
+      if (!logMatches(f, log)) return;
+      if (out.length >= limits.maxResults) {
+        throw new CairnError(
+          'LIMIT_EXCEEDED',
+          `log query over blocks ${f.fromBlock}..${f.toBlock} matches more than ${limits.maxResults} logs; narrow the range or the filter`,
+          { details: { maxResults: limits.maxResults } },
+        );
+      }
+      bytes += 20 + 32 * log.topics.length + log.data.length + 128;
+      if (bytes > limits.maxBytes) {
+        throw new CairnError(
+          'LIMIT_EXCEEDED',
+          `log query over blocks ${f.fromBlock}..${f.toBlock} returns more than ${limits.maxBytes} bytes; narrow the range or the filter`,
+          { details: { maxBytes: limits.maxBytes } },
+        );
+      }
+      out.push({
+        address: log.address,
+        topics: log.topics as Uint8Array[],
+        data: log.data,
+        blockNumber: block,
+        blockHash,
+        txHash,
+        txIndex,
+        logIndex,
+        removed: false,
+      });
+    };
+
+    const postingValues = f.addresses ?? f.topics[0];
+    if (postingValues !== undefined) {
+      const prefix = f.addresses ? P_ADDR : P_TOPIC0;
+      const candidates: { block: number; logIndex: number; txIndex: number }[] = [];
+      const candidateCap = Math.max(limits.maxResults * 16, 100_000);
+      for (const value of postingValues) {
+        let gte = postingKey(prefix, value, f.fromBlock, 0);
+        const lte = postingKey(prefix, value, f.toBlock, 0xffffffff);
+        for (;;) {
+          checkAbort(limits.signal);
+          const page = await this.range('postings', { gte, lte, limit: PAGE });
+          const at = 1 + value.length;
+          for (const e of page) {
+            candidates.push({
+              block: getU64(e.key, at),
+              logIndex: getU32(e.key, at + 8),
+              txIndex: getU32(e.value, 0),
+            });
+          }
+          if (candidates.length > candidateCap) {
+            throw new CairnError(
+              'LIMIT_EXCEEDED',
+              `log query over blocks ${f.fromBlock}..${f.toBlock} scans more than ${candidateCap} index entries; narrow the range or the filter`,
+            );
+          }
+          if (page.length < PAGE) break;
+          const lastKey = page[page.length - 1]!.key;
+          gte = new Uint8Array(lastKey.length + 1);
+          gte.set(lastKey);
+        }
+      }
+      if (postingValues.length > 1) {
+        candidates.sort((a, b) => a.block - b.block || a.logIndex - b.logIndex);
+      }
+      // Distinct bodies, fetched in one engine call when there are many (one thread-pool hop instead
+      // of a synchronous read each), one by one otherwise.
+      const bodyKeys: Uint8Array[] = [];
+      const bodyAt: number[] = [];
+      for (let c = 0; c < candidates.length; c++) {
+        const cand = candidates[c]!;
+        const prev = candidates[c - 1];
+        if (prev && prev.block === cand.block && prev.txIndex === cand.txIndex) {
+          bodyAt.push(bodyKeys.length - 1);
+          continue;
+        }
+        bodyAt.push(bodyKeys.length);
+        bodyKeys.push(bodyKey(cand.block, cand.txIndex));
+      }
+      checkAbort(limits.signal);
+      let bodies: (Uint8Array | undefined)[];
+      if (bodyKeys.length > 24) {
+        try {
+          bodies = await this.kv.getMany(bodyKeys);
+        } catch (err) {
+          throw engineError('read of receipt bodies', err);
+        }
+      } else {
+        bodies = bodyKeys.map((k) => this.get(k, 'receipt body'));
+      }
+      for (let c = 0; c < candidates.length; c++) {
+        const cand = candidates[c]!;
+        if (c > 0) {
+          const prev = candidates[c - 1]!;
+          if (prev.block === cand.block && prev.logIndex === cand.logIndex) continue; // duplicate value in the OR list
+        }
+        const cached = bodies[bodyAt[c]!];
+        if (cached === undefined) {
+          if (cand.block < limits.hotFloor()) throw prunedDuringRead(cand.block);
+          throw new CairnError(
+            'CORRUPT',
+            `hot tier: posting for block ${cand.block} log ${cand.logIndex} points to missing receipt ${cand.txIndex}`,
+          );
+        }
+        const at = readLogFromBody(cached, cand.logIndex);
+        if (at.log === undefined) {
+          throw new CairnError(
+            'CORRUPT',
+            `hot tier: posting for block ${cand.block} log ${cand.logIndex} is outside its receipt`,
+          );
+        }
+        emitLog(cand.block, at.blockHash, at.txHash, at.txIndex, cand.logIndex, at.log);
+      }
+      return out;
+    }
+
+    let gte = bodyKey(f.fromBlock, 0);
+    const lt = bodyKey(f.toBlock + 1, 0);
+    for (;;) {
+      checkAbort(limits.signal);
+      const page = await this.range('receipt bodies', { gte, lt, limit: PAGE });
+      for (const e of page) {
+        const block = getU64(e.key, 1);
+        const { blockHash, receipt } = decodeReceiptBody(e.value);
+        for (let i = 0; i < receipt.logs.length; i++) emit(block, blockHash, receipt, i);
+      }
+      if (page.length < PAGE) break;
+      const lastKey = page[page.length - 1]!.key;
+      gte = new Uint8Array(lastKey.length + 1);
+      gte.set(lastKey);
+    }
+    return out;
+  }
+
+  /** Every receipt body of a block, in txIndex order (verification, archive rebuild). */
+  async blockBodies(block: number): Promise<StoredReceipt[]> {
+    const page = await this.range('receipt bodies', {
+      gte: bodyKey(block, 0),
+      lt: bodyKey(block + 1, 0),
+      limit: 1_000_000,
+    });
+    return page.map((e) => decodeReceiptBody(e.value).receipt);
+  }
+
+  sameHash(a: Uint8Array, b: Uint8Array): boolean {
+    return bytesEqual(a, b);
+  }
+}
+
+export function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw new CairnError('ABORTED', 'the log query was aborted by its AbortSignal', { cause: signal.reason });
+  }
+}
+
+function prunedDuringRead(block: number): CairnError {
+  return new CairnError('PRUNED', `block ${block} was pruned while the query ran`, { details: { block } });
+}

@@ -1,0 +1,1033 @@
+import path from 'node:path';
+import { openAbFile } from '../io/abFile.ts';
+import type { AbSnapshotFile } from '../io/abFile.types.ts';
+import type { FileSystem } from '../io/fileSystem.ts';
+import { realFileSystem } from '../io/realFileSystem.ts';
+import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
+import type { OrderedKv } from '../kv/orderedKv.ts';
+import { bytesEqual } from '../lib/bytes.ts';
+import { crc32c } from '../lib/crc32c.ts';
+import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
+import { Wal } from '../wal/wal.ts';
+import type { ArchiveEngine } from './archiveEngine.ts';
+import { loadBloomHasher, logsBloom } from './bloom.ts';
+import { decodeBlockEntry, encodeBlockEntry, entryChecksum, normalizeBlock } from './codec.ts';
+import { DuckDbArchive } from './duckdbArchive.ts';
+import { checkAbort, HotTier } from './hotTier.ts';
+import { normalizeFilter } from './logFilter.ts';
+import {
+  type ArchiveFileEntry,
+  decodeState,
+  emptyState,
+  encodeState,
+  type FileRef,
+  type StoreState,
+} from './manifest.ts';
+import type {
+  BlockEntry,
+  BlockReceiptsInput,
+  Log,
+  LogFilter,
+  LogQueryOptions,
+  Receipt,
+  StoredReceipt,
+} from './types.ts';
+import { type QueuedWrite, WriteQueue } from './writeQueue.ts';
+
+export interface ReceiptStoreOptions {
+  /** Data directory: `wal/`, `hot/` (LevelDB) and `archive/` (Parquet files + MANIFEST) live here. */
+  dir: string;
+  /** Cairn's own files (WAL, manifest, archive files' fsync/rename). Default: the real file system. */
+  fs?: FileSystem;
+  /** Hot-tier engine. Default: classic-level at `<dir>/hot`. */
+  kv?: OrderedKv;
+  /** LevelDB block cache of the default hot-tier engine. Default 64 MiB. */
+  hotCacheBytes?: number;
+  /** Archive engine. Default: DuckDB writing Parquet. */
+  archive?: ArchiveEngine;
+  /** Blocks per archive file; files start at multiples of it (the first may start later). Default 1,000. */
+  blocksPerFile?: number;
+  /** Blocks the hot tier keeps (older ones are answered by the archive). Default: all. */
+  hotRetentionBlocks?: number;
+  /** Blocks kept at all; older archive files are deleted. Default: all. */
+  archiveRetentionBlocks?: number;
+  /** Writes that may wait in the queue before BACKPRESSURE. Default 1,024. */
+  maxQueuedWrites?: number;
+  /** Widest block range one log query may cover. Default 100,000. */
+  maxBlockRange?: number;
+  /** Most logs one query may return. Default 10,000. */
+  maxResults?: number;
+  /** Most bytes (approximate) one query may return. Default 64 MiB. */
+  maxResultBytes?: number;
+  /** WAL segment size. Default 64 MiB. */
+  walSegmentBytes?: number;
+  /**
+   * Archive windows that completed before the last stop (default true). Inspection tools pass false
+   * so that opening a directory never writes an archive file under a span they do not know.
+   */
+  rotateAtOpen?: boolean;
+}
+
+/** Where the store stands; every field is a block number (-1: none). */
+export interface ReceiptRanges {
+  /** First block ever accepted (-1 while empty). */
+  first: number;
+  /** Reads below this fail with PRUNED. */
+  floor: number;
+  /** Blocks below this (and ≥ floor) are served by the archive. */
+  hotFloor: number;
+  /** Highest block of a closed archive file (-1: none). */
+  archivedThrough: number;
+  /** Highest acknowledged block (-1: none). */
+  latest: number;
+}
+
+/** A closed archive file as readers see it, with its reference count. */
+interface LiveFile {
+  entry: ArchiveFileEntry;
+  receiptsPath: string;
+  logsPath: string;
+  refs: number;
+  /** Set once the manifest no longer lists it: deleted when the last reader releases it. */
+  doomed: boolean;
+}
+
+/** An immutable snapshot readers run on (reads never go through the write queue). */
+interface View {
+  floor: number;
+  hotFloor: number;
+  latest: number;
+  files: readonly LiveFile[];
+}
+
+const MANIFEST = 'MANIFEST';
+const WRITE_GROUP = 256;
+
+export class ReceiptStore {
+  private state: StoreState;
+  private latest: number;
+  private view: View;
+  /** Reference-counted handles of every listed file (also those below the floor, until retired). */
+  private readonly live = new Map<ArchiveFileEntry, LiveFile>();
+  private readonly latch = new FatalLatch();
+  private readonly queue: WriteQueue<BlockEntry>;
+  private closing: Promise<void> | undefined;
+  private closed = false;
+  private readonly blocksPerFile: number;
+  private readonly archiveDir: string;
+
+  private constructor(
+    private readonly fs: FileSystem,
+    private readonly options: ReceiptStoreOptions,
+    private readonly manifest: AbSnapshotFile,
+    state: StoreState,
+    private readonly wal: Wal,
+    private readonly hot: HotTier,
+    private readonly engine: ArchiveEngine,
+  ) {
+    this.state = state;
+    this.blocksPerFile = options.blocksPerFile ?? 1000;
+    this.archiveDir = path.join(options.dir, 'archive');
+    this.latest = -1;
+    this.view = { floor: 0, hotFloor: 0, latest: -1, files: [] };
+    this.queue = new WriteQueue(options.maxQueuedWrites ?? 1024, WRITE_GROUP, (g) => this.writeGroup(g));
+  }
+
+  static async open(options: ReceiptStoreOptions): Promise<ReceiptStore> {
+    checkPositive(options.blocksPerFile, 'blocksPerFile');
+    checkPositive(options.hotRetentionBlocks, 'hotRetentionBlocks');
+    checkPositive(options.archiveRetentionBlocks, 'archiveRetentionBlocks');
+    checkPositive(options.maxQueuedWrites, 'maxQueuedWrites');
+    checkPositive(options.maxBlockRange, 'maxBlockRange');
+    checkPositive(options.maxResults, 'maxResults');
+    checkPositive(options.maxResultBytes, 'maxResultBytes');
+    const fs = options.fs ?? realFileSystem;
+    const archiveDir = path.join(options.dir, 'archive');
+    try {
+      const created = !fs.exists(archiveDir);
+      fs.mkdir(archiveDir);
+      if (created) {
+        fs.syncDir(options.dir);
+        fs.syncDir(path.dirname(options.dir));
+      }
+    } catch (err) {
+      throw ioFatal(`creating ${archiveDir}`, err, { file: archiveDir });
+    }
+    await loadBloomHasher();
+    const { file: manifest, loaded } = openAbFile(fs, archiveDir, MANIFEST, { maxPayloadBytes: 8 << 20 });
+    const state = loaded.payload ? decodeState(loaded.payload) : emptyState();
+    const opened: { close(): unknown }[] = [manifest];
+    try {
+      const wal = await Wal.open({
+        fs,
+        dir: path.join(options.dir, 'wal'),
+        durability: { mode: 'on-request' },
+        segmentBytes: options.walSegmentBytes ?? 64 * 1024 * 1024,
+        initialIndex: state.firstBlock ?? 0,
+      });
+      opened.push(wal);
+      const kv =
+        options.kv ??
+        (await ClassicLevelKv.open(path.join(options.dir, 'hot'), {
+          cacheBytes: options.hotCacheBytes ?? 64 << 20,
+        }));
+      opened.push(kv);
+      const engine = options.archive ?? (await DuckDbArchive.open());
+      opened.push(engine);
+      const store = new ReceiptStore(fs, options, manifest, state, wal, new HotTier(kv), engine);
+      await store.recover();
+      return store;
+    } catch (err) {
+      for (const o of opened.reverse()) {
+        try {
+          await o.close();
+        } catch {
+          // The open error is the one to report.
+        }
+      }
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  private archivedThrough(): number {
+    return this.state.firstBlock === undefined ? -1 : this.state.nextToArchive - 1;
+  }
+
+  private async recover(): Promise<void> {
+    const fs = this.fs;
+    // 1. Archive directory: the manifest lists every file; anything else (a temporary file, a file
+    //    renamed just before a crash, a file whose deletion was interrupted) is deleted unread.
+    const listed = new Set<string>([`${MANIFEST}.a`, `${MANIFEST}.b`]);
+    for (const f of this.state.files) {
+      listed.add(f.receipts.name);
+      listed.add(f.logs.name);
+    }
+    let removed = false;
+    for (const name of fs.readdir(this.archiveDir)) {
+      if (listed.has(name)) continue;
+      this.fsCall(`deleting unlisted archive file ${name}`, () =>
+        fs.unlink(path.join(this.archiveDir, name)),
+      );
+      removed = true;
+    }
+    if (removed) this.fsCall('fsync of the archive directory', () => fs.syncDir(this.archiveDir));
+
+    const wal = this.wal;
+    if (this.state.firstBlock === undefined && wal.count > 0) {
+      const first = wal.firstIndex;
+      await this.writeState({
+        ...this.state,
+        firstBlock: first,
+        floor: first,
+        hotFloor: first,
+        nextToArchive: first,
+      });
+    }
+    const archivedThrough = this.archivedThrough();
+    if (wal.count > 0 && wal.firstIndex > archivedThrough + 1) {
+      throw new CairnError(
+        'DATA_LOSS',
+        `receipt store: blocks ${archivedThrough + 1}..${wal.firstIndex - 1} are neither archived nor in the WAL`,
+      );
+    }
+    if (wal.count === 0 && wal.nextIndex > archivedThrough + 1) {
+      throw new CairnError(
+        'DATA_LOSS',
+        `receipt store: the WAL ended at ${wal.nextIndex - 1} but the archive only reaches ${archivedThrough}`,
+      );
+    }
+    this.latest = wal.count > 0 ? wal.nextIndex - 1 : archivedThrough;
+
+    // 2. Every listed file must exist with its recorded size; the trailing one (whose blocks the
+    //    WAL still holds) is checksummed and rewritten from the WAL if it is damaged or missing.
+    const files = this.state.files;
+    for (let i = 0; i < files.length; i++) {
+      const f = files[i]!;
+      if (f.last < this.state.floor) continue; // retired below
+      const trailing = i === files.length - 1;
+      const problem = trailing ? this.checkFileFully(f) : this.checkFileSize(f);
+      if (problem === undefined) continue;
+      if (wal.count > 0 && wal.firstIndex <= f.first && trailing) {
+        await this.rewriteTrailing(f);
+        continue;
+      }
+      throw new CairnError('CORRUPT', `archive file for blocks ${f.first}..${f.last}: ${problem}`, {
+        details: { first: f.first, last: f.last },
+      });
+    }
+    // The WAL keeps the trailing file's window (so a damaged trailing file can be rebuilt) and
+    // everything after it.
+    const lastFile = files[files.length - 1];
+    const keepFrom = lastFile && lastFile.last === archivedThrough ? lastFile.first : archivedThrough + 1;
+    if (wal.count > 0 && wal.firstIndex < keepFrom) {
+      await this.walCall('truncation', () => wal.truncateFront(Math.min(keepFrom, wal.nextIndex)));
+    }
+
+    // 3. Retired files (below the floor) whose index cleanup may have been interrupted.
+    for (const f of [...this.state.files]) if (f.last < this.state.floor) await this.retire(f);
+
+    // 4. Hot tier: re-apply everything not covered by its synced checkpoint, from the archive where
+    //    the WAL no longer has it, then from the WAL; finish an interrupted prune.
+    const synced = this.hot.syncedThrough() ?? -1;
+    const first = this.state.firstBlock ?? 0;
+    // A hot tier without a checkpoint (new, or deleted by an operator) is rebuilt from the floor: the
+    // tx-hash and block-hash indexes cover archive-only blocks too; bodies below the hot floor are
+    // then removed by the prune catch-up below.
+    let from = Math.max(synced + 1, synced < 0 ? this.state.floor : this.state.hotFloor, first);
+    const walFrom = wal.count > 0 ? wal.firstIndex : this.latest + 1;
+    if (from < walFrom && from <= this.latest) {
+      for (const f of this.state.files) {
+        if (f.last < from || f.first >= walFrom) continue;
+        const blocks = await this.engine.readBlocks(this.filePath(f.receipts), this.filePath(f.logs));
+        await this.applyToHot(blocks.filter((b) => b.number >= from && b.number < walFrom));
+      }
+      from = walFrom;
+    }
+    let pending: BlockEntry[] = [];
+    for (const rec of wal.iterate(Math.max(from, wal.firstIndex), wal.nextIndex)) {
+      pending.push(decodeBlockEntry(rec.payload));
+      if (pending.length >= WRITE_GROUP) {
+        await this.applyToHot(pending);
+        pending = [];
+      }
+    }
+    await this.applyToHot(pending);
+    if (this.latest >= 0) await this.hot.writeSyncedCheckpoint(this.latest);
+    const prunedTo = this.hot.prunedTo();
+    if (prunedTo < this.state.hotFloor) await this.hot.pruneBodies(prunedTo, this.state.hotFloor);
+
+    this.publish();
+    // 5. Windows that were complete but not archived when the process stopped.
+    if (this.options.rotateAtOpen !== false) await this.rotateDue();
+  }
+
+  private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
+    if (blocks.length === 0) return;
+    const batch = this.hot.kv.batch();
+    for (const b of blocks) {
+      const { payload, bodies } = encodeBlockEntry(b);
+      this.hot.stageBlock(batch, b, bodies, entryChecksum(payload));
+    }
+    await this.hot.writeBatch(batch, false, 'apply');
+  }
+
+  private filePath(ref: FileRef): string {
+    return path.join(this.archiveDir, ref.name);
+  }
+
+  private checkFileSize(f: ArchiveFileEntry): string | undefined {
+    for (const ref of [f.receipts, f.logs]) {
+      const p = this.filePath(ref);
+      if (!this.fs.exists(p)) return `${ref.name} is missing`;
+      const size = this.fs.stat(p).size;
+      if (size !== ref.bytes) return `${ref.name} is ${size} bytes, the manifest says ${ref.bytes}`;
+    }
+    return undefined;
+  }
+
+  private checkFileFully(f: ArchiveFileEntry): string | undefined {
+    const sizeProblem = this.checkFileSize(f);
+    if (sizeProblem) return sizeProblem;
+    for (const ref of [f.receipts, f.logs]) {
+      const { crc } = this.checksumFile(this.filePath(ref), false);
+      if (crc !== ref.crc32c) return `${ref.name} fails its checksum`;
+    }
+    return undefined;
+  }
+
+  /** CRC-32C and size of a file read through Cairn's file system; optionally fsyncs it. */
+  private checksumFile(file: string, sync: boolean): { crc: number; bytes: number } {
+    return this.fsCall(`checksumming ${file}`, () => {
+      const h = this.fs.open(file, sync ? {} : { readOnly: true });
+      try {
+        const size = h.size();
+        const buf = new Uint8Array(Math.min(size, 1 << 20));
+        let crc = 0;
+        for (let pos = 0; pos < size; ) {
+          const n = h.read(buf, 0, Math.min(buf.length, size - pos), pos);
+          if (n <= 0) throw new Error(`short read at ${pos} of ${size}`);
+          crc = crc32c(buf.subarray(0, n), crc);
+          pos += n;
+        }
+        if (sync) h.sync();
+        return { crc, bytes: size };
+      } finally {
+        h.close();
+      }
+    });
+  }
+
+  private async rewriteTrailing(f: ArchiveFileEntry): Promise<void> {
+    const rebuilt = await this.writeArchiveFiles(f.first, f.last);
+    const files = [...this.state.files];
+    files[files.length - 1] = rebuilt;
+    await this.writeState({ ...this.state, files });
+  }
+
+  // ---------------------------------------------------------------- write path
+
+  /**
+   * Stores one block's receipts. Resolves once the block is durable (WAL fsynced) and visible to
+   * reads. Blocks must arrive in order (latest + 1); re-sending a stored block with identical
+   * content is acknowledged without writing, different content is a CONFLICT.
+   */
+  putBlock(input: BlockReceiptsInput): Promise<void> {
+    if (this.closed || this.closing) return Promise.reject(closedError());
+    if (this.latch.error) return Promise.reject(this.latch.error);
+    let entry: BlockEntry;
+    try {
+      entry = normalizeBlock(input);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.queue.write(entry);
+  }
+
+  private async writeGroup(group: QueuedWrite<BlockEntry>[]): Promise<void> {
+    const accepted: { w: QueuedWrite<BlockEntry>; crc: number; bodies: Uint8Array[] }[] = [];
+    const pending = new Map<number, { hash: Uint8Array; crc: number }>();
+    let next = this.latest + 1;
+    try {
+      this.latch.check();
+      for (const w of group) {
+        const e = w.item;
+        if (this.state.firstBlock === undefined) {
+          await this.writeState({
+            ...this.state,
+            firstBlock: e.number,
+            floor: e.number,
+            hotFloor: e.number,
+            nextToArchive: e.number,
+          });
+          if (this.wal.nextIndex !== e.number) await this.walCall('reset', () => this.wal.reset(e.number));
+          next = e.number;
+          this.latest = e.number - 1;
+          this.publish();
+        }
+        if (e.number > next) {
+          w.reject(
+            new CairnError(
+              'OUT_OF_ORDER',
+              `block ${e.number} is ahead of the store: the next block is ${next}`,
+              {
+                details: { expected: next, got: e.number },
+              },
+            ),
+          );
+          continue;
+        }
+        const { payload, bodies } = encodeBlockEntry(e);
+        const crc = entryChecksum(payload);
+        if (e.number < next) {
+          const err = this.resubmission(e, crc, pending);
+          if (err) w.reject(err);
+          else w.resolve();
+          continue;
+        }
+        try {
+          this.wal.append([payload], e.number);
+        } catch (err) {
+          throw this.latch.latch(err, 'receipt WAL append');
+        }
+        accepted.push({ w, crc, bodies });
+        pending.set(e.number, { hash: e.hash, crc });
+        next++;
+      }
+      if (accepted.length === 0) return;
+      await this.walCall('fsync', () => this.wal.sync());
+      const batch = this.hot.kv.batch();
+      for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.bodies, a.crc);
+      await this.hot.writeBatch(batch, false, 'apply');
+    } catch (err) {
+      const latched = this.latch.latch(err, 'receipt write');
+      for (const a of accepted) a.w.reject(latched);
+      throw latched;
+    }
+    this.latest = next - 1;
+    this.publish();
+    for (const a of accepted) a.w.resolve();
+    try {
+      await this.rotateDue();
+    } catch (err) {
+      this.latch.latch(err, 'archive rotation');
+    }
+  }
+
+  /** Re-submission of a block at or below latest: identical content is fine, anything else is not. */
+  private resubmission(
+    e: BlockEntry,
+    crc: number,
+    pending: Map<number, { hash: Uint8Array; crc: number }>,
+  ): CairnError | undefined {
+    const first = this.state.firstBlock ?? 0;
+    if (e.number < first) {
+      return new CairnError('OUT_OF_RANGE', `block ${e.number} is before the store's first block ${first}`);
+    }
+    if (e.number < this.state.floor) {
+      return new CairnError('PRUNED', `block ${e.number} is below the floor ${this.state.floor}`, {
+        details: { floor: this.state.floor },
+      });
+    }
+    const stored = pending.get(e.number) ?? this.hot.blockMeta(e.number);
+    if (stored === undefined) {
+      return new CairnError('CORRUPT', `hot tier has no metadata for stored block ${e.number}`);
+    }
+    const hash = 'hash' in stored ? stored.hash : undefined;
+    const storedCrc = 'crc' in stored ? stored.crc : (stored as { entryCrc: number }).entryCrc;
+    if (hash && bytesEqual(hash, e.hash) && storedCrc === crc) return undefined;
+    return new CairnError('CONFLICT', `block ${e.number} is already stored with different receipts`, {
+      details: { block: e.number },
+    });
+  }
+
+  private windowEnd(first: number): number {
+    return Math.floor(first / this.blocksPerFile) * this.blocksPerFile + this.blocksPerFile - 1;
+  }
+
+  /** Archives every complete window. Runs on the write loop (or during open). */
+  private async rotateDue(): Promise<void> {
+    for (;;) {
+      const first = this.archivedThrough() + 1;
+      if (this.state.firstBlock === undefined) return;
+      const last = this.windowEnd(first);
+      if (last > this.latest) return;
+      await this.rotate(first, last);
+    }
+  }
+
+  private async rotate(first: number, last: number): Promise<void> {
+    const entry = await this.writeArchiveFiles(first, last);
+    await this.writeState({ ...this.state, files: [...this.state.files, entry], nextToArchive: last + 1 });
+    // The hot tier must hold everything the WAL is about to drop.
+    await this.hot.writeSyncedCheckpoint(this.latest);
+    // Keep this window in the WAL until the next one closes: a damaged trailing file is rebuilt from it.
+    if (this.wal.firstIndex < first) await this.walCall('truncation', () => this.wal.truncateFront(first));
+    this.publish();
+    await this.applyRetention();
+  }
+
+  /** Writes the files of [first, last] from the WAL: temporary names, fsync, rename, directory fsync. */
+  private async writeArchiveFiles(first: number, last: number): Promise<ArchiveFileEntry> {
+    const blocks: BlockEntry[] = [];
+    for (const rec of this.wal.iterate(first, last + 1)) blocks.push(decodeBlockEntry(rec.payload));
+    if (blocks.length !== last - first + 1) {
+      throw new CairnError('DATA_LOSS', `receipt WAL holds ${blocks.length} of blocks ${first}..${last}`);
+    }
+    const names = { receipts: `receipts_${first}_${last}.parquet`, logs: `logs_${first}_${last}.parquet` };
+    const tmp = { receipts: this.filePath({ name: `${names.receipts}.tmp`, bytes: 0, crc32c: 0 }), logs: '' };
+    tmp.logs = path.join(this.archiveDir, `${names.logs}.tmp`);
+    for (const p of [
+      tmp.receipts,
+      tmp.logs,
+      path.join(this.archiveDir, names.receipts),
+      path.join(this.archiveDir, names.logs),
+    ]) {
+      if (this.fs.exists(p)) this.fsCall(`deleting stale ${p}`, () => this.fs.unlink(p));
+    }
+    const rows = await this.engine.writeWindow(blocks, tmp.receipts, tmp.logs);
+    const refs: FileRef[] = [];
+    for (const [which, name] of [
+      ['receipts', names.receipts],
+      ['logs', names.logs],
+    ] as const) {
+      const { crc, bytes } = this.checksumFile(tmp[which], true);
+      this.fsCall(`renaming ${name}`, () => this.fs.rename(tmp[which], path.join(this.archiveDir, name)));
+      refs.push({ name, bytes, crc32c: crc });
+    }
+    this.fsCall('fsync of the archive directory', () => this.fs.syncDir(this.archiveDir));
+    return {
+      first,
+      last,
+      receiptRows: rows.receiptRows,
+      logRows: rows.logRows,
+      receipts: refs[0]!,
+      logs: refs[1]!,
+    };
+  }
+
+  private async applyRetention(): Promise<void> {
+    const hotKeep = this.options.hotRetentionBlocks;
+    if (hotKeep !== undefined) {
+      const target = Math.min(this.latest - hotKeep + 1, this.archivedThrough() + 1);
+      if (target > this.state.hotFloor) await this.raiseHotFloor(target);
+    }
+    const keep = this.options.archiveRetentionBlocks;
+    if (keep !== undefined) await this.pruneInternal(this.latest - keep + 1);
+  }
+
+  private async raiseHotFloor(target: number): Promise<void> {
+    const old = this.state.hotFloor;
+    await this.writeState({ ...this.state, hotFloor: target });
+    this.publish();
+    await this.hot.pruneBodies(old, target);
+  }
+
+  /**
+   * Raises the floor to `block` (capped at the first block not yet archived, since the archive is
+   * the only copy of older blocks once the hot tier drops them). The new floor is persisted and
+   * honoured by reads before anything is deleted. Resolves with the floor in effect.
+   */
+  pruneBelow(block: number): Promise<number> {
+    if (!Number.isSafeInteger(block) || block < 0) {
+      return Promise.reject(
+        new CairnError('INVALID_ARGUMENT', `prune target must be a block number, got ${block}`),
+      );
+    }
+    if (this.closed || this.closing) return Promise.reject(closedError());
+    return this.queue.task(async () => {
+      this.latch.check();
+      try {
+        await this.pruneInternal(block);
+      } catch (err) {
+        throw this.latch.latch(err, 'prune');
+      }
+      return this.state.floor;
+    });
+  }
+
+  private async pruneInternal(block: number): Promise<void> {
+    const target = Math.min(block, this.archivedThrough() + 1);
+    if (target <= this.state.floor) return;
+    const oldHot = this.state.hotFloor;
+    const hotFloor = Math.max(oldHot, target);
+    await this.writeState({ ...this.state, floor: target, hotFloor });
+    this.publish();
+    if (hotFloor > oldHot) await this.hot.pruneBodies(oldHot, hotFloor);
+    for (const f of [...this.state.files]) if (f.last < target) await this.retire(f);
+  }
+
+  /** Removes a file below the floor: its index entries, then its manifest entry, then (unreferenced) the file. */
+  private async retire(f: ArchiveFileEntry): Promise<void> {
+    const receiptsPath = this.filePath(f.receipts);
+    if (this.fs.exists(receiptsPath)) {
+      const hashes = await this.engine.readTxHashes(receiptsPath);
+      await this.hot.pruneIndexes(f.first, f.last, hashes);
+    }
+    await this.writeState({ ...this.state, files: this.state.files.filter((x) => x !== f) });
+    const live = this.live.get(f);
+    this.live.delete(f);
+    this.publish();
+    if (live) {
+      live.doomed = true;
+      if (live.refs === 0) this.deleteFile(live);
+    } else {
+      this.deleteFile({ entry: f, receiptsPath, logsPath: this.filePath(f.logs), refs: 0, doomed: true });
+    }
+  }
+
+  /** Best effort: a file left behind is unlisted and deleted at the next open. */
+  private deleteFile(live: LiveFile): void {
+    try {
+      for (const p of [live.receiptsPath, live.logsPath]) if (this.fs.exists(p)) this.fs.unlink(p);
+      this.fs.syncDir(this.archiveDir);
+    } catch {
+      // Unlisted now; open removes it.
+    }
+  }
+
+  private async writeState(next: StoreState): Promise<void> {
+    try {
+      await this.manifest.writeAsync(encodeState(next));
+    } catch (err) {
+      throw this.latch.latch(err, 'manifest write');
+    }
+    this.state = next;
+  }
+
+  private publish(): void {
+    const files: LiveFile[] = [];
+    for (const f of this.state.files) {
+      let live = this.live.get(f);
+      if (!live) {
+        live = {
+          entry: f,
+          receiptsPath: this.filePath(f.receipts),
+          logsPath: this.filePath(f.logs),
+          refs: 0,
+          doomed: false,
+        };
+        this.live.set(f, live);
+      }
+      if (f.last >= this.state.floor) files.push(live);
+    }
+    this.view = { floor: this.state.floor, hotFloor: this.state.hotFloor, latest: this.latest, files };
+  }
+
+  private acquire(): View {
+    const v = this.view;
+    for (const f of v.files) f.refs++;
+    return v;
+  }
+
+  private release(v: View): void {
+    for (const f of v.files) {
+      f.refs--;
+      if (f.refs === 0 && f.doomed) this.deleteFile(f);
+    }
+  }
+
+  private fsCall<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw this.latch.latch(ioFatal(what, err), what);
+    }
+  }
+
+  private async walCall<T>(what: string, fn: () => Promise<T> | T): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.latch.latch(err, `receipt WAL ${what}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  ranges(): ReceiptRanges {
+    return {
+      first: this.state.firstBlock ?? -1,
+      floor: this.state.floor,
+      hotFloor: this.state.hotFloor,
+      archivedThrough: this.archivedThrough() >= (this.state.firstBlock ?? 0) ? this.archivedThrough() : -1,
+      latest: this.latest,
+    };
+  }
+
+  private checkReadable(): void {
+    if (this.closed) throw closedError();
+  }
+
+  /**
+   * The receipt of a transaction, or undefined when the store has none (a definite answer: the
+   * tx-hash index covers every retained block, and no file is scanned). When a hash was stored in
+   * two blocks, the later block's receipt is returned (as geth does).
+   */
+  async getReceipt(txHash: Uint8Array): Promise<Receipt | undefined> {
+    this.checkReadable();
+    if (!(txHash instanceof Uint8Array) || txHash.length !== 32) {
+      throw new CairnError('INVALID_ARGUMENT', 'transaction hash must be 32 bytes');
+    }
+    const loc = this.hot.txLocation(txHash);
+    if (loc === undefined) return undefined;
+    const view = this.acquire();
+    try {
+      if (loc.block < view.floor || loc.block > view.latest) return undefined;
+      if (loc.block >= view.hotFloor) {
+        const body = this.hot.body(loc.block, loc.txIndex);
+        if (body) return toReceipt(loc.block, body.blockHash, body.receipt);
+        if (loc.block >= this.state.hotFloor) {
+          throw new CairnError(
+            'CORRUPT',
+            `hot tier: receipt ${loc.block}/${loc.txIndex} is indexed but missing`,
+          );
+        }
+      }
+      const file = view.files.find((f) => f.entry.first <= loc.block && loc.block <= f.entry.last);
+      if (!file) {
+        throw new CairnError('CORRUPT', `no archive file holds block ${loc.block} (floor ${view.floor})`);
+      }
+      const found = await this.engine.readReceipt(file.receiptsPath, file.logsPath, loc.block, loc.txIndex);
+      if (!found)
+        throw new CairnError(
+          'CORRUPT',
+          `archive file ${file.entry.receipts.name} lacks receipt ${loc.block}/${loc.txIndex}`,
+        );
+      return toReceipt(loc.block, found.blockHash, found.receipt);
+    } finally {
+      this.release(view);
+    }
+  }
+
+  /** eth_getLogs: matching logs in (block, log index) order. See LogFilter for the semantics. */
+  async getLogs(filter: LogFilter, options: LogQueryOptions = {}): Promise<Log[]> {
+    this.checkReadable();
+    checkAbort(options.signal);
+    const maxResults = Math.min(
+      options.maxResults ?? Number.POSITIVE_INFINITY,
+      this.options.maxResults ?? 10_000,
+    );
+    const maxBytes = this.options.maxResultBytes ?? 64 * 1024 * 1024;
+    const view = this.acquire();
+    try {
+      let from: number;
+      let to: number;
+      if (filter.blockHash !== undefined) {
+        if (filter.fromBlock !== undefined || filter.toBlock !== undefined) {
+          throw new CairnError(
+            'INVALID_ARGUMENT',
+            'a filter takes either blockHash or fromBlock/toBlock, not both',
+          );
+        }
+        if (!(filter.blockHash instanceof Uint8Array) || filter.blockHash.length !== 32) {
+          throw new CairnError('INVALID_ARGUMENT', 'blockHash must be 32 bytes');
+        }
+        const n = this.hot.blockNumberByHash(filter.blockHash);
+        if (n === undefined || n < view.floor || n > view.latest) {
+          throw new CairnError('NOT_FOUND', 'unknown block hash');
+        }
+        from = n;
+        to = n;
+      } else {
+        from = filter.fromBlock ?? view.latest;
+        to = filter.toBlock ?? view.latest;
+        for (const [name, v] of [
+          ['fromBlock', from],
+          ['toBlock', to],
+        ] as const) {
+          if (!Number.isSafeInteger(v) || v < 0) {
+            if (view.latest < 0 && v === -1) return [];
+            throw new CairnError('INVALID_ARGUMENT', `${name} must be a block number, got ${v}`);
+          }
+        }
+        if (from > to) throw new CairnError('INVALID_ARGUMENT', `fromBlock ${from} > toBlock ${to}`);
+      }
+      if (from < view.floor) {
+        throw new CairnError('PRUNED', `blocks below ${view.floor} are pruned (query starts at ${from})`, {
+          details: { floor: view.floor, fromBlock: from },
+        });
+      }
+      const maxRange = this.options.maxBlockRange ?? 100_000;
+      if (to - from + 1 > maxRange) {
+        throw new CairnError(
+          'LIMIT_EXCEEDED',
+          `block range ${from}..${to} spans ${to - from + 1} blocks (max ${maxRange})`,
+          {
+            details: { maxBlockRange: maxRange },
+          },
+        );
+      }
+      to = Math.min(to, view.latest);
+      if (from > to) return [];
+      const out: Log[] = [];
+      if (from < view.hotFloor) {
+        const archiveTo = Math.min(to, view.hotFloor - 1);
+        const nf = normalizeFilter(filter, from, archiveTo);
+        const paths = view.files
+          .filter((f) => f.entry.last >= from && f.entry.first <= archiveTo)
+          .map((f) => f.logsPath);
+        const rows = await this.engine.queryLogs(
+          paths,
+          nf,
+          maxResults === Infinity ? 1_000_000 : maxResults + 1,
+        );
+        checkAbort(options.signal);
+        if (rows.length > maxResults) throw tooMany(from, to, maxResults);
+        out.push(...rows);
+      }
+      if (to >= view.hotFloor) {
+        const nf = normalizeFilter(filter, Math.max(from, view.hotFloor), to);
+        const rows = await this.hot.queryLogs(nf, {
+          maxResults: maxResults - out.length,
+          maxBytes,
+          signal: options.signal,
+          hotFloor: () => this.state.hotFloor,
+        });
+        out.push(...rows);
+      }
+      let bytes = 0;
+      for (const l of out) bytes += 20 + 32 * l.topics.length + l.data.length + 128;
+      if (bytes > maxBytes) {
+        throw new CairnError('LIMIT_EXCEEDED', `log query returns more than ${maxBytes} bytes`, {
+          details: { maxBytes },
+        });
+      }
+      return out;
+    } finally {
+      this.release(view);
+    }
+  }
+
+  /** Archive-only query (benchmarks and verification): logs of [from, to] from the closed files. */
+  async getArchivedLogs(filter: LogFilter & { fromBlock: number; toBlock: number }): Promise<Log[]> {
+    this.checkReadable();
+    const view = this.acquire();
+    try {
+      if (filter.fromBlock < view.floor) {
+        throw new CairnError(
+          'PRUNED',
+          `blocks below ${view.floor} are pruned (query starts at ${filter.fromBlock})`,
+          {
+            details: { floor: view.floor, fromBlock: filter.fromBlock },
+          },
+        );
+      }
+      const nf = normalizeFilter(filter, filter.fromBlock, filter.toBlock);
+      const paths = view.files
+        .filter((f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock)
+        .map((f) => f.logsPath);
+      return await this.engine.queryLogs(paths, nf, (this.options.maxResults ?? 10_000) + 1);
+    } finally {
+      this.release(view);
+    }
+  }
+
+  /** The closed archive files (manifest entries) currently visible to readers. */
+  archiveFiles(): { entry: ArchiveFileEntry; receiptsPath: string; logsPath: string }[] {
+    return this.view.files.map((f) => ({
+      entry: f.entry,
+      receiptsPath: f.receiptsPath,
+      logsPath: f.logsPath,
+    }));
+  }
+
+  // ---------------------------------------------------------------- verification
+
+  /**
+   * Full check: every listed file's size and checksum and row counts (through the engine), every
+   * WAL entry against the hot tier's block metadata, every hot-tier body of the WAL's blocks.
+   */
+  async verify(): Promise<VerifyReport> {
+    this.checkReadable();
+    const problems: string[] = [];
+    const view = this.acquire();
+    let archiveRows = 0;
+    try {
+      for (const f of view.files) {
+        const p = this.checkFileFully(f.entry);
+        if (p) {
+          problems.push(`archive ${f.entry.first}..${f.entry.last}: ${p}`);
+          continue;
+        }
+        const blocks = await this.engine.readBlocks(f.receiptsPath, f.logsPath);
+        let receipts = 0;
+        let logs = 0;
+        for (const b of blocks) {
+          receipts += b.receipts.length;
+          for (const r of b.receipts) logs += r.logs.length;
+          if (b.number < view.hotFloor) continue;
+          const meta = this.hot.blockMeta(b.number);
+          if (!meta || meta.entryCrc !== entryChecksum(encodeBlockEntry(b).payload)) {
+            problems.push(`block ${b.number}: archive and hot tier disagree`);
+          }
+        }
+        archiveRows += logs;
+        if (receipts !== f.entry.receiptRows || logs !== f.entry.logRows) {
+          problems.push(
+            `archive ${f.entry.first}..${f.entry.last}: ${receipts}/${logs} rows, the manifest says ${f.entry.receiptRows}/${f.entry.logRows}`,
+          );
+        }
+      }
+    } finally {
+      this.release(view);
+    }
+    let walBlocks = 0;
+    try {
+      this.wal.verify();
+    } catch (err) {
+      problems.push(`WAL: ${(err as Error).message}`);
+    }
+    for (const rec of this.wal.iterate()) {
+      walBlocks++;
+      const crc = entryChecksum(rec.payload);
+      const meta = this.hot.blockMeta(rec.index);
+      if (rec.index < this.state.floor) continue;
+      if (!meta || meta.entryCrc !== crc) {
+        problems.push(`block ${rec.index}: WAL entry and hot tier disagree`);
+        continue;
+      }
+      if (rec.index >= this.state.hotFloor) {
+        const entry = decodeBlockEntry(rec.payload);
+        const bodies = await this.hot.blockBodies(rec.index);
+        const again = entryChecksum(
+          encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }).payload,
+        );
+        if (again !== crc) problems.push(`block ${rec.index}: hot-tier receipts differ from the WAL`);
+      }
+    }
+    return {
+      ranges: this.ranges(),
+      archiveFiles: view.files.length,
+      archiveLogRows: archiveRows,
+      walBlocks,
+      problems,
+    };
+  }
+
+  // ---------------------------------------------------------------- close
+
+  /** Waits for queued work, checkpoints the hot tier and releases everything. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.queue
+      .task(async () => {
+        let first: unknown;
+        const step = async (fn: () => unknown): Promise<void> => {
+          try {
+            await fn();
+          } catch (err) {
+            first ??= err;
+          }
+        };
+        if (!this.latch.error && this.latest >= 0)
+          await step(() => this.hot.writeSyncedCheckpoint(this.latest));
+        this.closed = true;
+        await step(() => this.wal.close());
+        await step(() => this.hot.kv.close());
+        await step(() => this.engine.close());
+        await step(() => this.manifest.close());
+        const err = this.latch.error ?? first;
+        if (err) throw err;
+      })
+      .finally(() => {
+        this.closed = true;
+      });
+    return this.closing;
+  }
+}
+
+export interface VerifyReport {
+  ranges: ReceiptRanges;
+  archiveFiles: number;
+  archiveLogRows: number;
+  walBlocks: number;
+  problems: string[];
+}
+
+function toReceipt(block: number, blockHash: Uint8Array, r: StoredReceipt): Receipt {
+  return {
+    txHash: r.txHash,
+    txIndex: r.txIndex,
+    blockNumber: block,
+    blockHash,
+    type: r.type,
+    status: r.status,
+    from: r.from,
+    to: r.to,
+    contractAddress: r.contractAddress,
+    gasUsed: r.gasUsed,
+    cumulativeGasUsed: r.cumulativeGasUsed,
+    effectiveGasPrice: r.effectiveGasPrice,
+    logsBloom: logsBloom(r.logs),
+    logs: r.logs.map((l, i) => ({
+      address: l.address,
+      topics: [...l.topics],
+      data: l.data,
+      blockNumber: block,
+      blockHash,
+      txHash: r.txHash,
+      txIndex: r.txIndex,
+      logIndex: r.firstLogIndex + i,
+      removed: false,
+    })),
+  };
+}
+
+function tooMany(from: number, to: number, max: number): CairnError {
+  return new CairnError(
+    'LIMIT_EXCEEDED',
+    `log query over blocks ${from}..${to} matches more than ${max} logs; narrow the range or the filter`,
+    { details: { maxResults: max } },
+  );
+}
+
+function closedError(): CairnError {
+  return new CairnError('CLOSED', 'receipt store is closed');
+}
+
+function checkPositive(v: number | undefined, name: string): void {
+  if (v !== undefined && (!Number.isSafeInteger(v) || v <= 0)) {
+    throw new CairnError('INVALID_ARGUMENT', `${name} must be a positive integer, got ${v}`);
+  }
+}
