@@ -119,6 +119,13 @@ export interface StateStoreOptions {
   /** Synced checkpoint batch every this many blocks (default 64): bounds replay after a crash. */
   checkpointIntervalBlocks?: number;
   walSegmentBytes?: number;
+  /**
+   * When the engine holds blocks the WAL does not (only possible if the WAL was damaged or deleted,
+   * since a block's WAL record is durable before its engine batch is written), open refuses with
+   * DATA_LOSS by default. With this set, it instead rebuilds from the newest snapshot and lands on
+   * the WAL tail, discarding those blocks (the operator's explicit choice).
+   */
+  discardBlocksAboveWal?: boolean;
   /** Inspection only: nothing is created, repaired, swept or written; mutators fail. */
   readOnly?: boolean;
   onWarning?: (message: string, details: Record<string, unknown>) => void;
@@ -616,12 +623,7 @@ export class StateStore {
           },
         );
       }
-      this.pending = new Map();
-      this.pendingHeight = 0;
-      this.working = {
-        roots: this.committed.roots.map((r) => r.clone()),
-        stats: this.committed.stats.map((s) => ({ ...s })),
-      };
+      this.resetWorking();
       if (target === tip) return;
       const base = this.reachableBase(target, 'rollback');
       const previousCurrent = readCurrent(this.fs, this.dataDir);
@@ -701,6 +703,17 @@ export class StateStore {
     const wal = this.wal!;
     if (wal.nextIndex > target + 1) await wal.truncateBack(target + 1);
     removeFileDurable(this.fs, path.join(this.dataDir, ROLLBACK_INTENT_FILE));
+    this.resetWorking();
+  }
+
+  /** Working state = committed state, no pending block. */
+  private resetWorking(): void {
+    this.pending = new Map();
+    this.pendingHeight = 0;
+    this.working = {
+      roots: this.committed.roots.map((r) => r.clone()),
+      stats: this.committed.stats.map((s) => ({ ...s })),
+    };
   }
 
   private writeIntent(target: number, base: number): void {
@@ -1020,10 +1033,7 @@ export class StateStore {
     }
     await this.positionWal();
     this.adoptOrphanSnapshots(current);
-    this.working = {
-      roots: this.committed.roots.map((r) => r.clone()),
-      stats: this.committed.stats.map((s) => ({ ...s })),
-    };
+    this.resetWorking();
   }
 
   /** Brings the engine to the WAL tip: from its own checkpoint if the WAL covers it, else from a snapshot. */
@@ -1054,11 +1064,26 @@ export class StateStore {
         }
         return;
       }
+      const details = {
+        checkpoint: checkpoint.height,
+        version: version?.height,
+        walFirst: wal.firstIndex,
+        walLast,
+      };
+      if (ahead && !this.options.discardBlocksAboveWal) {
+        throw new CairnError(
+          'DATA_LOSS',
+          `the state engine holds block ${version!.height} but the state WAL ends at ${walLast ?? 'nothing'}: ` +
+            'acknowledged blocks are missing from the WAL (damaged or deleted); refusing to open. ' +
+            'Reopen with discardBlocksAboveWal to rebuild from the newest snapshot and drop them.',
+          { details },
+        );
+      }
       this.warn(
         ahead
-          ? 'the engine holds blocks the WAL does not (damaged or deleted WAL): rebuilding from the snapshot'
+          ? 'the engine holds blocks the WAL does not: discarding them, rebuilding from the snapshot'
           : 'the WAL does not reach back to the engine checkpoint: rebuilding from the snapshot',
-        { checkpoint: checkpoint.height, version: version?.height, walFirst: wal.firstIndex, walLast },
+        details,
       );
     }
     await this.rebuildFrom(current);
@@ -1244,10 +1269,7 @@ export class StateStore {
         this.committed = rec.after;
       }
     }
-    this.working = {
-      roots: this.committed.roots.map((r) => r.clone()),
-      stats: this.committed.stats.map((s) => ({ ...s })),
-    };
+    this.resetWorking();
   }
 
   // ---- plumbing ---------------------------------------------------------------------------------

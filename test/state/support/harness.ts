@@ -1,9 +1,9 @@
 // Shared helpers for the state store tests: stores on the simulated file system with the in-memory
 // engine host, deterministic changesets, and a reference model of the logical state.
-import { SimulatedFileSystem } from '../../../src/io/simulatedFileSystem.ts';
+import { type CrashPolicy, SimulatedFileSystem } from '../../../src/io/simulatedFileSystem.ts';
 import type { Rng } from '../../../src/lib/rng.ts';
 import { type NamedChangeSet, StateStore, type StateStoreOptions } from '../../../src/state/stateStore.ts';
-import { MemoryKvHost } from './memoryKvHost.ts';
+import { MemoryKvHost, type UnsyncedPolicy } from './memoryKvHost.ts';
 
 export const DIR = '/state';
 
@@ -122,4 +122,23 @@ export function randomBlock(rng: Rng, size: number): NamedChangeSet[] {
   if (evmPairs.length > 0) out.push({ name: 'evm', pairs: evmPairs });
   if (bank.length > 0) out.push({ name: 'bank', pairs: bank });
   return out;
+}
+
+/**
+ * The process dies (the open store is abandoned, never closed): the file system and the engines are
+ * replaced by what a restart sees. `fsPolicy` defaults to keeping every written byte (a process
+ * crash; the OS survives); `engine` says which unsynced engine batches survive.
+ */
+export function crashEnv(
+  env: SimEnv,
+  rng: Rng,
+  options: { fsPolicy?: CrashPolicy; engine?: UnsyncedPolicy } = {},
+): SimEnv {
+  const fs = env.fs.crashImage({ data: 'keep', dirOps: 'keep', ...options.fsPolicy, seed: rng.nextU32() });
+  return { fs, host: env.host.crashImage(fs, rng, options.engine ?? 'all') };
+}
+
+/** A clean restart after close(). */
+export function restartEnv(env: SimEnv): SimEnv {
+  return { fs: env.fs, host: env.host.reopenImage(env.fs) };
 }

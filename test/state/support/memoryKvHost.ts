@@ -28,10 +28,13 @@ interface MemoryKvInternals {
 }
 
 /** Synced state plus a random subset of the unsynced batches, applied in order. */
-export function subsetCrashImage(kv: MemoryKv, rng: Rng): MemoryKv {
+export type UnsyncedPolicy = 'subset' | 'none' | 'all';
+
+export function subsetCrashImage(kv: MemoryKv, rng: Rng, policy: UnsyncedPolicy = 'subset'): MemoryKv {
   const inner = kv as unknown as MemoryKvInternals;
   const image = new Map(inner.durable);
-  const mode = rng.int(0, 4); // 0: none, 1: all, 2-3: random subset
+  // subset: a quarter of the images keep none, a quarter all, half a random subset.
+  const mode = policy === 'none' ? 0 : policy === 'all' ? 1 : rng.int(0, 4);
   for (const ops of inner.unsynced) {
     const keep = mode === 1 || (mode >= 2 && rng.bool());
     if (!keep) continue;
@@ -50,10 +53,10 @@ export class MemoryKvHost implements StateKvHost {
   constructor(private readonly fs: FileSystem) {}
 
   /** The same engines after a power cut, on the crashed file system image. */
-  crashImage(fs: FileSystem, rng: Rng): MemoryKvHost {
+  crashImage(fs: FileSystem, rng: Rng, policy: UnsyncedPolicy = 'subset'): MemoryKvHost {
     const out = new MemoryKvHost(fs);
     out.nextId = this.nextId;
-    for (const [id, kv] of this.engines) out.engines.set(id, subsetCrashImage(kv, rng));
+    for (const [id, kv] of this.engines) out.engines.set(id, subsetCrashImage(kv, rng, policy));
     return out;
   }
 
