@@ -541,14 +541,21 @@ export class StateStore {
       return { height, stallMs, files: files.length, created: true };
     }
     // The rest (checksums of the linked files, manifest, rename, CURRENT, retention) runs beside
-    // later commits: the files are immutable now.
-    this.background = this.background.then(() =>
-      this.finishSnapshot(tmp, finalDir, meta, files).catch((err) => {
-        removeTree(this.fs, tmp);
+    // later commits: the files are immutable now. The chain never rejects; a failure is kept for the
+    // next explicit snapshot()/settle and reported as a warning.
+    this.background = this.background.then(async () => {
+      try {
+        await this.finishSnapshot(tmp, finalDir, meta, files);
+      } catch (err) {
+        try {
+          removeTree(this.fs, tmp);
+        } catch {
+          // swept at the next open
+        }
+        this.backgroundError ??= err;
         this.warn('snapshot could not be completed; CURRENT unchanged', { height, error: describe(err) });
-        throw err;
-      }),
-    );
+      }
+    });
     return { height, stallMs, files: files.length, created: true };
   }
 
@@ -583,17 +590,16 @@ export class StateStore {
   private async applyRetention(): Promise<void> {
     if (this.latch.error) return;
     const tip = this.committed.height;
-    const edge = tip - this.retainBlocks;
+    const edge = Math.max(0, tip - this.retainBlocks);
     const heights = listSnapshotHeights(this.fs, this.snapshotsDir).filter((h) => h <= tip);
-    const below = heights.filter((h) => h < edge);
-    const keepBelow = below.at(-1);
-    for (const h of below) {
-      if (h !== keepBelow) removeDirAtomic(this.fs, path.join(this.snapshotsDir, snapshotName(h)));
+    // The base of the window's lowest height: the newest snapshot at or below the edge, or the empty
+    // state (0) when there is none, which needs the WAL from block 1.
+    const base = heights.filter((h) => h <= edge).at(-1) ?? 0;
+    for (const h of heights) {
+      if (h < base) removeDirAtomic(this.fs, path.join(this.snapshotsDir, snapshotName(h)));
     }
-    const oldest = heights.find((h) => h === keepBelow || h >= edge);
-    if (oldest === undefined) return;
     const wal = this.wal!;
-    const floor = Math.min(oldest, this.lastCheckpoint) + 1;
+    const floor = Math.min(base, this.lastCheckpoint) + 1;
     if (floor > wal.firstIndex && floor <= wal.nextIndex && wal.truncateFrontFreesSegment(floor)) {
       await wal.truncateFront(floor);
     }
@@ -1320,16 +1326,14 @@ export class StateStore {
     return run;
   }
 
-  private async settleBackground(swallow = false): Promise<void> {
-    const bg = this.background;
-    this.background = Promise.resolve();
-    try {
-      await bg;
-    } catch (err) {
-      if (!swallow) this.warn('a background snapshot step failed', { error: describe(err) });
-      else throw err;
-    }
+  /** Waits for background snapshot steps; with `rethrow`, reports (once) the first one that failed. */
+  private async settleBackground(rethrow = false): Promise<void> {
+    await this.background;
+    const err = this.backgroundError;
+    this.backgroundError = undefined;
+    if (rethrow && err !== undefined) throw err;
   }
+  private backgroundError: unknown;
 
   private warn(message: string, details: Record<string, unknown> = {}): void {
     this.warnings.push(message);
