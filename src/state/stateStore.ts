@@ -632,6 +632,8 @@ export class StateStore {
       this.resetWorking();
       if (target === tip) return;
       const base = this.reachableBase(target, 'rollback');
+      // Check the base's contents before anything changes: a damaged snapshot refuses the rollback.
+      if (base > 0) readSnapshot(this.fs, path.join(this.snapshotsDir, snapshotName(base)), base, true);
       const previousCurrent = readCurrent(this.fs, this.dataDir);
       this.writeIntent(target, base);
       try {
@@ -1099,15 +1101,23 @@ export class StateStore {
     }
   }
 
-  /** Replaces the engine directory by the snapshot at `base` (or an empty engine for 0). */
+  /**
+   * Replaces the engine directory by the snapshot at `base` (or an empty engine for 0). The new
+   * engine is built (and the snapshot checked) in `kv-tmp` before the old one is removed, so a
+   * damaged snapshot leaves the current engine in place.
+   */
   private async rebuildFrom(base: number): Promise<void> {
+    const tmp = `${this.kvDir}-tmp`;
+    await this.buildEngine(base, tmp);
     if (this.kv) {
       const kv = this.kv;
       this.kv = undefined;
       await kv.close();
     }
     removeDirAtomic(this.fs, this.kvDir);
-    this.kv = await this.materialize(base, this.kvDir);
+    this.fs.rename(tmp, this.kvDir);
+    this.fs.syncDir(this.dataDir);
+    this.kv = await this.openChecked(this.kvDir, base);
     this.committed = decodeMetaFrom(this.kv, CHECKPOINT_KEY, 'checkpoint')!;
     this.lastCheckpoint = this.committed.height;
   }
@@ -1115,29 +1125,41 @@ export class StateStore {
   /** Creates engine dir `dir` holding the state of snapshot `base` (0 = empty), via `-tmp` + rename. */
   private async materialize(base: number, dir: string): Promise<OrderedKv> {
     const tmp = `${dir}-tmp`;
-    removeTree(this.fs, tmp);
-    let manifest: Manifest | undefined;
+    await this.buildEngine(base, tmp);
+    this.fs.rename(tmp, dir);
+    this.fs.syncDir(path.dirname(dir));
+    return this.openChecked(dir, base);
+  }
+
+  /** Writes a complete engine directory at `dir` (removed first if present). */
+  private async buildEngine(base: number, dir: string): Promise<void> {
+    removeTree(this.fs, dir);
     if (base > 0) {
       const snapDir = path.join(this.snapshotsDir, snapshotName(base));
-      manifest = readSnapshot(this.fs, snapDir, base, true);
+      const manifest = readSnapshot(this.fs, snapDir, base, true);
       await this.host.clone(
         snapDir,
         manifest.files.map((f) => f.name),
-        tmp,
+        dir,
       );
+      this.manifests.set(base, manifest);
     } else {
-      const kv = await this.host.create(tmp);
+      const kv = await this.host.create(dir);
       const meta = encodeMeta(emptyMeta(0));
       await kv.batch().put(VERSION_KEY, meta).put(CHECKPOINT_KEY, meta).write({ sync: true });
       await kv.close();
     }
-    this.fs.rename(tmp, dir);
-    this.fs.syncDir(path.dirname(dir));
+  }
+  private readonly manifests = new Map<number, Manifest>();
+
+  /** Opens an engine built from `base` and checks it holds exactly what the manifest promised. */
+  private async openChecked(dir: string, base: number): Promise<OrderedKv> {
     const kv = await this.host.open(dir);
     const checkpoint = decodeMetaFrom(kv, CHECKPOINT_KEY, 'checkpoint');
-    const expected = manifest?.meta ?? emptyMeta(0);
+    const expected = base > 0 ? this.manifests.get(base)?.meta : emptyMeta(0);
     if (
       !checkpoint ||
+      !expected ||
       checkpoint.height !== expected.height ||
       !checkpoint.roots.every((r, i) => r.equals(expected.roots[i]!))
     ) {
