@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<{ run: BenchRunner }>> = {
   consensus: () => import('./consensus.ts'),
   blocks: () => import('./blocks.ts'),
   laneLayouts: () => import('./laneLayouts.ts'),
+  state: () => import('./state.ts'),
 };
 
 async function main(): Promise<void> {

@@ -15,25 +15,54 @@ export const LTHASH_BYTES = 2048;
 /** Typed-array views share host byte order; every supported host is little-endian, and we check. */
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+const LTHASH_WORDS = LTHASH_LIMBS / 2;
+const LOW15 = 0x7fff7fff;
+const HIGH1 = 0x80008000;
+
+function words32(limbs: Uint16Array): Uint32Array {
+  if (limbs.byteOffset % 4 !== 0) return new Uint32Array(limbs.slice().buffer);
+  return new Uint32Array(limbs.buffer, limbs.byteOffset, LTHASH_WORDS);
+}
+
 export class LtHash {
   readonly limbs: Uint16Array;
+  private readonly words: Uint32Array;
 
   constructor(limbs?: Uint16Array) {
-    this.limbs = limbs ?? new Uint16Array(LTHASH_LIMBS);
+    // Own, 4-byte-aligned storage so the 32-bit view always aliases the limbs.
+    if (!limbs) this.limbs = new Uint16Array(LTHASH_LIMBS);
+    else this.limbs = limbs.byteOffset % 4 === 0 ? limbs : limbs.slice();
+    this.words = words32(this.limbs);
   }
 
   clone(): LtHash {
     return new LtHash(this.limbs.slice());
   }
 
+  /**
+   * Lane-wise add, two 16-bit lanes per 32-bit word (SWAR): the low 15 bits of each lane add
+   * without crossing into the next lane, and the lane's top bit is patched in by xor. Lane order
+   * inside a word does not matter for element-wise arithmetic, so host byte order is irrelevant.
+   */
   add(other: Uint16Array): void {
-    const a = this.limbs;
-    for (let i = 0; i < LTHASH_LIMBS; i++) a[i] = (a[i]! + other[i]!) & 0xffff;
+    const a = this.words;
+    const b = words32(other);
+    for (let i = 0; i < LTHASH_WORDS; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      a[i] = ((x & LOW15) + (y & LOW15)) ^ ((x ^ y) & HIGH1);
+    }
   }
 
+  /** Lane-wise subtract (SWAR): borrow the lane's top bit so no borrow crosses lanes. */
   sub(other: Uint16Array): void {
-    const a = this.limbs;
-    for (let i = 0; i < LTHASH_LIMBS; i++) a[i] = (a[i]! - other[i]!) & 0xffff;
+    const a = this.words;
+    const b = words32(other);
+    for (let i = 0; i < LTHASH_WORDS; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      a[i] = ((x | HIGH1) - (y & LOW15)) ^ ((x ^ ~y) & HIGH1);
+    }
   }
 
   isIdentity(): boolean {
