@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerBlocksCommands } from './blocksCommands.ts';
 import { registerDevnetCommand } from './devnetCommand.ts';
+import { registerStateCommands } from './stateCommands.ts';
 import { registerWalCommands } from './walCommands.ts';
 
 export function buildProgram(): Command {
@@ -9,6 +10,7 @@ export function buildProgram(): Command {
   registerDevnetCommand(program);
   registerWalCommands(program);
   registerBlocksCommands(program);
+  registerStateCommands(program);
   return program;
 }
 
