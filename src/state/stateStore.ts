@@ -755,7 +755,7 @@ export class StateStore {
   async openView(height = 0): Promise<StateView> {
     await this.settleBackground();
     return this.enqueue(async () => {
-      this.latch.check();
+      this.checkWritable(); // a view clones into <dataDir>/views: not for read-only opens
       const at = height === 0 ? this.committed.height : height;
       if (!Number.isSafeInteger(at) || at < 0 || at > this.committed.height) {
         throw new CairnError(
