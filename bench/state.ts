@@ -25,6 +25,7 @@ import { pathToFileURL } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import { createKeccak } from 'hash-wasm';
 import { Rng } from '../src/lib/rng.ts';
+import { LtHash, sharedLtHasher } from '../src/state/ltHash.ts';
 import { type NamedChangeSet, StateStore } from '../src/state/stateStore.ts';
 import { fmt, median, nowMs, percentile, round3 } from './support/stats.ts';
 
@@ -428,6 +429,79 @@ async function runSnapshotAndVerify(rows: number, workload: Block[]) {
   }
 }
 
+// ---- worker threads: does splitting the LtHash over both cores pay? ------------------------------
+
+/**
+ * The same 10,000 element hashes (57-byte keys, 41-byte values: a storage row) summed on the main
+ * thread, and split over two worker threads (each with its own hash-wasm BLAKE3; inputs packed into
+ * one transferable buffer per worker, partial sums added on return). Medians of 5 rounds.
+ */
+async function measureHashSplit(): Promise<{ singleMs: number; twoWorkersMs: number }> {
+  const { Worker } = await import('node:worker_threads');
+  const hashWasm = pathToFileURL(createRequire(import.meta.url).resolve('hash-wasm')).href;
+  const code = `
+    import { parentPort } from 'node:worker_threads';
+    import { createBLAKE3 } from ${JSON.stringify(hashWasm)};
+    const x = await createBLAKE3(16384);
+    parentPort.on('message', ({ buf, offsets }) => {
+      const acc = new Uint16Array(1024);
+      for (let i = 0; i + 1 < offsets.length; i++) {
+        x.init(); x.update(buf.subarray(offsets[i], offsets[i + 1]));
+        const d = x.digest('binary'); const l = new Uint16Array(d.buffer, d.byteOffset, 1024);
+        for (let j = 0; j < 1024; j++) acc[j] += l[j];
+      }
+      parentPort.postMessage(acc, [acc.buffer]);
+    });`;
+  const workers = [0, 1].map(() => new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`)));
+  const rng = new Rng(77);
+  const n = 10_000;
+  const keys = Array.from({ length: n }, () => rng.bytes(57));
+  const values = Array.from({ length: n }, () => rng.bytes(41));
+  const pack = (from: number, to: number) => {
+    const parts: Uint8Array[] = [];
+    const offsets = [0];
+    for (let i = from; i < to; i++) {
+      const o = new Uint8Array(8 + 57 + 41);
+      const dv = new DataView(o.buffer);
+      dv.setUint32(0, 57, true);
+      o.set(keys[i]!, 4);
+      dv.setUint32(61, 41, true);
+      o.set(values[i]!, 65);
+      parts.push(o);
+      offsets.push(offsets.at(-1)! + o.length);
+    }
+    return { buf: Buffer.concat(parts), offsets };
+  };
+  const ask = (i: number, m: { buf: Uint8Array; offsets: number[] }) =>
+    new Promise<Uint16Array>((r) => {
+      workers[i]!.once('message', r);
+      workers[i]!.postMessage(m);
+    });
+  const hasher = await sharedLtHasher();
+  const single: number[] = [];
+  const split: number[] = [];
+  try {
+    await Promise.all([ask(0, pack(0, 10)), ask(1, pack(0, 10))]);
+    for (let r = 0; r < 5; r++) {
+      const t0 = nowMs();
+      const acc = new LtHash();
+      for (let i = 0; i < n; i++) hasher.mixIn(acc, keys[i]!, values[i]!);
+      const t1 = nowMs();
+      const [a, b] = await Promise.all([ask(0, pack(0, n / 2)), ask(1, pack(n / 2, n))]);
+      const acc2 = new LtHash();
+      acc2.add(a);
+      acc2.add(b);
+      const t2 = nowMs();
+      if (!acc.equals(acc2)) throw new Error('worker split disagrees with the single-thread sum');
+      single.push(t1 - t0);
+      split.push(t2 - t1);
+    }
+  } finally {
+    for (const w of workers) await w.terminate();
+  }
+  return { singleMs: median(single), twoWorkersMs: median(split) };
+}
+
 // ---- main ------------------------------------------------------------------------------------
 
 export async function run(args: string[]): Promise<void> {
@@ -454,6 +528,12 @@ export async function run(args: string[]): Promise<void> {
   );
   console.log(`cairn (same ${mptBlocks} blocks) ${fmt(cairnSame.keysPerSec)} keys/s`);
 
+  const split = await measureHashSplit();
+  console.log(
+    `LtHash of 10,000 rows: main thread ${fmt(split.singleMs, 1)} ms, split over 2 workers ${fmt(split.twoWorkersMs, 1)} ms ` +
+      `(${split.twoWorkersMs < split.singleMs ? 'workers pay' : 'workers do not pay here'})`,
+  );
+
   const snap = await runSnapshotAndVerify(snapshotRows, workload);
   const stall = median(snap.stalls);
   const verifyKeysPerSec = (snap.scanned / snap.verifyMs) * 1000;
@@ -472,6 +552,8 @@ export async function run(args: string[]): Promise<void> {
       snapshotStallMs: round3(stall),
       verifyKeysPerSec: Math.round(verifyKeysPerSec),
       buildStateMs: Math.round(snap.importMs),
+      hash10kSingleThreadMs: round3(split.singleMs),
+      hash10kTwoWorkersMs: round3(split.twoWorkersMs),
       snapshotStateKeys: snapshotRows,
       blocks: cairnBlocks,
       quick,
