@@ -13,6 +13,13 @@ import { ClassicLevelKv, type ClassicLevelKvOptions } from '../kv/classicLevelKv
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { copyFileDurable, ensureDir } from './files.ts';
 
+export interface CheckpointResult {
+  kv: OrderedKv;
+  files: string[];
+  /** Set when copying failed (the engine was reopened anyway). */
+  error?: unknown;
+}
+
 export interface StateKvHost {
   /** Creates an empty engine at `dir` (which must not exist); durable on return. Returns it open. */
   create(dir: string): Promise<OrderedKv>;
@@ -21,9 +28,11 @@ export interface StateKvHost {
   /**
    * Closes `kv` (open at `dir`), writes a self-contained durable copy of its files into `to` (which
    * exists and is empty), reopens it and returns the reopened engine and the copied file names.
-   * The caller has written everything it wants in the copy with a synced batch beforehand.
+   * The caller has written everything it wants in the copy with a synced batch beforehand. If the
+   * copy fails but the engine reopened, the engine comes back with `error` set (the caller keeps
+   * going without a snapshot); if reopening fails, the call rejects.
    */
-  checkpoint(kv: OrderedKv, dir: string, to: string): Promise<{ kv: OrderedKv; files: string[] }>;
+  checkpoint(kv: OrderedKv, dir: string, to: string): Promise<CheckpointResult>;
   /** Makes `to` (must not exist) a durable engine directory holding the checkpoint `files` of `from`. */
   clone(from: string, files: readonly string[], to: string): Promise<void>;
 }
@@ -55,9 +64,10 @@ export class LevelKvHost implements StateKvHost {
     return ClassicLevelKv.open(dir, this.options);
   }
 
-  async checkpoint(kv: OrderedKv, dir: string, to: string): Promise<{ kv: OrderedKv; files: string[] }> {
+  async checkpoint(kv: OrderedKv, dir: string, to: string): Promise<CheckpointResult> {
     await kv.close();
     const files: string[] = [];
+    let error: unknown;
     try {
       for (const name of this.fs.readdir(dir).sort()) {
         if (skipInCopy(name)) continue;
@@ -68,10 +78,11 @@ export class LevelKvHost implements StateKvHost {
         files.push(name);
       }
       this.fs.syncDir(to);
-    } finally {
-      kv = await this.open(dir);
+    } catch (err) {
+      error = err;
     }
-    return { kv, files };
+    const reopened = await this.open(dir);
+    return error === undefined ? { kv: reopened, files } : { kv: reopened, files, error };
   }
 
   async clone(from: string, files: readonly string[], to: string): Promise<void> {

@@ -523,6 +523,7 @@ export class StateStore {
     const tmp = `${finalDir}-tmp`;
     const started = performance.now();
     let files: string[];
+    let copyError: unknown;
     try {
       await this.writeCheckpoint();
       ensureDir(this.fs, this.snapshotsDir);
@@ -531,8 +532,19 @@ export class StateStore {
       const r = await this.host.checkpoint(this.kv!, this.kvDir, tmp);
       this.kv = r.kv;
       files = r.files;
+      copyError = r.error;
     } catch (err) {
+      // The engine could not be reopened (or the checkpoint batch failed): nothing is trustworthy.
       throw this.latch.latch(err, `snapshot of height ${height}`);
+    }
+    if (copyError !== undefined) {
+      // The engine is back and intact; only this snapshot failed. CURRENT is unchanged.
+      try {
+        removeTree(this.fs, tmp);
+      } catch {
+        // swept at the next open
+      }
+      throw ioFatal(`snapshot of height ${height} (the store keeps committing without it)`, copyError);
     }
     const stallMs = performance.now() - started;
     const meta = cloneMeta(this.committed);

@@ -15,7 +15,7 @@ import { readWholeFile, writeFully } from '../../../src/io/fileSystem.ts';
 import { MemoryKv } from '../../../src/kv/memoryKv.ts';
 import type { OrderedKv } from '../../../src/kv/orderedKv.ts';
 import type { Rng } from '../../../src/lib/rng.ts';
-import type { StateKvHost } from '../../../src/state/kvHost.ts';
+import type { CheckpointResult, StateKvHost } from '../../../src/state/kvHost.ts';
 
 const ENGINE_FILE = 'ENGINE';
 const DUMP_FILE = 'kv.dump';
@@ -83,7 +83,7 @@ export class MemoryKvHost implements StateKvHost {
     return reopened;
   }
 
-  async checkpoint(kv: OrderedKv, dir: string, to: string): Promise<{ kv: OrderedKv; files: string[] }> {
+  async checkpoint(kv: OrderedKv, dir: string, to: string): Promise<CheckpointResult> {
     const entries = await kv.range({ limit: Number.MAX_SAFE_INTEGER });
     await kv.close();
     let size = 4;
@@ -100,15 +100,23 @@ export class MemoryKvHost implements StateKvHost {
       out.set(e.value, off + 4);
       off += 4 + e.value.length;
     }
-    const h = this.fs.open(path.join(to, DUMP_FILE), { create: true, exclusive: true });
+    let error: unknown;
     try {
-      writeFully(h, [out], 0);
-      h.sync();
-    } finally {
-      h.close();
+      const h = this.fs.open(path.join(to, DUMP_FILE), { create: true, exclusive: true });
+      try {
+        writeFully(h, [out], 0);
+        h.sync();
+      } finally {
+        h.close();
+      }
+      this.fs.syncDir(to);
+    } catch (err) {
+      error = err;
     }
-    this.fs.syncDir(to);
-    return { kv: await this.open(dir), files: [DUMP_FILE] };
+    const reopened = await this.open(dir);
+    return error === undefined
+      ? { kv: reopened, files: [DUMP_FILE] }
+      : { kv: reopened, files: [DUMP_FILE], error };
   }
 
   async clone(from: string, files: readonly string[], to: string): Promise<void> {
