@@ -416,6 +416,11 @@ async function runSnapshotAndVerify(rows: number, workload: Block[]) {
       }
       const r = await store.snapshot();
       stalls.push(r.stallMs);
+      console.log(
+        `  snapshot at ${r.height}: stall ${fmt(r.stallMs, 1)} ms ${JSON.stringify(
+          Object.fromEntries(Object.entries(r.phasesMs ?? {}).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+        )}, ${r.files} files`,
+      );
     }
     const v0 = nowMs();
     const report = await store.verify();

@@ -18,6 +18,8 @@ export interface CheckpointResult {
   files: string[];
   /** Set when copying failed (the engine was reopened anyway). */
   error?: unknown;
+  /** Where the stall went: engine close, links + copies + fsyncs, reopen (ms). */
+  phasesMs?: { close: number; copy: number; reopen: number };
 }
 
 export interface StateKvHost {
@@ -65,7 +67,9 @@ export class LevelKvHost implements StateKvHost {
   }
 
   async checkpoint(kv: OrderedKv, dir: string, to: string): Promise<CheckpointResult> {
+    const t0 = performance.now();
     await kv.close();
+    const t1 = performance.now();
     const files: string[] = [];
     let error: unknown;
     try {
@@ -81,8 +85,10 @@ export class LevelKvHost implements StateKvHost {
     } catch (err) {
       error = err;
     }
+    const t2 = performance.now();
     const reopened = await this.open(dir);
-    return error === undefined ? { kv: reopened, files } : { kv: reopened, files, error };
+    const phasesMs = { close: t1 - t0, copy: t2 - t1, reopen: performance.now() - t2 };
+    return error === undefined ? { kv: reopened, files, phasesMs } : { kv: reopened, files, error, phasesMs };
   }
 
   async clone(from: string, files: readonly string[], to: string): Promise<void> {

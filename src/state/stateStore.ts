@@ -137,6 +137,8 @@ export interface SnapshotResult {
   stallMs: number;
   files: number;
   created: boolean;
+  /** Stall breakdown when the engine host reports it: checkpoint batch, close, copy, reopen (ms). */
+  phasesMs?: Record<string, number>;
 }
 
 export interface VerifyFamilyReport {
@@ -524,8 +526,10 @@ export class StateStore {
     const started = performance.now();
     let files: string[];
     let copyError: unknown;
+    let phasesMs: Record<string, number> | undefined;
     try {
       await this.writeCheckpoint();
+      const checkpointMs = performance.now() - started;
       ensureDir(this.fs, this.snapshotsDir);
       removeTree(this.fs, tmp);
       ensureDir(this.fs, tmp);
@@ -533,6 +537,7 @@ export class StateStore {
       this.kv = r.kv;
       files = r.files;
       copyError = r.error;
+      if (r.phasesMs) phasesMs = { syncedCheckpoint: checkpointMs, ...r.phasesMs };
     } catch (err) {
       // The engine could not be reopened (or the checkpoint batch failed): nothing is trustworthy.
       throw this.latch.latch(err, `snapshot of height ${height}`);
@@ -550,7 +555,7 @@ export class StateStore {
     const meta = cloneMeta(this.committed);
     if (inline) {
       await this.finishSnapshot(tmp, finalDir, meta, files, true);
-      return { height, stallMs, files: files.length, created: true };
+      return { height, stallMs, files: files.length, created: true, ...(phasesMs ? { phasesMs } : {}) };
     }
     // The rest (checksums of the linked files, manifest, rename, CURRENT, retention) runs beside
     // later commits: the files are immutable now. The chain never rejects; a failure is kept for the
@@ -568,7 +573,7 @@ export class StateStore {
         this.warn('snapshot could not be completed; CURRENT unchanged', { height, error: describe(err) });
       }
     });
-    return { height, stallMs, files: files.length, created: true };
+    return { height, stallMs, files: files.length, created: true, ...(phasesMs ? { phasesMs } : {}) };
   }
 
   private async finishSnapshot(
