@@ -355,6 +355,33 @@ export class StateStore {
     });
   }
 
+  /**
+   * Seeds an empty store whose history starts at block `first` (> 0): afterwards the store is at
+   * height first-1 with the empty root and the next commit is `first`. Atomic: one synced checkpoint
+   * batch; the WAL is then positioned at `first` (an open after a crash in between does the same).
+   */
+  setInitialVersion(first: number): Promise<void> {
+    return this.enqueue(async () => {
+      this.checkWritable();
+      if (!Number.isSafeInteger(first) || first < 1)
+        throw caller(`initial version must be ≥ 1, got ${first}`);
+      if (this.committed.height !== 0 || this.pendingHeight !== 0 || this.wal!.count > 0) {
+        throw new CairnError(
+          'CONFLICT',
+          'setInitialVersion needs a fresh store (nothing committed, empty WAL)',
+          {
+            details: { height: this.committed.height },
+          },
+        );
+      }
+      if (first === 1) return;
+      this.committed = emptyMeta(first - 1);
+      await this.writeCheckpoint();
+      await this.positionWal();
+      this.resetWorking();
+    });
+  }
+
   private applyNow(height: number, changeSets: readonly (NamedChangeSet | null | undefined)[]): void {
     this.checkWritable();
     const expected = this.committed.height + 1;
@@ -459,8 +486,17 @@ export class StateStore {
     const after: MetaRecord = { height, roots: this.working.roots, stats: this.working.stats };
     const rows = [...this.pending.values()];
     const wal = this.wal!;
+    const payload = encodeBlockRecord(rows, after);
+    if (payload.length > WAL_MAX_RECORD_BYTES) {
+      // Refused before anything is written: the pending block stays as it is.
+      throw new CairnError(
+        'RECORD_TOO_LARGE',
+        `block ${height} encodes to ${payload.length} bytes, above the state WAL limit of ${WAL_MAX_RECORD_BYTES}`,
+        { details: { height, bytes: payload.length, limit: WAL_MAX_RECORD_BYTES } },
+      );
+    }
     try {
-      wal.append([encodeBlockRecord(rows, after)], height);
+      wal.append([payload], height);
       await wal.sync();
     } catch (err) {
       throw this.latch.latch(err, `state WAL append of block ${height}`);

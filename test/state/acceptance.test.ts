@@ -621,3 +621,20 @@ test('corrupt meta: a damaged or missing checkpoint record, CURRENT naming a mis
   env.fs.rename(snap, path.join(DIR, 'elsewhere'));
   await assert.rejects(openSim(env), expectCode('CORRUPT'));
 });
+
+test('A19 (seed): setInitialVersion seeds a fresh store atomically; a crash keeps it or leaves a fresh store', async () => {
+  let env = simEnv();
+  let s = await openSim(env);
+  await s.setInitialVersion(100);
+  assert.equal(s.version, 99);
+  await assert.rejects(s.commitBlock(1, []), expectCode('OUT_OF_ORDER'));
+  await s.commitBlock(100, blockAt(100));
+  const root = toHex(s.committedRoot());
+  await assert.rejects(s.setInitialVersion(5), expectCode('CONFLICT'));
+  env = crashEnv(env, new Rng(100), { engine: 'none', fsPolicy: { data: 'drop', dirOps: 'drop' } });
+  s = await openSim(env);
+  assert.equal(s.version, 100);
+  assert.equal(toHex(s.committedRoot()), root);
+  await assert.rejects(s.rollback(50), expectCode('OUT_OF_RANGE'));
+  await s.close();
+});
