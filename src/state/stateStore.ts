@@ -280,6 +280,15 @@ export class StateStore {
     this.checkOpen();
     return readLogical(this.readRow, module, key);
   }
+  /**
+   * Like `get`, but committed state only: the pending block is ignored. Each engine read is atomic
+   * with respect to a commit's single batch, so it never sees half a block.
+   */
+  getCommitted(module: string, key: Uint8Array): Uint8Array | undefined {
+    this.checkOpen();
+    return readLogical(this.readCommittedRow, module, key);
+  }
+
   has(module: string, key: Uint8Array): boolean {
     return this.get(module, key) !== undefined;
   }
@@ -1360,8 +1369,13 @@ export class StateStore {
     return this.readKk(idOf(kk), kk);
   };
 
-  private readKk(id: string, kk: Uint8Array): Uint8Array | undefined {
-    const p = this.pending.get(id);
+  private readonly readCommittedRow = (family: Family, physicalKey: Uint8Array): Uint8Array | undefined => {
+    const kk = kvKey(family, physicalKey);
+    return this.readKk(idOf(kk), kk, false);
+  };
+
+  private readKk(id: string, kk: Uint8Array, withPending = true): Uint8Array | undefined {
+    const p = withPending ? this.pending.get(id) : undefined;
     if (p) return p.value ?? undefined;
     if (this.overlay.size > 0) {
       const o = this.overlay.get(id);

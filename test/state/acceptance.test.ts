@@ -551,6 +551,8 @@ test('A20: wrong heights and bad input change nothing; empty blocks advance dura
   assert.equal(s.get('evm', nonceKey(3)), undefined);
   assert.equal(s.pendingVersion, 2);
   assert.equal(s.version, 1);
+  assert.deepEqual(s.get('evm', nonceKey(2)), u64(2), 'get sees the pending block');
+  assert.equal(s.getCommitted('evm', nonceKey(2)), undefined, 'getCommitted does not');
   await s.commit(2);
   assert.deepEqual(s.get('evm', nonceKey(2)), u64(2));
   await s.commit(3); // empty block

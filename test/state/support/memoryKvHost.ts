@@ -31,11 +31,15 @@ interface MemoryKvInternals {
 export type UnsyncedPolicy = 'subset' | 'none' | 'all';
 
 export function subsetCrashImage(kv: MemoryKv, rng: Rng, policy: UnsyncedPolicy = 'subset'): MemoryKv {
-  const inner = kv as unknown as MemoryKvInternals;
+  const inner = kv as unknown as Partial<MemoryKvInternals>;
+  if (!(inner.durable instanceof Map) || !Array.isArray(inner.unsynced)) {
+    // MemoryKv's internals changed (the fault model's own subset crash images): use its model.
+    return policy === 'all' ? kv.reopenImage() : kv.crashImage(rng);
+  }
   const image = new Map(inner.durable);
   // subset: a quarter of the images keep none, a quarter all, half a random subset.
   const mode = policy === 'none' ? 0 : policy === 'all' ? 1 : rng.int(0, 4);
-  for (const ops of inner.unsynced) {
+  for (const ops of inner.unsynced as Op[][]) {
     const keep = mode === 1 || (mode >= 2 && rng.bool());
     if (!keep) continue;
     for (const op of ops) {
