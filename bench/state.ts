@@ -166,13 +166,14 @@ interface RunResult {
   root: string;
 }
 
-async function runCairn(workload: Block[]): Promise<RunResult> {
+async function runCairn(workload: Block[], hashWorkers = 0): Promise<RunResult> {
   const dir = mkdtempSync(join(TMP, 'state-cairn-'));
   try {
     const store = await StateStore.open({
       dataDir: dir,
       snapshotIntervalBlocks: 0,
       checkpointIntervalBlocks: 64,
+      hashWorkers,
     });
     const seen = new Set<number>();
     const changeSets = workload.map((b) => toChangeSets(b, seen));
@@ -525,6 +526,12 @@ export async function run(args: string[]): Promise<void> {
     `cairn        ${fmt(cairn.keysPerSec)} keys/s  block p50 ${fmt(median(cairn.blockMs), 1)} ms  p99 ${fmt(percentile(cairn.blockMs, 0.99), 1)} ms  ` +
       `(apply p50 ${fmt(median(cairn.applyMs), 1)} ms = reads + LtHash; commit p50 ${fmt(median(cairn.commitMs), 1)} ms = WAL fsync + batch)`,
   );
+  const cairnWorker = await runCairn(workload, 1);
+  console.log(
+    `cairn + 1 hash worker  ${fmt(cairnWorker.keysPerSec)} keys/s  block p50 ${fmt(median(cairnWorker.blockMs), 1)} ms  ` +
+      `p99 ${fmt(percentile(cairnWorker.blockMs, 0.99), 1)} ms  (same root: ${cairnWorker.root === cairn.root})`,
+  );
+  if (cairnWorker.root !== cairn.root) throw new Error('the worker-split run produced a different root');
   // Same blocks for the peer (the first mptBlocks of the workload) and Cairn on exactly those.
   const cairnSame = await runCairn(workload.slice(0, mptBlocks));
   const mpt = await runMpt(workload.slice(0, mptBlocks));
@@ -550,6 +557,7 @@ export async function run(args: string[]): Promise<void> {
     bench: 'state',
     metrics: {
       changedKeysPerSec: Math.round(cairn.keysPerSec),
+      changedKeysPerSecOneHashWorker: Math.round(cairnWorker.keysPerSec),
       commitP50Ms: round3(median(cairn.blockMs)),
       commitP99Ms: round3(percentile(cairn.blockMs, 0.99)),
       applyP50Ms: round3(median(cairn.applyMs)),

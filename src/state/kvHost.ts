@@ -35,6 +35,11 @@ export interface StateKvHost {
    * going without a snapshot); if reopening fails, the call rejects.
    */
   checkpoint(kv: OrderedKv, dir: string, to: string): Promise<CheckpointResult>;
+  /**
+   * Optional: shrink what a checkpoint must copy and replay (LevelDB: flush the memtable), while
+   * writes continue. A snapshot awaits it before quiescing the engine.
+   */
+  prepareCheckpoint?(kv: OrderedKv): Promise<void>;
   /** Makes `to` (must not exist) a durable engine directory holding the checkpoint `files` of `from`. */
   clone(from: string, files: readonly string[], to: string): Promise<void>;
 }
@@ -64,6 +69,10 @@ export class LevelKvHost implements StateKvHost {
 
   open(dir: string): Promise<OrderedKv> {
     return ClassicLevelKv.open(dir, this.options);
+  }
+
+  async prepareCheckpoint(kv: OrderedKv): Promise<void> {
+    if (kv instanceof ClassicLevelKv) await kv.flushMemtable();
   }
 
   async checkpoint(kv: OrderedKv, dir: string, to: string): Promise<CheckpointResult> {

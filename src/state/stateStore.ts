@@ -61,6 +61,7 @@ import {
   sweepLeftovers,
   writeRecordFile,
 } from './files.ts';
+import { type HashItem, HashPool, PARALLEL_MIN_ELEMENTS } from './hashPool.ts';
 import { LevelKvHost, type StateKvHost } from './kvHost.ts';
 import { LtHash, type LtHasher, sharedLtHasher } from './ltHash.ts';
 import { readHeightModified, readLogical } from './reader.ts';
@@ -119,6 +120,11 @@ export interface StateStoreOptions {
   /** Synced checkpoint batch every this many blocks (default 64): bounds replay after a crash. */
   checkpointIntervalBlocks?: number;
   walSegmentBytes?: number;
+  /**
+   * Worker threads that share a block's LtHash work with the writer thread (default 0: all on the
+   * writer). Results are bit-identical either way; `npm run bench -- state` measures whether it pays.
+   */
+  hashWorkers?: number;
   /**
    * When the engine holds blocks the WAL does not (only possible if the WAL was damaged or deleted,
    * since a block's WAL record is durable before its engine batch is written), open refuses with
@@ -224,6 +230,7 @@ export class StateStore {
     private readonly hasher: LtHasher,
     private readonly options: StateStoreOptions,
     private lock: DirLock | undefined,
+    private readonly pool: HashPool | undefined,
   ) {
     this.snapshotsDir = path.join(dataDir, SNAPSHOTS_DIR);
     this.kvDir = path.join(dataDir, KV_DIR);
@@ -251,15 +258,24 @@ export class StateStore {
     }
     const lock = (options.lockDir ?? fs === realFileSystem) ? await acquireDirLock(dataDir) : undefined;
     let store: StateStore | undefined;
+    let pool: HashPool | undefined;
     try {
       const hasher = await sharedLtHasher();
-      store = new StateStore(fs, host, dataDir, hasher, options, lock);
+      const workers = options.hashWorkers ?? 0;
+      if (!Number.isSafeInteger(workers) || workers < 0 || workers > 16) {
+        throw caller(`hashWorkers must be an integer in [0, 16], got ${workers}`);
+      }
+      pool = workers > 0 && !options.readOnly ? await HashPool.create(workers, hasher) : undefined;
+      store = new StateStore(fs, host, dataDir, hasher, options, lock, pool);
       if (options.readOnly) await store.recoverReadOnly();
       else await store.recover();
       return store;
     } catch (err) {
       if (store) await store.abandon();
-      else await lock?.release().catch(() => undefined);
+      else {
+        await lock?.release().catch(() => undefined);
+        await pool?.close().catch(() => undefined);
+      }
       if (err instanceof CairnError) throw err;
       throw ioFatal(`opening state store ${dataDir}`, err, { file: dataDir });
     }
@@ -359,7 +375,7 @@ export class StateStore {
 
   commitBlock(height: number, changeSets: readonly NamedChangeSet[]): Promise<number> {
     return this.enqueue(async () => {
-      this.applyNow(height, changeSets);
+      await this.applyNow(height, changeSets);
       return this.commitNow(height);
     });
   }
@@ -391,7 +407,10 @@ export class StateStore {
     });
   }
 
-  private applyNow(height: number, changeSets: readonly (NamedChangeSet | null | undefined)[]): void {
+  private async applyNow(
+    height: number,
+    changeSets: readonly (NamedChangeSet | null | undefined)[],
+  ): Promise<void> {
     this.checkWritable();
     const expected = this.committed.height + 1;
     if (height !== expected) {
@@ -464,18 +483,29 @@ export class StateStore {
     // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
     const roots = this.working.roots.map((r) => r.clone());
     const stats = this.working.stats.map((s) => ({ ...s }));
+    const items: HashItem[] = [];
     for (const [id, row] of overlay) {
       const f = FAMILY_INDEX[row.family];
       const old = this.readKk(id, row.kk);
+      const item: HashItem = { family: f, key: row.key };
       if (old !== undefined && old.length > 0) {
-        this.hasher.mixOut(roots[f]!, row.key, old);
+        item.old = old;
         stats[f]!.keys--;
         stats[f]!.bytes -= row.key.length + old.length;
       }
       if (row.value !== null && row.value.length > 0) {
-        this.hasher.mixIn(roots[f]!, row.key, row.value);
+        item.neu = row.value;
         stats[f]!.keys++;
         stats[f]!.bytes += row.key.length + row.value.length;
+      }
+      items.push(item);
+    }
+    if (this.pool && items.length * 2 >= PARALLEL_MIN_ELEMENTS) {
+      await this.pool.apply(items, roots);
+    } else {
+      for (const it of items) {
+        if (it.old) this.hasher.mixOut(roots[it.family]!, it.key, it.old);
+        if (it.neu) this.hasher.mixIn(roots[it.family]!, it.key, it.neu);
       }
     }
     for (const [id, row] of overlay)
@@ -521,6 +551,10 @@ export class StateStore {
     this.pending = new Map();
     this.pendingHeight = 0;
     if (this.snapshotInterval > 0 && height % this.snapshotInterval === 0) this.scheduleAutoSnapshot();
+    else if (this.snapshotInterval > 1 && (height + 1) % this.snapshotInterval === 0) {
+      // One block ahead of an automatic snapshot, let the engine shrink its log in the background.
+      this.startCheckpointPreparation();
+    }
     return height;
   }
 
@@ -548,9 +582,28 @@ export class StateStore {
   /** Snapshot of the committed state; a no-op if one exists at this height. */
   async snapshot(): Promise<SnapshotResult> {
     await this.settleBackground();
+    this.startCheckpointPreparation();
     const result = await this.enqueue(() => this.snapshotNow());
     await this.settleBackground(true);
     return result;
+  }
+
+  private preparing: Promise<void> | undefined;
+
+  private startCheckpointPreparation(): void {
+    if (this.preparing || !this.kv || !this.host.prepareCheckpoint) return;
+    this.preparing = this.host.prepareCheckpoint(this.kv).catch((err) => {
+      this.warn('engine flush before a snapshot failed (the snapshot copies more instead)', {
+        error: describe(err),
+      });
+    });
+  }
+
+  /** The engine must not be closed while a flush it started is running. */
+  private async awaitCheckpointPreparation(): Promise<void> {
+    const p = this.preparing;
+    this.preparing = undefined;
+    await p;
   }
 
   private scheduleAutoSnapshot(): void {
@@ -569,6 +622,7 @@ export class StateStore {
     if (this.fs.exists(finalDir)) return { height, stallMs: 0, files: 0, created: false };
     const tmp = `${finalDir}-tmp`;
     const started = performance.now();
+    await this.awaitCheckpointPreparation();
     let files: string[];
     let copyError: unknown;
     let phasesMs: Record<string, number> | undefined;
@@ -1048,6 +1102,7 @@ export class StateStore {
     this.closing ??= (async () => {
       await this.settleBackground();
       await this.queue.catch(() => undefined);
+      await this.awaitCheckpointPreparation();
       await runAllThenThrowFirst([
         async () => {
           if (
@@ -1062,6 +1117,7 @@ export class StateStore {
         () => this.kv?.close(),
         () => this.wal?.close(),
         () => this.lock?.release(),
+        () => this.pool?.close(),
       ]);
       this.kv = undefined;
       this.lock = undefined;
@@ -1171,6 +1227,7 @@ export class StateStore {
   private async rebuildFrom(base: number): Promise<void> {
     const tmp = `${this.kvDir}-tmp`;
     await this.buildEngine(base, tmp);
+    await this.awaitCheckpointPreparation();
     if (this.kv) {
       const kv = this.kv;
       this.kv = undefined;
@@ -1316,6 +1373,7 @@ export class StateStore {
 
   /** Removes engine, snapshots, CURRENT and WAL (import start, or an interrupted import at open). */
   private async wipeAll(): Promise<void> {
+    await this.awaitCheckpointPreparation();
     if (this.kv) {
       const kv = this.kv;
       this.kv = undefined;
@@ -1431,10 +1489,12 @@ export class StateStore {
 
   /** Releases everything after a failed open. */
   private async abandon(): Promise<void> {
+    await this.awaitCheckpointPreparation().catch(() => undefined);
     await runAllThenThrowFirst([
       () => this.kv?.close(),
       () => this.wal?.close(),
       () => this.lock?.release(),
+      () => this.pool?.close(),
     ]).catch(() => undefined);
   }
 }
