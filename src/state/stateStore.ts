@@ -582,7 +582,9 @@ export class StateStore {
   /** Snapshot of the committed state; a no-op if one exists at this height. */
   async snapshot(): Promise<SnapshotResult> {
     await this.settleBackground();
+    // Flush the engine while commits keep running; only the quiesce below blocks the writer.
     this.startCheckpointPreparation();
+    await this.preparing;
     const result = await this.enqueue(() => this.snapshotNow());
     await this.settleBackground(true);
     return result;
