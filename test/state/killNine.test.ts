@@ -70,7 +70,7 @@ test(`state store: ${KILLS} SIGKILLs of committing children lose no acknowledged
     const d = dirs.find((x) => !x.busy)!;
     d.busy = true;
     try {
-      const delayMs = rng.int(5, 120);
+      const delayMs = rng.int(5, 60);
       const where = `kill ${n} of ${d.path} after ${delayMs} ms (CAIRN_SEED=${seed})`;
       const child = spawnNodeChild(command, [d.path, String(d.seed)]);
       try {
