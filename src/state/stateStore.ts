@@ -1067,7 +1067,7 @@ export class StateStore {
           bytes += key.length + value.length;
         };
         for await (const { key, value } of scanFamily(this.kv!, family)) {
-          if (this.overlay.has(idOf(kvKey(family, key)))) continue;
+          if (this.overlay.size > 0 && this.overlay.has(idOf(kvKey(family, key)))) continue;
           check(key, value);
         }
         for (const row of this.overlay.values())
