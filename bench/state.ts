@@ -15,6 +15,9 @@
  *    are taken; the stall is the time commits are blocked (synced checkpoint + engine close, hard
  *    links, copies, reopen).
  * 4. Full-scan verify rate over that state.
+ * Also: the throughput run repeated with one LtHash worker thread (hashWorkers: 1), and a direct
+ * measurement of 10,000 element hashes on the main thread versus split over two workers, so the
+ * worker-thread question is answered per machine, in the same run.
  * Last line: the JSON summary of DESIGN.md §5.
  */
 import { execFileSync } from 'node:child_process';
