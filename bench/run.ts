@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<{ run: BenchRunner }>> = {
   blocks: () => import('./blocks.ts'),
   laneLayouts: () => import('./laneLayouts.ts'),
   receipts: () => import('./receipts.ts'),
+  state: () => import('./state.ts'),
 };
 
 async function main(): Promise<void> {

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerBlocksCommands } from './blocksCommands.ts';
 import { registerDevnetCommand } from './devnetCommand.ts';
 import { registerReceiptsCommands } from './receiptsCommands.ts';
+import { registerStateCommands } from './stateCommands.ts';
 import { registerWalCommands } from './walCommands.ts';
 
 export function buildProgram(): Command {
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
   registerWalCommands(program);
   registerBlocksCommands(program);
   registerReceiptsCommands(program);
+  registerStateCommands(program);
   return program;
 }
 

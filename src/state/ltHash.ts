@@ -1,0 +1,177 @@
+/**
+ * The lattice hash (spec-state-store §2): a vector of 1024 u16 limbs, added and subtracted
+ * element-wise mod 2^16. Each live row contributes H(k, v) = BLAKE3-XOF(u32le|k| ‖ k ‖ u32le|v| ‖ v)
+ * truncated to 2048 bytes, read as little-endian limbs. The root is BLAKE3-256 of the 2048-byte
+ * little-endian serialization of the sum. Additive, so order and chunking never matter.
+ *
+ * BLAKE3 comes from hash-wasm (WASM, ~5 µs per 2 KiB XOF here); the hashers are created once and
+ * reused (`init/update/digest`), which is what makes the per-row cost that low.
+ */
+import { createBLAKE3, type IHasher } from 'hash-wasm';
+
+export const LTHASH_LIMBS = 1024;
+export const LTHASH_BYTES = 2048;
+
+/** Typed-array views share host byte order; every supported host is little-endian, and we check. */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const LTHASH_WORDS = LTHASH_LIMBS / 2;
+const LOW15 = 0x7fff7fff;
+const HIGH1 = 0x80008000;
+
+function words32(limbs: Uint16Array): Uint32Array {
+  if (limbs.byteOffset % 4 !== 0) return new Uint32Array(limbs.slice().buffer);
+  return new Uint32Array(limbs.buffer, limbs.byteOffset, LTHASH_WORDS);
+}
+
+export class LtHash {
+  readonly limbs: Uint16Array;
+  private readonly words: Uint32Array;
+
+  constructor(limbs?: Uint16Array) {
+    // Own, 4-byte-aligned storage so the 32-bit view always aliases the limbs.
+    if (!limbs) this.limbs = new Uint16Array(LTHASH_LIMBS);
+    else this.limbs = limbs.byteOffset % 4 === 0 ? limbs : limbs.slice();
+    this.words = words32(this.limbs);
+  }
+
+  clone(): LtHash {
+    return new LtHash(this.limbs.slice());
+  }
+
+  /**
+   * Lane-wise add, two 16-bit lanes per 32-bit word (SWAR): the low 15 bits of each lane add
+   * without crossing into the next lane, and the lane's top bit is patched in by xor. Lane order
+   * inside a word does not matter for element-wise arithmetic, so host byte order is irrelevant.
+   */
+  add(other: Uint16Array): void {
+    const a = this.words;
+    const b = words32(other);
+    for (let i = 0; i < LTHASH_WORDS; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      a[i] = ((x & LOW15) + (y & LOW15)) ^ ((x ^ y) & HIGH1);
+    }
+  }
+
+  /** Lane-wise subtract (SWAR): borrow the lane's top bit so no borrow crosses lanes. */
+  sub(other: Uint16Array): void {
+    const a = this.words;
+    const b = words32(other);
+    for (let i = 0; i < LTHASH_WORDS; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      a[i] = ((x | HIGH1) - (y & LOW15)) ^ ((x ^ ~y) & HIGH1);
+    }
+  }
+
+  isIdentity(): boolean {
+    for (let i = 0; i < LTHASH_LIMBS; i++) if (this.limbs[i] !== 0) return false;
+    return true;
+  }
+
+  equals(other: LtHash): boolean {
+    for (let i = 0; i < LTHASH_LIMBS; i++) if (this.limbs[i] !== other.limbs[i]) return false;
+    return true;
+  }
+
+  /** 2048 bytes, limb i little-endian at offset 2i. */
+  toBytes(): Uint8Array {
+    const out = new Uint8Array(LTHASH_BYTES);
+    for (let i = 0; i < LTHASH_LIMBS; i++) {
+      const v = this.limbs[i]!;
+      out[2 * i] = v & 0xff;
+      out[2 * i + 1] = v >>> 8;
+    }
+    return out;
+  }
+
+  static fromBytes(bytes: Uint8Array): LtHash {
+    if (bytes.length !== LTHASH_BYTES)
+      throw new RangeError(`an LtHash is ${LTHASH_BYTES} bytes, got ${bytes.length}`);
+    const limbs = new Uint16Array(LTHASH_LIMBS);
+    for (let i = 0; i < LTHASH_LIMBS; i++) limbs[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+    return new LtHash(limbs);
+  }
+
+  static sum(parts: readonly LtHash[]): LtHash {
+    const out = new LtHash();
+    for (const p of parts) out.add(p.limbs);
+    return out;
+  }
+}
+
+/** Reusable BLAKE3 hashers: XOF for element hashes, 256-bit for checksums. One per thread. */
+export class LtHasher {
+  private scratch = new Uint8Array(256);
+  private readonly elementLimbs = new Uint16Array(LTHASH_LIMBS);
+
+  private constructor(
+    private readonly xof: IHasher,
+    private readonly checksumHasher: IHasher,
+  ) {}
+
+  static async create(): Promise<LtHasher> {
+    const [xof, sum] = await Promise.all([createBLAKE3(LTHASH_BYTES * 8), createBLAKE3(256)]);
+    return new LtHasher(xof, sum);
+  }
+
+  /** `u32le(len k) ‖ k ‖ u32le(len v) ‖ v`, the element-hash input (exposed for vectors). */
+  static serializeKV(key: Uint8Array, value: Uint8Array): Uint8Array {
+    const out = new Uint8Array(8 + key.length + value.length);
+    writeInput(out, key, value);
+    return out;
+  }
+
+  /**
+   * H(k, v) as limbs, or undefined when the pair is not a member (empty key or value). The returned
+   * array is reused by the next call.
+   */
+  element(key: Uint8Array, value: Uint8Array): Uint16Array | undefined {
+    if (key.length === 0 || value.length === 0) return undefined;
+    const need = 8 + key.length + value.length;
+    if (this.scratch.length < need) this.scratch = new Uint8Array(Math.max(need, this.scratch.length * 2));
+    writeInput(this.scratch, key, value);
+    this.xof.init();
+    this.xof.update(this.scratch.subarray(0, need));
+    const bytes = this.xof.digest('binary');
+    if (HOST_LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
+      return new Uint16Array(bytes.buffer, bytes.byteOffset, LTHASH_LIMBS);
+    }
+    const limbs = this.elementLimbs;
+    for (let i = 0; i < LTHASH_LIMBS; i++) limbs[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+    return limbs;
+  }
+
+  mixIn(acc: LtHash, key: Uint8Array, value: Uint8Array): void {
+    const h = this.element(key, value);
+    if (h) acc.add(h);
+  }
+
+  mixOut(acc: LtHash, key: Uint8Array, value: Uint8Array): void {
+    const h = this.element(key, value);
+    if (h) acc.sub(h);
+  }
+
+  /** The 32-byte root: BLAKE3-256 of the 2048-byte serialization. */
+  checksum(hash: LtHash): Uint8Array {
+    this.checksumHasher.init();
+    this.checksumHasher.update(hash.toBytes());
+    return this.checksumHasher.digest('binary');
+  }
+}
+
+function writeInput(out: Uint8Array, key: Uint8Array, value: Uint8Array): void {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  dv.setUint32(0, key.length, true);
+  out.set(key, 4);
+  dv.setUint32(4 + key.length, value.length, true);
+  out.set(value, 8 + key.length);
+}
+
+let shared: Promise<LtHasher> | undefined;
+/** The process-wide hasher (the store runs on one thread; WASM instances are not shareable). */
+export function sharedLtHasher(): Promise<LtHasher> {
+  shared ??= LtHasher.create();
+  return shared;
+}
