@@ -1,11 +1,12 @@
 import * as path from 'node:path';
 import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { writeFully } from '../io/fileSystem.ts';
-import { assertIndex, assertPositiveInt, invariant } from '../lib/assert.ts';
+import { assertIndex, invariant } from '../lib/assert.ts';
 import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
 import { CommitScheduler } from './commitScheduler.ts';
 import { coalesceAdjacent, encodeFrameInto, FRAME_HEADER_BYTES, FrameArena } from './frame.ts';
 import type { MetaState, WalMeta } from './meta.ts';
+import { type ResolvedOptions, resolveOptions } from './options.ts';
 import { type RecoveredLog, recoverLog } from './recovery.ts';
 import {
   createSegmentFile,
@@ -20,8 +21,13 @@ import { SlowFsyncMonitor } from './slowFsync.ts';
 import { SpareSegment } from './spareSegment.ts';
 import type { Durability, SegmentInfo, VerifyReport, WalOptions, WalRecord, WriteAheadLog } from './types.ts';
 
-export const WAL_DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
-export const WAL_DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
+export {
+  WAL_DEFAULT_MAX_RECORD_BYTES,
+  WAL_DEFAULT_SEGMENT_BYTES,
+  WAL_DEFAULT_SLOW_FSYNC_WARN_INTERVAL_MS,
+  WAL_DEFAULT_SLOW_FSYNC_WARN_MS,
+} from './options.ts';
+
 /** Buffered bytes that trigger a write to the OS from inside `append` (bounds memory). */
 const WRITE_THRESHOLD_BYTES = 256 * 1024;
 /** Upper bound of one writev: larger writes measured slower, and IOV_MAX is 1024. */
@@ -32,9 +38,6 @@ const MAX_WRITE_BUFFERS = 1024;
  * spot) only while at most this much is buffered, so memory stays bounded.
  */
 const SPARE_WAIT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
-/** An fsync slower than this is reported through `onWarning` (rate-limited). */
-export const WAL_DEFAULT_SLOW_FSYNC_WARN_MS = 500;
-export const WAL_DEFAULT_SLOW_FSYNC_WARN_INTERVAL_MS = 60_000;
 
 /**
  * The segmented write-ahead log. One instance owns its directory.
@@ -921,70 +924,4 @@ export class Wal implements WriteAheadLog {
       );
     }
   }
-}
-
-interface ResolvedOptions {
-  segmentBytes: number;
-  maxRecordBytes: number;
-  durability: Durability;
-  preallocate: boolean;
-  initialIndex: number;
-  readOnly: boolean;
-  warn: (message: string, details: Record<string, unknown>) => void;
-  spareSegment: 'at-half-full' | 'always-ready';
-  slowFsyncWarnMs: number;
-  slowFsyncWarnIntervalMs: number;
-}
-
-function resolveOptions(options: WalOptions): ResolvedOptions {
-  if (typeof options.dir !== 'string' || options.dir === '') {
-    throw new CairnError('INVALID_ARGUMENT', 'WAL options.dir must be a non-empty path');
-  }
-  const segmentBytes = options.segmentBytes ?? WAL_DEFAULT_SEGMENT_BYTES;
-  assertPositiveInt(segmentBytes, 'segmentBytes');
-  const minSegment = SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES;
-  if (segmentBytes < minSegment) {
-    throw new CairnError(
-      'INVALID_ARGUMENT',
-      `segmentBytes must be at least ${minSegment}, got ${segmentBytes}`,
-    );
-  }
-  const maxRecordBytes = options.maxRecordBytes ?? WAL_DEFAULT_MAX_RECORD_BYTES;
-  assertPositiveInt(maxRecordBytes, 'maxRecordBytes');
-  if (maxRecordBytes > 0xffff_ffff) {
-    throw new CairnError(
-      'INVALID_ARGUMENT',
-      `maxRecordBytes must fit the u32 length field, got ${maxRecordBytes}`,
-    );
-  }
-  const durability = options.durability ?? { mode: 'on-request' };
-  if (durability.mode === 'interval') assertPositiveInt(durability.intervalMs, 'durability.intervalMs');
-  else if (durability.mode !== 'on-request' && durability.mode !== 'none') {
-    throw new CairnError(
-      'INVALID_ARGUMENT',
-      `unknown durability mode ${String((durability as Durability).mode)}`,
-    );
-  }
-  const initialIndex = options.initialIndex ?? 0;
-  assertIndex(initialIndex, 'initialIndex');
-  const spareSegment = options.spareSegment ?? 'at-half-full';
-  if (spareSegment !== 'at-half-full' && spareSegment !== 'always-ready') {
-    throw new CairnError('INVALID_ARGUMENT', `unknown spareSegment mode ${String(spareSegment)}`);
-  }
-  const slowFsyncWarnMs = options.slowFsyncWarnMs ?? WAL_DEFAULT_SLOW_FSYNC_WARN_MS;
-  assertPositiveInt(slowFsyncWarnMs, 'slowFsyncWarnMs');
-  const slowFsyncWarnIntervalMs = options.slowFsyncWarnIntervalMs ?? WAL_DEFAULT_SLOW_FSYNC_WARN_INTERVAL_MS;
-  assertPositiveInt(slowFsyncWarnIntervalMs, 'slowFsyncWarnIntervalMs');
-  return {
-    slowFsyncWarnMs,
-    slowFsyncWarnIntervalMs,
-    segmentBytes,
-    maxRecordBytes,
-    durability,
-    preallocate: options.preallocate ?? true,
-    initialIndex,
-    readOnly: options.readOnly ?? false,
-    warn: options.onWarning ?? (() => {}),
-    spareSegment,
-  };
 }
