@@ -104,6 +104,7 @@ async function verify(dataDir: string, acked: Acked, where: string): Promise<voi
 async function worker(id: number, kills: number, rng: Rng): Promise<void> {
   const dataDir = mkdtempSync(path.join(tmpdir(), `cairn-devnet-kill9-${id}-`));
   const acked: Acked = { voted: new Map(), road: -1, globalNext: 0, anchorRoad: -1, floor: 0 };
+  let failed = false;
   try {
     for (let k = 0; k < kills; k++) {
       const child = spawnTsChild(
@@ -132,7 +133,20 @@ async function worker(id: number, kills: number, rng: Rng): Promise<void> {
         { CAIRN_DEVNET_IPC: '1' },
       );
       // Kill at a random moment once it is writing: sometimes right away, sometimes mid-stream.
-      await child.waitFor((m) => (m as Msg).t === 'vote', 30_000);
+      try {
+        await child.waitFor((m) => (m as Msg).t === 'vote', 30_000);
+      } catch (err) {
+        // A devnet that never votes (hung or dead): stop it before anything else, and keep its
+        // data directory for the post-mortem.
+        await child.kill9();
+        failed = true;
+        throw new Error(
+          `worker ${id} kill ${k + 1}: no vote from the restarted devnet; data kept in ${dataDir}`,
+          {
+            cause: err,
+          },
+        );
+      }
       await new Promise((resolve) => setTimeout(resolve, rng.int(0, 400)));
       await child.kill9();
       // A kill counts only if the devnet was still running: one that died on its own is a failure.
@@ -148,7 +162,7 @@ async function worker(id: number, kills: number, rng: Rng): Promise<void> {
     assert.ok(acked.road > 0, `worker ${id}: the devnet never published a CommitQC`);
     assert.ok(acked.anchorRoad >= 0, `worker ${id}: the prune anchor never advanced`);
   } finally {
-    rmSync(dataDir, { recursive: true, force: true });
+    if (!failed) rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
