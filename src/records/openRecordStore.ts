@@ -6,7 +6,7 @@ import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
 import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
-import { CairnError } from '../lib/errors.ts';
+import { CairnError, isCairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
 import { decodeFloorFile, RecordStore } from './recordStore.ts';
 
@@ -62,6 +62,15 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
       options.kv ?? (options.readOnly ? await openIndexCopy(indexDir) : await ClassicLevelKv.open(indexDir));
   } catch (err) {
     floorFile.file.close();
+    if (isCairnError(err) && (err.code === 'CORRUPT' || err.code === 'IO_FATAL')) {
+      // The index is derived data: say how to get out, not only what broke.
+      throw new CairnError(
+        err.code,
+        `${err.message}; the index is derived from the value log: stop the node and rebuild it ` +
+          '(`cairn blocks reindex --data-dir <dir>` for a block store)',
+        { cause: err, details: err.details },
+      );
+    }
     throw err;
   }
   let log: Wal | undefined;
