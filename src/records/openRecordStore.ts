@@ -8,7 +8,7 @@ import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError, isCairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
-import { decodeFloorFile, RecordStore } from './recordStore.ts';
+import { decodeFloorFile, encodeFloorFile, RecordStore } from './recordStore.ts';
 
 /** Sub-directories of a record store directory. */
 export const VALUE_LOG_DIR = 'values';
@@ -84,7 +84,7 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
       ...(options.readOnly ? { readOnly: true } : {}),
       ...(options.onWarning ? { onWarning: options.onWarning } : {}),
     });
-    return await RecordStore.open({
+    const store = await RecordStore.open({
       log,
       kv,
       name: options.dir,
@@ -93,6 +93,17 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
       maxValueBytes: options.maxValueBytes,
       floorFile: { file: floorFile.file, floor },
     });
+    // A store pruned before the floor file existed: copy the index's floor into it now, so that
+    // losing the index later cannot lose the floor.
+    if (!options.readOnly && (floor ?? 0) < store.floor) {
+      try {
+        await floorFile.file.writeAsync(encodeFloorFile(store.floor));
+      } catch (err) {
+        await store.close().catch(() => undefined);
+        throw err;
+      }
+    }
+    return store;
   } catch (err) {
     await log?.close().catch(() => undefined);
     await kv.close().catch(() => undefined);
