@@ -379,7 +379,8 @@ export class BlockStore {
     }
     // The headers must be the ones the signed lane ranges finalize: a node that holds another
     // block a lane owner signed at the same height would otherwise store it as final.
-    const mismatch = headersMismatch(full);
+    const hashes = full.headers.map(hashBlockHeader);
+    const mismatch = headersMismatch(full, hashes);
     if (mismatch !== undefined) {
       throw new CairnError('CONFLICT', `${mismatch}: the headers are not the blocks the quorum finalized`, {
         details: { reason: 'qc-headers-mismatch', roadIndex: full.qc.roadIndex, first: range.first },
@@ -409,7 +410,6 @@ export class BlockStore {
         );
       }
     }
-    const hashes = full.headers.map(hashBlockHeader);
     planned.push({ kind: 'qc', range, value, hashes });
     batchCohorts.push({ first: range.first, next: range.next, hashes });
     cursors.qcNext = range.next;

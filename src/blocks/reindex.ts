@@ -1,8 +1,8 @@
-import { existsSync, renameSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
+import { removeTree } from '../kv/indexCopy.ts';
 import { CairnError } from '../lib/errors.ts';
 import { INDEX_DIR, VALUE_LOG_DIR } from '../records/openRecordStore.ts';
 import { openBlockStore } from './openBlockStore.ts';
@@ -40,8 +40,8 @@ export async function reindexBlockStore(options: {
   const live = path.join(dir, INDEX_DIR);
   const rebuild = path.join(dir, `${INDEX_DIR}.rebuild`);
   const old = path.join(dir, `${INDEX_DIR}.old`);
-  rmSync(rebuild, { recursive: true, force: true });
-  rmSync(old, { recursive: true, force: true });
+  removeTree(fs, rebuild);
+  removeTree(fs, old);
   // A fresh, empty index: open re-indexes the whole log into it and checkpoints it (synced).
   const kv = await ClassicLevelKv.open(rebuild);
   const store = await openBlockStore({
@@ -54,22 +54,25 @@ export async function reindexBlockStore(options: {
   const problems = (await store.verify()).problems;
   await store.close();
   if (problems.length > 0) {
-    rmSync(rebuild, { recursive: true, force: true });
+    removeTree(fs, rebuild);
     throw new CairnError(
       'CORRUPT',
       `block store ${dir}: the value log itself has problems, the index was not replaced: ${problems.slice(0, 5).join('; ')}`,
       { details: { file: dir, problems: problems.length } },
     );
   }
-  if (existsSync(live)) renameSync(live, old);
-  renameSync(rebuild, live);
+  if (fs.exists(live)) fs.rename(live, old);
+  fs.rename(rebuild, live);
   fs.syncDir(dir);
-  if (!options.keepOld) rmSync(old, { recursive: true, force: true });
+  if (!options.keepOld) {
+    removeTree(fs, old);
+    fs.syncDir(dir);
+  }
   return {
     dir,
     blocks: ranges.blocks,
     qcs: ranges.qcs,
     floor: ranges.floor,
-    oldIndex: options.keepOld && existsSync(old) ? old : undefined,
+    oldIndex: options.keepOld && fs.exists(old) ? old : undefined,
   };
 }

@@ -185,7 +185,10 @@ export function verifyFullCommitQC(
  * description of the first mismatch, or undefined. A mismatch with a valid QC means the holder
  * assembled it from blocks the quorum did not certify (an equivocating lane owner).
  */
-export function headersMismatch(full: FullCommitQC): string | undefined {
+export function headersMismatch(
+  full: FullCommitQC,
+  headerHashes: readonly Uint8Array[] = full.headers.map(hashBlockHeader),
+): string | undefined {
   const range = globalRangeOf(full.qc);
   const what = `FullCommitQC ${full.qc.roadIndex}`;
   if (full.headers.length !== range.next - range.first) {
@@ -202,7 +205,7 @@ export function headersMismatch(full: FullCommitQC): string | undefined {
       if (previousHash !== undefined && !bytesEqual(h.parentHash, previousHash)) {
         return `${what}: lane ${shortLane(lr.lane)} block ${n} breaks the hash chain`;
       }
-      previousHash = hashBlockHeader(h);
+      previousHash = headerHashes[i]!;
     }
     if (previousHash !== undefined && !bytesEqual(previousHash, lr.lastHash)) {
       return `${what}: lane ${shortLane(lr.lane)} last header does not match the QC's lastHash`;

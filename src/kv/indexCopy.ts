@@ -1,6 +1,8 @@
-import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { type FileSystem, readWholeFile, writeFully } from '../io/fileSystem.ts';
+import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from './classicLevelKv.ts';
 import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
 
@@ -11,36 +13,57 @@ import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
  * as hard links and copies everything else except `LOCK`, so nothing the engine does to the copy
  * can reach the original. A missing source gives an empty copy. The copy is deleted on close.
  */
-export async function openIndexCopy(source: string): Promise<OrderedKv> {
-  const scratch = mkdtempSync(path.join(tmpdir(), 'cairn-index-copy-'));
+export async function openIndexCopy(source: string, fs: FileSystem = realFileSystem): Promise<OrderedKv> {
+  const scratch = path.join(tmpdir(), `cairn-index-copy-${process.pid}-${randomBytes(6).toString('hex')}`);
+  fs.mkdir(scratch);
   const target = path.join(scratch, 'index');
   try {
-    if (existsSync(source)) {
-      copyTree(source, target);
-    }
+    fs.mkdir(target);
+    if (fs.exists(source)) copyFlatDir(fs, source, target);
     const kv = await ClassicLevelKv.open(target);
-    return new DisposableKv(kv, () => rmSync(scratch, { recursive: true, force: true }));
+    return new DisposableKv(kv, () => removeTree(fs, scratch));
   } catch (err) {
-    rmSync(scratch, { recursive: true, force: true });
+    removeTree(fs, scratch);
     throw err;
   }
 }
 
-function copyTree(source: string, target: string): void {
-  mkdirSync(target);
-  for (const name of readdirSync(source)) {
+/** Copies a directory without subdirectories (LevelDB's), tables as hard links, LOCK left out. */
+function copyFlatDir(fs: FileSystem, source: string, target: string): void {
+  for (const name of fs.readdir(source)) {
     if (name === 'LOCK') continue;
     const from = path.join(source, name);
     const to = path.join(target, name);
     if (/\.(ldb|sst)$/.test(name)) {
       try {
-        linkSync(from, to);
+        fs.link(from, to);
         continue;
       } catch {
         // another file system: fall back to a copy
       }
     }
-    copyFileSync(from, to);
+    const bytes = readWholeFile(fs, from);
+    const handle = fs.open(to, { create: true, exclusive: true });
+    try {
+      writeFully(handle, [bytes], 0);
+    } finally {
+      handle.close();
+    }
+  }
+}
+
+/** Removes a directory tree (best effort: a scratch copy or a replaced index). */
+export function removeTree(fs: FileSystem, dir: string): void {
+  try {
+    if (!fs.exists(dir)) return;
+    for (const name of fs.readdir(dir)) {
+      const full = path.join(dir, name);
+      if (fs.stat(full).isDirectory) removeTree(fs, full);
+      else fs.unlink(full);
+    }
+    fs.rmdir(dir);
+  } catch {
+    // best effort
   }
 }
 

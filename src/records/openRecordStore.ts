@@ -6,9 +6,9 @@ import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
 import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
-import { CairnError } from '../lib/errors.ts';
+import { CairnError, isCairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
-import { decodeFloorFile, RecordStore } from './recordStore.ts';
+import { decodeFloorFile, encodeFloorFile, RecordStore } from './recordStore.ts';
 
 /** Sub-directories of a record store directory. */
 export const VALUE_LOG_DIR = 'values';
@@ -62,6 +62,15 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
       options.kv ?? (options.readOnly ? await openIndexCopy(indexDir) : await ClassicLevelKv.open(indexDir));
   } catch (err) {
     floorFile.file.close();
+    if (isCairnError(err) && (err.code === 'CORRUPT' || err.code === 'IO_FATAL')) {
+      // The index is derived data: say how to get out, not only what broke.
+      throw new CairnError(
+        err.code,
+        `${err.message}; the index is derived from the value log: stop the node and rebuild it ` +
+          '(`cairn blocks reindex --data-dir <dir>` for a block store)',
+        { cause: err, details: err.details },
+      );
+    }
     throw err;
   }
   let log: Wal | undefined;
@@ -75,7 +84,7 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
       ...(options.readOnly ? { readOnly: true } : {}),
       ...(options.onWarning ? { onWarning: options.onWarning } : {}),
     });
-    return await RecordStore.open({
+    const store = await RecordStore.open({
       log,
       kv,
       name: options.dir,
@@ -84,6 +93,17 @@ export async function openRecordStore(options: OpenRecordStoreOptions): Promise<
       maxValueBytes: options.maxValueBytes,
       floorFile: { file: floorFile.file, floor },
     });
+    // A store pruned before the floor file existed: copy the index's floor into it now, so that
+    // losing the index later cannot lose the floor.
+    if (!options.readOnly && (floor ?? 0) < store.floor) {
+      try {
+        await floorFile.file.writeAsync(encodeFloorFile(store.floor));
+      } catch (err) {
+        await store.close().catch(() => undefined);
+        throw err;
+      }
+    }
+    return store;
   } catch (err) {
     await log?.close().catch(() => undefined);
     await kv.close().catch(() => undefined);

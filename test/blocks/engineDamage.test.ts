@@ -30,7 +30,7 @@ const COHORTS = 60;
 const LOG_COHORTS = 4;
 const DAMAGES = ['zero-page', 'garble-page', 'flip-bit'] as const;
 /** Trials per (file, damage): tables hold the answers, so most trials go there. */
-const TRIALS = { table: 8, manifest: 2, current: 2, log: 2 } as const;
+const TRIALS = { table: 6, manifest: 2, current: 2, log: 2 } as const;
 
 interface Report {
   stage: 'open' | 'ranges' | 'read';
@@ -120,7 +120,7 @@ test('damaged LevelDB index files (tables, MANIFEST, CURRENT, log): right answer
           if (outcome.startsWith('abort')) aborts.push(`${describeDamage(applied)} → ${outcome}`);
           else if (outcome !== 'ok' && !outcome.startsWith('typed '))
             findings.push(`${describeDamage(applied)} → ${outcome}`);
-          if (outcome !== 'ok' && repaired < 6) {
+          if (outcome !== 'ok' && repaired < 4) {
             // The way out: rebuild the index from the value log, then every block reads back.
             repaired++;
             await reindexBlockStore({ dir });

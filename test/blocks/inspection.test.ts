@@ -89,4 +89,10 @@ test('inspection of a crashed store answers and changes no byte; reindex rebuild
   assert.equal(again.floor, 4, 'the rebuilt index lost the prune floor');
   assert.deepEqual(again.blocks, { first: 4, next: 20 });
   assert.match(cairn('blocks', 'get', '1', '--data-dir', dir).stdout, /"pruned"/);
+
+  // Lose only CURRENT (LevelDB then starts an empty database): the floor still holds.
+  rmSync(join(dir, 'index', 'CURRENT'));
+  const noCurrent = JSON.parse(cairn('blocks', 'range', '--data-dir', dir).stdout) as typeof r;
+  assert.equal(noCurrent.floor, 4, 'losing CURRENT lost the prune floor');
+  assert.deepEqual(noCurrent.blocks, { first: 4, next: 20 });
 });
