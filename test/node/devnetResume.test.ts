@@ -42,8 +42,8 @@ test('a devnet restarted with full admission windows and a lagging anchor resume
       sim.start();
       await until('every lane full, finalized and flushed', () => {
         const last = node.consensus.lastCommitQC();
+        if (!last) return false;
         return (
-          last !== undefined &&
           last.laneRanges.every((lr) => lr.next === BLOCKS_PER_LANE) &&
           node.finalizer.flushedRoads === last.roadIndex + 1
         );
