@@ -271,9 +271,16 @@ export class DevnetSimulation {
     const c = this.node.consensus;
     const laneRanges: LaneRange[] = [];
     let blocks = 0;
+    // The admission window only widens when an AppQC moves the anchor, and the AppQC for road r
+    // needs roads up to r + appLagRoads flushed: those roads (and the one after) must fit in the
+    // window together, or the lanes fill it, no road can form, and the devnet stops for good.
+    const perRoad = Math.max(
+      1,
+      Math.min(MAX_BLOCKS_PER_LANE_PER_COMMIT, Math.floor(c.blocksPerLane / (this.options.appLagRoads + 2))),
+    );
     for (const lane of this.committee.members) {
       const first = this.finalizedNext.get(lane)!;
-      const next = Math.max(first, Math.min(c.voteableNext(lane), first + MAX_BLOCKS_PER_LANE_PER_COMMIT));
+      const next = Math.max(first, Math.min(c.voteableNext(lane), first + perRoad));
       const lastHash = next > first ? hashBlockHeader(c.block(lane, next - 1)!.block.header) : ZERO_HASH;
       laneRanges.push({ lane, first, next, lastHash });
       blocks += next - first;

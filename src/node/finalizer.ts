@@ -14,10 +14,11 @@ export type RoadFlushedListener = (qc: CommitQC) => void;
  * becomes a FullCommitQC plus its blocks in the block store — QCs first, then blocks, one flush per
  * batch. Listeners hear about a road only after that flush, which is what gates the app vote.
  *
- * The blocks come from the consensus layer's in-memory lane queues, which hold everything at or
- * above the durable prune anchor. The anchor only advances on an AppQC, and an AppQC only follows a
- * flushed road, so a road's blocks are always still there when the finalizer needs them — including
- * after a crash, when `catchUp` rewrites the tail the block store lost from the lane WALs.
+ * The blocks come from the consensus layer's in-memory lane queues. Consensus prunes them (and its
+ * WALs) only up to the lower of its prune anchor and the newest road flushed here (the finalizer
+ * reports each flush with `setFinalizedRoads`; at open the node passes where the block store ends),
+ * so a road's blocks are still there when the finalizer needs them even if an AppQC arrived first —
+ * including after a crash, when `catchUp` rewrites the tail the block store lost from the lane WALs.
  */
 export class Finalizer {
   private readonly queue: CommitQC[] = [];
@@ -92,8 +93,10 @@ export class Finalizer {
       await this.flushGate.persist(batch);
       written += batch.blocks.length;
       this.flushedRoadNext = slice[slice.length - 1]!.roadIndex + 1;
+      this.consensus.setFinalizedRoads(this.flushedRoadNext);
     }
     if (todo.length === 0) this.flushedRoadNext = this.nextRoad;
+    this.consensus.setFinalizedRoads(this.flushedRoadNext);
     return written;
   }
 
@@ -166,6 +169,8 @@ export class Finalizer {
         this.failWith(err);
         return;
       }
+      // Consensus may now prune these roads (up to its anchor): they are in the block store.
+      this.consensus.setFinalizedRoads(roads[roads.length - 1]!.roadIndex + 1);
       for (const qc of roads) {
         this.flushedRoadNext = qc.roadIndex + 1;
         for (const listener of this.listeners) listener(qc);
