@@ -247,8 +247,33 @@ export class InFlightState {
         details: { lane: h.lane, blockNumber: n },
       });
     }
+    // After a reset past what the lane held (no parent known), the chain is anchored by the prune
+    // point's CommitQC instead: its last block on this lane must be the one it certifies, and the
+    // block after it must name it as parent.
+    const pruneRange = this.memPruneQC ? laneRangeOf(this.memPruneQC, q.lane) : undefined;
+    if (q.lastHash === undefined && pruneRange && pruneRange.next > pruneRange.first) {
+      if (n === pruneRange.next && !bytesEqual(h.parentHash, pruneRange.lastHash)) {
+        throw new CairnError(
+          'CONFLICT',
+          `${blockWhere(h)}: parent hash does not match block ${n - 1} of the prune anchor's CommitQC`,
+          { details: { lane: h.lane, blockNumber: n } },
+        );
+      }
+    }
     if (this.verifySignatures) verifyLaneProposal(p, this.committee);
     const hash = hashBlockHeader(h);
+    if (
+      pruneRange &&
+      n === pruneRange.next - 1 &&
+      pruneRange.next > pruneRange.first &&
+      !bytesEqual(hash, pruneRange.lastHash)
+    ) {
+      throw new CairnError(
+        'CONFLICT',
+        `${blockWhere(h)}: not the block the prune anchor's CommitQC certifies at this number`,
+        { details: { lane: h.lane, blockNumber: n } },
+      );
+    }
     q.blocks.set(n, { proposal: p, hash, arrivedAtMs: performance.now() });
     q.next = n + 1;
     q.lastHash = hash;

@@ -1,6 +1,12 @@
 import * as path from 'node:path';
 import { encodeCommitQC, shortLane } from '../domain/codecs.ts';
-import { globalRangeOf, laneRangeOf, verifyPruneAnchor } from '../domain/committee.ts';
+import {
+  globalRangeOf,
+  laneRangeOf,
+  verifyCommitQC,
+  verifyLaneProposal,
+  verifyPruneAnchor,
+} from '../domain/committee.ts';
 import { hashBlockHeader } from '../domain/crypto.ts';
 import type { AppQC, CommitQC, Committee, LaneId, PruneAnchor, SignedLaneProposal } from '../domain/types.ts';
 import { type FileSystem, mkdirDurable } from '../io/fileSystem.ts';
@@ -183,6 +189,14 @@ export class ConsensusPersistence {
       const restoredLanes = new Map<LaneId, { first: number; blocks: SignedLaneProposal[] }>();
       for (const loaded of loadedLanes) {
         restoredLanes.set(loaded.lane, reconcileLane(blocksDir, anchor, pruneQC, loaded));
+      }
+
+      // Re-verify what the WALs gave back (a record behind a valid frame checksum may still be one
+      // this process must not trust: written by a build that did not verify, or damaged and
+      // re-checksummed). Only what is retained from the prune point is read, so this is bounded
+      // by the admission windows and the CommitQC window.
+      if (options.verifySignatures ?? true) {
+        verifyLoaded(qcDir, blocksDir, committee, restoredQCs, restoredLanes, anchorRoad);
       }
 
       // Startup prune (before the loop starts): drop what lies below the prune point (the anchor,
@@ -439,6 +453,42 @@ function checkLaneRangesContinue(location: string, previous: CommitQC, qc: Commi
         `${location}: CommitQC ${qc.roadIndex} lane ${shortLane(b.lane)} starts at ${b.first}, road ${previous.roadIndex} ended at ${a.next}`,
         { details: { file: location, roadIndex: qc.roadIndex, lane: b.lane } },
       );
+    }
+  }
+}
+
+function verifyLoaded(
+  qcDir: string,
+  blocksDir: string,
+  committee: Committee,
+  qcs: readonly CommitQC[],
+  lanes: ReadonlyMap<LaneId, { blocks: SignedLaneProposal[] }>,
+  anchorRoad: number | undefined,
+): void {
+  for (const qc of qcs) {
+    if (qc.roadIndex === anchorRoad) continue; // verified with the anchor
+    try {
+      verifyCommitQC(qc, committee, { signatures: true });
+    } catch (err) {
+      throw new CairnError(
+        'CORRUPT',
+        `${qcDir}: CommitQC ${qc.roadIndex} loaded from the log does not verify: ${(err as Error).message}`,
+        { cause: err, details: { file: qcDir, roadIndex: qc.roadIndex } },
+      );
+    }
+  }
+  for (const [lane, loaded] of lanes) {
+    for (const p of loaded.blocks) {
+      try {
+        verifyLaneProposal(p, committee);
+      } catch (err) {
+        const n = p.block.header.blockNumber;
+        throw new CairnError(
+          'CORRUPT',
+          `${path.join(blocksDir, lane)}: lane ${shortLane(lane)} block ${n} loaded from the log does not verify: ${(err as Error).message}`,
+          { cause: err, details: { file: path.join(blocksDir, lane), lane, blockNumber: n } },
+        );
+      }
     }
   }
 }
