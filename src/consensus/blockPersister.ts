@@ -129,7 +129,9 @@ export class BlockPersister {
         );
         const lane: LaneLog = { log, reservedNext: log.nextIndex, lastHash: undefined, busy: false };
         persister.lanes.set(name, lane);
-        const blocks = log.readAll();
+        // Seek to the prune point: what lies below it (kept until lazy pruning frees a whole
+        // segment) is never needed again, so startup reads only what is above it.
+        const blocks = log.readAll(Math.min(Math.max(start, log.firstIndex), log.nextIndex));
         lane.lastHash = checkLaneChain(name, log.location, blocks);
         loaded.push({ lane: name, first: log.firstIndex, next: log.nextIndex, blocks });
       }

@@ -161,9 +161,23 @@ export class ConsensusPersistence {
         opener,
         dir: qcDir,
         initialRoad: anchorRoad ?? 0,
+        readFrom: anchorRoad ?? 0,
         metrics,
       });
       closeables.push({ close: () => commitQCs.close() });
+      // Roads below the anchor the block store has not flushed yet are still needed: read those
+      // back too (newest first, as far as the block store is behind; bounded by that lag).
+      if (anchor && options.finalizedGlobalNext !== undefined) {
+        let road = Math.min(anchor.commitQC.roadIndex, loadedQCs[0]?.roadIndex ?? anchor.commitQC.roadIndex);
+        let lowest: CommitQC = loadedQCs[0] ?? anchor.commitQC;
+        while (globalRangeOf(lowest).next > options.finalizedGlobalNext && road > commitQCs.first) {
+          road--;
+          const qc = commitQCs.readRetained(road);
+          if (!qc) break;
+          loadedQCs.unshift(qc);
+          lowest = qc;
+        }
+      }
       const { pruneQC, finalizedRoads } = prunePoint(anchor, loadedQCs, options.finalizedGlobalNext);
       const restoredQCs = reconcileCommitQCs(
         qcDir,

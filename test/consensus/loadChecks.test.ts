@@ -6,6 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { BlockPersister } from '../../src/consensus/blockPersister.ts';
+import { WalLogOpener } from '../../src/consensus/logOpener.ts';
+import { PersistenceMetrics } from '../../src/consensus/metrics.ts';
 import { ConsensusPersistence } from '../../src/consensus/persistence.ts';
 import { hashPayload, signLaneProposal } from '../../src/domain/crypto.ts';
 import type { SignedLaneProposal } from '../../src/domain/types.ts';
@@ -13,6 +16,7 @@ import { ZERO_HASH } from '../../src/domain/types.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
+import { simFs, smallFixture } from './helpers.ts';
 
 test('a lane block whose signature does not verify is refused at open, naming lane and block', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'cairn-load-verify-'));
@@ -78,5 +82,39 @@ test('after an anchor reset past a lane, the first blocks must chain to the anch
     assert.equal(cp.pushBlock(fx.block(lane, 1)), 'accepted');
   } finally {
     await cp.close();
+  }
+});
+
+test('open seeks each lane log to the prune point: records below it are not read back', async () => {
+  const fs = simFs(53);
+  const f = smallFixture(2, 53);
+  const lane = f.laneAt(0);
+  const opener = () => new WalLogOpener({ fs, segmentBytes: 1 << 20, preallocate: false });
+  const first = await BlockPersister.open({
+    opener: opener(),
+    blocksDir: '/data/blocks',
+    lanes: f.lanes,
+    metrics: new PersistenceMetrics(),
+  });
+  const blocks = Array.from({ length: 40 }, () => f.produceBlock(lane));
+  await first.persister.persistBlocks(lane, blocks);
+  await first.persister.close();
+  // The prune point is at block 30 (lazy pruning left 0..29 in the log's only segment).
+  const again = await BlockPersister.open({
+    opener: opener(),
+    blocksDir: '/data/blocks',
+    lanes: f.lanes,
+    metrics: new PersistenceMetrics(),
+    startOf: () => 30,
+  });
+  try {
+    const loaded = again.loaded.find((l) => l.lane === lane)!;
+    assert.equal(loaded.first, 0, 'the log still holds 0..29');
+    assert.deepEqual(
+      loaded.blocks.map((p) => p.block.header.blockNumber),
+      Array.from({ length: 10 }, (_, i) => 30 + i),
+    );
+  } finally {
+    await again.persister.close();
   }
 });
