@@ -101,10 +101,11 @@ export class BlockPersister {
    */
   static async open(
     options: BlockPersisterOpenOptions,
-  ): Promise<{ persister: BlockPersister; loaded: LoadedLane[] }> {
+  ): Promise<{ persister: BlockPersister; loaded: LoadedLane[]; orphans: LaneId[] }> {
     const persister = new BlockPersister(options.opener, options.blocksDir, options.metrics);
     const wanted = new Set(options.lanes);
     const loaded: LoadedLane[] = [];
+    const orphans: LaneId[] = [];
     try {
       for (const name of options.opener.listDirs(options.blocksDir)) {
         if (!LANE_DIR_RE.test(name)) {
@@ -114,9 +115,7 @@ export class BlockPersister {
           continue;
         }
         if (!wanted.has(name)) {
-          options.onWarning?.(`ignoring lane directory ${name}: lane is not in the committee`, {
-            lane: name,
-          });
+          orphans.push(name);
           continue;
         }
         const start = options.startOf?.(name) ?? 0;
@@ -139,7 +138,7 @@ export class BlockPersister {
       await persister.close().catch(() => undefined);
       throw err;
     }
-    return { persister, loaded };
+    return { persister, loaded, orphans };
   }
 
   /** Next block number the lane expects (its log's next index, or its reserved start). */

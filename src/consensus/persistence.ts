@@ -191,7 +191,11 @@ export class ConsensusPersistence {
 
       // Lane logs.
       const blocksDir = path.join(dir, BLOCKS_DIR);
-      const { persister: blocks, loaded: loadedLanes } = await BlockPersister.open({
+      const {
+        persister: blocks,
+        loaded: loadedLanes,
+        orphans,
+      } = await BlockPersister.open({
         opener,
         blocksDir,
         lanes: committee.members,
@@ -211,6 +215,10 @@ export class ConsensusPersistence {
       // by the admission windows and the CommitQC window.
       if (options.verifySignatures ?? true) {
         verifyLoaded(qcDir, blocksDir, committee, restoredQCs, restoredLanes, anchorRoad);
+      }
+
+      if (options.fs !== undefined) {
+        reclaimOrphanLanes(options.fs, blocksDir, orphans, anchor, restoredQCs, warn);
       }
 
       // Startup prune (before the loop starts): drop what lies below the prune point (the anchor,
@@ -468,6 +476,54 @@ function checkLaneRangesContinue(location: string, previous: CommitQC, qc: Commi
         { details: { file: location, roadIndex: qc.roadIndex, lane: b.lane } },
       );
     }
+  }
+}
+
+/**
+ * Lane directories of lanes outside the committee (e.g. after a committee change). They are removed
+ * only when the decision is safe: a durable anchor that verified against this committee (so the
+ * committee is not a misconfiguration that would make every real lane look orphaned) and no
+ * retained CommitQC naming the lane (nothing still to finalize or serve refers to its blocks).
+ * Otherwise they are left alone with a warning. Every removal is logged with what it freed.
+ */
+function reclaimOrphanLanes(
+  fs: FileSystem,
+  blocksDir: string,
+  orphans: readonly LaneId[],
+  anchor: PruneAnchor | undefined,
+  retained: readonly CommitQC[],
+  warn: (message: string, details: Record<string, unknown>) => void,
+): void {
+  for (const lane of orphans) {
+    const dir = path.join(blocksDir, lane);
+    const referenced = retained.some((qc) => qc.laneRanges.some((lr) => lr.lane === lane));
+    if (!anchor || referenced) {
+      warn(
+        `ignoring lane directory ${dir}: lane ${shortLane(lane)} is not in the committee; kept because ` +
+          (anchor ? 'a retained CommitQC names it' : 'no durable prune anchor confirms the committee yet'),
+        { lane, file: dir },
+      );
+      continue;
+    }
+    let files = 0;
+    let bytes = 0;
+    try {
+      for (const name of fs.readdir(dir)) {
+        const file = path.join(dir, name);
+        bytes += fs.stat(file).size;
+        fs.unlink(file);
+        files++;
+      }
+      fs.rmdir(dir);
+      fs.syncDir(blocksDir);
+    } catch (err) {
+      throw ioFatal(`removing orphan lane directory ${dir}`, err, { file: dir });
+    }
+    warn(
+      `removed orphan lane directory ${dir}: lane ${shortLane(lane)} is not in the committee and no ` +
+        `retained CommitQC names it (${files} files, ${bytes} bytes)`,
+      { lane, file: dir, files, bytes },
+    );
   }
 }
 
