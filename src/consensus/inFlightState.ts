@@ -42,7 +42,7 @@ interface QueuedBlock {
 
 class LaneQueue {
   readonly blocks = new Map<number, QueuedBlock>();
-  /** Oldest block kept (the in-memory anchor's lane first). */
+  /** Oldest block kept (the memory prune point's lane first: the anchor's, capped by the block store). */
   first = 0;
   /** Number the next pushed block must carry. */
   next = 0;
@@ -52,7 +52,7 @@ class LaneQueue {
   voteableNext = 0;
   /** Highest "next" reported durable by the lane log. */
   durableNext = 0;
-  /** The durable anchor's lane first: admission window base. */
+  /** The durable prune point's lane first: admission window base. */
   admissionStart = 0;
   readonly voteWaiters = new ThresholdWaiters<VoteableStatus>();
   readonly capacityWaiters = new ThresholdWaiters<void>();
