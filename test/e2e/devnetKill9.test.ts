@@ -158,6 +158,9 @@ async function worker(id: number, kills: number, rng: Rng, seed: number): Promis
       );
       absorb(acked, child.messages);
       await verify(dataDir, acked, `worker ${id} kill ${k + 1}`);
+      // Progress, so a run cut short by the test timeout (a slow, shared machine) says how far it got.
+      if ((k + 1) % 10 === 0)
+        console.log(`worker ${id}: ${k + 1}/${kills} kills verified (road ${acked.road})`);
     }
     assert.ok(acked.road > 0, `worker ${id}: the devnet never published a CommitQC`);
     assert.ok(acked.anchorRoad >= 0, `worker ${id}: the prune anchor never advanced`);
