@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_DATA_DIR, runDevnet } from '../node/devnet.ts';
 import type { SimulationEvents } from '../node/devnetSimulation.ts';
+import { formatCliError } from './cliError.ts';
 
 function positiveNumber(name: string, { integer = false, allowZero = false } = {}) {
   return (raw: string): number => {
@@ -107,7 +108,7 @@ export function registerDevnetCommand(program: Command): void {
         ...(ipcEvents() ? { events: ipcEvents()! } : {}),
       });
       if (result.error) {
-        process.stderr.write(`devnet failed: ${result.error.message}\n`);
+        process.stderr.write(`devnet failed: ${formatCliError(result.error)}\n`);
         process.exitCode = 1;
       }
       process.disconnect?.();

@@ -101,10 +101,11 @@ export class BlockPersister {
    */
   static async open(
     options: BlockPersisterOpenOptions,
-  ): Promise<{ persister: BlockPersister; loaded: LoadedLane[] }> {
+  ): Promise<{ persister: BlockPersister; loaded: LoadedLane[]; orphans: LaneId[] }> {
     const persister = new BlockPersister(options.opener, options.blocksDir, options.metrics);
     const wanted = new Set(options.lanes);
     const loaded: LoadedLane[] = [];
+    const orphans: LaneId[] = [];
     try {
       for (const name of options.opener.listDirs(options.blocksDir)) {
         if (!LANE_DIR_RE.test(name)) {
@@ -114,9 +115,7 @@ export class BlockPersister {
           continue;
         }
         if (!wanted.has(name)) {
-          options.onWarning?.(`ignoring lane directory ${name}: lane is not in the committee`, {
-            lane: name,
-          });
+          orphans.push(name);
           continue;
         }
         const start = options.startOf?.(name) ?? 0;
@@ -129,7 +128,9 @@ export class BlockPersister {
         );
         const lane: LaneLog = { log, reservedNext: log.nextIndex, lastHash: undefined, busy: false };
         persister.lanes.set(name, lane);
-        const blocks = log.readAll();
+        // Seek to the prune point: what lies below it (kept until lazy pruning frees a whole
+        // segment) is never needed again, so startup reads only what is above it.
+        const blocks = log.readAll(Math.min(Math.max(start, log.firstIndex), log.nextIndex));
         lane.lastHash = checkLaneChain(name, log.location, blocks);
         loaded.push({ lane: name, first: log.firstIndex, next: log.nextIndex, blocks });
       }
@@ -137,7 +138,7 @@ export class BlockPersister {
       await persister.close().catch(() => undefined);
       throw err;
     }
-    return { persister, loaded };
+    return { persister, loaded, orphans };
   }
 
   /** Next block number the lane expects (its log's next index, or its reserved start). */

@@ -53,12 +53,15 @@ export class CommitQCPersister {
     opener: LogOpener;
     dir: string;
     initialRoad?: number;
+    /** Read back only roads from this one (the prune anchor's): startup cost follows what is above it. */
+    readFrom?: number;
     metrics: PersistenceMetrics;
   }): Promise<{ persister: CommitQCPersister; loaded: CommitQC[] }> {
     const wal = await options.opener.open(options.dir, options.initialRoad ?? 0);
     const log = new TypedLog(options.dir, wal, commitQCCodec, roadOf);
     try {
-      const loaded = log.readAll();
+      const from = Math.min(Math.max(options.readFrom ?? 0, log.firstIndex), log.nextIndex);
+      const loaded = log.readAll(from);
       return {
         persister: new CommitQCPersister(log, options.opener.retainsRecords, options.metrics),
         loaded,
@@ -73,6 +76,12 @@ export class CommitQCPersister {
   get next(): number {
     return this.log.nextIndex;
   }
+  /** The QC of a retained road below what `open` read back (startup only), or undefined. */
+  readRetained(road: number): CommitQC | undefined {
+    if (!this.retainsRecords || road < this.log.firstIndex || road >= this.log.nextIndex) return undefined;
+    return this.log.read(road);
+  }
+
   /** Oldest retained road (== next when empty). */
   get first(): number {
     return this.log.firstIndex;

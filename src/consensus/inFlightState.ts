@@ -42,7 +42,7 @@ interface QueuedBlock {
 
 class LaneQueue {
   readonly blocks = new Map<number, QueuedBlock>();
-  /** Oldest block kept (the in-memory anchor's lane first). */
+  /** Oldest block kept (the memory prune point's lane first: the anchor's, capped by the block store). */
   first = 0;
   /** Number the next pushed block must carry. */
   next = 0;
@@ -52,7 +52,7 @@ class LaneQueue {
   voteableNext = 0;
   /** Highest "next" reported durable by the lane log. */
   durableNext = 0;
-  /** The durable anchor's lane first: admission window base. */
+  /** The durable prune point's lane first: admission window base. */
   admissionStart = 0;
   readonly voteWaiters = new ThresholdWaiters<VoteableStatus>();
   readonly capacityWaiters = new ThresholdWaiters<void>();
@@ -91,9 +91,16 @@ export interface CommitQCBatch {
 /** Where loaded state resumes after a restart (see `ConsensusPersistence.open`). */
 export interface RestoredState {
   anchor: PruneAnchor | undefined;
-  /** CommitQCs from the anchor's road on (the anchor QC first), contiguous. */
+  /**
+   * Where pruning stands: the anchor's CommitQC, or an older road's when the block store had not
+   * flushed the anchor's road yet (see `setFinalizedRoads`). Defaults to the anchor's.
+   */
+  pruneQC?: CommitQC;
+  /** Roads flushed downstream (the block store) at startup; pruning never passes road next - 1. */
+  finalizedRoads?: number;
+  /** CommitQCs from the prune road on (its QC first), contiguous. */
   commitQCs: CommitQC[];
-  /** Per lane: durable blocks from the anchor's lane first, contiguous. */
+  /** Per lane: durable blocks from the prune QC's lane first, contiguous. */
   lanes: Map<LaneId, { first: number; blocks: SignedLaneProposal[] }>;
 }
 
@@ -117,6 +124,16 @@ export class InFlightState {
 
   private memAnchor: PruneAnchor | undefined;
   private durable: PruneAnchor | undefined;
+  /**
+   * Roads below this are flushed downstream (the block store); Infinity when nothing downstream
+   * limits pruning. Pruning — memory and disk — stops at road `finalizedRoads - 1` even when the
+   * anchor is further: an AppQC from the network may arrive before this node flushed those roads.
+   */
+  private finalizedRoads = Number.POSITIVE_INFINITY;
+  /** The CommitQC memory is pruned to: the in-memory anchor's, capped by `finalizedRoads`. */
+  private memPruneQC: CommitQC | undefined;
+  /** The CommitQC the logs may be truncated to: the durable anchor's, capped by `finalizedRoads`. */
+  private durablePruneQC: CommitQC | undefined;
   private readonly anchorWaiters = new ThresholdWaiters<PruneAnchor>();
   private commitQCPruneDue = false;
   /** Wakes the anchor pipeline. */
@@ -136,10 +153,16 @@ export class InFlightState {
 
   private restore(r: RestoredState): void {
     const now = performance.now();
+    if (r.finalizedRoads !== undefined) this.finalizedRoads = r.finalizedRoads;
+    const pruneQC = r.pruneQC ?? r.anchor?.commitQC;
     if (r.anchor) {
       this.memAnchor = r.anchor;
       this.durable = r.anchor;
-      this.commitQCFirst = r.anchor.commitQC.roadIndex;
+    }
+    if (pruneQC) {
+      this.memPruneQC = pruneQC;
+      this.durablePruneQC = pruneQC;
+      this.commitQCFirst = pruneQC.roadIndex;
       this.commitQCNext = this.commitQCFirst;
     }
     for (const qc of r.commitQCs) {
@@ -151,7 +174,7 @@ export class InFlightState {
       this.published = r.commitQCs[r.commitQCs.length - 1];
     }
     for (const q of this.lanes.values()) {
-      const first = r.anchor ? laneRangeOf(r.anchor.commitQC, q.lane).first : 0;
+      const first = pruneQC ? laneRangeOf(pruneQC, q.lane).first : 0;
       const loaded = r.lanes.get(q.lane);
       q.first = first;
       q.admissionStart = first;
@@ -224,8 +247,33 @@ export class InFlightState {
         details: { lane: h.lane, blockNumber: n },
       });
     }
+    // After a reset past what the lane held (no parent known), the chain is anchored by the prune
+    // point's CommitQC instead: its last block on this lane must be the one it certifies, and the
+    // block after it must name it as parent.
+    const pruneRange = this.memPruneQC ? laneRangeOf(this.memPruneQC, q.lane) : undefined;
+    if (q.lastHash === undefined && pruneRange && pruneRange.next > pruneRange.first) {
+      if (n === pruneRange.next && !bytesEqual(h.parentHash, pruneRange.lastHash)) {
+        throw new CairnError(
+          'CONFLICT',
+          `${blockWhere(h)}: parent hash does not match block ${n - 1} of the prune anchor's CommitQC`,
+          { details: { lane: h.lane, blockNumber: n } },
+        );
+      }
+    }
     if (this.verifySignatures) verifyLaneProposal(p, this.committee);
     const hash = hashBlockHeader(h);
+    if (
+      pruneRange &&
+      n === pruneRange.next - 1 &&
+      pruneRange.next > pruneRange.first &&
+      !bytesEqual(hash, pruneRange.lastHash)
+    ) {
+      throw new CairnError(
+        'CONFLICT',
+        `${blockWhere(h)}: not the block the prune anchor's CommitQC certifies at this number`,
+        { details: { lane: h.lane, blockNumber: n } },
+      );
+    }
     q.blocks.set(n, { proposal: p, hash, arrivedAtMs: performance.now() });
     q.next = n + 1;
     q.lastHash = hash;
@@ -305,14 +353,52 @@ export class InFlightState {
     if (!held) verifyCommitQC(commitQC, this.committee, { signatures: this.verifySignatures });
     verifyAppQC(appQC, this.committee, { signatures: this.verifySignatures });
     this.memAnchor = { appQC, commitQC };
-    // CommitQCs: drop roads below the anchor; the anchor's QC stays at the front of the queue.
+    this.pruneMemory();
+    this.anchorWork.notify();
+    return true;
+  }
+
+  /**
+   * Roads below `roads` are durable downstream (the block store): pruning may now go that far
+   * (up to the anchor). Called by the node's finalizer after each flush; monotonic.
+   */
+  setFinalizedRoads(roads: number): void {
+    // Without a downstream limit (no block store configured) there is nothing to lift.
+    if (this.failure || !Number.isFinite(this.finalizedRoads) || roads <= this.finalizedRoads) return;
+    this.finalizedRoads = roads;
+    this.pruneMemory();
+    this.advanceDurablePrune();
+  }
+
+  /** Prune road allowed for `anchor`: its own, or the newest flushed road when that is lower. */
+  private pruneRoadFor(anchor: PruneAnchor | undefined): number | undefined {
+    if (!anchor) return undefined;
+    const road = Math.min(anchor.commitQC.roadIndex, this.finalizedRoads - 1);
+    return road >= 0 ? road : undefined;
+  }
+
+  /** The CommitQC of `road` for pruning: the anchor's own, or one still held (never pruned past). */
+  private pruneQCAt(road: number, anchor: PruneAnchor): CommitQC {
+    if (road === anchor.commitQC.roadIndex) return anchor.commitQC;
+    const held = this.commitQCs.get(road)?.qc;
+    if (!held) throw new Error(`invariant violated: CommitQC ${road} to prune to is not held`);
+    return held;
+  }
+
+  /** Drops what lies below the memory prune point from the queues; the cursors move with it. */
+  private pruneMemory(): void {
+    const road = this.pruneRoadFor(this.memAnchor);
+    if (road === undefined || (this.memPruneQC && road <= this.memPruneQC.roadIndex)) return;
+    const commitQC = this.pruneQCAt(road, this.memAnchor!);
+    this.memPruneQC = commitQC;
+    // CommitQCs: drop roads below the prune road; its QC stays at the front of the queue.
     for (let r = this.commitQCFirst; r < Math.min(road, this.commitQCNext); r++) this.commitQCs.delete(r);
     this.commitQCFirst = road;
     if (this.commitQCNext <= road) {
       this.commitQCs.set(road, { qc: commitQC, arrivedAtMs: performance.now() });
       this.commitQCNext = road + 1;
     }
-    // Lanes: drop blocks below the anchor's lane first; the cursor moves with it.
+    // Lanes: drop blocks below the prune QC's lane first; the cursor moves with it.
     for (const q of this.lanes.values()) {
       const first = laneRangeOf(commitQC, q.lane).first;
       if (first <= q.first) continue;
@@ -326,8 +412,25 @@ export class InFlightState {
       q.work.notify();
     }
     this.commitQCWork.notify();
-    this.anchorWork.notify();
-    return true;
+  }
+
+  /** Moves the point the logs may be truncated to (durable anchor, capped); widens admission. */
+  private advanceDurablePrune(): void {
+    const road = this.pruneRoadFor(this.durable);
+    if (road === undefined || (this.durablePruneQC && road <= this.durablePruneQC.roadIndex)) return;
+    const qc = this.pruneQCAt(road, this.durable!);
+    this.durablePruneQC = qc;
+    for (const q of this.lanes.values()) {
+      const first = laneRangeOf(qc, q.lane).first;
+      if (first > q.admissionStart) {
+        q.admissionStart = first;
+        q.capacityWaiters.release(first, () => undefined);
+      }
+      q.anchorMoved = true;
+      q.work.notify();
+    }
+    this.commitQCPruneDue = true;
+    this.commitQCWork.notify();
   }
 
   // ------------------------------------------------------------------ gates
@@ -446,7 +549,7 @@ export class InFlightState {
    */
   takeLaneBatch(lane: LaneId, diskNext: number, maxBlocks: number, maxBytes: number): LaneBatch | undefined {
     const q = this.lane(lane);
-    const anchorQC = this.durable?.commitQC;
+    const anchorQC = this.durablePruneQC;
     const start = Math.max(q.voteableNext, q.first);
     const anchorMoved = q.anchorMoved;
     q.anchorMoved = false;
@@ -499,7 +602,7 @@ export class InFlightState {
    * past an anchor that is not durable yet.
    */
   takeCommitQCBatch(diskNext: number, maxQCs: number): CommitQCBatch | undefined {
-    const anchorQC = this.durable?.commitQC;
+    const anchorQC = this.durablePruneQC;
     const start = this.commitQCStart();
     if (start > diskNext && (anchorQC?.roadIndex ?? 0) < start) return undefined;
     const qcs: CommitQC[] = [];
@@ -545,17 +648,7 @@ export class InFlightState {
   markAnchorDurable(anchor: PruneAnchor): void {
     if (this.durable && anchor.commitQC.roadIndex <= this.durable.commitQC.roadIndex) return;
     this.durable = anchor;
-    for (const q of this.lanes.values()) {
-      const first = laneRangeOf(anchor.commitQC, q.lane).first;
-      if (first > q.admissionStart) {
-        q.admissionStart = first;
-        q.capacityWaiters.release(first, () => undefined);
-      }
-      q.anchorMoved = true;
-      q.work.notify();
-    }
-    this.commitQCPruneDue = true;
-    this.commitQCWork.notify();
+    this.advanceDurablePrune();
     this.anchorWaiters.release(anchor.commitQC.roadIndex + 1, () => anchor);
   }
 

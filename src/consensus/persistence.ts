@@ -1,6 +1,12 @@
 import * as path from 'node:path';
 import { encodeCommitQC, shortLane } from '../domain/codecs.ts';
-import { laneRangeOf, verifyPruneAnchor } from '../domain/committee.ts';
+import {
+  globalRangeOf,
+  laneRangeOf,
+  verifyCommitQC,
+  verifyLaneProposal,
+  verifyPruneAnchor,
+} from '../domain/committee.ts';
 import { hashBlockHeader } from '../domain/crypto.ts';
 import type { AppQC, CommitQC, Committee, LaneId, PruneAnchor, SignedLaneProposal } from '../domain/types.ts';
 import { type FileSystem, mkdirDurable } from '../io/fileSystem.ts';
@@ -58,6 +64,14 @@ export interface ConsensusPersistenceOptions {
   onWarning?: (message: string, details: Record<string, unknown>) => void;
   /** Called once with the first fatal error; the component has stopped. */
   onFatal?: (err: Error) => void;
+  /**
+   * Where the downstream block store ends (global block number; blocks below it are durable there).
+   * When given, pruning — at startup and later, in memory and on disk — never passes the newest road
+   * the block store holds, even when the prune anchor is further (an AppQC can arrive before this
+   * node flushed those roads); the node then reports progress with `setFinalizedRoads`. Omitted:
+   * pruning follows the anchor alone.
+   */
+  finalizedGlobalNext?: number;
 }
 
 export const COMMITQCS_DIR = 'commitqcs';
@@ -140,7 +154,6 @@ export class ConsensusPersistence {
         }
       }
       const anchorRoad = anchor?.commitQC.roadIndex;
-      const laneStart = (lane: LaneId) => (anchor ? laneRangeOf(anchor.commitQC, lane).first : 0);
 
       // CommitQC log.
       const qcDir = path.join(dir, COMMITQCS_DIR);
@@ -148,14 +161,41 @@ export class ConsensusPersistence {
         opener,
         dir: qcDir,
         initialRoad: anchorRoad ?? 0,
+        readFrom: anchorRoad ?? 0,
         metrics,
       });
       closeables.push({ close: () => commitQCs.close() });
-      const restoredQCs = reconcileCommitQCs(qcDir, anchor, commitQCs.first, commitQCs.next, loadedQCs);
+      // Roads below the anchor the block store has not flushed yet are still needed: read those
+      // back too (newest first, as far as the block store is behind; bounded by that lag).
+      if (anchor && options.finalizedGlobalNext !== undefined) {
+        let road = Math.min(anchor.commitQC.roadIndex, loadedQCs[0]?.roadIndex ?? anchor.commitQC.roadIndex);
+        let lowest: CommitQC = loadedQCs[0] ?? anchor.commitQC;
+        while (globalRangeOf(lowest).next > options.finalizedGlobalNext && road > commitQCs.first) {
+          road--;
+          const qc = commitQCs.readRetained(road);
+          if (!qc) break;
+          loadedQCs.unshift(qc);
+          lowest = qc;
+        }
+      }
+      const { pruneQC, finalizedRoads } = prunePoint(anchor, loadedQCs, options.finalizedGlobalNext);
+      const restoredQCs = reconcileCommitQCs(
+        qcDir,
+        anchor,
+        pruneQC,
+        commitQCs.first,
+        commitQCs.next,
+        loadedQCs,
+      );
+      const laneStart = (lane: LaneId) => (pruneQC ? laneRangeOf(pruneQC, lane).first : 0);
 
       // Lane logs.
       const blocksDir = path.join(dir, BLOCKS_DIR);
-      const { persister: blocks, loaded: loadedLanes } = await BlockPersister.open({
+      const {
+        persister: blocks,
+        loaded: loadedLanes,
+        orphans,
+      } = await BlockPersister.open({
         opener,
         blocksDir,
         lanes: committee.members,
@@ -166,16 +206,32 @@ export class ConsensusPersistence {
       closeables.push({ close: () => blocks.close() });
       const restoredLanes = new Map<LaneId, { first: number; blocks: SignedLaneProposal[] }>();
       for (const loaded of loadedLanes) {
-        restoredLanes.set(loaded.lane, reconcileLane(blocksDir, anchor, loaded));
+        restoredLanes.set(loaded.lane, reconcileLane(blocksDir, anchor, pruneQC, loaded));
       }
 
-      // Startup prune (before the loop starts): drop what lies below the anchor, re-position
-      // emptied logs, and write the anchor's QC back if the CommitQC log lost it.
-      if (anchor) {
-        for (const loaded of loadedLanes) {
-          await blocks.pruneAndPersistLane(loaded.lane, anchor.commitQC, [], { lazyPrune: false });
+      // Re-verify what the WALs gave back (a record behind a valid frame checksum may still be one
+      // this process must not trust: written by a build that did not verify, or damaged and
+      // re-checksummed). Only what is retained from the prune point is read, so this is bounded
+      // by the admission windows and the CommitQC window.
+      if (options.verifySignatures ?? true) {
+        verifyLoaded(qcDir, blocksDir, committee, restoredQCs, restoredLanes, anchorRoad);
+      }
+
+      if (options.fs !== undefined) {
+        reclaimOrphanLanes(options.fs, blocksDir, orphans, anchor, restoredQCs, warn);
+      }
+
+      // Startup prune (before the loop starts): drop what lies below the prune point (the anchor,
+      // or the newest road the block store holds when that is lower), re-position emptied logs,
+      // and write the anchor's QC back if the CommitQC log lost it.
+      if (anchor && pruneQC) {
+        if (pruneQC.roadIndex < anchor.commitQC.roadIndex && commitQCs.next === anchor.commitQC.roadIndex) {
+          await commitQCs.persist([anchor.commitQC]);
         }
-        await commitQCs.pruneAndPersist(anchor.commitQC, [], { lazyPrune: false });
+        for (const loaded of loadedLanes) {
+          await blocks.pruneAndPersistLane(loaded.lane, pruneQC, [], { lazyPrune: false });
+        }
+        await commitQCs.pruneAndPersist(pruneQC, [], { lazyPrune: false });
       }
 
       const state = new InFlightState(
@@ -186,7 +242,13 @@ export class ConsensusPersistence {
           ...(options.commitQCWindow !== undefined ? { commitQCWindow: options.commitQCWindow } : {}),
           ...(options.verifySignatures !== undefined ? { verifySignatures: options.verifySignatures } : {}),
         },
-        { anchor, commitQCs: restoredQCs, lanes: restoredLanes },
+        {
+          anchor,
+          ...(pruneQC ? { pruneQC } : {}),
+          ...(finalizedRoads !== undefined ? { finalizedRoads } : {}),
+          commitQCs: restoredQCs,
+          lanes: restoredLanes,
+        },
       );
       const loop = new PersistLoop(state, blocks, commitQCs, anchorStore, metrics, {
         ...(options.maxBatchBlocks !== undefined ? { maxBatchBlocks: options.maxBatchBlocks } : {}),
@@ -276,6 +338,17 @@ export class ConsensusPersistence {
   persistLag(): Map<LaneId, number> {
     return this.state.persistLag();
   }
+  /** Admission window per lane above the durable prune point. */
+  get blocksPerLane(): number {
+    return this.state.blocksPerLane;
+  }
+  /**
+   * Roads below `roads` are durable in the block store: pruning may follow the anchor that far.
+   * A no-op unless the store was opened with `finalizedGlobalNext`.
+   */
+  setFinalizedRoads(roads: number): void {
+    this.state.setFinalizedRoads(roads);
+  }
   /** The fatal error that stopped persistence, if any. */
   get failure(): Error | undefined {
     return this.loop.failure;
@@ -299,10 +372,41 @@ export class ConsensusPersistence {
   }
 }
 
-/** Checks the loaded CommitQCs against the anchor and each other; returns them from the anchor's road. */
+/**
+ * Where startup pruning stops, and how many roads the block store holds (`finalizedRoads`, when
+ * `finalizedGlobalNext` is given). The prune point is the anchor's CommitQC, or — when the block
+ * store has not flushed the anchor's road — the newest road it has flushed, if the CommitQC log
+ * still holds that road (otherwise the anchor's: the block store lost roads consensus no longer
+ * holds, and the node's catch-up reports that as DATA_LOSS).
+ */
+function prunePoint(
+  anchor: PruneAnchor | undefined,
+  loaded: readonly CommitQC[],
+  finalizedGlobalNext: number | undefined,
+): { pruneQC: CommitQC | undefined; finalizedRoads: number | undefined } {
+  if (finalizedGlobalNext === undefined) return { pruneQC: anchor?.commitQC, finalizedRoads: undefined };
+  let finalizedRoads = 0;
+  const candidates = anchor ? [...loaded, anchor.commitQC] : loaded;
+  for (const qc of candidates) {
+    if (globalRangeOf(qc).next <= finalizedGlobalNext) {
+      finalizedRoads = Math.max(finalizedRoads, qc.roadIndex + 1);
+    }
+  }
+  if (!anchor || finalizedRoads - 1 >= anchor.commitQC.roadIndex) {
+    return { pruneQC: anchor?.commitQC, finalizedRoads };
+  }
+  const held = loaded.find((qc) => qc.roadIndex === finalizedRoads - 1);
+  return { pruneQC: held ?? anchor.commitQC, finalizedRoads };
+}
+
+/**
+ * Checks the loaded CommitQCs against the anchor and each other; returns them from the prune
+ * road on (the anchor's road, or a lower one the block store has not flushed past).
+ */
 function reconcileCommitQCs(
   location: string,
   anchor: PruneAnchor | undefined,
+  pruneQC: CommitQC | undefined,
   logFirst: number,
   logNext: number,
   loaded: readonly CommitQC[],
@@ -323,21 +427,19 @@ function reconcileCommitQCs(
       { details: { file: location, roadIndex: road + 1, logFirst } },
     );
   }
-  const kept = loaded.filter((qc) => road === undefined || qc.roadIndex >= road);
-  const out: CommitQC[] = [];
-  if (anchor) {
-    const held = kept[0];
-    if (held && held.roadIndex === road) {
-      if (!bytesEqual(encodeCommitQC(held), encodeCommitQC(anchor.commitQC))) {
-        throw new CairnError('CORRUPT', `${location}: CommitQC ${road} differs from the prune anchor's`, {
-          details: { file: location, roadIndex: road },
-        });
-      }
+  const from = pruneQC?.roadIndex;
+  const kept = loaded.filter((qc) => from === undefined || qc.roadIndex >= from);
+  if (anchor && road !== undefined) {
+    const held = kept.find((qc) => qc.roadIndex === road);
+    if (held && !bytesEqual(encodeCommitQC(held), encodeCommitQC(anchor.commitQC))) {
+      throw new CairnError('CORRUPT', `${location}: CommitQC ${road} differs from the prune anchor's`, {
+        details: { file: location, roadIndex: road },
+      });
     }
-    out.push(anchor.commitQC);
   }
-  for (const qc of kept) {
-    if (anchor && qc.roadIndex === anchor.commitQC.roadIndex) continue;
+  const out: CommitQC[] = [];
+  if (pruneQC) out.push(pruneQC);
+  const push = (qc: CommitQC) => {
     const previous = out[out.length - 1];
     if (previous) {
       if (qc.roadIndex !== previous.roadIndex + 1) {
@@ -352,7 +454,13 @@ function reconcileCommitQCs(
       checkLaneRangesContinue(location, previous, qc);
     }
     out.push(qc);
+  };
+  for (const qc of kept) {
+    if (pruneQC && qc.roadIndex === pruneQC.roadIndex) continue;
+    push(qc);
   }
+  // The anchor's QC above the log's end (the log lost it, or never had it): written back at open.
+  if (anchor && road !== undefined && out[out.length - 1]!.roadIndex < road) push(anchor.commitQC);
   return out;
 }
 
@@ -371,14 +479,99 @@ function checkLaneRangesContinue(location: string, previous: CommitQC, qc: Commi
   }
 }
 
+/**
+ * Lane directories of lanes outside the committee (e.g. after a committee change). They are removed
+ * only when the decision is safe: a durable anchor that verified against this committee (so the
+ * committee is not a misconfiguration that would make every real lane look orphaned) and no
+ * retained CommitQC naming the lane (nothing still to finalize or serve refers to its blocks).
+ * Otherwise they are left alone with a warning. Every removal is logged with what it freed.
+ */
+function reclaimOrphanLanes(
+  fs: FileSystem,
+  blocksDir: string,
+  orphans: readonly LaneId[],
+  anchor: PruneAnchor | undefined,
+  retained: readonly CommitQC[],
+  warn: (message: string, details: Record<string, unknown>) => void,
+): void {
+  for (const lane of orphans) {
+    const dir = path.join(blocksDir, lane);
+    const referenced = retained.some((qc) => qc.laneRanges.some((lr) => lr.lane === lane));
+    if (!anchor || referenced) {
+      warn(
+        `ignoring lane directory ${dir}: lane ${shortLane(lane)} is not in the committee; kept because ` +
+          (anchor ? 'a retained CommitQC names it' : 'no durable prune anchor confirms the committee yet'),
+        { lane, file: dir },
+      );
+      continue;
+    }
+    let files = 0;
+    let bytes = 0;
+    try {
+      for (const name of fs.readdir(dir)) {
+        const file = path.join(dir, name);
+        bytes += fs.stat(file).size;
+        fs.unlink(file);
+        files++;
+      }
+      fs.rmdir(dir);
+      fs.syncDir(blocksDir);
+    } catch (err) {
+      throw ioFatal(`removing orphan lane directory ${dir}`, err, { file: dir });
+    }
+    warn(
+      `removed orphan lane directory ${dir}: lane ${shortLane(lane)} is not in the committee and no ` +
+        `retained CommitQC names it (${files} files, ${bytes} bytes)`,
+      { lane, file: dir, files, bytes },
+    );
+  }
+}
+
+function verifyLoaded(
+  qcDir: string,
+  blocksDir: string,
+  committee: Committee,
+  qcs: readonly CommitQC[],
+  lanes: ReadonlyMap<LaneId, { blocks: SignedLaneProposal[] }>,
+  anchorRoad: number | undefined,
+): void {
+  for (const qc of qcs) {
+    if (qc.roadIndex === anchorRoad) continue; // verified with the anchor
+    try {
+      verifyCommitQC(qc, committee, { signatures: true });
+    } catch (err) {
+      throw new CairnError(
+        'CORRUPT',
+        `${qcDir}: CommitQC ${qc.roadIndex} loaded from the log does not verify: ${(err as Error).message}`,
+        { cause: err, details: { file: qcDir, roadIndex: qc.roadIndex } },
+      );
+    }
+  }
+  for (const [lane, loaded] of lanes) {
+    for (const p of loaded.blocks) {
+      try {
+        verifyLaneProposal(p, committee);
+      } catch (err) {
+        const n = p.block.header.blockNumber;
+        throw new CairnError(
+          'CORRUPT',
+          `${path.join(blocksDir, lane)}: lane ${shortLane(lane)} block ${n} loaded from the log does not verify: ${(err as Error).message}`,
+          { cause: err, details: { file: path.join(blocksDir, lane), lane, blockNumber: n } },
+        );
+      }
+    }
+  }
+}
+
 /** Checks one loaded lane against the anchor; returns its blocks from the anchor's lane first. */
 function reconcileLane(
   blocksDir: string,
   anchor: PruneAnchor | undefined,
+  pruneQC: CommitQC | undefined,
   loaded: { lane: LaneId; first: number; next: number; blocks: SignedLaneProposal[] },
 ): { first: number; blocks: SignedLaneProposal[] } {
   const location = path.join(blocksDir, loaded.lane);
-  const lr = anchor ? laneRangeOf(anchor.commitQC, loaded.lane) : undefined;
+  const lr = pruneQC ? laneRangeOf(pruneQC, loaded.lane) : undefined;
   const start = lr?.first ?? 0;
   // Every truncation or re-positioning of a lane log happens at or below a durable anchor, and
   // anchors only move forward: a log that starts (or stands, when empty) past the anchor's lane

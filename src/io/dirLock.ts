@@ -25,6 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { CairnError, describe, ioFatal } from '../lib/errors.ts';
+import { realFileSystem } from './realFileSystem.ts';
 
 export interface DirLock {
   /** The locked directory, as given. */
@@ -47,7 +48,8 @@ const heldInProcess = new Map<string, DirLock>();
  */
 export async function acquireDirLock(dir: string): Promise<DirLock> {
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    // Not mkdirSync's recursive mode: it spins forever on paths like /proc/x (see realFileSystem).
+    realFileSystem.mkdir(dir);
   } catch (err) {
     throw ioFatal(`creating data directory ${dir}`, err, { file: dir });
   }

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { dirname } from 'node:path';
 import type { FileHandle, FileStat, FileSystem, OpenOptions } from './fileSystem.ts';
 
 const ZERO_CHUNK_BYTES = 1 << 20;
@@ -81,8 +82,27 @@ export class RealFileSystem implements FileSystem {
     return fs.readdirSync(path);
   }
 
+  /**
+   * Creates `path` and any missing parents. Not `mkdirSync(..., { recursive: true })`: on Node 20
+   * that spins forever at full CPU when mkdir answers ENOENT for a path whose parent exists (e.g.
+   * `/proc/x`); one level at a time, each failure is reported once.
+   */
   mkdir(path: string): void {
-    fs.mkdirSync(path, { recursive: true, mode: 0o755 });
+    try {
+      fs.mkdirSync(path, { mode: 0o755 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' && fs.statSync(path).isDirectory()) return;
+      const parent = dirname(path);
+      if (code !== 'ENOENT' || parent === path || fs.existsSync(parent)) throw err;
+      this.mkdir(parent);
+      try {
+        fs.mkdirSync(path, { mode: 0o755 });
+      } catch (again) {
+        if ((again as NodeJS.ErrnoException).code === 'EEXIST' && fs.statSync(path).isDirectory()) return;
+        throw again;
+      }
+    }
   }
 
   rename(from: string, to: string): void {

@@ -96,6 +96,7 @@ export class DevnetSimulation {
   private lastTickMs = performance.now();
   private stopped = false;
   private failure: Error | undefined;
+  /** Writes in flight (block store prunes): stop() lets them finish. */
   private readonly inflight = new Set<Promise<unknown>>();
   private unsubscribeFlushed: (() => void) | undefined;
 
@@ -138,12 +139,25 @@ export class DevnetSimulation {
 
   start(): void {
     this.unsubscribeFlushed = this.node.finalizer.onRoadFlushed((qc) => this.afterRoadFlushed(qc));
+    // Roads the block store already held at startup (flushed by the previous process, or rewritten
+    // by the finalizer's catch-up) announce nothing; the execution step the previous process owed
+    // for the newest of them (its AppQC) is due now. Without it a restart whose lanes all sit at a
+    // full admission window, with every durable block already finalized, never moves again: no
+    // road can form, so no AppQC, so the anchor (the only thing that widens the window) stays put.
+    const flushed = this.node.finalizer.flushedRoads;
+    const newest = flushed > 0 ? this.node.consensus.commitQC(flushed - 1) : undefined;
+    if (newest) this.guard(() => this.executeUpTo(newest));
     this.lastTickMs = performance.now();
     this.timers.push(setInterval(() => this.guard(() => this.produceTick()), TICK_MS));
     this.timers.push(setInterval(() => this.guard(() => this.formRoad()), this.options.commitIntervalMs));
   }
 
-  /** Stops proposing and forming roads, then waits for what is in flight to settle. */
+  /**
+   * Stops proposing and forming roads, then waits for the writes it started (block store prunes).
+   * Gate waits (capacity, votes, CommitQCs, anchors) are not awaited: they may only settle when
+   * the node closes (a lane at a full window waits for an anchor that will not come), which would
+   * make stop hang; once stopped, their CLOSED rejections are ignored.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
@@ -168,7 +182,13 @@ export class DevnetSimulation {
     this.onFatal(this.failure);
   }
 
+  /** Watches a gate wait: its failure is the simulation's. */
   private track<T>(p: Promise<T>): void {
+    p.then(undefined, (err) => this.fail(err));
+  }
+
+  /** Watches a write stop() must wait for. */
+  private trackWork<T>(p: Promise<T>): void {
     this.inflight.add(p);
     p.then(
       () => this.inflight.delete(p),
@@ -251,9 +271,16 @@ export class DevnetSimulation {
     const c = this.node.consensus;
     const laneRanges: LaneRange[] = [];
     let blocks = 0;
+    // The admission window only widens when an AppQC moves the anchor, and the AppQC for road r
+    // needs roads up to r + appLagRoads flushed: those roads (and the one after) must fit in the
+    // window together, or the lanes fill it, no road can form, and the devnet stops for good.
+    const perRoad = Math.max(
+      1,
+      Math.min(MAX_BLOCKS_PER_LANE_PER_COMMIT, Math.floor(c.blocksPerLane / (this.options.appLagRoads + 2))),
+    );
     for (const lane of this.committee.members) {
       const first = this.finalizedNext.get(lane)!;
-      const next = Math.max(first, Math.min(c.voteableNext(lane), first + MAX_BLOCKS_PER_LANE_PER_COMMIT));
+      const next = Math.max(first, Math.min(c.voteableNext(lane), first + perRoad));
       const lastHash = next > first ? hashBlockHeader(c.block(lane, next - 1)!.block.header) : ZERO_HASH;
       laneRanges.push({ lane, first, next, lastHash });
       blocks += next - first;
@@ -298,6 +325,12 @@ export class DevnetSimulation {
     this.stats.roadsFlushed++;
     this.stats.globalNext = Math.max(this.stats.globalNext, range.next);
     this.events.onRoadFlushed?.(qc, range.next);
+    this.executeUpTo(qc);
+  }
+
+  /** The executor has executed through `qc`'s road: AppQC `appLagRoads` behind it, then prune. */
+  private executeUpTo(qc: CommitQC): void {
+    const range = globalRangeOf(qc);
     const appRoad = qc.roadIndex - this.options.appLagRoads;
     if (appRoad < 0) return;
     const appCommitQC = this.node.consensus.commitQC(appRoad);
@@ -337,6 +370,6 @@ export class DevnetSimulation {
     // Prune in steps: each call rewrites index entries and may drop segments, so not every road.
     const step = Math.max(1_000, Math.floor(this.options.retainBlocks / 10));
     if (retainHeight < this.node.blocks.ranges().floor + step) return;
-    this.track(this.node.flushGate.pruneToRetainHeight(retainHeight));
+    this.trackWork(this.node.flushGate.pruneToRetainHeight(retainHeight));
   }
 }

@@ -14,10 +14,11 @@ export type RoadFlushedListener = (qc: CommitQC) => void;
  * becomes a FullCommitQC plus its blocks in the block store — QCs first, then blocks, one flush per
  * batch. Listeners hear about a road only after that flush, which is what gates the app vote.
  *
- * The blocks come from the consensus layer's in-memory lane queues, which hold everything at or
- * above the durable prune anchor. The anchor only advances on an AppQC, and an AppQC only follows a
- * flushed road, so a road's blocks are always still there when the finalizer needs them — including
- * after a crash, when `catchUp` rewrites the tail the block store lost from the lane WALs.
+ * The blocks come from the consensus layer's in-memory lane queues. Consensus prunes them (and its
+ * WALs) only up to the lower of its prune anchor and the newest road flushed here (the finalizer
+ * reports each flush with `setFinalizedRoads`; at open the node passes where the block store ends),
+ * so a road's blocks are still there when the finalizer needs them even if an AppQC arrived first —
+ * including after a crash, when `catchUp` rewrites the tail the block store lost from the lane WALs.
  */
 export class Finalizer {
   private readonly queue: CommitQC[] = [];
@@ -47,12 +48,22 @@ export class Finalizer {
    * with a hole in between, cannot be repaired from local data: DATA_LOSS.
    */
   async catchUp(): Promise<number> {
+    const stored = this.flushGate.store.ranges();
+    // The store's first end: a store starts at its prune floor (0 for one never pruned). A store
+    // whose first block sits above its floor never received blocks [floor, first).
+    if (stored.blocks.first < stored.blocks.next && stored.blocks.first > stored.floor) {
+      throw new CairnError(
+        'DATA_LOSS',
+        `block store holds blocks [${stored.blocks.first}, ${stored.blocks.next}) but its prune floor is ` +
+          `${stored.floor}: blocks [${stored.floor}, ${stored.blocks.first}) were never written; restore the ` +
+          'block store from a backup or re-sync it',
+        { details: { storeFirst: stored.blocks.first, floor: stored.floor } },
+      );
+    }
     const last = this.consensus.lastCommitQC();
     if (!last) return 0;
     let road = last.roadIndex;
     while (road > 0 && this.consensus.commitQC(road - 1) !== undefined) road--;
-    const stored = this.flushGate.store.ranges();
-    const storeEmpty = stored.qcs.first === stored.qcs.next;
     const todo: CommitQC[] = [];
     for (let r = road; r <= last.roadIndex; r++) {
       const qc = this.consensus.commitQC(r)!;
@@ -61,7 +72,9 @@ export class Finalizer {
         this.flushedRoadNext = r + 1;
         continue;
       }
-      if (todo.length === 0 && !storeEmpty && range.first > stored.blocks.next) {
+      // The store's last end: the first road to write must start at or below where the store ends
+      // (an empty, never-pruned store ends at 0: its first road is explicit, never "anywhere").
+      if (todo.length === 0 && range.first > stored.blocks.next) {
         throw new CairnError(
           'DATA_LOSS',
           `block store ends at global block ${stored.blocks.next}, but the oldest CommitQC consensus still ` +
@@ -80,18 +93,35 @@ export class Finalizer {
       await this.flushGate.persist(batch);
       written += batch.blocks.length;
       this.flushedRoadNext = slice[slice.length - 1]!.roadIndex + 1;
+      this.consensus.setFinalizedRoads(this.flushedRoadNext);
     }
     if (todo.length === 0) this.flushedRoadNext = this.nextRoad;
+    this.consensus.setFinalizedRoads(this.flushedRoadNext);
     return written;
   }
 
   /** Subscribes to published CommitQCs and starts writing them to the block store. */
   start(): void {
     if (this.loop) return;
-    this.unsubscribe = this.consensus.subscribeCommitQC((qc) => {
-      if (qc.roadIndex < this.nextRoad) return;
-      this.nextRoad = qc.roadIndex + 1;
-      this.queue.push(qc);
+    // One CommitQC fsync may cover several roads and announces only the newest: every road from
+    // the last one queued up to it is taken from consensus (it holds them until they are flushed
+    // here: its prune anchor never passes this finalizer), so no road is ever skipped.
+    this.unsubscribe = this.consensus.subscribeCommitQC((newest) => {
+      for (let r = this.nextRoad; r <= newest.roadIndex; r++) {
+        const qc = r === newest.roadIndex ? newest : this.consensus.commitQC(r);
+        if (!qc) {
+          this.failWith(
+            new CairnError(
+              'DATA_LOSS',
+              `CommitQC ${r} is durable but consensus no longer holds it; the finalizer cannot write road ${r}`,
+              { details: { road: r } },
+            ),
+          );
+          return;
+        }
+        this.queue.push(qc);
+      }
+      if (newest.roadIndex >= this.nextRoad) this.nextRoad = newest.roadIndex + 1;
       this.wake?.();
     });
     this.loop = this.run();
@@ -114,6 +144,15 @@ export class Finalizer {
     return this.failure;
   }
 
+  private failWith(err: unknown): void {
+    if (this.failure) return;
+    this.failure = err instanceof Error ? err : new Error(String(err));
+    this.stopped = true;
+    this.unsubscribe?.();
+    this.wake?.();
+    this.onFatal?.(this.failure);
+  }
+
   private async run(): Promise<void> {
     while (!this.stopped) {
       if (this.queue.length === 0) {
@@ -127,10 +166,11 @@ export class Finalizer {
       try {
         await this.flushGate.persist(this.buildBatch(roads, 0));
       } catch (err) {
-        this.failure = err instanceof Error ? err : new Error(String(err));
-        this.onFatal?.(this.failure);
+        this.failWith(err);
         return;
       }
+      // Consensus may now prune these roads (up to its anchor): they are in the block store.
+      this.consensus.setFinalizedRoads(roads[roads.length - 1]!.roadIndex + 1);
       for (const qc of roads) {
         this.flushedRoadNext = qc.roadIndex + 1;
         for (const listener of this.listeners) listener(qc);

@@ -7,7 +7,7 @@ import type { CommitQC, Committee, LaneId } from '../domain/types.ts';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import { type FileSystem, mkdirDurable } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
-import { ioFatal } from '../lib/errors.ts';
+import { CairnError, ioFatal } from '../lib/errors.ts';
 import { runAllThenThrowFirst } from '../lib/lifecycle.ts';
 import { Finalizer } from './finalizer.ts';
 
@@ -68,6 +68,7 @@ export class CairnNode {
 
   static async open(options: NodeOptions): Promise<{ node: CairnNode; recovery: RecoveryReport }> {
     const fs = options.fs ?? realFileSystem;
+    checkDataDir(fs, options.dataDir);
     // Create the data directory (and missing parents) durably before the lock, whose own mkdir is a
     // plain one: a power cut soon after a first start must not drop the directory entry.
     try {
@@ -80,10 +81,26 @@ export class CairnNode {
     try {
       const fresh = !fs.exists(path.join(options.dataDir, CONSENSUS_DIR));
       const committee = typeof options.committee === 'function' ? options.committee() : options.committee;
+      // The block store first: where it ends bounds consensus pruning (the prune anchor may be
+      // ahead of what this node has flushed; the lane WALs must keep those roads' blocks).
+      const blocks = await openBlockStore({
+        dir: path.join(options.dataDir, BLOCKS_DIR),
+        fs,
+        ...(options.blockSegmentBytes !== undefined ? { segmentBytes: options.blockSegmentBytes } : {}),
+        ...(options.onWarning ? { onWarning: options.onWarning } : {}),
+        // Every FullCommitQC is checked against the committee (lanes, quorum) and its headers against
+        // the QC's lane ranges before it is stored. Signatures were verified when consensus admitted
+        // the QC (and again when it loads its logs), so they are not checked a third time here.
+        committee,
+        verifySignatures: false,
+      });
+      opened.push(blocks);
+      const stored = blocks.ranges();
       const consensus = await ConsensusPersistence.open({
         fs,
         dir: path.join(options.dataDir, CONSENSUS_DIR),
         committee,
+        finalizedGlobalNext: Math.min(stored.blocks.next, stored.qcs.next),
         ...(options.blocksPerLane !== undefined ? { blocksPerLane: options.blocksPerLane } : {}),
         ...(options.verifySignatures !== undefined ? { verifySignatures: options.verifySignatures } : {}),
         ...(options.consensusSegmentBytes !== undefined
@@ -93,13 +110,6 @@ export class CairnNode {
         ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       });
       opened.push(consensus);
-      const blocks = await openBlockStore({
-        dir: path.join(options.dataDir, BLOCKS_DIR),
-        fs,
-        ...(options.blockSegmentBytes !== undefined ? { segmentBytes: options.blockSegmentBytes } : {}),
-        ...(options.onWarning ? { onWarning: options.onWarning } : {}),
-      });
-      opened.push(blocks);
       const flushGate = new FlushGate(blocks);
       const finalizer = new Finalizer(consensus, flushGate, options.onFatal);
       const refetchedBlocks = await finalizer.catchUp();
@@ -156,6 +166,22 @@ export class CairnNode {
       ]);
     })();
     return this.closing;
+  }
+}
+
+/** A data directory that exists must be a directory: a caller error, named, before anything is created. */
+function checkDataDir(fs: FileSystem, dataDir: string): void {
+  let isDirectory: boolean;
+  try {
+    if (!fs.exists(dataDir)) return;
+    isDirectory = fs.stat(dataDir).isDirectory;
+  } catch (err) {
+    throw ioFatal(`checking data directory ${dataDir}`, err, { file: dataDir });
+  }
+  if (!isDirectory) {
+    throw new CairnError('INVALID_ARGUMENT', `data directory ${dataDir} exists and is not a directory`, {
+      details: { file: dataDir },
+    });
   }
 }
 

@@ -220,7 +220,7 @@ test('load checks lane ownership and the parent-hash chain', async () => {
   await expectCairn(() => openBp(fs2, g), 'CORRUPT', /block 1 breaks the parent-hash chain/);
 });
 
-test('stray directories are ignored with a warning; an empty lane log (crash after creation) loads', async () => {
+test('stray directories are ignored with a warning, orphan lanes are reported; an empty lane log (crash after creation) loads', async () => {
   const fs = simFs();
   const f = smallFixture(2);
   fs.mkdir(`${BLOCKS}/not-a-lane`);
@@ -230,8 +230,11 @@ test('stray directories are ignored with a warning; an empty lane log (crash aft
     5,
   );
   await wal.close();
-  const { persister, loaded, warnings } = await openBp(fs, f, () => 5);
-  assert.equal(warnings.length, 2);
+  const { persister, loaded, warnings, orphans } = await openBp(fs, f, () => 5);
+  // The stray name is warned about here; a lane outside the committee is returned to the caller,
+  // which decides whether it may be reclaimed (ConsensusPersistence.open).
+  assert.equal(warnings.length, 1);
+  assert.deepEqual(orphans, ['ab'.repeat(32)]);
   assert.deepEqual(
     loaded.map((l) => [l.first, l.next, l.blocks.length]),
     [[5, 5, 0]],

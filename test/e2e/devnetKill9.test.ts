@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
@@ -15,7 +15,10 @@ import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { loadOrCreateIdentity } from '../../src/node/devnetIdentity.ts';
 import { BLOCKS_DIR, CairnNode } from '../../src/node/node.ts';
 import { makeTestCommittee } from '../../src/testing/consensusFixture.ts';
-import { spawnTsChild } from '../support/childProcess.ts';
+import { killAllChildren, spawnTsChild } from '../support/childProcess.ts';
+
+// A test that times out (or fails in one worker) must not leave a devnet running.
+after(() => killAllChildren());
 
 const CAIRN_BIN = fileURLToPath(new URL('../../bin/cairn.js', import.meta.url));
 const TOTAL_KILLS = Number(process.env.CAIRN_DEVNET_KILLS ?? 100);
@@ -101,10 +104,10 @@ async function verify(dataDir: string, acked: Acked, where: string): Promise<voi
   }
 }
 
-async function worker(id: number, kills: number, rng: Rng): Promise<void> {
+async function worker(id: number, kills: number, rng: Rng, seed: number): Promise<void> {
   const dataDir = mkdtempSync(path.join(tmpdir(), `cairn-devnet-kill9-${id}-`));
   const acked: Acked = { voted: new Map(), road: -1, globalNext: 0, anchorRoad: -1, floor: 0 };
-  let failed = false;
+  let keepStore = false;
   try {
     for (let k = 0; k < kills; k++) {
       const child = spawnTsChild(
@@ -136,15 +139,12 @@ async function worker(id: number, kills: number, rng: Rng): Promise<void> {
       try {
         await child.waitFor((m) => (m as Msg).t === 'vote', 30_000);
       } catch (err) {
-        // A devnet that never votes (hung or dead): stop it before anything else, and keep its
-        // data directory for the post-mortem.
+        // A devnet that never votes must not outlive the test; keep its store for a post-mortem.
         await child.kill9();
-        failed = true;
+        keepStore = true;
         throw new Error(
-          `worker ${id} kill ${k + 1}: no vote from the restarted devnet; data kept in ${dataDir}`,
-          {
-            cause: err,
-          },
+          `worker ${id} start ${k + 1}: the devnet did not vote within 30 s (${(err as Error).message}); ` +
+            `replay with CAIRN_SEED=${seed}; store kept at ${dataDir}`,
         );
       }
       await new Promise((resolve) => setTimeout(resolve, rng.int(0, 400)));
@@ -158,11 +158,14 @@ async function worker(id: number, kills: number, rng: Rng): Promise<void> {
       );
       absorb(acked, child.messages);
       await verify(dataDir, acked, `worker ${id} kill ${k + 1}`);
+      // Progress, so a run cut short by the test timeout (a slow, shared machine) says how far it got.
+      if ((k + 1) % 10 === 0)
+        console.log(`worker ${id}: ${k + 1}/${kills} kills verified (road ${acked.road})`);
     }
     assert.ok(acked.road > 0, `worker ${id}: the devnet never published a CommitQC`);
     assert.ok(acked.anchorRoad >= 0, `worker ${id}: the prune anchor never advanced`);
   } finally {
-    if (!failed) rmSync(dataDir, { recursive: true, force: true });
+    if (!keepStore) rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
@@ -173,5 +176,5 @@ test(`devnet survives ${TOTAL_KILLS} real kill -9s with nothing acknowledged los
   console.log(`devnet kill -9 seed ${seed} (replay with CAIRN_SEED=${seed})`);
   const rng = new Rng(seed);
   const per = Math.ceil(TOTAL_KILLS / WORKERS);
-  await Promise.all(Array.from({ length: WORKERS }, (_, i) => worker(i, per, rng.fork())));
+  await Promise.all(Array.from({ length: WORKERS }, (_, i) => worker(i, per, rng.fork(), seed)));
 });
