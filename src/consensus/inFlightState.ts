@@ -253,7 +253,7 @@ export class InFlightState {
     if (r < this.commitQCFirst) return 'pruned';
     if (r < this.commitQCNext) {
       const held = this.commitQCs.get(r);
-      if (held && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(qc))) {
+      if (held && held.qc !== qc && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(qc))) {
         throw new CairnError('CONFLICT', `CommitQC ${r}: a different QC for this road was already accepted`, {
           details: { roadIndex: r },
         });
@@ -306,7 +306,9 @@ export class InFlightState {
     }
     if (this.memAnchor && road <= this.memAnchor.commitQC.roadIndex) return false;
     const held = this.commitQCs.get(road);
-    if (held && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(commitQC))) {
+    // The same object (consensus hands back the QC it pushed) needs no byte comparison: two
+    // encodings of a CommitQC per AppQC, on the main thread, for nothing.
+    if (held && held.qc !== commitQC && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(commitQC))) {
       throw new CairnError(
         'CONFLICT',
         `AppQC ${road}: its CommitQC differs from the one accepted for this road`,
@@ -463,6 +465,9 @@ export class InFlightState {
     const anchorQC = this.durable?.commitQC;
     const start = Math.max(q.voteableNext, q.first);
     const anchorMoved = q.anchorMoved;
+    // Nothing waiting and no anchor to apply (an in-memory anchor move wakes every lane): no batch,
+    // and no allocation.
+    if (start >= q.next && !anchorMoved) return undefined;
     q.anchorMoved = false;
     if (start > diskNext) {
       const durableFirst = anchorQC ? laneRangeOf(anchorQC, lane).first : 0;
