@@ -21,9 +21,16 @@
  * before admission that does not depend on persistence; it is measured separately and printed.
  * Blocks and QCs are generated before the timed part. Medians over the rounds are reported.
  *
+ * Also measured, on both sides during the timed window: heap bytes allocated per block
+ * (`allocBytesPerBlock`: used-heap growth plus what each collection freed, from v8's GCProfiler)
+ * and garbage-collection pause time ('gc' performance entries). And restart time with 40 lanes and
+ * 4,000 blocks in the logs, open → ready: after a clean close (`cleanRestartMs`) and after a
+ * `kill -9` of a child process that was writing (`crashRestartMs`, bench/support/consensusWriter.ts).
+ *
  * Last line: {"bench":"consensus","metrics":{...},"baseline":{...},"ratios":{...}}.
  */
 
+import { fork } from 'node:child_process';
 import {
   closeSync,
   fdatasync,
@@ -36,7 +43,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { GCProfiler, getHeapStatistics } from 'node:v8';
 import { LatencyHistogram } from '../src/consensus/metrics.ts';
 import { ConsensusPersistence } from '../src/consensus/persistence.ts';
 import { encodeSignedLaneProposal } from '../src/domain/codecs.ts';
@@ -44,6 +53,8 @@ import { verifyLaneProposal } from '../src/domain/committee.ts';
 import type { LaneId, SignedLaneProposal } from '../src/domain/types.ts';
 import { RealFileSystem } from '../src/io/realFileSystem.ts';
 import { ConsensusFixture } from '../src/testing/consensusFixture.ts';
+import { runZeroFillSlice } from '../src/wal/zeroFillGate.ts';
+import { fillStore, openWriterStore, writerFixture } from './support/consensusWriter.ts';
 import { rawFrameHeader } from './support/rawFrame.ts';
 import { median, printTable, round3, verdict } from './support/stats.ts';
 import { rerunWithThreadPool } from './support/threadPool.ts';
@@ -63,6 +74,11 @@ interface RunResult {
   fsyncs: number;
   /** Event-loop delay p99 during the run (what any timer or I/O callback waited). */
   loopDelayP99Ms: number;
+  /** Heap bytes allocated per measured block during the timed window (GC-accounted). */
+  allocBytesPerBlock: number;
+  /** Total and longest garbage-collection pause during the timed window. */
+  gcPauseMs: number;
+  gcPauseMaxMs: number;
   burst?: { p50Ms: number; p99Ms: number; count: number; drainMs: number };
 }
 
@@ -110,6 +126,51 @@ export function measureRawFsync(dir: string, record: Uint8Array, samples: number
     rmSync(file, { force: true });
   }
   return out;
+}
+
+/**
+ * Heap allocation and garbage-collection pauses over a window of the run. Allocated bytes = growth
+ * of the used heap + what every collection inside the window freed (GCProfiler reports the used
+ * heap before and after each one, so nothing needs --trace-gc); pauses are the 'gc' performance
+ * entries that started inside the window.
+ */
+class GcWindow {
+  private readonly profiler = new GCProfiler();
+  private readonly pauses: { startTime: number; duration: number }[] = [];
+  private readonly observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) this.pauses.push({ startTime: e.startTime, duration: e.duration });
+  });
+  private usedAtStart = 0;
+  private startedAt = 0;
+
+  start(): void {
+    this.observer.observe({ entryTypes: ['gc'] });
+    this.profiler.start();
+    this.startedAt = performance.now();
+    this.usedAtStart = getHeapStatistics().used_heap_size;
+  }
+
+  stop(): { allocatedBytes: number; pauseMs: number; pauseMaxMs: number } {
+    const usedAtEnd = getHeapStatistics().used_heap_size;
+    const stoppedAt = performance.now();
+    const { statistics } = this.profiler.stop();
+    let freed = 0;
+    for (const gc of statistics) {
+      freed += gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize;
+    }
+    for (const e of this.observer.takeRecords()) {
+      this.pauses.push({ startTime: e.startTime, duration: e.duration });
+    }
+    this.observer.disconnect();
+    let pauseMs = 0;
+    let pauseMaxMs = 0;
+    for (const p of this.pauses) {
+      if (p.startTime < this.startedAt || p.startTime > stoppedAt) continue;
+      pauseMs += p.duration;
+      pauseMaxMs = Math.max(pauseMaxMs, p.duration);
+    }
+    return { allocatedBytes: usedAtEnd - this.usedAtStart + freed, pauseMs, pauseMaxMs };
+  }
 }
 
 /** Pre-generated workload: per lane the scheduled blocks; the burst lane also gets the burst. */
@@ -206,6 +267,7 @@ async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink>
       return cp.waitVoteable(lane, 0);
     }),
   );
+  await zeroFillSettled();
   cp.subscribeVoteable((lane, next) => rec.durable(laneIndex.get(lane)!, next));
   let nextQCAt = performance.now() + 100;
   return {
@@ -234,6 +296,23 @@ async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink>
     close: () => cp.close(),
     fsyncs: () => cp.metrics.fsyncs,
   };
+}
+
+/**
+ * Waits until every lane log's spare segment is ready: the process-wide zero-fill gate (one slice
+ * of zeros at a time) has let ten probes through at once, 5 ms apart. Creating 40 lane logs queues
+ * 40 spares (160 MiB of zeros, paced); on a quiet machine the 1 s warm-up covers them, on a loaded
+ * one they ran into the timed part and their fsyncs competed with the lanes', a start-up cost that
+ * a node that has been running does not pay (the raw side preallocates before timing, too).
+ */
+async function zeroFillSettled(): Promise<void> {
+  let idleProbes = 0;
+  while (idleProbes < 10) {
+    await sleep(5);
+    const t = performance.now();
+    await runZeroFillSlice(async () => undefined);
+    idleProbes = performance.now() - t < 1 ? idleProbes + 1 : 0;
+  }
 }
 
 /** Bytes of `records` once framed. */
@@ -426,6 +505,7 @@ export async function runSchedule(
   const measureFrom = started + WARMUP_MS;
   rec.measureFrom = measureFrom;
   let loopDelayOn = false;
+  const gcWindow = new GcWindow();
   while (performance.now() - measureFrom < durationMs) {
     const now = performance.now();
     for (let i = 0; i < lanes; i++) {
@@ -435,6 +515,7 @@ export async function runSchedule(
     if (!loopDelayOn && now >= measureFrom) {
       loopDelayOn = true;
       loopDelay.enable();
+      gcWindow.start();
     }
     if (burst && burstStartedAt === 0 && now - measureFrom > durationMs / 4) {
       // 1,000 blocks queued at once on lane 0 (a lane catching up): the rest of its steady stream
@@ -452,6 +533,7 @@ export async function runSchedule(
     sink.tick?.(now);
     await sleep(1);
   }
+  const gc = gcWindow.stop();
   // Drain: wait until every pushed block is durable (bounded).
   const deadline = performance.now() + 30_000;
   const pending = () => sent.some((s, i) => rec.durableNext[i]! < (i === 0 && burst ? burstLast : s));
@@ -461,6 +543,11 @@ export async function runSchedule(
       burstDrainMs = performance.now() - burstStartedAt;
     }
     await sleep(1);
+  }
+  // The burst may finish in the drain's last wait (its loop body then never sees it).
+  if (rec.burstActive && rec.durableNext[0]! >= burstLast) {
+    rec.burstActive = false;
+    burstDrainMs = performance.now() - burstStartedAt;
   }
   loopDelay.disable();
   const elapsedMs = performance.now() - measureFrom;
@@ -474,6 +561,9 @@ export async function runSchedule(
     blocksPerSec: (rec.blocks / elapsedMs) * 1000,
     fsyncs,
     loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    allocBytesPerBlock: gc.allocatedBytes / Math.max(1, rec.blocks),
+    gcPauseMs: gc.pauseMs,
+    gcPauseMaxMs: gc.pauseMaxMs,
     ...(burst
       ? {
           burst: {
@@ -485,6 +575,64 @@ export async function runSchedule(
         }
       : {}),
   };
+}
+
+/** Blocks in the logs for the restart measurements ("a few thousand", 4 KiB each). */
+const RESTART_BLOCKS = 4000;
+
+/** Time from `ConsensusPersistence.open` to its promise resolving (the store is ready), then closed. */
+async function timeOpen(dir: string, lanes: number): Promise<number> {
+  const f = writerFixture(lanes);
+  const t = performance.now();
+  const cp = await openWriterStore(dir, f);
+  const ms = performance.now() - t;
+  await cp.close();
+  return ms;
+}
+
+/**
+ * Clean restart: a store holding RESTART_BLOCKS blocks (plus their CommitQCs and a moving anchor),
+ * closed cleanly, then opened again. Returns the open-to-ready time.
+ */
+export async function measureCleanRestart(root: string, lanes: number): Promise<number> {
+  const dir = mkdtempSync(join(root, 'restart-clean-'));
+  try {
+    const f = writerFixture(lanes);
+    const cp = await openWriterStore(dir, f);
+    await fillStore(cp, f, RESTART_BLOCKS);
+    await cp.close();
+    return await timeOpen(dir, lanes);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Restart after kill -9: a child process writes (bench/support/consensusWriter.ts) and is SIGKILLed
+ * mid-write once RESTART_BLOCKS blocks are durable; then this process opens the store. Returns the
+ * open-to-ready time (recovery of every torn tail included).
+ */
+export async function measureCrashRestart(root: string, lanes: number): Promise<number> {
+  const dir = mkdtempSync(join(root, 'restart-kill-'));
+  try {
+    const script = fileURLToPath(new URL('./support/consensusWriter.ts', import.meta.url));
+    const child = fork(script, [dir, String(lanes)], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      child.on('message', (msg) => {
+        if ((msg as { durableBlocks: number }).durableBlocks >= RESTART_BLOCKS) resolve();
+      });
+      child.once('exit', (code, signal) => reject(new Error(`writer child exited (${code ?? signal})`)));
+    });
+    child.kill('SIGKILL');
+    await exited;
+    return await timeOpen(dir, lanes);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Per-block cost of admission-time signature verification (ed25519), for the table. */
@@ -569,6 +717,13 @@ export async function run(args: string[]): Promise<void> {
       }
     }
     const verifyUs = measureVerifyUs();
+    const restartRounds = quick ? 1 : 3;
+    const cleanRestarts: number[] = [];
+    const crashRestarts: number[] = [];
+    for (let r = 0; r < restartRounds; r++) {
+      cleanRestarts.push(await measureCleanRestart(root, MAIN.lanes));
+      crashRestarts.push(await measureCrashRestart(root, MAIN.lanes));
+    }
 
     const q = (xs: number[], p: number) => {
       const s = [...xs].sort((a, b) => a - b);
@@ -589,6 +744,14 @@ export async function run(args: string[]): Promise<void> {
       rawDrain: med((r) => r.rawBurst.burst!.drainMs),
       loopP99: med((r) => r.cairn.loopDelayP99Ms),
       rawLoopP99: med((r) => r.raw.loopDelayP99Ms),
+      alloc: med((r) => r.cairn.allocBytesPerBlock),
+      rawAlloc: med((r) => r.raw.allocBytesPerBlock),
+      gcPause: med((r) => r.cairn.gcPauseMs),
+      gcPauseMax: med((r) => r.cairn.gcPauseMaxMs),
+      rawGcPause: med((r) => r.raw.gcPauseMs),
+      rawGcPauseMax: med((r) => r.raw.gcPauseMaxMs),
+      cleanRestart: median(cleanRestarts),
+      crashRestart: median(crashRestarts),
     };
     const ratios = {
       voteP50VsFsyncP50: round3(m.voteP50 / fsyncP50),
@@ -658,6 +821,16 @@ export async function run(args: string[]): Promise<void> {
       );
     }
     console.log(
+      `allocation per block (timed window, GC-accounted): cairn ${m.alloc.toFixed(0)} B, raw lanes ${m.rawAlloc.toFixed(0)} B; ` +
+        `GC pauses in the ${durationMs} ms window: cairn ${fmt3(m.gcPause)} ms (longest ${fmt3(m.gcPauseMax)}), ` +
+        `raw lanes ${fmt3(m.rawGcPause)} ms (longest ${fmt3(m.rawGcPauseMax)})`,
+    );
+    console.log(
+      `restart, ${MAIN.lanes} lanes × ${RESTART_BLOCKS} blocks in the logs, open → ready (median of ${restartRounds}): ` +
+        `clean close ${m.cleanRestart.toFixed(1)} ms [${cleanRestarts.map((x) => x.toFixed(0)).join(', ')}], ` +
+        `after kill -9 ${m.crashRestart.toFixed(1)} ms [${crashRestarts.map((x) => x.toFixed(0)).join(', ')}]`,
+    );
+    console.log(
       `admission-time ed25519 verification (off in this bench): ${verifyUs.toFixed(1)} µs per block, before pushBlock returns`,
     );
     console.log(
@@ -674,6 +847,11 @@ export async function run(args: string[]): Promise<void> {
       burstDrainMs: round3(m.drain),
       eventLoopDelayP99Ms: round3(m.loopP99),
       verifySignatureUsPerBlock: round3(verifyUs),
+      cleanRestartMs: round3(m.cleanRestart),
+      crashRestartMs: round3(m.crashRestart),
+      allocBytesPerBlock: Math.round(m.alloc),
+      gcPauseMs: round3(m.gcPause),
+      gcPauseMaxMs: round3(m.gcPauseMax),
     };
     for (const e of extra) {
       const k = `${e.lanes}x${e.blockBytes / 1024}KiB`;
@@ -686,6 +864,8 @@ export async function run(args: string[]): Promise<void> {
       rawLanesP50Ms: round3(m.rawP50),
       rawLanesP99Ms: round3(m.rawP99),
       rawLanesBurstOtherLanesP99Ms: round3(m.rawBurstP99),
+      rawLanesAllocBytesPerBlock: Math.round(m.rawAlloc),
+      rawLanesGcPauseMs: round3(m.rawGcPause),
     };
     console.log(JSON.stringify({ bench: 'consensus', metrics, baseline, ratios }));
   } finally {

@@ -60,6 +60,38 @@ interface LaneLog {
   /** Header hash of block `next - 1`, when known (parent check of the next append). */
   lastHash: Hash | undefined;
   busy: boolean;
+  /** The lane's fast-path write (see `persistLaneBatch`), created on its first use. */
+  fast?: FastLaneWrite;
+}
+
+/** What `persistLaneBatch` validated for one batch (the blocks to append and where they end). */
+interface ValidatedBatch {
+  batch: SignedLaneProposal[];
+  duplicates: number;
+  /** Header hash of the batch's last block (or the lane's previous one when nothing is appended). */
+  lastHash: Hash | undefined;
+}
+
+/** Called once a `persistLaneBatch` call is done: durable (and pruned), or failed with `err`. */
+export type LaneWriteDone = (err?: unknown) => void;
+
+/**
+ * The in-flight fast-path write of one lane (a lane has at most one write at a time): what its
+ * completion needs, kept here with callbacks bound once per lane, so a batch allocates no closure.
+ */
+class FastLaneWrite {
+  done: LaneWriteDone | undefined;
+  options: LaneWriteOptions = {};
+  anchorFirst: number | undefined;
+  validated: ValidatedBatch | undefined;
+  startedMs = 0;
+  readonly synced: () => void;
+  readonly syncFailed: (err: unknown) => void;
+
+  constructor(persister: BlockPersister, lane: LaneId, state: LaneLog) {
+    this.synced = () => persister.fastWriteSynced(lane, state, this);
+    this.syncFailed = (err) => persister.fastWriteEnded(state, this, persister.latchLaneError(err, lane));
+  }
 }
 
 export interface LoadedLane {
@@ -195,6 +227,110 @@ export class BlockPersister {
     }
   }
 
+  /**
+   * `pruneAndPersistLane` for the persist loop's hot path, with a callback instead of a chain of
+   * async functions. A batch for a lane that has a log and needs no re-positioning is validated,
+   * appended and handed to the log's group commit synchronously; `done` runs once it is durable
+   * (and, when the anchor asks for it, pruned). Anything else (the lane's first log, a
+   * re-positioning, an anchor-only call, a batch of duplicates) takes `pruneAndPersistLane`. Same
+   * rules, same errors (given to `done`, never thrown), same latch. Measured on the consensus
+   * bench: the four chained async functions per batch were about 3 KB of allocation per block.
+   */
+  persistLaneBatch(
+    lane: LaneId,
+    anchor: CommitQC | undefined,
+    proposals: readonly SignedLaneProposal[],
+    options: LaneWriteOptions,
+    done: LaneWriteDone,
+  ): void {
+    const state = this.lanes.get(lane);
+    const log = state?.log;
+    const anchorFirst = anchor === undefined ? undefined : laneRangeOf(anchor, lane).first;
+    if (
+      state === undefined ||
+      log === undefined ||
+      state.busy ||
+      proposals.length === 0 ||
+      (anchorFirst !== undefined && anchorFirst > log.nextIndex) ||
+      this.latch.error !== undefined ||
+      this.closed !== undefined
+    ) {
+      this.pruneAndPersistLane(lane, anchor, proposals, options).then(() => done(), done);
+      return;
+    }
+    let validated: ValidatedBatch;
+    try {
+      validated = this.validateBatch(lane, state, false, log.nextIndex, proposals, options.headerHashes);
+    } catch (err) {
+      done(err); // bad input: nothing was written
+      return;
+    }
+    if (validated.batch.length === 0) {
+      this.pruneAndPersistLane(lane, anchor, proposals, options).then(() => done(), done);
+      return;
+    }
+    state.busy = true;
+    if (state.fast === undefined) state.fast = new FastLaneWrite(this, lane, state);
+    const fast = state.fast;
+    fast.done = done;
+    fast.options = options;
+    fast.anchorFirst = anchorFirst;
+    fast.validated = validated;
+    try {
+      log.append(validated.batch);
+    } catch (err) {
+      this.fastWriteEnded(state, fast, this.latchLaneError(err, lane));
+      return;
+    }
+    fast.startedMs = performance.now();
+    log.sync().then(fast.synced, fast.syncFailed);
+  }
+
+  /** The fast-path batch is durable: publish it, then prune below the anchor if that is due. */
+  fastWriteSynced(lane: LaneId, state: LaneLog, fast: FastLaneWrite): void {
+    const log = state.log!;
+    const v = fast.validated!;
+    try {
+      this.metrics.fsyncLatency.record(performance.now() - fast.startedMs);
+      this.metrics.fsyncs++;
+      this.metrics.blocksPersisted += v.batch.length;
+      for (const p of v.batch) this.metrics.blockBytesPersisted += p.block.payload.byteLength;
+      this.metrics.duplicatesIgnored += v.duplicates;
+      state.lastHash = v.lastHash;
+      fast.options.onDurable?.(log.nextIndex);
+      const target =
+        fast.anchorFirst === undefined
+          ? undefined
+          : pruneTarget(log, fast.anchorFirst, fast.options.lazyPrune ?? false);
+      if (target !== undefined) {
+        pruneBelow(log, target, this.opener.retainsRecords, this.metrics).then(
+          () => this.fastWriteEnded(state, fast, undefined),
+          (err) => this.fastWriteEnded(state, fast, this.latchLaneError(err, lane)),
+        );
+        return;
+      }
+    } catch (err) {
+      this.fastWriteEnded(state, fast, err);
+      return;
+    }
+    this.fastWriteEnded(state, fast, undefined);
+  }
+
+  /** Ends the lane's fast-path write: the lane is free again, then its caller hears the outcome. */
+  fastWriteEnded(state: LaneLog, fast: FastLaneWrite, err: unknown): void {
+    const done = fast.done!;
+    fast.done = undefined;
+    fast.validated = undefined;
+    state.busy = false;
+    if (err === undefined) done();
+    else done(err);
+  }
+
+  /** An I/O failure on a lane: latched (caller errors pass through). */
+  latchLaneError(err: unknown, lane: LaneId): CairnError {
+    return this.fail(err, lane);
+  }
+
   /** Appends blocks (no anchor). Same rules as `pruneAndPersistLane`. */
   persistBlocks(lane: LaneId, proposals: readonly SignedLaneProposal[], options: LaneWriteOptions = {}) {
     return this.pruneAndPersistLane(lane, undefined, proposals, options);
@@ -225,45 +361,14 @@ export class BlockPersister {
     const reposition = anchorFirst !== undefined && anchorFirst > currentNext;
     const expectedStart = reposition ? anchorFirst : currentNext;
     // 2. Validate every proposal before touching the disk.
-    const batch: SignedLaneProposal[] = [];
-    let duplicates = 0;
-    let next = expectedStart;
-    let lastHash = reposition ? undefined : state.lastHash;
-    for (let i = 0; i < proposals.length; i++) {
-      const p = proposals[i]!;
-      const h = p.block.header;
-      if (h.lane !== lane) {
-        throw new CairnError(
-          'INVALID_ARGUMENT',
-          `block ${shortLane(h.lane)}/${h.blockNumber} offered to lane ${shortLane(lane)}`,
-          {
-            details: { lane, blockNumber: h.blockNumber },
-          },
-        );
-      }
-      if (h.blockNumber < next) {
-        this.checkDuplicate(lane, state, reposition, batch, expectedStart, p);
-        duplicates++;
-        continue;
-      }
-      if (h.blockNumber > next) {
-        throw new CairnError(
-          'GAP',
-          `lane ${shortLane(lane)}: block ${h.blockNumber} would leave a gap (next expected ${next})`,
-          { details: { lane, blockNumber: h.blockNumber, expected: next } },
-        );
-      }
-      if (lastHash !== undefined && !bytesEqual(h.parentHash, lastHash)) {
-        throw new CairnError(
-          'CONFLICT',
-          `lane ${shortLane(lane)}: block ${h.blockNumber} does not extend block ${h.blockNumber - 1} (parent hash mismatch)`,
-          { details: { lane, blockNumber: h.blockNumber } },
-        );
-      }
-      batch.push(p);
-      lastHash = options.headerHashes?.[i] ?? hashBlockHeader(h);
-      next++;
-    }
+    const { batch, duplicates, lastHash } = this.validateBatch(
+      lane,
+      state,
+      reposition,
+      expectedStart,
+      proposals,
+      options.headerHashes,
+    );
     // 3. Re-position (durable before any append that depends on it), then 4. append the whole
     // batch with one fsync. A lane without a log yet only moves its reserved position.
     let activeLog = log;
@@ -313,6 +418,61 @@ export class BlockPersister {
       pruned = true;
     }
     return { appended: batch.length, duplicates, repositioned: reposition, pruned, next: newNext };
+  }
+
+  /**
+   * Checks a batch against the lane before anything is written: every block belongs to the lane,
+   * duplicates of held blocks are identical (CONFLICT otherwise), the rest continue the lane
+   * without a gap (GAP) and chain to its last header hash (CONFLICT).
+   */
+  private validateBatch(
+    lane: LaneId,
+    state: LaneLog,
+    reposition: boolean,
+    expectedStart: number,
+    proposals: readonly SignedLaneProposal[],
+    headerHashes: readonly Hash[] | undefined,
+  ): ValidatedBatch {
+    const batch: SignedLaneProposal[] = [];
+    let duplicates = 0;
+    let next = expectedStart;
+    let lastHash = reposition ? undefined : state.lastHash;
+    for (let i = 0; i < proposals.length; i++) {
+      const p = proposals[i]!;
+      const h = p.block.header;
+      if (h.lane !== lane) {
+        throw new CairnError(
+          'INVALID_ARGUMENT',
+          `block ${shortLane(h.lane)}/${h.blockNumber} offered to lane ${shortLane(lane)}`,
+          {
+            details: { lane, blockNumber: h.blockNumber },
+          },
+        );
+      }
+      if (h.blockNumber < next) {
+        this.checkDuplicate(lane, state, reposition, batch, expectedStart, p);
+        duplicates++;
+        continue;
+      }
+      if (h.blockNumber > next) {
+        throw new CairnError(
+          'GAP',
+          `lane ${shortLane(lane)}: block ${h.blockNumber} would leave a gap (next expected ${next})`,
+          { details: { lane, blockNumber: h.blockNumber, expected: next } },
+        );
+      }
+      if (lastHash !== undefined && !bytesEqual(h.parentHash, lastHash)) {
+        throw new CairnError(
+          'CONFLICT',
+          `lane ${shortLane(lane)}: block ${h.blockNumber} does not extend block ${h.blockNumber - 1} (parent hash mismatch)`,
+          { details: { lane, blockNumber: h.blockNumber } },
+        );
+      }
+      batch.push(p);
+      lastHash = headerHashes?.[i] ?? hashBlockHeader(h);
+      next++;
+    }
+    return { batch, duplicates, lastHash };
   }
 
   private checkDuplicate(

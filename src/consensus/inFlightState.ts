@@ -107,6 +107,8 @@ export interface RestoredState {
 export class InFlightState {
   readonly committee: Committee;
   readonly blocksPerLane: number;
+  /** Half the admission window, rounded up: past it, a pending anchor write is urgent. */
+  private readonly admissionHalf: number;
   readonly commitQCWindow: number;
   private readonly verifySignatures: boolean;
   private readonly metrics: PersistenceMetrics;
@@ -136,6 +138,11 @@ export class InFlightState {
   private durablePruneQC: CommitQC | undefined;
   private readonly anchorWaiters = new ThresholdWaiters<PruneAnchor>();
   private commitQCPruneDue = false;
+  /**
+   * A pipeline deferred a batch because the durable anchor is behind the in-memory one (a log must
+   * be re-positioned past it): the anchor write is wanted now (see `anchorWriteUrgent`).
+   */
+  private deferredOnAnchor = false;
   /** Wakes the anchor pipeline. */
   readonly anchorWork = new Signal();
 
@@ -145,6 +152,7 @@ export class InFlightState {
     this.committee = options.committee;
     this.metrics = options.metrics;
     this.blocksPerLane = options.blocksPerLane ?? 30;
+    this.admissionHalf = Math.ceil(this.blocksPerLane / 2);
     this.commitQCWindow = options.commitQCWindow ?? 256;
     this.verifySignatures = options.verifySignatures ?? true;
     for (const lane of this.committee.members) this.lanes.set(lane, new LaneQueue(lane));
@@ -278,6 +286,8 @@ export class InFlightState {
     q.next = n + 1;
     q.lastHash = hash;
     q.work.notify();
+    // Half of the window used: a coalesced anchor write that is waiting should go now.
+    if (n + 1 - q.admissionStart === this.admissionHalf) this.anchorWork.notify();
     return 'accepted';
   }
 
@@ -291,7 +301,7 @@ export class InFlightState {
     if (r < this.commitQCFirst) return 'pruned';
     if (r < this.commitQCNext) {
       const held = this.commitQCs.get(r);
-      if (held && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(qc))) {
+      if (held && held.qc !== qc && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(qc))) {
         throw new CairnError('CONFLICT', `CommitQC ${r}: a different QC for this road was already accepted`, {
           details: { roadIndex: r },
         });
@@ -344,7 +354,9 @@ export class InFlightState {
     }
     if (this.memAnchor && road <= this.memAnchor.commitQC.roadIndex) return false;
     const held = this.commitQCs.get(road);
-    if (held && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(commitQC))) {
+    // The same object (consensus hands back the QC it pushed) needs no byte comparison: two
+    // encodings of a CommitQC per AppQC, on the main thread, for nothing.
+    if (held && held.qc !== commitQC && !bytesEqual(encodeCommitQC(held.qc), encodeCommitQC(commitQC))) {
       throw new CairnError(
         'CONFLICT',
         `AppQC ${road}: its CommitQC differs from the one accepted for this road`,
@@ -470,7 +482,9 @@ export class InFlightState {
     const limit = q.admissionStart + this.blocksPerLane;
     if (q.next < limit) return Promise.resolve();
     // Released once admissionStart + blocksPerLane > q.next, i.e. admissionStart > q.next - blocksPerLane.
-    return q.capacityWaiters.add(q.next - this.blocksPerLane);
+    const released = q.capacityWaiters.add(q.next - this.blocksPerLane);
+    this.anchorWork.notify(); // a coalesced anchor write must not keep admission closed
+    return released;
   }
 
   /** The latest durable CommitQC (what consensus may advance on). */
@@ -520,7 +534,9 @@ export class InFlightState {
   waitAnchorDurable(road: number): Promise<PruneAnchor> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.durable && this.durable.commitQC.roadIndex >= road) return Promise.resolve(this.durable);
-    return this.anchorWaiters.add(road);
+    const durable = this.anchorWaiters.add(road);
+    this.anchorWork.notify(); // someone waits: a coalesced anchor write goes now
+    return durable;
   }
 
   /** Blocks accepted but not yet voteable, per lane. */
@@ -552,10 +568,13 @@ export class InFlightState {
     const anchorQC = this.durablePruneQC;
     const start = Math.max(q.voteableNext, q.first);
     const anchorMoved = q.anchorMoved;
+    // Nothing waiting and no anchor to apply (an in-memory anchor move wakes every lane): no batch,
+    // and no allocation.
+    if (start >= q.next && !anchorMoved) return undefined;
     q.anchorMoved = false;
     if (start > diskNext) {
       const durableFirst = anchorQC ? laneRangeOf(anchorQC, lane).first : 0;
-      if (durableFirst < start) return undefined;
+      if (durableFirst < start) return this.deferOnAnchor();
     }
     const proposals: SignedLaneProposal[] = [];
     const headerHashes: Hash[] = [];
@@ -604,7 +623,7 @@ export class InFlightState {
   takeCommitQCBatch(diskNext: number, maxQCs: number): CommitQCBatch | undefined {
     const anchorQC = this.durablePruneQC;
     const start = this.commitQCStart();
-    if (start > diskNext && (anchorQC?.roadIndex ?? 0) < start) return undefined;
+    if (start > diskNext && (anchorQC?.roadIndex ?? 0) < start) return this.deferOnAnchor();
     const qcs: CommitQC[] = [];
     for (let r = start; r < this.commitQCNext && qcs.length < maxQCs; r++)
       qcs.push(this.commitQCs.get(r)!.qc);
@@ -636,6 +655,29 @@ export class InFlightState {
     for (const listener of this.commitQCListeners) listener(qc);
   }
 
+  /** A batch waits for the durable anchor: note it and wake the anchor pipeline (no batch now). */
+  private deferOnAnchor(): undefined {
+    if (!this.deferredOnAnchor) {
+      this.deferredOnAnchor = true;
+      this.anchorWork.notify();
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether a pending anchor write should go now rather than be coalesced with later ones: someone
+   * waits for it (`waitAnchorDurable`, `waitForCapacity`), a pipeline deferred a batch until it is
+   * durable, or a lane has used half of its admission window (whose base is the durable anchor).
+   * Otherwise delaying it only delays pruning.
+   */
+  anchorWriteUrgent(): boolean {
+    if (this.deferredOnAnchor || this.anchorWaiters.size > 0) return true;
+    for (const q of this.lanes.values()) {
+      if (q.capacityWaiters.size > 0 || q.next - q.admissionStart >= this.admissionHalf) return true;
+    }
+    return false;
+  }
+
   /** The anchor the anchor pipeline should write, if the in-memory one is ahead of the durable one. */
   takeAnchor(): PruneAnchor | undefined {
     const mem = this.memAnchor;
@@ -648,6 +690,7 @@ export class InFlightState {
   markAnchorDurable(anchor: PruneAnchor): void {
     if (this.durable && anchor.commitQC.roadIndex <= this.durable.commitQC.roadIndex) return;
     this.durable = anchor;
+    this.deferredOnAnchor = false;
     this.advanceDurablePrune();
     this.anchorWaiters.release(anchor.commitQC.roadIndex + 1, () => anchor);
   }

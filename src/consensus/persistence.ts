@@ -61,6 +61,11 @@ export interface ConsensusPersistenceOptions {
   maxBatchBytes?: number;
   /** Drop records below the anchor only when whole segments are freed (default true). */
   lazyPrune?: boolean;
+  /**
+   * Prune-anchor writes are coalesced to at most one per this many ms while nothing waits for the
+   * durable anchor (default 1000; 0 writes every anchor at once). See `PersistLoop`.
+   */
+  anchorWriteIntervalMs?: number;
   onWarning?: (message: string, details: Record<string, unknown>) => void;
   /** Called once with the first fatal error; the component has stopped. */
   onFatal?: (err: Error) => void;
@@ -254,6 +259,9 @@ export class ConsensusPersistence {
         ...(options.maxBatchBlocks !== undefined ? { maxBatchBlocks: options.maxBatchBlocks } : {}),
         ...(options.maxBatchBytes !== undefined ? { maxBatchBytes: options.maxBatchBytes } : {}),
         lazyPrune: options.lazyPrune ?? true,
+        ...(options.anchorWriteIntervalMs !== undefined
+          ? { anchorWriteIntervalMs: options.anchorWriteIntervalMs }
+          : {}),
         ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       });
       const cp = new ConsensusPersistence(state, loop, blocks, commitQCs, anchorStore, metrics, !persistent);

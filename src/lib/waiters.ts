@@ -6,9 +6,25 @@
 export class Signal {
   private pending = false;
   private waiter: (() => void) | undefined;
+  private listener: (() => void) | undefined;
+
+  /**
+   * Callback mode, for a consumer that is a state machine rather than an async loop: from now on
+   * every `notify()` calls `listener` synchronously (so it should only schedule work) instead of
+   * resolving a `wait()`. A notify remembered before the call is delivered at once.
+   */
+  listen(listener: () => void): void {
+    this.listener = listener;
+    if (this.pending) {
+      this.pending = false;
+      listener();
+    }
+  }
 
   notify(): void {
-    if (this.waiter) {
+    if (this.listener) {
+      this.listener();
+    } else if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;
       w();
