@@ -92,7 +92,7 @@ function scenario(kvModel: KvCrashModel): KillThenCrashScenario<State> {
 }
 
 test('block store: kill, reopen, acknowledged flushes, power loss', {
-  todo: 'F3: open trusts directory entries a killed process never fsynced (value log, its directory)',
+  todo: 'F1: the WAL reads a lost unsynced page followed by a surviving one as corruption (F3 is fixed)',
 }, async () => {
   const seed = seedFromEnv();
   console.log('seed', seed);

@@ -62,7 +62,7 @@ function scenario(wal: WalConfig): KillThenCrashScenario<Acks> {
 
 for (const wal of ['production', 'test'] as const) {
   test(`persist loop (${wal} WAL configuration): kill, reopen, acknowledged work, power loss`, {
-    todo: 'F3: open trusts directory entries a killed process never fsynced (issue #9 item 4)',
+    todo: 'F1: the WAL reads a lost unsynced page followed by a surviving one as corruption (F3 is fixed)',
   }, async () => {
     const seed = seedFromEnv();
     console.log('seed', seed);
