@@ -32,7 +32,10 @@ export interface ArchiveEngine {
   ): Promise<{ blockHash: Uint8Array; receipt: StoredReceipt } | undefined>;
   /** Every (block, tx hash) of a receipts file (to retire its tx-hash index entries). */
   readTxHashes(receiptsPath: string): Promise<Uint8Array[]>;
-  /** Every block with at least one receipt, as stored (verification and hot-tier rebuild). */
+  /**
+   * Every block of the window as stored, in order, including blocks without receipts (their hashes
+   * are kept in the file too, so that a rebuilt hot tier still resolves them by block hash).
+   */
   readBlocks(receiptsPath: string, logsPath: string): Promise<BlockEntry[]>;
   close(): Promise<void>;
 }
