@@ -4,6 +4,7 @@ import type { AbSnapshotFile } from '../io/abFile.types.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
+import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
@@ -66,6 +67,13 @@ export interface ReceiptStoreOptions {
    * so that opening a directory never writes an archive file under a span they do not know.
    */
   rotateAtOpen?: boolean;
+  /**
+   * Inspection (the CLI): nothing in `dir` is created, written, repaired or deleted. The WAL and
+   * manifest are read in place, the hot tier is opened on a private scratch copy (LevelDB rewrites
+   * its files at open), recovery runs in memory only, a damaged archive file is CORRUPT instead of
+   * rebuilt, and writes and prunes are refused. A missing directory is NOT_FOUND.
+   */
+  readOnly?: boolean;
 }
 
 /** Where the store stands; every field is a block number (-1: none). */
@@ -143,18 +151,29 @@ export class ReceiptStore {
     checkPositive(options.maxResultBytes, 'maxResultBytes');
     const fs = options.fs ?? realFileSystem;
     const archiveDir = path.join(options.dir, 'archive');
-    try {
-      const created = !fs.exists(archiveDir);
-      fs.mkdir(archiveDir);
-      if (created) {
-        fs.syncDir(options.dir);
-        fs.syncDir(path.dirname(options.dir));
+    if (options.readOnly) {
+      if (!fs.exists(archiveDir)) {
+        throw new CairnError('NOT_FOUND', `${options.dir} is not a receipt store (no archive/ directory)`, {
+          details: { dir: options.dir },
+        });
       }
-    } catch (err) {
-      throw ioFatal(`creating ${archiveDir}`, err, { file: archiveDir });
+    } else {
+      try {
+        const created = !fs.exists(archiveDir);
+        fs.mkdir(archiveDir);
+        if (created) {
+          fs.syncDir(options.dir);
+          fs.syncDir(path.dirname(options.dir));
+        }
+      } catch (err) {
+        throw ioFatal(`creating ${archiveDir}`, err, { file: archiveDir });
+      }
     }
     await loadBloomHasher();
-    const { file: manifest, loaded } = openAbFile(fs, archiveDir, MANIFEST, { maxPayloadBytes: 8 << 20 });
+    const { file: manifest, loaded } = openAbFile(fs, archiveDir, MANIFEST, {
+      maxPayloadBytes: 8 << 20,
+      readOnly: options.readOnly,
+    });
     const state = loaded.payload ? decodeState(loaded.payload) : emptyState();
     const opened: { close(): unknown }[] = [manifest];
     try {
@@ -164,10 +183,12 @@ export class ReceiptStore {
         durability: { mode: 'on-request' },
         segmentBytes: options.walSegmentBytes ?? 64 * 1024 * 1024,
         initialIndex: state.firstBlock ?? 0,
+        readOnly: options.readOnly,
       });
       opened.push(wal);
       const kv =
         options.kv ??
+        (options.readOnly ? await openIndexCopy(path.join(options.dir, 'hot')) : undefined) ??
         (await ClassicLevelKv.open(path.join(options.dir, 'hot'), {
           cacheBytes: options.hotCacheBytes ?? 64 << 20,
         }));
@@ -204,9 +225,10 @@ export class ReceiptStore {
       listed.add(f.receipts.name);
       listed.add(f.logs.name);
     }
+    const readOnly = this.options.readOnly === true;
     let removed = false;
     for (const name of fs.readdir(this.archiveDir)) {
-      if (listed.has(name)) continue;
+      if (listed.has(name) || readOnly) continue;
       this.fsCall(`deleting unlisted archive file ${name}`, () =>
         fs.unlink(path.join(this.archiveDir, name)),
       );
@@ -217,13 +239,9 @@ export class ReceiptStore {
     const wal = this.wal;
     if (this.state.firstBlock === undefined && wal.count > 0) {
       const first = wal.firstIndex;
-      await this.writeState({
-        ...this.state,
-        firstBlock: first,
-        floor: first,
-        hotFloor: first,
-        nextToArchive: first,
-      });
+      const next = { ...this.state, firstBlock: first, floor: first, hotFloor: first, nextToArchive: first };
+      if (readOnly) this.state = next;
+      else await this.writeState(next);
     }
     const archivedThrough = this.archivedThrough();
     if (wal.count > 0 && wal.firstIndex > archivedThrough + 1) {
@@ -249,7 +267,7 @@ export class ReceiptStore {
       const trailing = i === files.length - 1;
       const problem = trailing ? this.checkFileFully(f) : this.checkFileSize(f);
       if (problem === undefined) continue;
-      if (wal.count > 0 && wal.firstIndex <= f.first && trailing) {
+      if (wal.count > 0 && wal.firstIndex <= f.first && trailing && !readOnly) {
         await this.rewriteTrailing(f);
         continue;
       }
@@ -261,12 +279,12 @@ export class ReceiptStore {
     // everything after it.
     const lastFile = files[files.length - 1];
     const keepFrom = lastFile && lastFile.last === archivedThrough ? lastFile.first : archivedThrough + 1;
-    if (wal.count > 0 && wal.firstIndex < keepFrom) {
+    if (wal.count > 0 && wal.firstIndex < keepFrom && !readOnly) {
       await this.walCall('truncation', () => wal.truncateFront(Math.min(keepFrom, wal.nextIndex)));
     }
 
     // 3. Retired files (below the floor) whose index cleanup may have been interrupted.
-    for (const f of [...this.state.files]) if (f.last < this.state.floor) await this.retire(f);
+    if (!readOnly) for (const f of [...this.state.files]) if (f.last < this.state.floor) await this.retire(f);
 
     // 4. Hot tier: re-apply everything not covered by its synced checkpoint, from the archive where
     //    the WAL no longer has it, then from the WAL; finish an interrupted prune.
@@ -300,7 +318,7 @@ export class ReceiptStore {
 
     this.publish();
     // 5. Windows that were complete but not archived when the process stopped.
-    if (this.options.rotateAtOpen !== false) await this.rotateDue();
+    if (this.options.rotateAtOpen !== false && !readOnly) await this.rotateDue();
   }
 
   private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
@@ -375,6 +393,7 @@ export class ReceiptStore {
    */
   putBlock(input: BlockReceiptsInput): Promise<void> {
     if (this.closed || this.closing) return Promise.reject(closedError());
+    if (this.options.readOnly) return Promise.reject(readOnlyError());
     if (this.latch.error) return Promise.reject(this.latch.error);
     let entry: BlockEntry;
     try {
@@ -576,6 +595,7 @@ export class ReceiptStore {
       );
     }
     if (this.closed || this.closing) return Promise.reject(closedError());
+    if (this.options.readOnly) return Promise.reject(readOnlyError());
     return this.queue.task(async () => {
       this.latch.check();
       try {
@@ -1020,6 +1040,10 @@ function tooMany(from: number, to: number, max: number): CairnError {
     `log query over blocks ${from}..${to} matches more than ${max} logs; narrow the range or the filter`,
     { details: { maxResults: max } },
   );
+}
+
+function readOnlyError(): CairnError {
+  return new CairnError('INVALID_ARGUMENT', 'receipt store was opened read-only (inspection)');
 }
 
 function closedError(): CairnError {
