@@ -288,8 +288,12 @@ export class ReceiptStore {
 
     // 4. Hot tier: re-apply everything not covered by its synced checkpoint, from the archive where
     //    the WAL no longer has it, then from the WAL; finish an interrupted prune.
-    const synced = this.hot.syncedThrough() ?? -1;
     const first = this.state.firstBlock ?? 0;
+    let synced = this.hot.syncedThrough() ?? -1;
+    // The checkpoint is only as good as the engine files around it: a LevelDB that lost CURRENT or
+    // its MANIFEST starts over and replays whatever log files remain, which may hold nothing but
+    // the checkpoint. Spot-check the blocks it vouches for; a hot tier that fails is rebuilt.
+    if (synced >= 0 && !this.hotHoldsCheckpoint(synced)) synced = -1;
     // A hot tier without a checkpoint (new, or deleted by an operator) is rebuilt from the floor: the
     // tx-hash and block-hash indexes cover archive-only blocks too; bodies below the hot floor are
     // then removed by the prune catch-up below.
@@ -313,12 +317,35 @@ export class ReceiptStore {
     }
     await this.applyToHot(pending);
     if (this.latest >= 0) await this.hot.writeSyncedCheckpoint(this.latest);
-    const prunedTo = this.hot.prunedTo();
+    const prunedTo = synced < 0 ? Math.min(this.hot.prunedTo(), this.state.floor) : this.hot.prunedTo();
     if (prunedTo < this.state.hotFloor) await this.hot.pruneBodies(prunedTo, this.state.hotFloor);
 
     this.publish();
     // 5. Windows that were complete but not archived when the process stopped.
     if (this.options.rotateAtOpen !== false && !readOnly) await this.rotateDue();
+  }
+
+  /**
+   * Whether the hot tier holds the first retained block and the last block its checkpoint claims
+   * (matching the WAL where the WAL still has them). Cheap: a few point reads at open.
+   */
+  private hotHoldsCheckpoint(synced: number): boolean {
+    if (this.state.firstBlock === undefined) return true;
+    const probes = new Set([
+      Math.max(this.state.floor, this.state.firstBlock),
+      Math.min(synced, this.latest),
+    ]);
+    for (const block of probes) {
+      if (block < this.state.floor || block > this.latest) continue;
+      const meta = this.hot.blockMeta(block);
+      if (meta === undefined) return false;
+      if (block >= this.wal.firstIndex && block < this.wal.nextIndex) {
+        for (const rec of this.wal.iterate(block, block + 1)) {
+          if (entryChecksum(rec.payload) !== meta.entryCrc) return false;
+        }
+      }
+    }
+    return true;
   }
 
   private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
