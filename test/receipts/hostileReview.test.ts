@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
-import { blockHash, makeBlock } from './support/fixtures.ts';
+import type { OrderedKv } from '../../src/kv/orderedKv.ts';
+import { ADDRESSES, blockHash, makeBlock, txHash } from './support/fixtures.ts';
 import { simSetup, withTempDir } from './support/harness.ts';
 
 const empty = (n: number) => ({ number: n, hash: blockHash(n), receipts: [] });
@@ -87,6 +88,54 @@ test('a hot tier checkpoint above what the KV holds (model KV lost its contents)
     for (const b of blocks) {
       for (const r of b.receipts) assert.ok(await store.getReceipt(r.txHash), `block ${b.number}`);
     }
+  } finally {
+    await store.close();
+  }
+});
+
+test('a selective query matching far more logs than maxResults stops reading bodies near the limit', async () => {
+  const sim = simSetup(5);
+  const address = ADDRESSES[0]!;
+  let bodiesRead = 0;
+  const counting = (kv: OrderedKv): OrderedKv => ({
+    get: (k) => {
+      if (k[0] === 0x72) bodiesRead++;
+      return kv.get(k);
+    },
+    getMany: (keys) => {
+      bodiesRead += keys.filter((k) => k[0] === 0x72).length;
+      return kv.getMany(keys);
+    },
+    batch: () => kv.batch(),
+    range: (r) => kv.range(r),
+    close: () => kv.close(),
+  });
+  const store = await sim.open({ kv: counting(sim.kv), maxResults: 10, blocksPerFile: 10_000 });
+  try {
+    for (let n = 0; n < 400; n++) {
+      const receipts = [
+        {
+          txHash: txHash(n, 0),
+          txIndex: 0,
+          type: 2,
+          status: 1 as const,
+          from: ADDRESSES[1]!,
+          to: ADDRESSES[2]!,
+          contractAddress: undefined,
+          gasUsed: 21_000,
+          cumulativeGasUsed: 21_000,
+          effectiveGasPrice: 1n,
+          logs: [{ address, topics: [], data: new Uint8Array(8) }],
+        },
+      ];
+      await store.putBlock({ number: n, hash: blockHash(n), receipts });
+    }
+    bodiesRead = 0;
+    await assert.rejects(
+      store.getLogs({ fromBlock: 0, toBlock: 399, addresses: [address] }),
+      (err) => isCairnError(err) && err.code === 'LIMIT_EXCEEDED',
+    );
+    assert.ok(bodiesRead <= 64, `read ${bodiesRead} receipt bodies for a query capped at 10 logs`);
   } finally {
     await store.close();
   }
