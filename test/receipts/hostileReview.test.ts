@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { OrderedKv } from '../../src/kv/orderedKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
-import type { OrderedKv } from '../../src/kv/orderedKv.ts';
-import { ADDRESSES, blockHash, makeBlock, txHash } from './support/fixtures.ts';
+import { ADDRESSES, blockHash, makeBlock, TOPICS, txHash } from './support/fixtures.ts';
 import { simSetup, withTempDir } from './support/harness.ts';
 
 const empty = (n: number) => ({ number: n, hash: blockHash(n), receipts: [] });
@@ -136,6 +136,38 @@ test('a selective query matching far more logs than maxResults stops reading bod
       (err) => isCairnError(err) && err.code === 'LIMIT_EXCEEDED',
     );
     assert.ok(bodiesRead <= 64, `read ${bodiesRead} receipt bodies for a query capped at 10 logs`);
+  } finally {
+    await store.close();
+  }
+});
+
+test('eth_getLogs: a null inside a topic OR list makes the position a wildcard (geth), other edge cases are typed', async () => {
+  const sim = simSetup(6);
+  const store = await sim.open({ blocksPerFile: 4 });
+  try {
+    const blocks = Array.from({ length: 12 }, (_, n) => makeBlock(21, n));
+    for (const b of blocks) await store.putBlock(b);
+    const all = await store.getLogs({ fromBlock: 0, toBlock: 11 });
+    assert.ok(all.length > 0);
+    assert.deepEqual(await store.getLogs({ fromBlock: 0, toBlock: 11, topics: [[TOPICS[0]!, null]] }), all);
+    assert.deepEqual(await store.getLogs({ fromBlock: 0, toBlock: 11, addresses: [] }), all);
+    const code = async (p: Promise<unknown>): Promise<string | undefined> =>
+      p.then(
+        () => undefined,
+        (err) => (isCairnError(err) ? err.code : String(err)),
+      );
+    assert.equal(await code(store.getLogs({ fromBlock: 5, toBlock: 4 })), 'INVALID_ARGUMENT');
+    assert.equal(await code(store.getLogs({ blockHash: blockHash(999) })), 'NOT_FOUND');
+    assert.equal(
+      await code(store.getLogs({ fromBlock: 0, toBlock: 1, topics: [null, null, null, null, null] })),
+      'INVALID_ARGUMENT',
+    );
+    await store.pruneBelow(4);
+    assert.equal(await code(store.getLogs({ fromBlock: 3, toBlock: 11 })), 'PRUNED');
+    assert.deepEqual(
+      await store.getLogs({ fromBlock: 4, toBlock: 11 }),
+      all.filter((l) => l.blockNumber >= 4),
+    );
   } finally {
     await store.close();
   }
