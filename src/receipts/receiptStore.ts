@@ -98,6 +98,8 @@ interface LiveFile {
   refs: number;
   /** Set once the manifest no longer lists it: deleted when the last reader releases it. */
   doomed: boolean;
+  /** Set once its bytes matched the manifest's checksums in this process (files are immutable). */
+  verified?: boolean;
 }
 
 /** An immutable snapshot readers run on (reads never go through the write queue). */
@@ -715,6 +717,28 @@ export class ReceiptStore {
     }
   }
 
+  /**
+   * Checksums each file against the manifest before the engine first reads it (once per process:
+   * the files are immutable). Open only checks the sizes of older files, and a Parquet reader
+   * handed damaged bytes may fail with a parse error or, worse, return altered values.
+   */
+  private verifyBeforeRead(files: readonly LiveFile[]): void {
+    for (const f of files) {
+      if (f.verified) continue;
+      const problem = this.checkFileFully(f.entry);
+      if (problem !== undefined) {
+        throw new CairnError(
+          'CORRUPT',
+          `archive file for blocks ${f.entry.first}..${f.entry.last}: ${problem}`,
+          {
+            details: { first: f.entry.first, last: f.entry.last },
+          },
+        );
+      }
+      f.verified = true;
+    }
+  }
+
   private fsCall<T>(what: string, fn: () => T): T {
     try {
       return fn();
@@ -776,6 +800,7 @@ export class ReceiptStore {
       if (!file) {
         throw new CairnError('CORRUPT', `no archive file holds block ${loc.block} (floor ${view.floor})`);
       }
+      this.verifyBeforeRead([file]);
       const found = await this.engine.readReceipt(file.receiptsPath, file.logsPath, loc.block, loc.txIndex);
       if (!found)
         throw new CairnError(
@@ -852,9 +877,9 @@ export class ReceiptStore {
       if (from < view.hotFloor) {
         const archiveTo = Math.min(to, view.hotFloor - 1);
         const nf = normalizeFilter(filter, from, archiveTo);
-        const paths = view.files
-          .filter((f) => f.entry.last >= from && f.entry.first <= archiveTo)
-          .map((f) => f.logsPath);
+        const hit = view.files.filter((f) => f.entry.last >= from && f.entry.first <= archiveTo);
+        this.verifyBeforeRead(hit);
+        const paths = hit.map((f) => f.logsPath);
         const rows = await this.engine.queryLogs(
           paths,
           nf,
@@ -902,9 +927,11 @@ export class ReceiptStore {
         );
       }
       const nf = normalizeFilter(filter, filter.fromBlock, filter.toBlock);
-      const paths = view.files
-        .filter((f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock)
-        .map((f) => f.logsPath);
+      const hit = view.files.filter(
+        (f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock,
+      );
+      this.verifyBeforeRead(hit);
+      const paths = hit.map((f) => f.logsPath);
       return await this.engine.queryLogs(paths, nf, (this.options.maxResults ?? 10_000) + 1);
     } finally {
       this.release(view);

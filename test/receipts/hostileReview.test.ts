@@ -1,6 +1,6 @@
 // Findings of the hostile review of the receipt store: each test failed before its fix.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { OrderedKv } from '../../src/kv/orderedKv.ts';
@@ -171,4 +171,32 @@ test('eth_getLogs: a null inside a topic OR list makes the position a wildcard (
   } finally {
     await store.close();
   }
+});
+
+test('a bit flip inside a closed (non-trailing) archive file is CORRUPT on first read, never wrong rows', async () => {
+  await withTempDir(async (dir) => {
+    const blocks = Array.from({ length: 16 }, (_, n) => makeBlock(31, n, { maxReceipts: 8 }));
+    const opts = { dir, blocksPerFile: 4, hotRetentionBlocks: 4 };
+    let store = await ReceiptStore.open(opts);
+    for (const b of blocks) await store.putBlock(b);
+    await store.close();
+    for (const name of ['logs_0_3.parquet', 'receipts_0_3.parquet']) {
+      const file = join(dir, 'archive', name);
+      const bytes = readFileSync(file);
+      for (let i = 8; i < bytes.length - 8; i += 61) bytes[i]! ^= 0x20;
+      writeFileSync(file, bytes);
+    }
+    store = await ReceiptStore.open(opts);
+    try {
+      const expectCorrupt = (err: unknown): boolean => isCairnError(err) && err.code === 'CORRUPT';
+      await assert.rejects(store.getLogs({ fromBlock: 0, toBlock: 3 }), expectCorrupt);
+      await assert.rejects(store.getArchivedLogs({ fromBlock: 0, toBlock: 3 }), expectCorrupt);
+      const tx = blocks.slice(0, 4).find((b) => b.receipts.length > 0)!;
+      await assert.rejects(store.getReceipt(tx.receipts[0]!.txHash), expectCorrupt);
+      // Files that are intact still answer.
+      assert.ok((await store.getLogs({ fromBlock: 4, toBlock: 15 })).length > 0);
+    } finally {
+      await store.close();
+    }
+  });
 });
