@@ -21,8 +21,14 @@ export interface ArchiveEngine {
   /**
    * Logs matching `f` (range included) from the given logs files, in (block, logIndex) order, at
    * most `limit` of them (the caller asks for one more than it accepts to detect an overflow).
+   * An abort of `signal` stops the query (ABORTED) instead of letting it run to completion.
    */
-  queryLogs(logsPaths: readonly string[], f: NormalizedFilter, limit: number): Promise<Log[]>;
+  queryLogs(
+    logsPaths: readonly string[],
+    f: NormalizedFilter,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<Log[]>;
   /** One receipt and its logs, or undefined if the file has no such row. */
   readReceipt(
     receiptsPath: string,

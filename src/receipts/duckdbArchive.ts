@@ -67,6 +67,10 @@ function decodeEmptyBlocks(text: string): BlockEntry[] {
   });
 }
 
+function abortedError(signal: AbortSignal): CairnError {
+  return new CairnError('ABORTED', 'the log query was aborted by its AbortSignal', { cause: signal.reason });
+}
+
 function blob(v: DuckDBValue): Uint8Array {
   const b = (v as { bytes: Uint8Array }).bytes;
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -218,7 +222,12 @@ export class DuckDbArchive implements ArchiveEngine {
     return { receiptRows, logRows };
   }
 
-  async queryLogs(logsPaths: readonly string[], f: NormalizedFilter, limit: number): Promise<Log[]> {
+  async queryLogs(
+    logsPaths: readonly string[],
+    f: NormalizedFilter,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<Log[]> {
     if (logsPaths.length === 0) return [];
     const where = [`block_number BETWEEN ${f.fromBlock} AND ${f.toBlock}`];
     if (f.addresses) where.push(`address IN (${f.addresses.map(blobLiteral).join(', ')})`);
@@ -229,10 +238,17 @@ export class DuckDbArchive implements ArchiveEngine {
       `SELECT ${LOG_SELECT} FROM read_parquet([${logsPaths.map(sqlString).join(', ')}]) ` +
       `WHERE ${where.join(' AND ')} ORDER BY block_number, log_index LIMIT ${limit}`;
     const rows = await this.withReader(async (c) => {
+      // DuckDB stops a running query on interrupt(); the connection stays usable afterwards.
+      const onAbort = (): void => c.interrupt();
+      signal?.addEventListener('abort', onAbort, { once: true });
       try {
+        if (signal?.aborted) throw abortedError(signal);
         return (await c.runAndReadAll(sql)).getRows();
       } catch (err) {
+        if (signal?.aborted) throw abortedError(signal);
         throw engineError('log query', err);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
       }
     });
     return rows.map(rowToLog);

@@ -884,6 +884,7 @@ export class ReceiptStore {
           paths,
           nf,
           maxResults === Infinity ? 1_000_000 : maxResults + 1,
+          options.signal,
         );
         checkAbort(options.signal);
         if (rows.length > maxResults) throw tooMany(from, to, maxResults);

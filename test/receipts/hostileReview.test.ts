@@ -4,7 +4,8 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { OrderedKv } from '../../src/kv/orderedKv.ts';
-import { isCairnError } from '../../src/lib/errors.ts';
+import { CairnError, isCairnError } from '../../src/lib/errors.ts';
+import type { ArchiveEngine } from '../../src/receipts/archiveEngine.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { ADDRESSES, blockHash, makeBlock, TOPICS, txHash } from './support/fixtures.ts';
 import { simSetup, withTempDir } from './support/harness.ts';
@@ -195,6 +196,58 @@ test('a bit flip inside a closed (non-trailing) archive file is CORRUPT on first
       await assert.rejects(store.getReceipt(tx.receipts[0]!.txHash), expectCorrupt);
       // Files that are intact still answer.
       assert.ok((await store.getLogs({ fromBlock: 4, toBlock: 15 })).length > 0);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+test('an AbortSignal reaches the archive engine, so a long archive query stops mid-query', async () => {
+  let seen: AbortSignal | undefined;
+  const sim = simSetup(7, (inner) => {
+    const wrapped = Object.create(inner) as ArchiveEngine;
+    wrapped.queryLogs = (paths, f, limit, signal) => {
+      seen = signal;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => resolve(inner.queryLogs(paths, f, limit)), 2_000);
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          reject(new CairnError('ABORTED', 'aborted'));
+        });
+      });
+    };
+    return wrapped;
+  });
+  const store = await sim.open({ blocksPerFile: 4, hotRetentionBlocks: 4 });
+  try {
+    for (let n = 0; n < 16; n++) await store.putBlock(makeBlock(41, n));
+    const controller = new AbortController();
+    const pending = store.getLogs({ fromBlock: 0, toBlock: 15 }, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 10);
+    await assert.rejects(pending, (err) => isCairnError(err) && err.code === 'ABORTED');
+    assert.ok(seen, 'the archive engine never saw the AbortSignal');
+  } finally {
+    await store.close();
+  }
+});
+
+test('DuckDB: an archive query aborted while it runs is ABORTED and the next query still answers', async () => {
+  await withTempDir(async (dir) => {
+    const blocks = Array.from({ length: 40 }, (_, n) => makeBlock(43, n, { maxReceipts: 6 }));
+    const store = await ReceiptStore.open({ dir, blocksPerFile: 8, hotRetentionBlocks: 8 });
+    try {
+      for (const b of blocks) await store.putBlock(b);
+      for (let i = 0; i < 5; i++) {
+        const controller = new AbortController();
+        const pending = store.getLogs({ fromBlock: 0, toBlock: 39 }, { signal: controller.signal });
+        setImmediate(() => controller.abort());
+        await assert.rejects(pending, (err) => isCairnError(err) && err.code === 'ABORTED');
+      }
+      const again = await store.getLogs({ fromBlock: 0, toBlock: 39 });
+      assert.equal(
+        again.length,
+        blocks.reduce((s, b) => s + b.receipts.reduce((t, r) => t + r.logs.length, 0), 0),
+      );
     } finally {
       await store.close();
     }
