@@ -7,9 +7,9 @@ import type { Log, Receipt } from '../receipts/types.ts';
 /**
  * `cairn receipts get <txhash>`, `cairn receipts logs --from --to --address --topic`,
  * `cairn receipts verify`, each with `--data-dir <dir>` (the receipt store directory). Output is
- * JSON; `get` exits 1 when the receipt is absent, `verify` when it finds any problem. Opening the
- * directory recovers it as a writer would (WAL replay into the hot tier) but never archives a
- * window: the span is the writer's configuration, which the CLI does not know.
+ * JSON; `get` exits 1 when the receipt is absent, `verify` when it finds any problem. The
+ * directory is opened read-only: recovery (WAL replay into the hot tier) runs on a scratch copy of
+ * the hot tier and in memory, so inspecting a missing or crashed directory changes nothing in it.
  */
 export function registerReceiptsCommands(program: Command): void {
   const receipts = program.command('receipts').description('inspect the receipt store');
@@ -132,7 +132,7 @@ function receiptJson(r: Receipt): Record<string, unknown> {
 async function withStore(dir: string, fn: (store: ReceiptStore) => Promise<void>): Promise<void> {
   let store: ReceiptStore;
   try {
-    store = await ReceiptStore.open({ dir, rotateAtOpen: false });
+    store = await ReceiptStore.open({ dir, rotateAtOpen: false, readOnly: true });
   } catch (err) {
     report({ ok: false, error: describeError(err) }, 1);
     return;

@@ -21,8 +21,14 @@ export interface ArchiveEngine {
   /**
    * Logs matching `f` (range included) from the given logs files, in (block, logIndex) order, at
    * most `limit` of them (the caller asks for one more than it accepts to detect an overflow).
+   * An abort of `signal` stops the query (ABORTED) instead of letting it run to completion.
    */
-  queryLogs(logsPaths: readonly string[], f: NormalizedFilter, limit: number): Promise<Log[]>;
+  queryLogs(
+    logsPaths: readonly string[],
+    f: NormalizedFilter,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<Log[]>;
   /** One receipt and its logs, or undefined if the file has no such row. */
   readReceipt(
     receiptsPath: string,
@@ -32,7 +38,10 @@ export interface ArchiveEngine {
   ): Promise<{ blockHash: Uint8Array; receipt: StoredReceipt } | undefined>;
   /** Every (block, tx hash) of a receipts file (to retire its tx-hash index entries). */
   readTxHashes(receiptsPath: string): Promise<Uint8Array[]>;
-  /** Every block with at least one receipt, as stored (verification and hot-tier rebuild). */
+  /**
+   * Every block of the window as stored, in order, including blocks without receipts (their hashes
+   * are kept in the file too, so that a rebuilt hot tier still resolves them by block hash).
+   */
   readBlocks(receiptsPath: string, logsPath: string): Promise<BlockEntry[]>;
   close(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
-import { toHex } from '../lib/bytes.ts';
+import { fromHex, toHex } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
 import type { NormalizedFilter } from './logFilter.ts';
@@ -44,6 +44,33 @@ function sqlString(path: string): string {
 function blobLiteral(bytes: Uint8Array): string {
   return `from_hex('${toHex(bytes)}')`;
 }
+/**
+ * Parquet key-value metadata of a receipts file listing the window's blocks without receipts
+ * ("<number>:<hash hex>" joined by commas): they have no rows, yet a rebuilt hot tier needs their
+ * hashes to answer eth_getLogs by block hash.
+ */
+const EMPTY_BLOCKS_KEY = 'cairn_empty_blocks';
+
+function encodeEmptyBlocks(blocks: readonly BlockEntry[]): string {
+  return blocks
+    .filter((b) => b.receipts.length === 0)
+    .map((b) => `${b.number}:${toHex(b.hash)}`)
+    .join(',');
+}
+
+function decodeEmptyBlocks(text: string): BlockEntry[] {
+  if (text === '') return [];
+  return text.split(',').map((part) => {
+    const m = /^(\d+):(?:0x)?([0-9a-f]{64})$/.exec(part);
+    if (!m) throw new CairnError('CORRUPT', `archive metadata ${EMPTY_BLOCKS_KEY} has a bad entry "${part}"`);
+    return { number: Number(m[1]), hash: fromHex(m[2]!), receipts: [] };
+  });
+}
+
+function abortedError(signal: AbortSignal): CairnError {
+  return new CairnError('ABORTED', 'the log query was aborted by its AbortSignal', { cause: signal.reason });
+}
+
 function blob(v: DuckDBValue): Uint8Array {
   const b = (v as { bytes: Uint8Array }).bytes;
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -180,8 +207,9 @@ export class DuckDbArchive implements ArchiveEngine {
       ra.closeSync();
       la.closeSync();
       const options = `FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE ${this.rowGroupRows}, WRITE_BLOOM_FILTER false`;
+      const kv = `KV_METADATA {${EMPTY_BLOCKS_KEY}: ${sqlString(encodeEmptyBlocks(blocks))}}`;
       await c.run(
-        `COPY (SELECT * FROM stage_receipts ORDER BY block_number, tx_index) TO ${sqlString(receiptsPath)} (${options})`,
+        `COPY (SELECT * FROM stage_receipts ORDER BY block_number, tx_index) TO ${sqlString(receiptsPath)} (${options}, ${kv})`,
       );
       const order =
         this.logOrder === 'address' ? 'address, block_number, log_index' : 'block_number, log_index';
@@ -194,7 +222,12 @@ export class DuckDbArchive implements ArchiveEngine {
     return { receiptRows, logRows };
   }
 
-  async queryLogs(logsPaths: readonly string[], f: NormalizedFilter, limit: number): Promise<Log[]> {
+  async queryLogs(
+    logsPaths: readonly string[],
+    f: NormalizedFilter,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<Log[]> {
     if (logsPaths.length === 0) return [];
     const where = [`block_number BETWEEN ${f.fromBlock} AND ${f.toBlock}`];
     if (f.addresses) where.push(`address IN (${f.addresses.map(blobLiteral).join(', ')})`);
@@ -205,10 +238,17 @@ export class DuckDbArchive implements ArchiveEngine {
       `SELECT ${LOG_SELECT} FROM read_parquet([${logsPaths.map(sqlString).join(', ')}]) ` +
       `WHERE ${where.join(' AND ')} ORDER BY block_number, log_index LIMIT ${limit}`;
     const rows = await this.withReader(async (c) => {
+      // DuckDB stops a running query on interrupt(); the connection stays usable afterwards.
+      const onAbort = (): void => c.interrupt();
+      signal?.addEventListener('abort', onAbort, { once: true });
       try {
+        if (signal?.aborted) throw abortedError(signal);
         return (await c.runAndReadAll(sql)).getRows();
       } catch (err) {
+        if (signal?.aborted) throw abortedError(signal);
         throw engineError('log query', err);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
       }
     });
     return rows.map(rowToLog);
@@ -281,7 +321,14 @@ export class DuckDbArchive implements ArchiveEngine {
           }
           b.receipts.push(receipt);
         }
-        return blocks;
+        const meta = (
+          await c.runAndReadAll(
+            `SELECT value::VARCHAR FROM parquet_kv_metadata(${sqlString(receiptsPath)}) WHERE key::VARCHAR = '${EMPTY_BLOCKS_KEY}'`,
+          )
+        ).getRows();
+        const empties = meta.length === 0 ? [] : decodeEmptyBlocks(String(meta[0]![0]));
+        if (empties.length === 0) return blocks;
+        return [...blocks, ...empties].sort((a, b) => a.number - b.number);
       } catch (err) {
         throw engineError(`reading ${receiptsPath}`, err);
       }

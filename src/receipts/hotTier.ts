@@ -126,6 +126,8 @@ export function engineError(what: string, err: unknown): CairnError {
 }
 
 const PAGE = 1024;
+/** Most receipt bodies one log query fetches at a time. */
+const BODY_CHUNK = 1024;
 
 export class HotTier {
   constructor(readonly kv: OrderedKv) {}
@@ -384,53 +386,61 @@ export class HotTier {
       if (postingValues.length > 1) {
         candidates.sort((a, b) => a.block - b.block || a.logIndex - b.logIndex);
       }
-      // Distinct bodies, fetched in one engine call when there are many (one thread-pool hop instead
-      // of a synchronous read each), one by one otherwise.
-      const bodyKeys: Uint8Array[] = [];
-      const bodyAt: number[] = [];
-      for (let c = 0; c < candidates.length; c++) {
-        const cand = candidates[c]!;
-        const prev = candidates[c - 1];
-        if (prev && prev.block === cand.block && prev.txIndex === cand.txIndex) {
-          bodyAt.push(bodyKeys.length - 1);
-          continue;
+      // Bodies are fetched in chunks sized to what the result may still take, so a query that
+      // matches far more logs than maxResults reads about maxResults bodies before the guard fires,
+      // not every candidate's. Within a chunk, distinct bodies come in one engine call when there
+      // are many (one thread-pool hop instead of a synchronous read each), one by one otherwise.
+      for (let c = 0; c < candidates.length; ) {
+        checkAbort(limits.signal);
+        const want = Math.min(BODY_CHUNK, Math.max(32, limits.maxResults - out.length + 1));
+        const bodyKeys: Uint8Array[] = [];
+        const bodyAt: number[] = [];
+        let end = c;
+        for (; end < candidates.length; end++) {
+          const cand = candidates[end]!;
+          const prev = end > c ? candidates[end - 1] : undefined;
+          if (prev && prev.block === cand.block && prev.txIndex === cand.txIndex) {
+            bodyAt.push(bodyKeys.length - 1);
+            continue;
+          }
+          if (bodyKeys.length >= want) break;
+          bodyAt.push(bodyKeys.length);
+          bodyKeys.push(bodyKey(cand.block, cand.txIndex));
         }
-        bodyAt.push(bodyKeys.length);
-        bodyKeys.push(bodyKey(cand.block, cand.txIndex));
-      }
-      checkAbort(limits.signal);
-      let bodies: (Uint8Array | undefined)[];
-      if (bodyKeys.length > 24) {
-        try {
-          bodies = await this.kv.getMany(bodyKeys);
-        } catch (err) {
-          throw engineError('read of receipt bodies', err);
+        let bodies: (Uint8Array | undefined)[];
+        if (bodyKeys.length > 24) {
+          try {
+            bodies = await this.kv.getMany(bodyKeys);
+          } catch (err) {
+            throw engineError('read of receipt bodies', err);
+          }
+        } else {
+          bodies = bodyKeys.map((k) => this.get(k, 'receipt body'));
         }
-      } else {
-        bodies = bodyKeys.map((k) => this.get(k, 'receipt body'));
-      }
-      for (let c = 0; c < candidates.length; c++) {
-        const cand = candidates[c]!;
-        if (c > 0) {
-          const prev = candidates[c - 1]!;
-          if (prev.block === cand.block && prev.logIndex === cand.logIndex) continue; // duplicate value in the OR list
+        for (let i = c; i < end; i++) {
+          const cand = candidates[i]!;
+          if (i > 0) {
+            const prev = candidates[i - 1]!;
+            if (prev.block === cand.block && prev.logIndex === cand.logIndex) continue; // duplicate value in the OR list
+          }
+          const cached = bodies[bodyAt[i - c]!];
+          if (cached === undefined) {
+            if (cand.block < limits.hotFloor()) throw prunedDuringRead(cand.block);
+            throw new CairnError(
+              'CORRUPT',
+              `hot tier: posting for block ${cand.block} log ${cand.logIndex} points to missing receipt ${cand.txIndex}`,
+            );
+          }
+          const at = readLogFromBody(cached, cand.logIndex);
+          if (at.log === undefined) {
+            throw new CairnError(
+              'CORRUPT',
+              `hot tier: posting for block ${cand.block} log ${cand.logIndex} is outside its receipt`,
+            );
+          }
+          emitLog(cand.block, at.blockHash, at.txHash, at.txIndex, cand.logIndex, at.log);
         }
-        const cached = bodies[bodyAt[c]!];
-        if (cached === undefined) {
-          if (cand.block < limits.hotFloor()) throw prunedDuringRead(cand.block);
-          throw new CairnError(
-            'CORRUPT',
-            `hot tier: posting for block ${cand.block} log ${cand.logIndex} points to missing receipt ${cand.txIndex}`,
-          );
-        }
-        const at = readLogFromBody(cached, cand.logIndex);
-        if (at.log === undefined) {
-          throw new CairnError(
-            'CORRUPT',
-            `hot tier: posting for block ${cand.block} log ${cand.logIndex} is outside its receipt`,
-          );
-        }
-        emitLog(cand.block, at.blockHash, at.txHash, at.txIndex, cand.logIndex, at.log);
+        c = end;
       }
       return out;
     }

@@ -42,7 +42,8 @@ export function normalizeFilter(filter: LogFilter, fromBlock: number, toBlock: n
   if (raw.length > 4) throw invalid(`filter has ${raw.length} topic positions (max 4)`);
   for (let i = 0; i < raw.length; i++) {
     const pos = raw[i];
-    if (pos === null || pos === undefined || pos.length === 0) {
+    // geth decodes a null inside an OR list ([[A, null]]) as "any value" for the whole position.
+    if (pos === null || pos === undefined || pos.length === 0 || pos.includes(null)) {
       topics.push(undefined);
       continue;
     }
@@ -54,7 +55,7 @@ export function normalizeFilter(filter: LogFilter, fromBlock: number, toBlock: n
     for (const t of pos) {
       if (!(t instanceof Uint8Array) || t.length !== 32) throw invalid(`filter topic ${i} must be 32 bytes`);
     }
-    topics.push([...pos]);
+    topics.push([...(pos as readonly Uint8Array[])]);
   }
   while (topics.length > 0 && topics[topics.length - 1] === undefined) topics.pop();
   return {

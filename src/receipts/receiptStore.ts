@@ -4,6 +4,7 @@ import type { AbSnapshotFile } from '../io/abFile.types.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
+import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
@@ -66,6 +67,13 @@ export interface ReceiptStoreOptions {
    * so that opening a directory never writes an archive file under a span they do not know.
    */
   rotateAtOpen?: boolean;
+  /**
+   * Inspection (the CLI): nothing in `dir` is created, written, repaired or deleted. The WAL and
+   * manifest are read in place, the hot tier is opened on a private scratch copy (LevelDB rewrites
+   * its files at open), recovery runs in memory only, a damaged archive file is CORRUPT instead of
+   * rebuilt, and writes and prunes are refused. A missing directory is NOT_FOUND.
+   */
+  readOnly?: boolean;
 }
 
 /** Where the store stands; every field is a block number (-1: none). */
@@ -90,6 +98,8 @@ interface LiveFile {
   refs: number;
   /** Set once the manifest no longer lists it: deleted when the last reader releases it. */
   doomed: boolean;
+  /** Set once its bytes matched the manifest's checksums in this process (files are immutable). */
+  verified?: boolean;
 }
 
 /** An immutable snapshot readers run on (reads never go through the write queue). */
@@ -143,18 +153,29 @@ export class ReceiptStore {
     checkPositive(options.maxResultBytes, 'maxResultBytes');
     const fs = options.fs ?? realFileSystem;
     const archiveDir = path.join(options.dir, 'archive');
-    try {
-      const created = !fs.exists(archiveDir);
-      fs.mkdir(archiveDir);
-      if (created) {
-        fs.syncDir(options.dir);
-        fs.syncDir(path.dirname(options.dir));
+    if (options.readOnly) {
+      if (!fs.exists(archiveDir)) {
+        throw new CairnError('NOT_FOUND', `${options.dir} is not a receipt store (no archive/ directory)`, {
+          details: { dir: options.dir },
+        });
       }
-    } catch (err) {
-      throw ioFatal(`creating ${archiveDir}`, err, { file: archiveDir });
+    } else {
+      try {
+        const created = !fs.exists(archiveDir);
+        fs.mkdir(archiveDir);
+        if (created) {
+          fs.syncDir(options.dir);
+          fs.syncDir(path.dirname(options.dir));
+        }
+      } catch (err) {
+        throw ioFatal(`creating ${archiveDir}`, err, { file: archiveDir });
+      }
     }
     await loadBloomHasher();
-    const { file: manifest, loaded } = openAbFile(fs, archiveDir, MANIFEST, { maxPayloadBytes: 8 << 20 });
+    const { file: manifest, loaded } = openAbFile(fs, archiveDir, MANIFEST, {
+      maxPayloadBytes: 8 << 20,
+      readOnly: options.readOnly,
+    });
     const state = loaded.payload ? decodeState(loaded.payload) : emptyState();
     const opened: { close(): unknown }[] = [manifest];
     try {
@@ -164,10 +185,12 @@ export class ReceiptStore {
         durability: { mode: 'on-request' },
         segmentBytes: options.walSegmentBytes ?? 64 * 1024 * 1024,
         initialIndex: state.firstBlock ?? 0,
+        readOnly: options.readOnly,
       });
       opened.push(wal);
       const kv =
         options.kv ??
+        (options.readOnly ? await openIndexCopy(path.join(options.dir, 'hot')) : undefined) ??
         (await ClassicLevelKv.open(path.join(options.dir, 'hot'), {
           cacheBytes: options.hotCacheBytes ?? 64 << 20,
         }));
@@ -204,9 +227,10 @@ export class ReceiptStore {
       listed.add(f.receipts.name);
       listed.add(f.logs.name);
     }
+    const readOnly = this.options.readOnly === true;
     let removed = false;
     for (const name of fs.readdir(this.archiveDir)) {
-      if (listed.has(name)) continue;
+      if (listed.has(name) || readOnly) continue;
       this.fsCall(`deleting unlisted archive file ${name}`, () =>
         fs.unlink(path.join(this.archiveDir, name)),
       );
@@ -217,13 +241,9 @@ export class ReceiptStore {
     const wal = this.wal;
     if (this.state.firstBlock === undefined && wal.count > 0) {
       const first = wal.firstIndex;
-      await this.writeState({
-        ...this.state,
-        firstBlock: first,
-        floor: first,
-        hotFloor: first,
-        nextToArchive: first,
-      });
+      const next = { ...this.state, firstBlock: first, floor: first, hotFloor: first, nextToArchive: first };
+      if (readOnly) this.state = next;
+      else await this.writeState(next);
     }
     const archivedThrough = this.archivedThrough();
     if (wal.count > 0 && wal.firstIndex > archivedThrough + 1) {
@@ -249,7 +269,7 @@ export class ReceiptStore {
       const trailing = i === files.length - 1;
       const problem = trailing ? this.checkFileFully(f) : this.checkFileSize(f);
       if (problem === undefined) continue;
-      if (wal.count > 0 && wal.firstIndex <= f.first && trailing) {
+      if (wal.count > 0 && wal.firstIndex <= f.first && trailing && !readOnly) {
         await this.rewriteTrailing(f);
         continue;
       }
@@ -261,17 +281,21 @@ export class ReceiptStore {
     // everything after it.
     const lastFile = files[files.length - 1];
     const keepFrom = lastFile && lastFile.last === archivedThrough ? lastFile.first : archivedThrough + 1;
-    if (wal.count > 0 && wal.firstIndex < keepFrom) {
+    if (wal.count > 0 && wal.firstIndex < keepFrom && !readOnly) {
       await this.walCall('truncation', () => wal.truncateFront(Math.min(keepFrom, wal.nextIndex)));
     }
 
     // 3. Retired files (below the floor) whose index cleanup may have been interrupted.
-    for (const f of [...this.state.files]) if (f.last < this.state.floor) await this.retire(f);
+    if (!readOnly) for (const f of [...this.state.files]) if (f.last < this.state.floor) await this.retire(f);
 
     // 4. Hot tier: re-apply everything not covered by its synced checkpoint, from the archive where
     //    the WAL no longer has it, then from the WAL; finish an interrupted prune.
-    const synced = this.hot.syncedThrough() ?? -1;
     const first = this.state.firstBlock ?? 0;
+    let synced = this.hot.syncedThrough() ?? -1;
+    // The checkpoint is only as good as the engine files around it: a LevelDB that lost CURRENT or
+    // its MANIFEST starts over and replays whatever log files remain, which may hold nothing but
+    // the checkpoint. Spot-check the blocks it vouches for; a hot tier that fails is rebuilt.
+    if (synced >= 0 && !this.hotHoldsCheckpoint(synced)) synced = -1;
     // A hot tier without a checkpoint (new, or deleted by an operator) is rebuilt from the floor: the
     // tx-hash and block-hash indexes cover archive-only blocks too; bodies below the hot floor are
     // then removed by the prune catch-up below.
@@ -295,12 +319,35 @@ export class ReceiptStore {
     }
     await this.applyToHot(pending);
     if (this.latest >= 0) await this.hot.writeSyncedCheckpoint(this.latest);
-    const prunedTo = this.hot.prunedTo();
+    const prunedTo = synced < 0 ? Math.min(this.hot.prunedTo(), this.state.floor) : this.hot.prunedTo();
     if (prunedTo < this.state.hotFloor) await this.hot.pruneBodies(prunedTo, this.state.hotFloor);
 
     this.publish();
     // 5. Windows that were complete but not archived when the process stopped.
-    if (this.options.rotateAtOpen !== false) await this.rotateDue();
+    if (this.options.rotateAtOpen !== false && !readOnly) await this.rotateDue();
+  }
+
+  /**
+   * Whether the hot tier holds the first retained block and the last block its checkpoint claims
+   * (matching the WAL where the WAL still has them). Cheap: a few point reads at open.
+   */
+  private hotHoldsCheckpoint(synced: number): boolean {
+    if (this.state.firstBlock === undefined) return true;
+    const probes = new Set([
+      Math.max(this.state.floor, this.state.firstBlock),
+      Math.min(synced, this.latest),
+    ]);
+    for (const block of probes) {
+      if (block < this.state.floor || block > this.latest) continue;
+      const meta = this.hot.blockMeta(block);
+      if (meta === undefined) return false;
+      if (block >= this.wal.firstIndex && block < this.wal.nextIndex) {
+        for (const rec of this.wal.iterate(block, block + 1)) {
+          if (entryChecksum(rec.payload) !== meta.entryCrc) return false;
+        }
+      }
+    }
+    return true;
   }
 
   private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
@@ -375,6 +422,7 @@ export class ReceiptStore {
    */
   putBlock(input: BlockReceiptsInput): Promise<void> {
     if (this.closed || this.closing) return Promise.reject(closedError());
+    if (this.options.readOnly) return Promise.reject(readOnlyError());
     if (this.latch.error) return Promise.reject(this.latch.error);
     let entry: BlockEntry;
     try {
@@ -576,6 +624,7 @@ export class ReceiptStore {
       );
     }
     if (this.closed || this.closing) return Promise.reject(closedError());
+    if (this.options.readOnly) return Promise.reject(readOnlyError());
     return this.queue.task(async () => {
       this.latch.check();
       try {
@@ -668,6 +717,28 @@ export class ReceiptStore {
     }
   }
 
+  /**
+   * Checksums each file against the manifest before the engine first reads it (once per process:
+   * the files are immutable). Open only checks the sizes of older files, and a Parquet reader
+   * handed damaged bytes may fail with a parse error or, worse, return altered values.
+   */
+  private verifyBeforeRead(files: readonly LiveFile[]): void {
+    for (const f of files) {
+      if (f.verified) continue;
+      const problem = this.checkFileFully(f.entry);
+      if (problem !== undefined) {
+        throw new CairnError(
+          'CORRUPT',
+          `archive file for blocks ${f.entry.first}..${f.entry.last}: ${problem}`,
+          {
+            details: { first: f.entry.first, last: f.entry.last },
+          },
+        );
+      }
+      f.verified = true;
+    }
+  }
+
   private fsCall<T>(what: string, fn: () => T): T {
     try {
       return fn();
@@ -729,6 +800,7 @@ export class ReceiptStore {
       if (!file) {
         throw new CairnError('CORRUPT', `no archive file holds block ${loc.block} (floor ${view.floor})`);
       }
+      this.verifyBeforeRead([file]);
       const found = await this.engine.readReceipt(file.receiptsPath, file.logsPath, loc.block, loc.txIndex);
       if (!found)
         throw new CairnError(
@@ -805,13 +877,14 @@ export class ReceiptStore {
       if (from < view.hotFloor) {
         const archiveTo = Math.min(to, view.hotFloor - 1);
         const nf = normalizeFilter(filter, from, archiveTo);
-        const paths = view.files
-          .filter((f) => f.entry.last >= from && f.entry.first <= archiveTo)
-          .map((f) => f.logsPath);
+        const hit = view.files.filter((f) => f.entry.last >= from && f.entry.first <= archiveTo);
+        this.verifyBeforeRead(hit);
+        const paths = hit.map((f) => f.logsPath);
         const rows = await this.engine.queryLogs(
           paths,
           nf,
           maxResults === Infinity ? 1_000_000 : maxResults + 1,
+          options.signal,
         );
         checkAbort(options.signal);
         if (rows.length > maxResults) throw tooMany(from, to, maxResults);
@@ -855,9 +928,11 @@ export class ReceiptStore {
         );
       }
       const nf = normalizeFilter(filter, filter.fromBlock, filter.toBlock);
-      const paths = view.files
-        .filter((f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock)
-        .map((f) => f.logsPath);
+      const hit = view.files.filter(
+        (f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock,
+      );
+      this.verifyBeforeRead(hit);
+      const paths = hit.map((f) => f.logsPath);
       return await this.engine.queryLogs(paths, nf, (this.options.maxResults ?? 10_000) + 1);
     } finally {
       this.release(view);
@@ -1020,6 +1095,10 @@ function tooMany(from: number, to: number, max: number): CairnError {
     `log query over blocks ${from}..${to} matches more than ${max} logs; narrow the range or the filter`,
     { details: { maxResults: max } },
   );
+}
+
+function readOnlyError(): CairnError {
+  return new CairnError('INVALID_ARGUMENT', 'receipt store was opened read-only (inspection)');
 }
 
 function closedError(): CairnError {

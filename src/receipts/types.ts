@@ -83,14 +83,15 @@ export interface Receipt {
  * An `eth_getLogs` filter. Either a block range (both ends inclusive; defaults: the latest block)
  * or a block hash. `addresses` is an OR list (empty or absent: any address). `topics` is
  * positional: entry i constrains topic i; null, undefined or an empty list is a wildcard; a list is
- * an OR of values. A log with fewer topics than a constrained position does not match.
+ * an OR of values; a null inside that list makes the whole position a wildcard (as geth decodes
+ * `[[A, null]]`). A log with fewer topics than a constrained position does not match.
  */
 export interface LogFilter {
   fromBlock?: number;
   toBlock?: number;
   blockHash?: Uint8Array;
   addresses?: readonly Uint8Array[];
-  topics?: readonly (readonly Uint8Array[] | null | undefined)[];
+  topics?: readonly (readonly (Uint8Array | null)[] | null | undefined)[];
 }
 
 export interface LogQueryOptions {

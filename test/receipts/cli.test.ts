@@ -1,7 +1,7 @@
 // `cairn receipts get|logs|verify` on a data directory written through the API.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -66,5 +66,55 @@ test('cairn receipts get / logs / verify', { timeout: 120_000 }, async () => {
     const bad = await cairn('receipts', 'verify', '--data-dir', dir);
     assert.equal(bad.code, 1);
     assert.match(JSON.stringify(bad.json), /logs_0_3\.parquet fails its checksum|CORRUPT/);
+  });
+});
+
+/** Every path under `dir` with its bytes (directories as a marker): the tree to byte-compare. */
+function snapshotTree(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!existsSync(dir)) return out;
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) {
+        out.set(p, '<dir>');
+        walk(p);
+      } else out.set(p, readFileSync(p).toString('base64'));
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+test('cairn receipts get / logs / verify never create or repair anything (missing and crashed directories)', {
+  timeout: 120_000,
+}, async () => {
+  await withTempDir(async (root) => {
+    // A missing directory: a typed error, and nothing is created.
+    const missing = join(root, 'nothing-here');
+    for (const args of [['get', `0x${'ab'.repeat(32)}`], ['logs'], ['verify']]) {
+      const res = await cairn('receipts', ...args, '--data-dir', missing);
+      assert.equal(res.code, 1, JSON.stringify(res.json));
+      assert.equal(existsSync(missing), false, `receipts ${args[0]} created ${missing}`);
+    }
+
+    // A crashed directory: copied while the writer is open (LevelDB log unflushed, LOCK present,
+    // no hot-tier checkpoint for the last blocks), plus an unlisted leftover in archive/.
+    const live = join(root, 'live');
+    const blocks = Array.from({ length: 11 }, (_, n) => makeBlock(53, n, { maxReceipts: 6 }));
+    const store = await ReceiptStore.open({ dir: live, blocksPerFile: 4 });
+    for (const b of blocks) await store.putBlock(b);
+    const crashed = join(root, 'crashed');
+    cpSync(live, crashed, { recursive: true });
+    await store.close();
+    writeFileSync(join(crashed, 'archive', 'receipts_0_3.parquet.tmp'), 'partial');
+    const before = snapshotTree(crashed);
+    const tx = blocks.find((b) => b.receipts.length > 0)!;
+    const got = await cairn('receipts', 'get', `0x${toHex(tx.receipts[0]!.txHash)}`, '--data-dir', crashed);
+    assert.equal(got.code, 0, JSON.stringify(got.json));
+    const logs = await cairn('receipts', 'logs', '--data-dir', crashed, '--from', '0', '--to', '10');
+    assert.equal(logs.json.count, expectedLogs(blocks, {}, 0, 10).length);
+    await cairn('receipts', 'verify', '--data-dir', crashed);
+    assert.deepEqual(snapshotTree(crashed), before, 'the CLI changed the directory');
   });
 });

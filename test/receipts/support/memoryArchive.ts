@@ -16,7 +16,6 @@ export class MemoryArchive implements ArchiveEngine {
     let receiptRows = 0;
     let logRows = 0;
     for (const b of blocks) {
-      if (b.receipts.length === 0) continue;
       const e = encodeBlockEntry(b).payload;
       const len = new Uint8Array(4);
       new DataView(len.buffer).setUint32(0, e.length, true);
