@@ -10,6 +10,7 @@ import type { Block, FullCommitQC } from '../domain/types.ts';
 import { fromHex, toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
 import { BLOCKS_DIR } from '../node/node.ts';
+import { describeError, report, withOpenStore } from './jsonReport.ts';
 
 /**
  * `cairn blocks get <number|hash>`, `cairn blocks range`, `cairn blocks verify`, each with
@@ -116,31 +117,8 @@ function resolveStoreDir(dir: string): string {
   return existsSync(path.join(nested, VALUE_LOG_DIR)) ? nested : dir;
 }
 
-async function withStore(dir: string, fn: (store: BlockStore) => void | Promise<void>): Promise<void> {
-  let store: BlockStore;
-  try {
-    store = await openBlockStore({ dir: resolveStoreDir(dir), readOnly: true });
-  } catch (err) {
-    report({ ok: false, error: describeError(err) }, 1);
-    return;
-  }
-  try {
-    await fn(store);
-  } catch (err) {
-    report({ ok: false, error: describeError(err) }, 1);
-  } finally {
-    await store.close().catch(() => undefined);
-  }
-}
-
-function report(value: unknown, exitCode = 0): void {
-  console.log(JSON.stringify(value, null, 2));
-  if (exitCode !== 0) process.exitCode = exitCode;
-}
-
-function describeError(err: unknown): Record<string, unknown> {
-  if (err instanceof CairnError) return { code: err.code, message: err.message, details: err.details };
-  return { message: String(err) };
+function withStore(dir: string, fn: (store: BlockStore) => void | Promise<void>): Promise<void> {
+  return withOpenStore(() => openBlockStore({ dir: resolveStoreDir(dir), readOnly: true }), fn);
 }
 
 function headerJson(b: Block): Record<string, unknown> {

@@ -3,6 +3,7 @@ import { fromHex, toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
 import { ReceiptStore } from '../receipts/receiptStore.ts';
 import type { Log, Receipt } from '../receipts/types.ts';
+import { describeError, report, withOpenStore } from './jsonReport.ts';
 
 /**
  * `cairn receipts get <txhash>`, `cairn receipts logs --from --to --address --topic`,
@@ -129,29 +130,6 @@ function receiptJson(r: Receipt): Record<string, unknown> {
   };
 }
 
-async function withStore(dir: string, fn: (store: ReceiptStore) => Promise<void>): Promise<void> {
-  let store: ReceiptStore;
-  try {
-    store = await ReceiptStore.open({ dir, rotateAtOpen: false, readOnly: true });
-  } catch (err) {
-    report({ ok: false, error: describeError(err) }, 1);
-    return;
-  }
-  try {
-    await fn(store);
-  } catch (err) {
-    report({ ok: false, error: describeError(err) }, 1);
-  } finally {
-    await store.close().catch(() => undefined);
-  }
-}
-
-function report(value: unknown, exitCode = 0): void {
-  console.log(JSON.stringify(value, null, 2));
-  if (exitCode !== 0) process.exitCode = exitCode;
-}
-
-function describeError(err: unknown): Record<string, unknown> {
-  if (err instanceof CairnError) return { code: err.code, message: err.message, details: err.details };
-  return { message: String(err) };
+function withStore(dir: string, fn: (store: ReceiptStore) => Promise<void>): Promise<void> {
+  return withOpenStore(() => ReceiptStore.open({ dir, rotateAtOpen: false, readOnly: true }), fn);
 }
