@@ -943,7 +943,9 @@ export class StateStore {
    * store, its snapshots and its WAL are wiped; rows are checked (family routing, value structure,
    * order, heights) and hashed; the stream checksum, the trailer root and `expectedRoot` must all
    * agree before the state is finalized (synced checkpoint, snapshot, WAL positioned at height+1,
-   * marker removed). Any failure latches the store; the next open wipes the half import.
+   * marker removed). A refused input (malformed stream, unexpected row, root mismatch) leaves the
+   * purged store empty at height 0 and usable, and its error passes through unlatched; a store-side
+   * failure latches, and the next open wipes the half import.
    */
   async importState(
     source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -954,6 +956,12 @@ export class StateStore {
       this.checkWritable();
       const reader = new ExportReader(source);
       const { height } = await reader.readHeader();
+      /** Set when the input was refused (bad stream, unexpected row, root mismatch), not the store. */
+      let rejected: unknown;
+      const refuse = (err: CairnError): CairnError => {
+        rejected = err;
+        return err;
+      };
       try {
         const body = new Uint8Array(8);
         new DataView(body.buffer).setBigUint64(0, BigInt(height), false);
@@ -967,28 +975,41 @@ export class StateStore {
         let rows = 0;
         let prev: Uint8Array | undefined;
         for (;;) {
-          const item = await reader.next();
+          let item: Awaited<ReturnType<ExportReader['next']>>;
+          try {
+            item = await reader.next();
+          } catch (err) {
+            // The stream itself failed or is malformed: the input's fault, not the store's.
+            rejected = err;
+            throw err;
+          }
           if (item.kind === 'end') {
             if (item.rowCount !== rows) {
-              throw new CairnError(
-                'CORRUPT',
-                `export trailer counts ${item.rowCount} rows, the stream had ${rows}`,
+              throw refuse(
+                new CairnError(
+                  'CORRUPT',
+                  `export trailer counts ${item.rowCount} rows, the stream had ${rows}`,
+                ),
               );
             }
             await batch.write({ sync: false });
             const meta: MetaRecord = { height, roots, stats };
             const root = this.hasher.checksum(LtHash.sum(roots));
             if (toHex(root) !== toHex(item.root)) {
-              throw new CairnError(
-                'CORRUPT',
-                `imported rows hash to ${toHex(root)}, the export trailer says ${toHex(item.root)}`,
+              throw refuse(
+                new CairnError(
+                  'CORRUPT',
+                  `imported rows hash to ${toHex(root)}, the export trailer says ${toHex(item.root)}`,
+                ),
               );
             }
             if (options.expectedRoot && toHex(root) !== toHex(options.expectedRoot)) {
-              throw new CairnError(
-                'CONFLICT',
-                `imported root ${toHex(root)} differs from the expected root ${toHex(options.expectedRoot)}`,
-                { details: { root: toHex(root), expected: toHex(options.expectedRoot) } },
+              throw refuse(
+                new CairnError(
+                  'CONFLICT',
+                  `imported root ${toHex(root)} differs from the expected root ${toHex(options.expectedRoot)}`,
+                  { details: { root: toHex(root), expected: toHex(options.expectedRoot) } },
+                ),
               );
             }
             this.committed = meta;
@@ -1003,20 +1024,30 @@ export class StateStore {
           }
           const family = familyOfPhysicalKey(item.key);
           if (!family)
-            throw new CairnError(
-              'CORRUPT',
-              `import row ${rows}: key ${toHex(item.key.subarray(0, 40))} routes to no family`,
+            throw refuse(
+              new CairnError(
+                'CORRUPT',
+                `import row ${rows}: key ${toHex(item.key.subarray(0, 40))} routes to no family`,
+              ),
             );
           const kk = kvKey(family, item.key);
           if (prev && Buffer.compare(prev, kk) >= 0) {
-            throw new CairnError('CORRUPT', `import row ${rows}: keys are not strictly increasing`);
+            throw refuse(new CairnError('CORRUPT', `import row ${rows}: keys are not strictly increasing`));
           }
           prev = kk;
-          const stamped = checkStoredValue(family, item.value);
+          let stamped: number;
+          try {
+            stamped = checkStoredValue(family, item.value);
+          } catch (err) {
+            rejected = err;
+            throw err;
+          }
           if (stamped > height) {
-            throw new CairnError(
-              'CORRUPT',
-              `import row ${rows}: value stamped at height ${stamped} above the import height ${height}`,
+            throw refuse(
+              new CairnError(
+                'CORRUPT',
+                `import row ${rows}: value stamped at height ${stamped} above the import height ${height}`,
+              ),
             );
           }
           const f = FAMILY_INDEX[family];
@@ -1031,8 +1062,19 @@ export class StateStore {
           }
         }
       } catch (err) {
-        // A half-imported store must never serve: latch; the next open wipes it (marker present).
-        this.latch.latch(err, `import at height ${height}`);
+        if (err !== rejected) {
+          // The store failed mid-import: a half-imported store must never serve. Latch; the next
+          // open wipes it (marker present).
+          throw this.latch.latch(err, `import at height ${height}`);
+        }
+        // The input was refused. The purge already happened (spec §5.14: an aborted import leaves
+        // the purged store), so finish the purge durably and stay usable at height 0; the refusal
+        // reaches the caller unchanged. Only a failure of this cleanup latches.
+        try {
+          await this.resetToEmpty();
+        } catch (cleanupErr) {
+          throw this.latch.latch(cleanupErr, `discarding a refused import at height ${height}`);
+        }
         throw err;
       }
     });
@@ -1393,6 +1435,15 @@ export class StateStore {
     removeFileDurable(this.fs, path.join(this.dataDir, ROLLBACK_INTENT_FILE));
     this.committed = emptyMeta(0);
     this.lastCheckpoint = 0;
+  }
+
+  /** After a refused import: an empty store at height 0 with a fresh WAL, the marker removed last. */
+  private async resetToEmpty(): Promise<void> {
+    await this.wipeAll();
+    this.wal = await this.openWal(1);
+    await this.rebuildFrom(0);
+    removeFileDurable(this.fs, path.join(this.dataDir, IMPORT_MARKER_FILE));
+    this.resetWorking();
   }
 
   private async recoverReadOnly(): Promise<void> {

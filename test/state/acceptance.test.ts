@@ -439,7 +439,7 @@ test('A18: export, import into a store with stale data, reopen, and a second imp
   await s.close();
 });
 
-test('A18: import refuses unexpected rows and a wrong expectedRoot; the half import is wiped at the next open', async () => {
+test('A18: import refuses unexpected rows and a wrong expectedRoot; the purged store stays usable', async () => {
   const src = simEnv();
   const roots: string[] = [];
   const a = await openSim(src);
@@ -453,7 +453,7 @@ test('A18: import refuses unexpected rows and a wrong expectedRoot; the half imp
   let env = simEnv(4);
   let s = await openSim(env);
   await assert.rejects(s.importState([whole], { expectedRoot: new Uint8Array(32) }), expectCode('CONFLICT'));
-  await assert.rejects(s.commitBlock(5, []), 'latched after a refused import');
+  await assert.rejects(s.commitBlock(5, []), expectCode('OUT_OF_ORDER'));
   env = crashEnv(env, new Rng(18));
   s = await openSim(env);
   assert.equal(s.version, 0, 'the half import was wiped');
@@ -461,7 +461,38 @@ test('A18: import refuses unexpected rows and a wrong expectedRoot; the half imp
   const damaged = new Uint8Array(whole);
   damaged[200] = (damaged[200] ?? 0) ^ 0x40;
   await assert.rejects(s.importState([damaged]), expectCode('CORRUPT'));
-  await s.close().catch(() => undefined);
+  // A refused input is the caller's problem: the store is not latched and still commits.
+  await s.commitBlock(1, blockAt(1));
+  await assertVerified(s);
+  await s.close();
+});
+
+test('a refused import (CONFLICT) does not latch: later calls work and the purged store reopens at its new tip', async () => {
+  const src = simEnv();
+  const a = await openSim(src);
+  await commitRange(a, 1, 3, []);
+  const chunks: Uint8Array[] = [];
+  await a.exportState(0, (c) => {
+    chunks.push(c.slice());
+  });
+  await a.close();
+  let env = simEnv(4);
+  let s = await openSim(env);
+  await commitRange(s, 1, 2, []);
+  await assert.rejects(
+    s.importState([Buffer.concat(chunks)], { expectedRoot: new Uint8Array(32) }),
+    expectCode('CONFLICT'),
+  );
+  assert.equal(s.version, 0, 'the import purged the old state before the root was known');
+  assert.equal(s.describe().importInProgress, undefined, 'the marker was removed');
+  const roots: string[] = [];
+  await commitRange(s, 1, 2, roots);
+  await s.close();
+  env = restartEnv(env);
+  s = await openSim(env);
+  assert.equal(s.version, 2);
+  assert.equal(toHex(s.committedRoot()), roots[2]);
+  await s.close();
 });
 
 test('A19: interrupted import discarded; failed snapshot leaves CURRENT and cleans -tmp; leftovers swept; orphan adopted', async () => {
