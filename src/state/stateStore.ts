@@ -17,6 +17,7 @@
  *  - One writer: every mutation runs on one promise queue; reads see committed rows plus the
  *    pending block's overlay.
  */
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
@@ -132,8 +133,15 @@ export interface StateStoreOptions {
    * the WAL tail, discarding those blocks (the operator's explicit choice).
    */
   discardBlocksAboveWal?: boolean;
-  /** Inspection only: nothing is created, repaired, swept or written; mutators fail. */
+  /**
+   * Inspection only: nothing is created, repaired, swept or written in `dataDir` and no lock is
+   * taken (so a running writer is never blocked); the engine is read from a private copy in
+   * `scratchDir`, and a copy a writer changed underneath is retried, then refused with LOCKED.
+   * Mutators fail.
+   */
   readOnly?: boolean;
+  /** Where read-only opens put their private engine copy (default: the OS temp directory). */
+  scratchDir?: string;
   onWarning?: (message: string, details: Record<string, unknown>) => void;
 }
 
@@ -256,7 +264,11 @@ export class StateStore {
     if (options.readOnly && !fs.exists(dataDir)) {
       throw new CairnError('NOT_FOUND', `no state store at ${dataDir}`, { details: { file: dataDir } });
     }
-    const lock = (options.lockDir ?? fs === realFileSystem) ? await acquireDirLock(dataDir) : undefined;
+    // Locking creates files (the lock engine, the pid file): a read-only open never takes it.
+    const lock =
+      !options.readOnly && (options.lockDir ?? fs === realFileSystem)
+        ? await acquireDirLock(dataDir)
+        : undefined;
     let store: StateStore | undefined;
     let pool: HashPool | undefined;
     try {
@@ -1162,6 +1174,7 @@ export class StateStore {
         () => this.wal?.close(),
         () => this.lock?.release(),
         () => this.pool?.close(),
+        () => this.removeScratch(),
       ]);
       this.kv = undefined;
       this.lock = undefined;
@@ -1447,7 +1460,6 @@ export class StateStore {
   }
 
   private async recoverReadOnly(): Promise<void> {
-    this.wal = await this.openWal(1);
     if (!this.fs.exists(this.kvDir)) {
       throw new CairnError(
         'NOT_FOUND',
@@ -1457,7 +1469,19 @@ export class StateStore {
         },
       );
     }
-    this.kv = await this.host.open(this.kvDir);
+    if (this.host.openCopy) {
+      const scratch = path.join(
+        this.options.scratchDir ?? os.tmpdir(),
+        `cairn-state-inspect-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e9)}`,
+      );
+      this.scratch = scratch;
+      this.kv = await this.host.openCopy(this.kvDir, scratch);
+    } else {
+      this.kv = await this.host.open(this.kvDir);
+    }
+    // The WAL is read after the engine copy: a writer's later commits are then all in the WAL read
+    // here (overlaid below), never rows of a block the WAL read does not know.
+    this.wal = await this.openWal(1);
     const checkpoint = decodeMetaFrom(this.kv, CHECKPOINT_KEY, 'checkpoint');
     if (!checkpoint) throw new CairnError('CORRUPT', `state engine ${this.kvDir} has no checkpoint record`);
     this.committed = checkpoint;
@@ -1535,6 +1559,18 @@ export class StateStore {
   }
   private backgroundError: unknown;
 
+  /** Read-only opens: the private engine copy, removed at close. */
+  private scratch: string | undefined;
+  private removeScratch(): void {
+    if (this.scratch === undefined) return;
+    try {
+      removeTree(this.fs, this.scratch);
+      this.scratch = undefined;
+    } catch (err) {
+      this.warn('could not remove the inspection copy', { dir: this.scratch, error: describe(err) });
+    }
+  }
+
   private warn(message: string, details: Record<string, unknown> = {}): void {
     this.warnings.push(message);
     this.options.onWarning?.(message, details);
@@ -1549,6 +1585,7 @@ export class StateStore {
       () => this.lock?.release(),
       () => this.pool?.close(),
     ]).catch(() => undefined);
+    this.removeScratch();
   }
 }
 
