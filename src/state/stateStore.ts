@@ -67,6 +67,8 @@ import { LevelKvHost, type StateKvHost } from './kvHost.ts';
 import { LtHash, type LtHasher, sharedLtHasher } from './ltHash.ts';
 import { readHeightModified, readLogical } from './reader.ts';
 import {
+  BLOCK_RECORD_FIXED_BYTES,
+  blockRecordRowBytes,
   CHECKPOINT_KEY,
   decodeBlockRecord,
   decodeMeta,
@@ -492,6 +494,22 @@ export class StateStore {
         }
       }
     }
+    // Refuse a block whose WAL record would exceed the limit now, before hashing and before the
+    // pending block grows: refused at commit, it would be stuck pending with no way forward.
+    let recordBytes = this.pendingRecordBytes;
+    for (const [id, row] of overlay) {
+      const was = this.pending.get(id);
+      if (was) recordBytes -= blockRecordRowBytes(was);
+      recordBytes += blockRecordRowBytes(row);
+    }
+    if (recordBytes > WAL_MAX_RECORD_BYTES) {
+      throw new CairnError(
+        'RECORD_TOO_LARGE',
+        `block ${height} would encode to ${recordBytes} bytes, above the state WAL limit of ${WAL_MAX_RECORD_BYTES}; ` +
+          'these changes were not applied',
+        { details: { height, bytes: recordBytes, limit: WAL_MAX_RECORD_BYTES } },
+      );
+    }
     // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
     const roots = this.working.roots.map((r) => r.clone());
     const stats = this.working.stats.map((s) => ({ ...s }));
@@ -524,7 +542,10 @@ export class StateStore {
       this.pending.set(id, { family: row.family, key: row.key, value: row.value });
     this.working = { roots, stats };
     this.pendingHeight = height;
+    this.pendingRecordBytes = recordBytes;
   }
+  /** Size the pending block's WAL record will have. */
+  private pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
 
   private async commitNow(height: number): Promise<number> {
     this.checkWritable();
@@ -562,6 +583,7 @@ export class StateStore {
     this.committed = cloneMeta(after);
     this.pending = new Map();
     this.pendingHeight = 0;
+    this.pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
     if (this.snapshotInterval > 0 && height % this.snapshotInterval === 0) this.scheduleAutoSnapshot();
     else if (this.snapshotInterval > 1 && (height + 1) % this.snapshotInterval === 0) {
       // One block ahead of an automatic snapshot, let the engine shrink its log in the background.
@@ -848,6 +870,7 @@ export class StateStore {
   private resetWorking(): void {
     this.pending = new Map();
     this.pendingHeight = 0;
+    this.pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
     this.working = {
       roots: this.committed.roots.map((r) => r.clone()),
       stats: this.committed.stats.map((s) => ({ ...s })),

@@ -12,6 +12,7 @@ import { readCurrent, snapshotName } from '../../src/state/snapshots.ts';
 import type { NamedChangeSet, StateStore } from '../../src/state/stateStore.ts';
 import { Wal } from '../../src/wal/wal.ts';
 import {
+  addr,
   bytes,
   crashEnv,
   DIR,
@@ -669,5 +670,26 @@ test('A19 (seed): setInitialVersion seeds a fresh store atomically; a crash keep
   assert.equal(s.version, 100);
   assert.equal(toHex(s.committedRoot()), root);
   await assert.rejects(s.rollback(50), expectCode('OUT_OF_RANGE'));
+  await s.close();
+});
+
+test('an oversized block is refused when applied (typed, nothing changed), not stuck pending at commit', async () => {
+  const env = simEnv(21);
+  const s = await openSim(env);
+  await s.commitBlock(1, blockAt(1));
+  const bigCode = (a: number) =>
+    evm([{ key: new Uint8Array([0x07, ...addr(a)]), value: new Uint8Array(30 << 20) }]);
+  await s.applyChangeSets(2, [bigCode(1)]);
+  const pendingRoot = toHex(s.workingRoot());
+  await assert.rejects(s.applyChangeSets(2, [bigCode(2)]), (err: unknown) => {
+    assert.ok(isCairnError(err, 'RECORD_TOO_LARGE'), String(err));
+    assert.ok((err.details.bytes as number) > (err.details.limit as number));
+    return true;
+  });
+  assert.equal(toHex(s.workingRoot()), pendingRoot, 'the refused changes were not applied');
+  assert.equal(s.get('evm', new Uint8Array([0x07, ...addr(2)])), undefined);
+  await s.commit(2);
+  assert.equal(s.version, 2);
+  await assertVerified(s);
   await s.close();
 });

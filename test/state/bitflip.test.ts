@@ -133,7 +133,11 @@ test('a bit flip in the last WAL record after a clean close is refused (durable 
     }
     try {
       const r = await openSim(env, { checkpointIntervalBlocks: 100, snapshotIntervalBlocks: 0 });
-      assert.equal(r.version, 6, `opened at ${r.version} below the acknowledged 6 (engine lost: ${loseEngine})`);
+      assert.equal(
+        r.version,
+        6,
+        `opened at ${r.version} below the acknowledged 6 (engine lost: ${loseEngine})`,
+      );
       assert.equal(toHex(r.committedRoot()), root);
       await r.close();
     } catch (err) {
