@@ -781,11 +781,16 @@ export class StateStore {
           },
         );
       }
-      this.resetWorking();
-      if (target === tip) return;
+      if (target === tip) {
+        this.resetWorking(); // rolling back to the tip discards the pending block, nothing else
+        return;
+      }
       const base = this.reachableBase(target, 'rollback');
       // Check the base's contents before anything changes: a damaged snapshot refuses the rollback.
       if (base > 0) readSnapshot(this.fs, path.join(this.snapshotsDir, snapshotName(base)), base, true);
+      // Only now, with the rollback certain to be attempted, is the pending block dropped: a refused
+      // rollback must leave it in place.
+      this.resetWorking();
       const previousCurrent = readCurrent(this.fs, this.dataDir);
       this.writeIntent(target, base);
       try {

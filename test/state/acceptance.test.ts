@@ -693,3 +693,21 @@ test('an oversized block is refused when applied (typed, nothing changed), not s
   await assertVerified(s);
   await s.close();
 });
+
+test('a refused rollback (unreachable target) keeps the pending block', async () => {
+  const env = simEnv(22);
+  const s = await openSim(env);
+  await s.setInitialVersion(10);
+  await s.commitBlock(10, blockAt(10));
+  await s.commitBlock(11, blockAt(11));
+  await s.applyChangeSets(12, blockAt(12));
+  const pendingRoot = toHex(s.workingRoot());
+  await assert.rejects(s.rollback(5), expectCode('OUT_OF_RANGE'));
+  await assert.rejects(s.rollback(13), expectCode('OUT_OF_RANGE'));
+  assert.equal(s.pendingVersion, 12, 'the pending block survived the refused rollback');
+  assert.equal(toHex(s.workingRoot()), pendingRoot);
+  await s.commit(12);
+  assert.equal(s.version, 12);
+  await assertVerified(s);
+  await s.close();
+});
