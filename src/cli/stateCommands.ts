@@ -8,7 +8,7 @@ import { KV_DIR, StateStore, WAL_DIR } from '../state/stateStore.ts';
 /**
  * `cairn state inspect | verify | snapshot | rollback | export | import --data-dir <dir>`.
  *  - inspect, verify: read-only. Nothing is created, repaired or swept; a missing store is an error.
- *    (LevelDB itself rotates its own log file when the engine opens.) verify recomputes every family
+ *    (The engine is read from a private copy outside the data directory.) verify recomputes every family
  *    root by a full scan and exits 1 naming each family that disagrees.
  *  - snapshot, rollback, export: open the store for writing (recovering it like a node would), act,
  *    close. export needs a retained height (a snapshot at or below it plus the WAL above it).

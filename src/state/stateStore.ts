@@ -189,6 +189,8 @@ const IMPORT_MAGIC = new TextEncoder().encode('CAIRNIMP1');
 const WAL_MAX_RECORD_BYTES = 48 * 1024 * 1024;
 const IMPORT_BATCH_ROWS = 10_000;
 const SCAN_CHUNK = 4096;
+/** Problems a verify report lists per family (the rest are counted). */
+const VERIFY_PROBLEMS_KEPT = 20;
 
 interface Working {
   roots: LtHash[];
@@ -1133,16 +1135,21 @@ export class StateStore {
         const acc = new LtHash();
         let rows = 0;
         let bytes = 0;
+        // Bounded: a badly damaged engine must not grow the report with every bad row.
         const problems: string[] = [];
+        let problemCount = 0;
+        const problem = (text: string) => {
+          if (++problemCount <= VERIFY_PROBLEMS_KEPT) problems.push(text);
+        };
         const check = (key: Uint8Array, value: Uint8Array) => {
           if (familyOfPhysicalKey(key) !== family)
-            problems.push(`row ${toHex(key.subarray(0, 40))} does not belong to ${family}`);
+            problem(`row ${toHex(key.subarray(0, 40))} does not belong to ${family}`);
           try {
             const h = checkStoredValue(family, value);
             if (h > this.committed.height)
-              problems.push(`row ${toHex(key.subarray(0, 40))} stamped at ${h} above the tip`);
+              problem(`row ${toHex(key.subarray(0, 40))} stamped at ${h} above the tip`);
           } catch (err) {
-            problems.push(`row ${toHex(key.subarray(0, 40))}: ${describe(err)}`);
+            problem(`row ${toHex(key.subarray(0, 40))}: ${describe(err)}`);
           }
           this.hasher.mixIn(acc, key, value);
           rows++;
@@ -1157,8 +1164,10 @@ export class StateStore {
         const expected = this.committed.roots[f]!;
         const st = this.committed.stats[f]!;
         if (st.keys !== rows || st.bytes !== bytes)
-          problems.push(`stats say ${st.keys} rows / ${st.bytes} bytes, scan found ${rows} / ${bytes}`);
-        const ok = acc.equals(expected) && problems.length === 0;
+          problem(`stats say ${st.keys} rows / ${st.bytes} bytes, scan found ${rows} / ${bytes}`);
+        const ok = acc.equals(expected) && problemCount === 0;
+        if (problemCount > problems.length)
+          problems.push(`… and ${problemCount - problems.length} more problems`);
         if (!acc.equals(expected)) problems.unshift('root mismatch');
         families.push({
           family,
@@ -1167,7 +1176,7 @@ export class StateStore {
           ok,
           expectedRoot: toHex(this.hasher.checksum(expected)),
           scannedRoot: toHex(this.hasher.checksum(acc)),
-          problems: problems.slice(0, 20),
+          problems,
         });
       }
       return {

@@ -711,3 +711,32 @@ test('a refused rollback (unreachable target) keeps the pending block', async ()
   await assertVerified(s);
   await s.close();
 });
+
+test('verify on a badly damaged engine names the family and keeps its report bounded', async () => {
+  let env = simEnv(23);
+  let s = await openSim(env);
+  await s.commitBlock(1, blockAt(1));
+  await s.close();
+  env = restartEnv(env);
+  const { kvKey } = await import('../../src/state/records.ts');
+  const { evmPhysicalKey } = await import('../../src/state/encoding.ts');
+  const engine = await env.host.open(path.join(DIR, 'kv'));
+  const batch = engine.batch();
+  for (let i = 0; i < 500; i++) {
+    batch.put(
+      kvKey('storage', evmPhysicalKey(0x03, storageKey(900 + i, i).subarray(1))),
+      new Uint8Array([9, 9]),
+    );
+  }
+  await batch.write({ sync: true });
+  s = await openSim(env);
+  const report = await s.verify();
+  assert.equal(report.ok, false);
+  const storage = report.families.find((f) => f.family === 'storage')!;
+  assert.equal(storage.ok, false);
+  assert.equal(storage.rows >= 500, true);
+  assert.ok(storage.problems.length <= 22, `${storage.problems.length} problems listed`);
+  assert.match(storage.problems.at(-1)!, /more problems/);
+  assert.ok(report.families.filter((f) => f.family !== 'storage').every((f) => f.ok));
+  await s.close();
+});
