@@ -190,7 +190,9 @@ async function openExisting(dataDir: string, readOnly: boolean): Promise<StateSt
   return StateStore.open({
     dataDir,
     readOnly,
-    // Inspection leaves the directory as it is (LevelDB's own lock still excludes a live writer).
+    // Inspection leaves the directory as it is and takes no lock: it reads a private engine copy in
+    // the OS temp directory (TMPDIR; on the data's file system, tables are hard links, not copies) and
+    // refuses with LOCKED if a live writer keeps changing the engine while it is copied.
     lockDir: !readOnly,
     onWarning: (m, d) => console.error(`warning: ${m} ${JSON.stringify(d)}`),
   });
