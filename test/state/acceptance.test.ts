@@ -740,3 +740,24 @@ test('verify on a badly damaged engine names the family and keeps its report bou
   assert.ok(report.families.filter((f) => f.family !== 'storage').every((f) => f.ok));
   await s.close();
 });
+
+test('import refuses a stream with bytes after its trailer (two exports glued together)', async () => {
+  const src = simEnv(24);
+  const a = await openSim(src);
+  await commitRange(a, 1, 3, []);
+  const chunks: Uint8Array[] = [];
+  await a.exportState(0, (c) => {
+    chunks.push(c.slice());
+  });
+  await a.close();
+  const s = await openSim(simEnv(25));
+  await assert.rejects(s.importState([Buffer.concat(chunks), Buffer.concat(chunks)]), (err: unknown) => {
+    assert.ok(isCairnError(err, 'CORRUPT'), String(err));
+    assert.match((err as Error).message, /follow the trailer/);
+    return true;
+  });
+  assert.equal(s.version, 0);
+  const ok = await s.importState(chunks);
+  assert.equal(ok.height, 3);
+  await s.close();
+});
