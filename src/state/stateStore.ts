@@ -205,6 +205,10 @@ function idOf(kk: Uint8Array): string {
   return Buffer.from(kk.buffer, kk.byteOffset, kk.byteLength).toString('latin1');
 }
 
+function describeType(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+}
+
 function caller(message: string, details: Record<string, unknown> = {}): CairnError {
   return new CairnError('INVALID_ARGUMENT', message, { details });
 }
@@ -451,7 +455,17 @@ export class StateStore {
         throw caller(`changeset module name ${JSON.stringify(cs.name)} is empty or contains "/"`);
       }
       for (const pair of cs.pairs) {
-        const key = pair.key;
+        const key = pair?.key;
+        if (!(key instanceof Uint8Array)) {
+          throw caller(
+            `changeset ${JSON.stringify(cs.name)}: a key is ${describeType(key)}, not a Uint8Array`,
+          );
+        }
+        if (pair.value !== undefined && pair.value !== null && !(pair.value instanceof Uint8Array)) {
+          throw caller(
+            `changeset ${JSON.stringify(cs.name)}: a value is ${describeType(pair.value)}, not a Uint8Array or null`,
+          );
+        }
         const del = pair.delete === true;
         const value = pair.value ?? new Uint8Array(0);
         if (cs.name !== EVM_MODULE) {

@@ -761,3 +761,20 @@ test('import refuses a stream with bytes after its trailer (two exports glued to
   assert.equal(ok.height, 3);
   await s.close();
 });
+
+test('keys and values of the wrong type are typed caller errors and change nothing', async () => {
+  const s = await openSim(simEnv(26));
+  await s.commitBlock(1, blockAt(1));
+  const root = toHex(s.workingRoot());
+  const bad = [
+    { name: 'bank', pairs: [{ key: 'abc' as unknown as Uint8Array, value: bytes('x') }] },
+    { name: 'evm', pairs: [{ key: [3, 1, 2] as unknown as Uint8Array, value: word(1) }] },
+    { name: 'evm', pairs: [{ key: nonceKey(1), value: 'eight by' as unknown as Uint8Array }] },
+  ];
+  for (const cs of bad) await assert.rejects(s.applyChangeSets(2, [cs]), expectCode('INVALID_ARGUMENT'));
+  assert.equal(toHex(s.workingRoot()), root);
+  assert.equal(s.pendingVersion, 0);
+  await s.commitBlock(2, blockAt(2));
+  await assertVerified(s);
+  await s.close();
+});
