@@ -51,7 +51,13 @@ import {
   miscPhysicalKey,
   zeroAccount,
 } from './encoding.ts';
-import { ExportReader, encodeExportHeader, encodeExportRow, encodeExportTrailer } from './exportFormat.ts';
+import {
+  ExportReader,
+  encodeExportHeader,
+  encodeExportRow,
+  encodeExportTrailer,
+  MAX_EXPORT_FIELD_BYTES,
+} from './exportFormat.ts';
 import {
   ensureDir,
   fileChecksum,
@@ -446,6 +452,16 @@ export class StateStore {
       return this.readKk(id, kk);
     };
     const put = (family: Family, key: Uint8Array, value: Uint8Array | null) => {
+      // Every row must fit the export format, or an export of this state could never be imported.
+      const longest = Math.max(key.length, value?.length ?? 0);
+      if (longest > MAX_EXPORT_FIELD_BYTES) {
+        throw new CairnError(
+          'RECORD_TOO_LARGE',
+          `a ${family} row of block ${height} has a ${longest}-byte key or stored value, above the ` +
+            `${MAX_EXPORT_FIELD_BYTES}-byte row limit; nothing was applied`,
+          { details: { height, family, bytes: longest, limit: MAX_EXPORT_FIELD_BYTES } },
+        );
+      }
       const kk = kvKey(family, key);
       overlay.set(idOf(kk), { family, key, value, kk });
     };
