@@ -678,16 +678,17 @@ test('an oversized block is refused when applied (typed, nothing changed), not s
   const s = await openSim(env);
   await s.commitBlock(1, blockAt(1));
   const bigCode = (a: number) =>
-    evm([{ key: new Uint8Array([0x07, ...addr(a)]), value: new Uint8Array(30 << 20) }]);
-  await s.applyChangeSets(2, [bigCode(1)]);
+    evm([{ key: new Uint8Array([0x07, ...addr(a)]), value: new Uint8Array(15 << 20) }]);
+  // Three 15 MiB rows fit the 48 MiB record; a fourth would not.
+  await s.applyChangeSets(2, [bigCode(1), bigCode(2), bigCode(3)]);
   const pendingRoot = toHex(s.workingRoot());
-  await assert.rejects(s.applyChangeSets(2, [bigCode(2)]), (err: unknown) => {
+  await assert.rejects(s.applyChangeSets(2, [bigCode(4)]), (err: unknown) => {
     assert.ok(isCairnError(err, 'RECORD_TOO_LARGE'), String(err));
     assert.ok((err.details.bytes as number) > (err.details.limit as number));
     return true;
   });
   assert.equal(toHex(s.workingRoot()), pendingRoot, 'the refused changes were not applied');
-  assert.equal(s.get('evm', new Uint8Array([0x07, ...addr(2)])), undefined);
+  assert.equal(s.get('evm', new Uint8Array([0x07, ...addr(4)])), undefined);
   await s.commit(2);
   assert.equal(s.version, 2);
   await assertVerified(s);
