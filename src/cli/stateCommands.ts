@@ -8,7 +8,7 @@ import { KV_DIR, StateStore, WAL_DIR } from '../state/stateStore.ts';
 /**
  * `cairn state inspect | verify | snapshot | rollback | export | import --data-dir <dir>`.
  *  - inspect, verify: read-only. Nothing is created, repaired or swept; a missing store is an error.
- *    (LevelDB itself rotates its own log file when the engine opens.) verify recomputes every family
+ *    (The engine is read from a private copy outside the data directory.) verify recomputes every family
  *    root by a full scan and exits 1 naming each family that disagrees.
  *  - snapshot, rollback, export: open the store for writing (recovering it like a node would), act,
  *    close. export needs a retained height (a snapshot at or below it plus the WAL above it).
@@ -190,7 +190,9 @@ async function openExisting(dataDir: string, readOnly: boolean): Promise<StateSt
   return StateStore.open({
     dataDir,
     readOnly,
-    // Inspection leaves the directory as it is (LevelDB's own lock still excludes a live writer).
+    // Inspection leaves the directory as it is and takes no lock: it reads a private engine copy in
+    // the OS temp directory (TMPDIR; on the data's file system, tables are hard links, not copies) and
+    // refuses with LOCKED if a live writer keeps changing the engine while it is copied.
     lockDir: !readOnly,
     onWarning: (m, d) => console.error(`warning: ${m} ${JSON.stringify(d)}`),
   });

@@ -93,6 +93,17 @@ export class ExportReader {
     return out;
   }
 
+  /** Nothing may follow the trailer: a stream with bytes after it (two exports glued, junk) is refused. */
+  private async expectEnd(): Promise<void> {
+    let extra = this.buf.length - this.pos;
+    while (extra === 0) {
+      const next = await this.it.next();
+      if (next.done) return;
+      extra = next.value.length;
+    }
+    throw malformed(`${extra} or more bytes follow the trailer`, this.offset);
+  }
+
   async readHeader(): Promise<{ height: number }> {
     const h = await this.take(EXPORT_HEADER_BYTES);
     if (!bytesEqual(h.subarray(0, MAGIC.length), MAGIC)) throw malformed('not a Cairn state export', 0);
@@ -120,6 +131,7 @@ export class ExportReader {
       const tail = await this.take(4);
       const stored = new DataView(tail.buffer, tail.byteOffset).getUint32(0, false);
       if (stored !== crcBefore) throw malformed('stream checksum mismatch', at);
+      await this.expectEnd();
       const rowCount = Number(new DataView(rest.buffer).getBigUint64(0, false));
       return { kind: 'end', rowCount, root: rest.subarray(8, 40) };
     }

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { ClassicLevelKv, type ClassicLevelKvOptions } from '../kv/classicLevelKv.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
-import { copyFileDurable, ensureDir } from './files.ts';
+import { CairnError, describe, errnoCode } from '../lib/errors.ts';
+import { copyFileDurable, ensureDir, removeTree } from './files.ts';
 
 export interface CheckpointResult {
   kv: OrderedKv;
@@ -42,7 +43,17 @@ export interface StateKvHost {
   prepareCheckpoint?(kv: OrderedKv): Promise<void>;
   /** Makes `to` (must not exist) a durable engine directory holding the checkpoint `files` of `from`. */
   clone(from: string, files: readonly string[], to: string): Promise<void>;
+  /**
+   * Optional, for read-only inspection: opens a private copy of the engine at `dir` made in
+   * `scratch` (must not exist; the caller removes it after closing), so that inspection writes
+   * nothing into `dir` and takes no engine lock a writer would trip over. Without it, read-only
+   * opens use `open(dir)` (an engine that writes nothing when opened, like the in-memory one).
+   */
+  openCopy?(dir: string, scratch: string): Promise<OrderedKv>;
 }
+
+/** Attempts at a stable copy of a live engine before read-only inspection gives up with LOCKED. */
+const COPY_ATTEMPTS = 3;
 
 /** Files LevelDB never needs in a copy: its lock and its human-readable logs. */
 function skipInCopy(name: string): boolean {
@@ -98,6 +109,64 @@ export class LevelKvHost implements StateKvHost {
     const reopened = await this.open(dir);
     const phasesMs = { close: t1 - t0, copy: t2 - t1, reopen: performance.now() - t2 };
     return error === undefined ? { kv: reopened, files, phasesMs } : { kv: reopened, files, error, phasesMs };
+  }
+
+  /**
+   * Opening LevelDB writes (it replays its log into a new table and MANIFEST), so inspection opens
+   * a copy: tables hard-linked (copied across devices), the rest copied. The directory listing with
+   * sizes is taken before and after the copy; if a writer changed anything meanwhile the copy may mix
+   * two states, so it is retried and, if the engine keeps changing, refused with LOCKED.
+   */
+  async openCopy(dir: string, scratch: string): Promise<OrderedKv> {
+    let lastChange = '';
+    for (let attempt = 0; attempt < COPY_ATTEMPTS; attempt++) {
+      removeTree(this.fs, scratch);
+      ensureDir(this.fs, scratch);
+      const before = this.listing(dir);
+      try {
+        for (const name of before.names) {
+          const from = path.join(dir, name);
+          const to = path.join(scratch, name);
+          if (isImmutable(name)) {
+            try {
+              this.fs.link(from, to);
+              continue;
+            } catch (err) {
+              if (errnoCode(err) !== 'EXDEV') throw err;
+            }
+          }
+          copyFileDurable(this.fs, from, to);
+        }
+      } catch (err) {
+        // A file vanished under the copy: a writer compacted. Anything else is a real failure.
+        if (errnoCode(err) !== 'ENOENT') throw err;
+        lastChange = `${describe(err)}`;
+        continue;
+      }
+      const after = this.listing(dir);
+      if (after.signature === before.signature) return this.open(scratch);
+      lastChange = 'files changed during the copy';
+    }
+    removeTree(this.fs, scratch);
+    throw new CairnError(
+      'LOCKED',
+      `state engine ${dir} kept changing while it was copied for inspection (${lastChange}): a writer is ` +
+        'running; retry, or inspect a snapshot',
+      { details: { file: dir } },
+    );
+  }
+
+  private listing(dir: string): { names: string[]; signature: string } {
+    const names: string[] = [];
+    const parts: string[] = [];
+    for (const name of this.fs.readdir(dir).sort()) {
+      if (skipInCopy(name)) continue;
+      const st = this.fs.stat(path.join(dir, name));
+      if (st.isDirectory) continue;
+      names.push(name);
+      parts.push(`${name}:${st.size}`);
+    }
+    return { names, signature: parts.join('/') };
   }
 
   async clone(from: string, files: readonly string[], to: string): Promise<void> {

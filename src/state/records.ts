@@ -128,9 +128,17 @@ const OP_DEL = 1;
  * integers big-endian. The WAL frame's CRC covers the whole payload; the embedded meta record has
  * its own CRC as well, so a decoder bug cannot hand back wrong roots silently.
  */
+/** Bytes of a block record besides its rows (format, row count, the roots and stats after it). */
+export const BLOCK_RECORD_FIXED_BYTES = 1 + 4 + META_BYTES;
+
+/** Bytes one row takes in a block record. */
+export function blockRecordRowBytes(r: Pick<RowChange, 'key' | 'value'>): number {
+  return 2 + 4 + r.key.length + (r.value ? 4 + r.value.length : 0);
+}
+
 export function encodeBlockRecord(rows: readonly RowChange[], after: MetaRecord): Uint8Array {
-  let size = 1 + 4 + META_BYTES;
-  for (const r of rows) size += 2 + 4 + r.key.length + (r.value ? 4 + r.value.length : 0);
+  let size = BLOCK_RECORD_FIXED_BYTES;
+  for (const r of rows) size += blockRecordRowBytes(r);
   const out = new Uint8Array(size);
   const dv = new DataView(out.buffer);
   out[0] = BLOCK_FORMAT;

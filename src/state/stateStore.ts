@@ -17,6 +17,7 @@
  *  - One writer: every mutation runs on one promise queue; reads see committed rows plus the
  *    pending block's overlay.
  */
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
@@ -50,7 +51,13 @@ import {
   miscPhysicalKey,
   zeroAccount,
 } from './encoding.ts';
-import { ExportReader, encodeExportHeader, encodeExportRow, encodeExportTrailer } from './exportFormat.ts';
+import {
+  ExportReader,
+  encodeExportHeader,
+  encodeExportRow,
+  encodeExportTrailer,
+  MAX_EXPORT_FIELD_BYTES,
+} from './exportFormat.ts';
 import {
   ensureDir,
   fileChecksum,
@@ -66,6 +73,8 @@ import { LevelKvHost, type StateKvHost } from './kvHost.ts';
 import { LtHash, type LtHasher, sharedLtHasher } from './ltHash.ts';
 import { readHeightModified, readLogical } from './reader.ts';
 import {
+  BLOCK_RECORD_FIXED_BYTES,
+  blockRecordRowBytes,
   CHECKPOINT_KEY,
   decodeBlockRecord,
   decodeMeta,
@@ -132,8 +141,15 @@ export interface StateStoreOptions {
    * the WAL tail, discarding those blocks (the operator's explicit choice).
    */
   discardBlocksAboveWal?: boolean;
-  /** Inspection only: nothing is created, repaired, swept or written; mutators fail. */
+  /**
+   * Inspection only: nothing is created, repaired, swept or written in `dataDir` and no lock is
+   * taken (so a running writer is never blocked); the engine is read from a private copy in
+   * `scratchDir`, and a copy a writer changed underneath is retried, then refused with LOCKED.
+   * Mutators fail.
+   */
   readOnly?: boolean;
+  /** Where read-only opens put their private engine copy (default: the OS temp directory). */
+  scratchDir?: string;
   onWarning?: (message: string, details: Record<string, unknown>) => void;
 }
 
@@ -179,6 +195,8 @@ const IMPORT_MAGIC = new TextEncoder().encode('CAIRNIMP1');
 const WAL_MAX_RECORD_BYTES = 48 * 1024 * 1024;
 const IMPORT_BATCH_ROWS = 10_000;
 const SCAN_CHUNK = 4096;
+/** Problems a verify report lists per family (the rest are counted). */
+const VERIFY_PROBLEMS_KEPT = 20;
 
 interface Working {
   roots: LtHash[];
@@ -191,6 +209,10 @@ function cloneMeta(m: MetaRecord): MetaRecord {
 
 function idOf(kk: Uint8Array): string {
   return Buffer.from(kk.buffer, kk.byteOffset, kk.byteLength).toString('latin1');
+}
+
+function describeType(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
 }
 
 function caller(message: string, details: Record<string, unknown> = {}): CairnError {
@@ -256,7 +278,11 @@ export class StateStore {
     if (options.readOnly && !fs.exists(dataDir)) {
       throw new CairnError('NOT_FOUND', `no state store at ${dataDir}`, { details: { file: dataDir } });
     }
-    const lock = (options.lockDir ?? fs === realFileSystem) ? await acquireDirLock(dataDir) : undefined;
+    // Locking creates files (the lock engine, the pid file): a read-only open never takes it.
+    const lock =
+      !options.readOnly && (options.lockDir ?? fs === realFileSystem)
+        ? await acquireDirLock(dataDir)
+        : undefined;
     let store: StateStore | undefined;
     let pool: HashPool | undefined;
     try {
@@ -426,6 +452,16 @@ export class StateStore {
       return this.readKk(id, kk);
     };
     const put = (family: Family, key: Uint8Array, value: Uint8Array | null) => {
+      // Every row must fit the export format, or an export of this state could never be imported.
+      const longest = Math.max(key.length, value?.length ?? 0);
+      if (longest > MAX_EXPORT_FIELD_BYTES) {
+        throw new CairnError(
+          'RECORD_TOO_LARGE',
+          `a ${family} row of block ${height} has a ${longest}-byte key or stored value, above the ` +
+            `${MAX_EXPORT_FIELD_BYTES}-byte row limit; nothing was applied`,
+          { details: { height, family, bytes: longest, limit: MAX_EXPORT_FIELD_BYTES } },
+        );
+      }
       const kk = kvKey(family, key);
       overlay.set(idOf(kk), { family, key, value, kk });
     };
@@ -435,7 +471,17 @@ export class StateStore {
         throw caller(`changeset module name ${JSON.stringify(cs.name)} is empty or contains "/"`);
       }
       for (const pair of cs.pairs) {
-        const key = pair.key;
+        const key = pair?.key;
+        if (!(key instanceof Uint8Array)) {
+          throw caller(
+            `changeset ${JSON.stringify(cs.name)}: a key is ${describeType(key)}, not a Uint8Array`,
+          );
+        }
+        if (pair.value !== undefined && pair.value !== null && !(pair.value instanceof Uint8Array)) {
+          throw caller(
+            `changeset ${JSON.stringify(cs.name)}: a value is ${describeType(pair.value)}, not a Uint8Array or null`,
+          );
+        }
         const del = pair.delete === true;
         const value = pair.value ?? new Uint8Array(0);
         if (cs.name !== EVM_MODULE) {
@@ -480,6 +526,22 @@ export class StateStore {
         }
       }
     }
+    // Refuse a block whose WAL record would exceed the limit now, before hashing and before the
+    // pending block grows: refused at commit, it would be stuck pending with no way forward.
+    let recordBytes = this.pendingRecordBytes;
+    for (const [id, row] of overlay) {
+      const was = this.pending.get(id);
+      if (was) recordBytes -= blockRecordRowBytes(was);
+      recordBytes += blockRecordRowBytes(row);
+    }
+    if (recordBytes > WAL_MAX_RECORD_BYTES) {
+      throw new CairnError(
+        'RECORD_TOO_LARGE',
+        `block ${height} would encode to ${recordBytes} bytes, above the state WAL limit of ${WAL_MAX_RECORD_BYTES}; ` +
+          'these changes were not applied',
+        { details: { height, bytes: recordBytes, limit: WAL_MAX_RECORD_BYTES } },
+      );
+    }
     // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
     const roots = this.working.roots.map((r) => r.clone());
     const stats = this.working.stats.map((s) => ({ ...s }));
@@ -512,7 +574,10 @@ export class StateStore {
       this.pending.set(id, { family: row.family, key: row.key, value: row.value });
     this.working = { roots, stats };
     this.pendingHeight = height;
+    this.pendingRecordBytes = recordBytes;
   }
+  /** Size the pending block's WAL record will have. */
+  private pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
 
   private async commitNow(height: number): Promise<number> {
     this.checkWritable();
@@ -550,6 +615,7 @@ export class StateStore {
     this.committed = cloneMeta(after);
     this.pending = new Map();
     this.pendingHeight = 0;
+    this.pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
     if (this.snapshotInterval > 0 && height % this.snapshotInterval === 0) this.scheduleAutoSnapshot();
     else if (this.snapshotInterval > 1 && (height + 1) % this.snapshotInterval === 0) {
       // One block ahead of an automatic snapshot, let the engine shrink its log in the background.
@@ -747,11 +813,16 @@ export class StateStore {
           },
         );
       }
-      this.resetWorking();
-      if (target === tip) return;
+      if (target === tip) {
+        this.resetWorking(); // rolling back to the tip discards the pending block, nothing else
+        return;
+      }
       const base = this.reachableBase(target, 'rollback');
       // Check the base's contents before anything changes: a damaged snapshot refuses the rollback.
       if (base > 0) readSnapshot(this.fs, path.join(this.snapshotsDir, snapshotName(base)), base, true);
+      // Only now, with the rollback certain to be attempted, is the pending block dropped: a refused
+      // rollback must leave it in place.
+      this.resetWorking();
       const previousCurrent = readCurrent(this.fs, this.dataDir);
       this.writeIntent(target, base);
       try {
@@ -836,6 +907,7 @@ export class StateStore {
   private resetWorking(): void {
     this.pending = new Map();
     this.pendingHeight = 0;
+    this.pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
     this.working = {
       roots: this.committed.roots.map((r) => r.clone()),
       stats: this.committed.stats.map((s) => ({ ...s })),
@@ -943,7 +1015,9 @@ export class StateStore {
    * store, its snapshots and its WAL are wiped; rows are checked (family routing, value structure,
    * order, heights) and hashed; the stream checksum, the trailer root and `expectedRoot` must all
    * agree before the state is finalized (synced checkpoint, snapshot, WAL positioned at height+1,
-   * marker removed). Any failure latches the store; the next open wipes the half import.
+   * marker removed). A refused input (malformed stream, unexpected row, root mismatch) leaves the
+   * purged store empty at height 0 and usable, and its error passes through unlatched; a store-side
+   * failure latches, and the next open wipes the half import.
    */
   async importState(
     source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -954,6 +1028,12 @@ export class StateStore {
       this.checkWritable();
       const reader = new ExportReader(source);
       const { height } = await reader.readHeader();
+      /** Set when the input was refused (bad stream, unexpected row, root mismatch), not the store. */
+      let rejected: unknown;
+      const refuse = (err: CairnError): CairnError => {
+        rejected = err;
+        return err;
+      };
       try {
         const body = new Uint8Array(8);
         new DataView(body.buffer).setBigUint64(0, BigInt(height), false);
@@ -967,28 +1047,41 @@ export class StateStore {
         let rows = 0;
         let prev: Uint8Array | undefined;
         for (;;) {
-          const item = await reader.next();
+          let item: Awaited<ReturnType<ExportReader['next']>>;
+          try {
+            item = await reader.next();
+          } catch (err) {
+            // The stream itself failed or is malformed: the input's fault, not the store's.
+            rejected = err;
+            throw err;
+          }
           if (item.kind === 'end') {
             if (item.rowCount !== rows) {
-              throw new CairnError(
-                'CORRUPT',
-                `export trailer counts ${item.rowCount} rows, the stream had ${rows}`,
+              throw refuse(
+                new CairnError(
+                  'CORRUPT',
+                  `export trailer counts ${item.rowCount} rows, the stream had ${rows}`,
+                ),
               );
             }
             await batch.write({ sync: false });
             const meta: MetaRecord = { height, roots, stats };
             const root = this.hasher.checksum(LtHash.sum(roots));
             if (toHex(root) !== toHex(item.root)) {
-              throw new CairnError(
-                'CORRUPT',
-                `imported rows hash to ${toHex(root)}, the export trailer says ${toHex(item.root)}`,
+              throw refuse(
+                new CairnError(
+                  'CORRUPT',
+                  `imported rows hash to ${toHex(root)}, the export trailer says ${toHex(item.root)}`,
+                ),
               );
             }
             if (options.expectedRoot && toHex(root) !== toHex(options.expectedRoot)) {
-              throw new CairnError(
-                'CONFLICT',
-                `imported root ${toHex(root)} differs from the expected root ${toHex(options.expectedRoot)}`,
-                { details: { root: toHex(root), expected: toHex(options.expectedRoot) } },
+              throw refuse(
+                new CairnError(
+                  'CONFLICT',
+                  `imported root ${toHex(root)} differs from the expected root ${toHex(options.expectedRoot)}`,
+                  { details: { root: toHex(root), expected: toHex(options.expectedRoot) } },
+                ),
               );
             }
             this.committed = meta;
@@ -1003,20 +1096,30 @@ export class StateStore {
           }
           const family = familyOfPhysicalKey(item.key);
           if (!family)
-            throw new CairnError(
-              'CORRUPT',
-              `import row ${rows}: key ${toHex(item.key.subarray(0, 40))} routes to no family`,
+            throw refuse(
+              new CairnError(
+                'CORRUPT',
+                `import row ${rows}: key ${toHex(item.key.subarray(0, 40))} routes to no family`,
+              ),
             );
           const kk = kvKey(family, item.key);
           if (prev && Buffer.compare(prev, kk) >= 0) {
-            throw new CairnError('CORRUPT', `import row ${rows}: keys are not strictly increasing`);
+            throw refuse(new CairnError('CORRUPT', `import row ${rows}: keys are not strictly increasing`));
           }
           prev = kk;
-          const stamped = checkStoredValue(family, item.value);
+          let stamped: number;
+          try {
+            stamped = checkStoredValue(family, item.value);
+          } catch (err) {
+            rejected = err;
+            throw err;
+          }
           if (stamped > height) {
-            throw new CairnError(
-              'CORRUPT',
-              `import row ${rows}: value stamped at height ${stamped} above the import height ${height}`,
+            throw refuse(
+              new CairnError(
+                'CORRUPT',
+                `import row ${rows}: value stamped at height ${stamped} above the import height ${height}`,
+              ),
             );
           }
           const f = FAMILY_INDEX[family];
@@ -1031,8 +1134,19 @@ export class StateStore {
           }
         }
       } catch (err) {
-        // A half-imported store must never serve: latch; the next open wipes it (marker present).
-        this.latch.latch(err, `import at height ${height}`);
+        if (err !== rejected) {
+          // The store failed mid-import: a half-imported store must never serve. Latch; the next
+          // open wipes it (marker present).
+          throw this.latch.latch(err, `import at height ${height}`);
+        }
+        // The input was refused. The purge already happened (spec §5.14: an aborted import leaves
+        // the purged store), so finish the purge durably and stay usable at height 0; the refusal
+        // reaches the caller unchanged. Only a failure of this cleanup latches.
+        try {
+          await this.resetToEmpty();
+        } catch (cleanupErr) {
+          throw this.latch.latch(cleanupErr, `discarding a refused import at height ${height}`);
+        }
         throw err;
       }
     });
@@ -1051,16 +1165,21 @@ export class StateStore {
         const acc = new LtHash();
         let rows = 0;
         let bytes = 0;
+        // Bounded: a badly damaged engine must not grow the report with every bad row.
         const problems: string[] = [];
+        let problemCount = 0;
+        const problem = (text: string) => {
+          if (++problemCount <= VERIFY_PROBLEMS_KEPT) problems.push(text);
+        };
         const check = (key: Uint8Array, value: Uint8Array) => {
           if (familyOfPhysicalKey(key) !== family)
-            problems.push(`row ${toHex(key.subarray(0, 40))} does not belong to ${family}`);
+            problem(`row ${toHex(key.subarray(0, 40))} does not belong to ${family}`);
           try {
             const h = checkStoredValue(family, value);
             if (h > this.committed.height)
-              problems.push(`row ${toHex(key.subarray(0, 40))} stamped at ${h} above the tip`);
+              problem(`row ${toHex(key.subarray(0, 40))} stamped at ${h} above the tip`);
           } catch (err) {
-            problems.push(`row ${toHex(key.subarray(0, 40))}: ${describe(err)}`);
+            problem(`row ${toHex(key.subarray(0, 40))}: ${describe(err)}`);
           }
           this.hasher.mixIn(acc, key, value);
           rows++;
@@ -1075,8 +1194,10 @@ export class StateStore {
         const expected = this.committed.roots[f]!;
         const st = this.committed.stats[f]!;
         if (st.keys !== rows || st.bytes !== bytes)
-          problems.push(`stats say ${st.keys} rows / ${st.bytes} bytes, scan found ${rows} / ${bytes}`);
-        const ok = acc.equals(expected) && problems.length === 0;
+          problem(`stats say ${st.keys} rows / ${st.bytes} bytes, scan found ${rows} / ${bytes}`);
+        const ok = acc.equals(expected) && problemCount === 0;
+        if (problemCount > problems.length)
+          problems.push(`… and ${problemCount - problems.length} more problems`);
         if (!acc.equals(expected)) problems.unshift('root mismatch');
         families.push({
           family,
@@ -1085,7 +1206,7 @@ export class StateStore {
           ok,
           expectedRoot: toHex(this.hasher.checksum(expected)),
           scannedRoot: toHex(this.hasher.checksum(acc)),
-          problems: problems.slice(0, 20),
+          problems,
         });
       }
       return {
@@ -1120,6 +1241,7 @@ export class StateStore {
         () => this.wal?.close(),
         () => this.lock?.release(),
         () => this.pool?.close(),
+        () => this.removeScratch(),
       ]);
       this.kv = undefined;
       this.lock = undefined;
@@ -1395,8 +1517,16 @@ export class StateStore {
     this.lastCheckpoint = 0;
   }
 
-  private async recoverReadOnly(): Promise<void> {
+  /** After a refused import: an empty store at height 0 with a fresh WAL, the marker removed last. */
+  private async resetToEmpty(): Promise<void> {
+    await this.wipeAll();
     this.wal = await this.openWal(1);
+    await this.rebuildFrom(0);
+    removeFileDurable(this.fs, path.join(this.dataDir, IMPORT_MARKER_FILE));
+    this.resetWorking();
+  }
+
+  private async recoverReadOnly(): Promise<void> {
     if (!this.fs.exists(this.kvDir)) {
       throw new CairnError(
         'NOT_FOUND',
@@ -1406,7 +1536,19 @@ export class StateStore {
         },
       );
     }
-    this.kv = await this.host.open(this.kvDir);
+    if (this.host.openCopy) {
+      const scratch = path.join(
+        this.options.scratchDir ?? os.tmpdir(),
+        `cairn-state-inspect-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e9)}`,
+      );
+      this.scratch = scratch;
+      this.kv = await this.host.openCopy(this.kvDir, scratch);
+    } else {
+      this.kv = await this.host.open(this.kvDir);
+    }
+    // The WAL is read after the engine copy: a writer's later commits are then all in the WAL read
+    // here (overlaid below), never rows of a block the WAL read does not know.
+    this.wal = await this.openWal(1);
     const checkpoint = decodeMetaFrom(this.kv, CHECKPOINT_KEY, 'checkpoint');
     if (!checkpoint) throw new CairnError('CORRUPT', `state engine ${this.kvDir} has no checkpoint record`);
     this.committed = checkpoint;
@@ -1484,6 +1626,18 @@ export class StateStore {
   }
   private backgroundError: unknown;
 
+  /** Read-only opens: the private engine copy, removed at close. */
+  private scratch: string | undefined;
+  private removeScratch(): void {
+    if (this.scratch === undefined) return;
+    try {
+      removeTree(this.fs, this.scratch);
+      this.scratch = undefined;
+    } catch (err) {
+      this.warn('could not remove the inspection copy', { dir: this.scratch, error: describe(err) });
+    }
+  }
+
   private warn(message: string, details: Record<string, unknown> = {}): void {
     this.warnings.push(message);
     this.options.onWarning?.(message, details);
@@ -1498,6 +1652,7 @@ export class StateStore {
       () => this.lock?.release(),
       () => this.pool?.close(),
     ]).catch(() => undefined);
+    this.removeScratch();
   }
 }
 

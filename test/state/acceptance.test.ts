@@ -12,6 +12,7 @@ import { readCurrent, snapshotName } from '../../src/state/snapshots.ts';
 import type { NamedChangeSet, StateStore } from '../../src/state/stateStore.ts';
 import { Wal } from '../../src/wal/wal.ts';
 import {
+  addr,
   bytes,
   crashEnv,
   DIR,
@@ -439,7 +440,7 @@ test('A18: export, import into a store with stale data, reopen, and a second imp
   await s.close();
 });
 
-test('A18: import refuses unexpected rows and a wrong expectedRoot; the half import is wiped at the next open', async () => {
+test('A18: import refuses unexpected rows and a wrong expectedRoot; the purged store stays usable', async () => {
   const src = simEnv();
   const roots: string[] = [];
   const a = await openSim(src);
@@ -453,7 +454,7 @@ test('A18: import refuses unexpected rows and a wrong expectedRoot; the half imp
   let env = simEnv(4);
   let s = await openSim(env);
   await assert.rejects(s.importState([whole], { expectedRoot: new Uint8Array(32) }), expectCode('CONFLICT'));
-  await assert.rejects(s.commitBlock(5, []), 'latched after a refused import');
+  await assert.rejects(s.commitBlock(5, []), expectCode('OUT_OF_ORDER'));
   env = crashEnv(env, new Rng(18));
   s = await openSim(env);
   assert.equal(s.version, 0, 'the half import was wiped');
@@ -461,7 +462,38 @@ test('A18: import refuses unexpected rows and a wrong expectedRoot; the half imp
   const damaged = new Uint8Array(whole);
   damaged[200] = (damaged[200] ?? 0) ^ 0x40;
   await assert.rejects(s.importState([damaged]), expectCode('CORRUPT'));
-  await s.close().catch(() => undefined);
+  // A refused input is the caller's problem: the store is not latched and still commits.
+  await s.commitBlock(1, blockAt(1));
+  await assertVerified(s);
+  await s.close();
+});
+
+test('a refused import (CONFLICT) does not latch: later calls work and the purged store reopens at its new tip', async () => {
+  const src = simEnv();
+  const a = await openSim(src);
+  await commitRange(a, 1, 3, []);
+  const chunks: Uint8Array[] = [];
+  await a.exportState(0, (c) => {
+    chunks.push(c.slice());
+  });
+  await a.close();
+  let env = simEnv(4);
+  let s = await openSim(env);
+  await commitRange(s, 1, 2, []);
+  await assert.rejects(
+    s.importState([Buffer.concat(chunks)], { expectedRoot: new Uint8Array(32) }),
+    expectCode('CONFLICT'),
+  );
+  assert.equal(s.version, 0, 'the import purged the old state before the root was known');
+  assert.equal(s.describe().importInProgress, undefined, 'the marker was removed');
+  const roots: string[] = [];
+  await commitRange(s, 1, 2, roots);
+  await s.close();
+  env = restartEnv(env);
+  s = await openSim(env);
+  assert.equal(s.version, 2);
+  assert.equal(toHex(s.committedRoot()), roots[2]);
+  await s.close();
 });
 
 test('A19: interrupted import discarded; failed snapshot leaves CURRENT and cleans -tmp; leftovers swept; orphan adopted', async () => {
@@ -639,4 +671,135 @@ test('A19 (seed): setInitialVersion seeds a fresh store atomically; a crash keep
   assert.equal(toHex(s.committedRoot()), root);
   await assert.rejects(s.rollback(50), expectCode('OUT_OF_RANGE'));
   await s.close();
+});
+
+test('an oversized block is refused when applied (typed, nothing changed), not stuck pending at commit', async () => {
+  const env = simEnv(21);
+  const s = await openSim(env);
+  await s.commitBlock(1, blockAt(1));
+  const bigCode = (a: number) =>
+    evm([{ key: new Uint8Array([0x07, ...addr(a)]), value: new Uint8Array(15 << 20) }]);
+  // Three 15 MiB rows fit the 48 MiB record; a fourth would not.
+  await s.applyChangeSets(2, [bigCode(1), bigCode(2), bigCode(3)]);
+  const pendingRoot = toHex(s.workingRoot());
+  await assert.rejects(s.applyChangeSets(2, [bigCode(4)]), (err: unknown) => {
+    assert.ok(isCairnError(err, 'RECORD_TOO_LARGE'), String(err));
+    assert.ok((err.details.bytes as number) > (err.details.limit as number));
+    return true;
+  });
+  assert.equal(toHex(s.workingRoot()), pendingRoot, 'the refused changes were not applied');
+  assert.equal(s.get('evm', new Uint8Array([0x07, ...addr(4)])), undefined);
+  await s.commit(2);
+  assert.equal(s.version, 2);
+  await assertVerified(s);
+  await s.close();
+});
+
+test('a refused rollback (unreachable target) keeps the pending block', async () => {
+  const env = simEnv(22);
+  const s = await openSim(env);
+  await s.setInitialVersion(10);
+  await s.commitBlock(10, blockAt(10));
+  await s.commitBlock(11, blockAt(11));
+  await s.applyChangeSets(12, blockAt(12));
+  const pendingRoot = toHex(s.workingRoot());
+  await assert.rejects(s.rollback(5), expectCode('OUT_OF_RANGE'));
+  await assert.rejects(s.rollback(13), expectCode('OUT_OF_RANGE'));
+  assert.equal(s.pendingVersion, 12, 'the pending block survived the refused rollback');
+  assert.equal(toHex(s.workingRoot()), pendingRoot);
+  await s.commit(12);
+  assert.equal(s.version, 12);
+  await assertVerified(s);
+  await s.close();
+});
+
+test('verify on a badly damaged engine names the family and keeps its report bounded', async () => {
+  let env = simEnv(23);
+  let s = await openSim(env);
+  await s.commitBlock(1, blockAt(1));
+  await s.close();
+  env = restartEnv(env);
+  const { kvKey } = await import('../../src/state/records.ts');
+  const { evmPhysicalKey } = await import('../../src/state/encoding.ts');
+  const engine = await env.host.open(path.join(DIR, 'kv'));
+  const batch = engine.batch();
+  for (let i = 0; i < 500; i++) {
+    batch.put(
+      kvKey('storage', evmPhysicalKey(0x03, storageKey(900 + i, i).subarray(1))),
+      new Uint8Array([9, 9]),
+    );
+  }
+  await batch.write({ sync: true });
+  s = await openSim(env);
+  const report = await s.verify();
+  assert.equal(report.ok, false);
+  const storage = report.families.find((f) => f.family === 'storage')!;
+  assert.equal(storage.ok, false);
+  assert.equal(storage.rows >= 500, true);
+  assert.ok(storage.problems.length <= 22, `${storage.problems.length} problems listed`);
+  assert.match(storage.problems.at(-1)!, /more problems/);
+  assert.ok(report.families.filter((f) => f.family !== 'storage').every((f) => f.ok));
+  await s.close();
+});
+
+test('import refuses a stream with bytes after its trailer (two exports glued together)', async () => {
+  const src = simEnv(24);
+  const a = await openSim(src);
+  await commitRange(a, 1, 3, []);
+  const chunks: Uint8Array[] = [];
+  await a.exportState(0, (c) => {
+    chunks.push(c.slice());
+  });
+  await a.close();
+  const s = await openSim(simEnv(25));
+  await assert.rejects(s.importState([Buffer.concat(chunks), Buffer.concat(chunks)]), (err: unknown) => {
+    assert.ok(isCairnError(err, 'CORRUPT'), String(err));
+    assert.match((err as Error).message, /follow the trailer/);
+    return true;
+  });
+  assert.equal(s.version, 0);
+  const ok = await s.importState(chunks);
+  assert.equal(ok.height, 3);
+  await s.close();
+});
+
+test('keys and values of the wrong type are typed caller errors and change nothing', async () => {
+  const s = await openSim(simEnv(26));
+  await s.commitBlock(1, blockAt(1));
+  const root = toHex(s.workingRoot());
+  const bad = [
+    { name: 'bank', pairs: [{ key: 'abc' as unknown as Uint8Array, value: bytes('x') }] },
+    { name: 'evm', pairs: [{ key: [3, 1, 2] as unknown as Uint8Array, value: word(1) }] },
+    { name: 'evm', pairs: [{ key: nonceKey(1), value: 'eight by' as unknown as Uint8Array }] },
+  ];
+  for (const cs of bad) await assert.rejects(s.applyChangeSets(2, [cs]), expectCode('INVALID_ARGUMENT'));
+  assert.equal(toHex(s.workingRoot()), root);
+  assert.equal(s.pendingVersion, 0);
+  await s.commitBlock(2, blockAt(2));
+  await assertVerified(s);
+  await s.close();
+});
+
+test('a row too large for the export format is refused at apply, so every committed state can be exported and imported', async () => {
+  const s = await openSim(simEnv(27));
+  await s.commitBlock(1, blockAt(1));
+  const root = toHex(s.workingRoot());
+  const huge = { name: 'bank', pairs: [{ key: bytes('blob'), value: new Uint8Array(17 << 20) }] };
+  await assert.rejects(s.applyChangeSets(2, [huge]), expectCode('RECORD_TOO_LARGE'));
+  assert.equal(toHex(s.workingRoot()), root);
+  // Just under the limit commits, exports and imports.
+  const big = {
+    name: 'bank',
+    pairs: [{ key: bytes('blob'), value: new Uint8Array((16 << 20) - 64).fill(7) }],
+  };
+  await s.commitBlock(2, [big]);
+  const chunks: Uint8Array[] = [];
+  const exported = await s.exportState(0, (c) => {
+    chunks.push(c.slice());
+  });
+  await s.close();
+  const t = await openSim(simEnv(28));
+  const imported = await t.importState(chunks, { expectedRoot: exported.root });
+  assert.equal(imported.height, 2);
+  await t.close();
 });

@@ -5,7 +5,7 @@
 // After every crash state the store must open at a height ≥ the last acknowledged commit with
 // exactly that height's root (or at an in-flight rollback's / import's outcome), pass a full-scan
 // verify, and accept the next block. Four workloads: commits, snapshots with retention, rollbacks,
-// and an import.
+// and an import (one refused by its expectedRoot, then one that succeeds).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { toHex } from '../../src/lib/bytes.ts';
@@ -155,6 +155,14 @@ const imports = scenario('export and import over existing state', async (store, 
     s.exportChunks = chunks;
     s.exportRoot = toHex(r.root);
   }
+  // A refused import (wrong expectedRoot) purges the store and leaves it usable: a crash anywhere in
+  // it lands on the old tip or on the empty store, and the store commits a new history afterwards.
+  s.alternatives = [{ height: 0, root: EMPTY_ROOT }];
+  await assert.rejects(store.importState(s.exportChunks, { expectedRoot: new Uint8Array(32) }), /differs/);
+  s.roots = new Map([[0, EMPTY_ROOT]]);
+  s.acked = 0;
+  s.alternatives = [];
+  for (let h = 1; h <= 2; h++) await commit(store, s, h, 5);
   s.alternatives = [
     { height: 0, root: EMPTY_ROOT },
     { height: 5, root: s.exportRoot },
