@@ -3,7 +3,7 @@ import { fromHex, toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
 import { ReceiptStore } from '../receipts/receiptStore.ts';
 import type { Log, Receipt } from '../receipts/types.ts';
-import { describeError, report, withOpenStore } from './jsonReport.ts';
+import { report, withOpenStore } from './jsonReport.ts';
 
 /**
  * `cairn receipts get <txhash>`, `cairn receipts logs --from --to --address --topic`,
