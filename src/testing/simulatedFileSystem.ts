@@ -613,10 +613,7 @@ export class SimulatedFileSystem implements FileSystem {
     const fault = this.takeFault('rename', `${from} -> ${to}`);
     try {
       if (fault) throw this.faultError(fault, 'rename', from);
-      const src = this.lookupParent(resolvePath(from), 'rename', from);
-      const dst = this.lookupParent(resolvePath(to), 'rename', to);
-      const node = src.parent.entries.get(src.name);
-      if (node === undefined || src.name === '') throw errnoError('ENOENT', 'rename', from);
+      const { src, dst, node } = this.sourceAndTarget('rename', from, to);
       if (dst.name === '') throw errnoError('EBUSY', 'rename', to);
       const existing = dst.parent.entries.get(dst.name);
       if (existing === node) return;
@@ -644,10 +641,7 @@ export class SimulatedFileSystem implements FileSystem {
     const fault = this.takeFault('link', `${from} -> ${to}`);
     try {
       if (fault) throw this.faultError(fault, 'link', from);
-      const src = this.lookupParent(resolvePath(from), 'link', from);
-      const dst = this.lookupParent(resolvePath(to), 'link', to);
-      const node = src.parent.entries.get(src.name);
-      if (node === undefined || src.name === '') throw errnoError('ENOENT', 'link', from);
+      const { dst, node } = this.sourceAndTarget('link', from, to);
       if (node.kind === 'dir') throw errnoError('EPERM', 'link', from);
       if (dst.name === '' || dst.parent.entries.has(dst.name)) throw errnoError('EEXIST', 'link', to);
       // Both names share one node, so its data (durable and pending) is the same through either.
@@ -655,6 +649,23 @@ export class SimulatedFileSystem implements FileSystem {
     } finally {
       this.afterMutation('link', from);
     }
+  }
+
+  /** The existing entry `from` and the parent of `to`, as rename and link both need them. */
+  private sourceAndTarget(
+    syscall: string,
+    from: string,
+    to: string,
+  ): {
+    src: { parent: DirNode; name: string };
+    dst: { parent: DirNode; name: string };
+    node: Node;
+  } {
+    const src = this.lookupParent(resolvePath(from), syscall, from);
+    const dst = this.lookupParent(resolvePath(to), syscall, to);
+    const node = src.parent.entries.get(src.name);
+    if (node === undefined || src.name === '') throw errnoError('ENOENT', syscall, from);
+    return { src, dst, node };
   }
 
   /** The pool runs it a turn later; its effect, faults and crash semantics are `unlink`'s. */
