@@ -85,12 +85,14 @@ class FastLaneWrite {
   anchorFirst: number | undefined;
   validated: ValidatedBatch | undefined;
   startedMs = 0;
-  readonly synced: () => void;
-  readonly syncFailed: (err: unknown) => void;
+  /** The log's sync callback (bound once: a batch allocates no closure or promise for it). */
+  readonly synced: (err?: unknown) => void;
 
   constructor(persister: BlockPersister, lane: LaneId, state: LaneLog) {
-    this.synced = () => persister.fastWriteSynced(lane, state, this);
-    this.syncFailed = (err) => persister.fastWriteEnded(state, this, persister.latchLaneError(err, lane));
+    this.synced = (err) => {
+      if (err === undefined) persister.fastWriteSynced(lane, state, this);
+      else persister.fastWriteEnded(state, this, persister.latchLaneError(err, lane));
+    };
   }
 }
 
@@ -283,7 +285,7 @@ export class BlockPersister {
       return;
     }
     fast.startedMs = performance.now();
-    log.sync().then(fast.synced, fast.syncFailed);
+    log.syncThen(fast.synced);
   }
 
   /** The fast-path batch is durable: publish it, then prune below the anchor if that is due. */

@@ -48,6 +48,16 @@ export class NullWal implements WriteAheadLog {
     this.checkOpen();
   }
 
+  syncThen(done: (err?: unknown) => void): void {
+    let failure: unknown;
+    try {
+      this.checkOpen();
+    } catch (err) {
+      failure = err;
+    }
+    queueMicrotask(() => (failure === undefined ? done() : done(failure)));
+  }
+
   read(index: number): Uint8Array {
     throw new CairnError('NOT_FOUND', `no-op log retains no records (asked for ${index})`);
   }

@@ -1,6 +1,6 @@
 import type { LaneId } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
-import { deferred, type Signal } from '../lib/waiters.ts';
+import { deferred, runAsMicrotask, type Signal } from '../lib/waiters.ts';
 import type { AnchorStore } from './anchorStore.ts';
 import type { BlockPersister, LaneWriteOptions } from './blockPersister.ts';
 import type { CommitQCPersister } from './commitQCPersister.ts';
@@ -253,7 +253,7 @@ class LanePipeline {
       return;
     }
     this.active = true;
-    queueMicrotask(this.step);
+    runAsMicrotask(this.step);
   };
 
   private readonly step = (): void => {

@@ -105,6 +105,12 @@ export interface WriteAheadLog {
    * fsync (group commit). Rejects with the latched error if any write or fsync failed.
    */
   sync(): Promise<void>;
+  /**
+   * `sync()` with a callback (no promise per call, for hot paths): `done` runs in a microtask once
+   * every record appended before this call is durable, or with the latched error. Optional: callers
+   * fall back to `sync()` for logs without it.
+   */
+  syncThen?(done: (err?: unknown) => void): void;
   /** Reads one record; OUT_OF_RANGE outside [firstIndex, nextIndex). */
   read(index: number): Uint8Array;
   /** Records in [from, to) in order (defaults: the whole log). */

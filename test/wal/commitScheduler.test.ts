@@ -17,7 +17,7 @@ class FakeLog {
   fail: Error | undefined;
   roundWork: () => Promise<void> = async () => {};
   readonly scheduler = new CommitScheduler({
-    runRound: () => this.round(),
+    runRound: (end) => void this.round().finally(end),
     reached: () => this.durable,
     closed: () => this.closed,
   });
