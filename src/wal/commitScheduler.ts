@@ -186,8 +186,10 @@ export class CommitScheduler {
     for (let i = 0; i < waiters.length; i++) {
       const group = waiters[i]!;
       if (group.target > reached) waiters[kept++] = group;
-      else if (now) (this.releasedNow ??= []).push(group);
-      else this.deliver(group, undefined);
+      else if (now) {
+        this.releasedNow ??= [];
+        this.releasedNow.push(group);
+      } else this.deliver(group, undefined);
     }
     waiters.length = kept;
     if (kept > 0) this.requestRound();
