@@ -121,6 +121,7 @@ export class InFlightState {
   private readonly commitQCWaiters = new ThresholdWaiters<CommitQC>();
   private readonly commitQCListeners = new Set<(qc: CommitQC) => void>();
   private readonly voteableListeners = new Set<(lane: LaneId, next: number) => void>();
+  private voteableListenerList: readonly ((lane: LaneId, next: number) => void)[] = [];
   /** Wakes the CommitQC pipeline. */
   readonly commitQCWork = new Signal();
 
@@ -517,7 +518,11 @@ export class InFlightState {
   /** Called with (lane, voteableNext) each time a lane's voteable cursor moves. */
   subscribeVoteable(listener: (lane: LaneId, next: number) => void): () => void {
     this.voteableListeners.add(listener);
-    return () => this.voteableListeners.delete(listener);
+    this.voteableListenerList = [...this.voteableListeners];
+    return () => {
+      this.voteableListeners.delete(listener);
+      this.voteableListenerList = [...this.voteableListeners];
+    };
   }
 
   /** The prune anchor known in memory (may not be durable yet). */
@@ -611,8 +616,14 @@ export class InFlightState {
   private advanceVoteable(q: LaneQueue, next: number): void {
     if (next <= q.voteableNext) return;
     q.voteableNext = next;
-    q.voteWaiters.release(next, (n) => statusOf(q, n));
-    for (const listener of this.voteableListeners) listener(q.lane, next);
+    if (q.voteWaiters.size > 0) q.voteWaiters.release(next, (n) => statusOf(q, n));
+    // Indexed over a snapshot (a Set iterator per call was measurable on the lane hot path); a
+    // listener unsubscribed by an earlier one in this loop is skipped, as the Set would.
+    const listeners = this.voteableListenerList;
+    for (let i = 0; i < listeners.length; i++) {
+      const listener = listeners[i]!;
+      if (this.voteableListeners.has(listener)) listener(q.lane, next);
+    }
   }
 
   /**

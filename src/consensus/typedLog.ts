@@ -3,6 +3,8 @@ import type { Codec } from '../domain/codecs.ts';
 import { CairnError, describe } from '../lib/errors.ts';
 import type { WriteAheadLog } from '../wal/types.ts';
 
+const EMPTY = new Uint8Array(0);
+
 /** A scratch encode buffer that grew past this is dropped after use (bounded idle memory). */
 const SCRATCH_KEEP_BYTES = 1 << 20;
 
@@ -17,8 +19,8 @@ const SCRATCH_KEEP_BYTES = 1 << 20;
 export class TypedLog<T> {
   /** Reused encode buffer (codecs with `encodeInto`); the WAL copies records out of it at once. */
   private scratch: ByteWriter | undefined;
-  private readonly payloads: Uint8Array[] = [];
-  private readonly ends: number[] = [];
+  /** The payload list of one-value appends (its slot is cleared after each append). */
+  private readonly onePayload: Uint8Array[] = [EMPTY];
 
   constructor(
     /** Where the log lives (its directory); named in every error. */
@@ -67,7 +69,8 @@ export class TypedLog<T> {
     try {
       this.wal.append(payloads, this.wal.nextIndex);
     } finally {
-      payloads.length = 0;
+      // Drop the view of the scratch buffer (the slot stays: no reallocation).
+      if (payloads === this.onePayload) payloads[0] = EMPTY;
     }
   }
 
@@ -81,21 +84,21 @@ export class TypedLog<T> {
     if (encodeInto === undefined) return values.map((v) => this.codec.encode(v));
     if (this.scratch === undefined) this.scratch = new ByteWriter(64 * 1024);
     const w = this.scratch.reuse();
-    // Reused lists (the WAL reads them inside `append` and keeps neither).
-    const payloads = this.payloads;
-    payloads.length = 0;
+    let payloads: Uint8Array[];
     if (values.length === 1) {
-      // The common lane batch: one value, one view, no boundaries to remember.
+      // The common lane batch: one value, one view, and a one-slot list kept for it (the WAL reads
+      // the list inside `append` and keeps nothing; `append` clears the slot).
       encodeInto(w, values[0]!);
-      payloads.push(w.written());
+      payloads = this.onePayload;
+      payloads[0] = w.written();
     } else {
-      const ends = this.ends;
-      ends.length = 0;
+      const ends: number[] = [];
       for (const v of values) {
         encodeInto(w, v);
         ends.push(w.size);
       }
       const all = w.written();
+      payloads = [];
       let start = 0;
       for (const end of ends) {
         payloads.push(all.subarray(start, end));

@@ -38,6 +38,14 @@ export class ByteWriter {
     return this.buf.subarray(0, this.length);
   }
 
+  /**
+   * The writer's buffer itself, whose first `size` bytes are the written ones (for a consumer that
+   * takes a length, so not even a view is made). Valid only until the next write.
+   */
+  get backing(): Uint8Array {
+    return this.buf;
+  }
+
   /** Bytes written so far. */
   get size(): number {
     return this.length;

@@ -49,7 +49,7 @@ export function hashBlockHeader(header: BlockHeader): Hash {
   w.fixed(DOMAIN_HEADER);
   writeHeaderBody(w, header);
   const digest = new Uint8Array(SHA256_BYTES);
-  sha256Into(w.written(), digest);
+  sha256Into(w.backing, digest, 0, w.size);
   return digest;
 }
 

@@ -26,6 +26,12 @@ export interface FileHandle {
   sync(): void;
   /** The same as `sync`, performed on the libuv thread pool. */
   syncAsync(): Promise<void>;
+  /**
+   * Optional: `syncAsync` with a callback (`null` on success), for hot paths that would otherwise
+   * allocate a promise and its reactions per fsync. Callers fall back to `syncAsync` without it, so
+   * a wrapper that intercepts `syncAsync` must not expose an inner handle's `syncThen`.
+   */
+  syncThen?(done: (err: Error | null) => void): void;
   /** Sets the file length (shrinks, or extends with a sparse zero tail). Durable only after `sync`. */
   truncate(length: number): void;
   /**
@@ -84,10 +90,20 @@ export interface FileSystem {
 
 /** Writes every byte of `buffers` at `position`, looping over short writes. */
 export function writeFully(handle: FileHandle, buffers: readonly Uint8Array[], position: number): void {
-  let remaining = buffers.filter((b) => b.byteLength > 0);
+  let total = 0;
+  let hasEmpty = false;
+  for (let i = 0; i < buffers.length; i++) {
+    const bytes = buffers[i]!.byteLength;
+    total += bytes;
+    if (bytes === 0) hasEmpty = true;
+  }
+  if (total === 0) return;
+  // The common case, one call that writes everything, allocates nothing here (a hot path: every
+  // group commit of every log).
+  let remaining: readonly Uint8Array[] = hasEmpty ? buffers.filter((b) => b.byteLength > 0) : buffers;
   let pos = position;
   let zeroWrites = 0;
-  while (remaining.length > 0) {
+  while (total > 0) {
     const written = handle.writev(remaining, pos);
     if (written === 0) {
       // A write that makes no progress would loop forever; the device is refusing data.
@@ -98,7 +114,8 @@ export function writeFully(handle: FileHandle, buffers: readonly Uint8Array[], p
     }
     zeroWrites = 0;
     pos += written;
-    remaining = dropPrefix(remaining, written);
+    total -= written;
+    if (total > 0) remaining = dropPrefix(remaining, written);
   }
 }
 

@@ -31,13 +31,15 @@ const state = new Int32Array(8);
 /** The last one or two blocks: the input's tail, the 0x80 byte, zeros and the bit length. */
 const tailBlocks = new Uint8Array(128);
 
-/** Writes SHA-256(`input`) into `out[offset, offset + 32)`. */
-export function sha256Into(input: Uint8Array, out: Uint8Array, offset = 0): void {
+/** Writes SHA-256 of `input[0, length)` (default: all of it) into `out[offset, offset + 32)`. */
+export function sha256Into(input: Uint8Array, out: Uint8Array, offset = 0, length = input.byteLength): void {
   if (out.byteLength - offset < SHA256_BYTES) {
     throw new RangeError(`sha256Into: ${out.byteLength - offset} bytes of room, 32 needed`);
   }
+  if (length > input.byteLength) {
+    throw new RangeError(`sha256Into: ${length} bytes asked of a ${input.byteLength}-byte input`);
+  }
   state.set(INITIAL_STATE);
-  const length = input.byteLength;
   const wholeBlocks = Math.floor(length / 64);
   for (let b = 0; b < wholeBlocks; b++) compress(input, b * 64);
   // Padding: the remaining bytes, 0x80, zeros up to 8 bytes short of a block end, the length in bits.

@@ -8,25 +8,74 @@ export const MAX_CHAINED_ROUNDS = 4;
 export type SyncCallback = (err?: unknown) => void;
 
 /**
- * Every caller between two round starts: one group, released together. Groups are pooled, and
- * callers given as callbacks are kept in a reused array, so a caller that passes a callback costs no
- * allocation; a promise is made only when some caller of the group asks for one.
+ * Every caller between two round starts: one group, released together. Groups are pooled and
+ * linked (no array per list), and the first callback has a field of its own, so a caller that
+ * passes a callback costs no allocation (V8 gives an emptied array a new backing store on its
+ * next push, so "reused" arrays would not do). A promise is made only when a caller asks for one.
  */
 interface WaiterGroup {
   /** Released once the log's reached index is at least this (durable, or truncated away). */
   target: number;
   /** Rounds started before this group was created; callers join it until the next round starts. */
   round: number;
-  callbacks: SyncCallback[];
+  /** The first callback (the usual case: one pipeline per log), then any others. */
+  callback: SyncCallback | undefined;
+  more: SyncCallback[] | undefined;
+  moreCount: number;
   promise: Promise<void> | undefined;
   resolve: (() => void) | undefined;
   reject: ((err: unknown) => void) | undefined;
   /** Set when the group is released: undefined (durable) or the failure. */
   error: unknown;
+  /** The next group in whichever list holds this one (waiting, released, pool). */
+  next: WaiterGroup | undefined;
 }
 
-/** Groups kept for reuse (each keeps its callback array's capacity). */
+/** Groups kept for reuse. */
 const GROUP_POOL_LIMIT = 8;
+
+/** A singly linked FIFO of groups. */
+class GroupList {
+  head: WaiterGroup | undefined;
+  tail: WaiterGroup | undefined;
+  size = 0;
+
+  push(group: WaiterGroup): void {
+    group.next = undefined;
+    if (this.tail === undefined) this.head = group;
+    else this.tail.next = group;
+    this.tail = group;
+    this.size++;
+  }
+
+  shift(): WaiterGroup | undefined {
+    const group = this.head;
+    if (group === undefined) return undefined;
+    this.head = group.next;
+    if (this.head === undefined) this.tail = undefined;
+    group.next = undefined;
+    this.size--;
+    return group;
+  }
+
+  /** Empties the list, returning its first group (the rest follow through `next`). */
+  takeAll(): WaiterGroup | undefined {
+    const head = this.head;
+    this.head = undefined;
+    this.tail = undefined;
+    this.size = 0;
+    return head;
+  }
+}
+
+function addCallback(group: WaiterGroup, done: SyncCallback): void {
+  if (group.callback === undefined) {
+    group.callback = done;
+    return;
+  }
+  group.more ??= [];
+  group.more[group.moreCount++] = done;
+}
 
 /** What the scheduler needs from its log. */
 export interface CommitRoundHost {
@@ -59,14 +108,11 @@ export interface CommitRoundHost {
  * every waiter whose target is reached) or `rejectAll` (a latched failure).
  */
 export class CommitScheduler {
-  private waiters: WaiterGroup[] = [];
-  private readonly pool: WaiterGroup[] = [];
-  /** Groups released, waiting for their microtask; and the list being delivered (both reused). */
-  private released: WaiterGroup[] = [];
-  private releasing: WaiterGroup[] = [];
+  private readonly waiters = new GroupList();
+  private readonly pool = new GroupList();
+  /** Groups released, waiting for their microtask. */
+  private readonly released = new GroupList();
   private deliveryScheduled = false;
-  /** Scratch list of `settle(true)` (reused; taken while its callbacks run). */
-  private releasedNow: WaiterGroup[] | undefined;
   private flushScheduled = false;
   private started = 0;
   private running = false;
@@ -99,7 +145,7 @@ export class CommitScheduler {
 
   /** Callers waiting (groups of callers that share a round). */
   get waiting(): number {
-    return this.waiters.length;
+    return this.waiters.size;
   }
 
   /** Resolves once `reached() >= target`; schedules a round if needed. */
@@ -123,16 +169,16 @@ export class CommitScheduler {
   waitForCallback(target: number, done: SyncCallback): void {
     if (this.host.reached() >= target) {
       const group = this.takeGroup();
-      group.callbacks.push(done);
+      addCallback(group, done);
       this.deliver(group, undefined);
       return;
     }
-    this.groupFor(target).callbacks.push(done);
+    addCallback(this.groupFor(target), done);
   }
 
   /** The group of callers the next round will cover, raised to `target`. */
   private groupFor(target: number): WaiterGroup {
-    const last = this.waiters.at(-1);
+    const last = this.waiters.tail;
     if (last !== undefined && last.round === this.started) {
       // The round that will cover `last` has not started: it covers this caller too.
       if (target > last.target) last.target = target;
@@ -148,14 +194,17 @@ export class CommitScheduler {
 
   private takeGroup(): WaiterGroup {
     return (
-      this.pool.pop() ?? {
+      this.pool.shift() ?? {
         target: 0,
         round: 0,
-        callbacks: [],
+        callback: undefined,
+        more: undefined,
+        moreCount: 0,
         promise: undefined,
         resolve: undefined,
         reject: undefined,
         error: undefined,
+        next: undefined,
       }
     );
   }
@@ -179,42 +228,49 @@ export class CommitScheduler {
    * and sync again at once; this saves a microtask per round.
    */
   settle(now = false): void {
-    const waiters = this.waiters;
-    if (waiters.length === 0) return;
+    if (this.waiters.size === 0) return;
     const reached = this.host.reached();
-    let kept = 0;
-    for (let i = 0; i < waiters.length; i++) {
-      const group = waiters[i]!;
-      if (group.target > reached) waiters[kept++] = group;
-      else if (now) {
-        this.releasedNow ??= [];
-        this.releasedNow.push(group);
-      } else this.deliver(group, undefined);
-    }
-    waiters.length = kept;
-    if (kept > 0) this.requestRound();
-    const releasedNow = this.releasedNow;
-    if (releasedNow !== undefined && releasedNow.length > 0) {
-      // Taken off the scheduler first: a callback may settle this log again (its own next round).
-      this.releasedNow = undefined;
-      for (let i = 0; i < releasedNow.length; i++) {
-        releasedNow[i]!.error = undefined;
-        this.release(releasedNow[i]!);
+    let group = this.waiters.takeAll();
+    // Released now: linked through `next` once the waiting list is consistent again.
+    let nowHead: WaiterGroup | undefined;
+    let nowTail: WaiterGroup | undefined;
+    while (group !== undefined) {
+      const following = group.next;
+      if (group.target > reached) {
+        this.waiters.push(group);
+      } else if (now) {
+        group.next = undefined;
+        group.error = undefined;
+        if (nowTail === undefined) nowHead = group;
+        else nowTail.next = group;
+        nowTail = group;
+      } else {
+        this.deliver(group, undefined);
       }
-      releasedNow.length = 0;
-      this.releasedNow = releasedNow;
+      group = following;
+    }
+    if (this.waiters.size > 0) this.requestRound();
+    // A callback may append and sync again (a new group) or settle this log again: the groups
+    // released here are off every list already.
+    while (nowHead !== undefined) {
+      const following: WaiterGroup | undefined = nowHead.next;
+      this.release(nowHead);
+      nowHead = following;
     }
   }
 
   /** Lowers every target above `limit` (records above it were truncated away). */
   clamp(limit: number): void {
-    for (const w of this.waiters) if (w.target > limit) w.target = limit;
+    for (let w = this.waiters.head; w !== undefined; w = w.next) if (w.target > limit) w.target = limit;
   }
 
   rejectAll(err: unknown): void {
-    const waiters = this.waiters;
-    for (let i = 0; i < waiters.length; i++) this.deliver(waiters[i]!, err);
-    waiters.length = 0;
+    let group = this.waiters.takeAll();
+    while (group !== undefined) {
+      const following = group.next;
+      this.deliver(group, err);
+      group = following;
+    }
   }
 
   /**
@@ -232,33 +288,48 @@ export class CommitScheduler {
 
   private readonly releaseQueued = (): void => {
     this.deliveryScheduled = false;
-    // Swap the two reused lists: a callback may queue more (a later round, a rejection).
-    const groups = this.released;
-    this.released = this.releasing;
-    this.releasing = groups;
-    for (let i = 0; i < groups.length; i++) this.release(groups[i]!);
-    groups.length = 0;
+    // Detached first: a callback may queue more (a later round, a rejection) for the next microtask.
+    let group = this.released.takeAll();
+    while (group !== undefined) {
+      const following: WaiterGroup | undefined = group.next;
+      this.release(group);
+      group = following;
+    }
   };
 
   /** Settles one group (every callback, then its promise) and returns it to the pool. */
   private release(group: WaiterGroup): void {
-    const callbacks = group.callbacks;
     const err = group.error;
     const failed = err !== undefined;
-    for (let i = 0; i < callbacks.length; i++) {
-      if (failed) callbacks[i]!(err);
-      else callbacks[i]!();
-    }
-    if (group.promise !== undefined) {
-      if (failed) group.reject!(err);
-      else group.resolve!();
-    }
-    callbacks.length = 0;
+    const callback = group.callback;
+    const more = group.more;
+    const moreCount = group.moreCount;
+    const promised = group.promise !== undefined;
+    const resolve = group.resolve;
+    const reject = group.reject;
+    // Recycled before anyone is called: a callback may take a group from the pool at once.
+    group.callback = undefined;
+    group.moreCount = 0;
     group.promise = undefined;
     group.resolve = undefined;
     group.reject = undefined;
     group.error = undefined;
-    if (this.pool.length < GROUP_POOL_LIMIT) this.pool.push(group);
+    if (more !== undefined) group.more = undefined;
+    if (this.pool.size < GROUP_POOL_LIMIT) this.pool.push(group);
+    if (callback !== undefined) {
+      if (failed) callback(err);
+      else callback();
+    }
+    if (more !== undefined) {
+      for (let i = 0; i < moreCount; i++) {
+        if (failed) more[i]!(err);
+        else more[i]!();
+      }
+    }
+    if (promised) {
+      if (failed) reject!(err);
+      else resolve!();
+    }
   }
 
   private schedule(): void {

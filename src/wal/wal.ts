@@ -91,8 +91,6 @@ export class Wal implements WriteAheadLog {
   /** Records below this index have been written to a segment file; the rest sit in `pending`. */
   private writtenNext: number;
   private pending: Uint8Array[] = [];
-  /** The frames of one write (reused by every write). */
-  private readonly writeBatch: Uint8Array[] = [];
   /** Where buffered frames live until written (reset whenever nothing is buffered). */
   private readonly arena = new FrameArena();
   private pendingHead = 0;
@@ -716,7 +714,9 @@ export class Wal implements WriteAheadLog {
       round.handle = this.tailHandle!;
       round.startedMs = performance.now();
       round.end = end;
-      round.handle.syncAsync().then(this.roundSynced, this.roundSyncFailed);
+      const handle = round.handle;
+      if (handle.syncThen !== undefined) handle.syncThen(this.roundSyncDone);
+      else handle.syncAsync().then(this.roundSynced, this.roundSyncFailed);
       return;
     }
     if (this.unsyncedWrites) {
@@ -737,6 +737,11 @@ export class Wal implements WriteAheadLog {
     this.roundDurable(target, epoch);
     end();
   }
+
+  private readonly roundSyncDone = (err: Error | null): void => {
+    if (err === null) this.roundSynced();
+    else this.roundSyncFailed(err);
+  };
 
   /** The off-thread fsync of the round in `offThreadRound` returned. */
   private readonly roundSynced = (): void => {
@@ -875,9 +880,7 @@ export class Wal implements WriteAheadLog {
     if (this.maintenance !== undefined) return;
     while (this.pendingCount() > 0) {
       const tail = this.table.tail;
-      // Reused across writes (nothing keeps it: the write and the offsets only read it).
-      const batch = this.writeBatch;
-      batch.length = 0;
+      const batch: Uint8Array[] = [];
       let batchBytes = 0;
       let i = this.pendingHead;
       while (i < this.pending.length && batch.length < MAX_WRITE_BUFFERS) {
@@ -909,12 +912,11 @@ export class Wal implements WriteAheadLog {
       this.pendingBytes -= batchBytes;
       this.pendingHead = i;
     }
-    this.writeBatch.length = 0;
     if (this.pendingCount() > 0) {
       // Stopped at a full tail (see shouldWaitForSpare): keep the rest for the next round.
       this.pending = this.pending.slice(this.pendingHead);
     } else {
-      this.pending.length = 0;
+      this.pending = [];
       this.pendingBytes = 0;
       // Every frame was copied to the kernel: the arena's memory can be reused.
       this.arena.reset();

@@ -93,6 +93,8 @@ export class GatedFileSystem implements FileSystem {
             return target.syncAsync();
           };
         }
+        // The callback twin would bypass the gate: hidden, so the WAL falls back to syncAsync.
+        if (prop === 'syncThen') return undefined;
         const value = Reflect.get(target, prop, receiver);
         return typeof value === 'function' ? value.bind(target) : value;
       },

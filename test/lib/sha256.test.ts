@@ -39,6 +39,14 @@ test('sha256Into: known vectors, and too little room is refused before anything 
     Buffer.from(out).toString('hex'),
     'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
   );
+  // A prefix of a larger buffer: only `length` bytes count.
+  const longer = new TextEncoder().encode('abcdef');
+  sha256Into(longer, out, 0, 3);
+  assert.equal(
+    Buffer.from(out).toString('hex'),
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+  );
+  assert.throws(() => sha256Into(longer, out, 0, 7), RangeError);
   const small = new Uint8Array(40).fill(1);
   assert.throws(() => sha256Into(new Uint8Array(3), small, 9), RangeError);
   assert.ok(small.every((b) => b === 1));
