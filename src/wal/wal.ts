@@ -715,8 +715,13 @@ export class Wal implements WriteAheadLog {
       round.startedMs = performance.now();
       round.end = end;
       const handle = round.handle;
-      if (handle.syncThen !== undefined) handle.syncThen(this.roundSyncDone);
-      else handle.syncAsync().then(this.roundSynced, this.roundSyncFailed);
+      try {
+        if (handle.syncThen !== undefined) handle.syncThen(this.roundSyncDone);
+        else handle.syncAsync().then(this.roundSynced, this.roundSyncFailed);
+      } catch (err) {
+        // Refused before it started (a handle that throws instead of rejecting): the same failure.
+        this.roundSyncFailed(err);
+      }
       return;
     }
     if (this.unsyncedWrites) {

@@ -128,3 +128,84 @@ test('a closed host starts no round', async () => {
   assert.equal(log.rounds, 0);
   log.scheduler.rejectAll(new Error('closed'));
 });
+
+test('callback and promise callers of one turn share one round; each hears only once it is covered', async () => {
+  const log = new FakeLog();
+  const heard: Array<[string, number, unknown]> = [];
+  const callbackAt = (name: string) => (err?: unknown) => heard.push([name, log.durable, err]);
+  log.append();
+  log.scheduler.waitForCallback(log.next, callbackAt('a'));
+  const promised = log.scheduler.waitFor(log.next);
+  log.append();
+  log.scheduler.waitForCallback(log.next, callbackAt('b'));
+  await promised;
+  await new Promise((r) => setImmediate(r));
+  assert.equal(log.rounds, 1);
+  assert.deepEqual(heard, [
+    ['a', 2, undefined],
+    ['b', 2, undefined],
+  ]);
+});
+
+test('a callback is never called synchronously, not even when its target is already reached', async () => {
+  const log = new FakeLog();
+  let called = false;
+  log.scheduler.waitForCallback(0, () => (called = true));
+  assert.equal(called, false);
+  await Promise.resolve();
+  assert.equal(called, true);
+  assert.equal(log.rounds, 0, 'nothing to make durable: no round');
+});
+
+test('a failed round gives every callback the error; later callers of a recovered log are not affected', async () => {
+  const log = new FakeLog();
+  log.fail = new Error('EIO');
+  const errors: unknown[] = [];
+  log.append();
+  log.scheduler.waitForCallback(1, (err) => errors.push(err));
+  log.scheduler.waitForCallback(1, (err) => errors.push(err));
+  const promised = log.scheduler.waitFor(1);
+  await assert.rejects(promised, /EIO/);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(errors, [log.fail, log.fail]);
+  // Pooled groups come back clean: a new caller is released by a good round, with no error.
+  log.fail = undefined;
+  log.append();
+  const after: unknown[] = [];
+  log.scheduler.waitForCallback(log.next, (err) => after.push(err ?? 'ok'));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(after, ['ok']);
+});
+
+test('a caller released from a settle that runs callbacks at once may append and sync again', async () => {
+  // The host settles with `now` (as the WAL does from an fsync completion) and ends its round only
+  // after: the callback's new sync must be covered by a round that starts after that.
+  const log = new FakeLog();
+  const scheduler = new CommitScheduler({
+    runRound: (end) => {
+      log.rounds++;
+      const target = log.next;
+      setImmediate(() => {
+        log.durable = target;
+        scheduler.settle(true);
+        end();
+      });
+    },
+    reached: () => log.durable,
+    closed: () => false,
+  });
+  const order: string[] = [];
+  log.append();
+  await new Promise<void>((resolve) => {
+    scheduler.waitForCallback(log.next, () => {
+      order.push(`first durable ${log.durable}`);
+      log.append();
+      scheduler.waitForCallback(log.next, () => {
+        order.push(`second durable ${log.durable}`);
+        resolve();
+      });
+    });
+  });
+  assert.deepEqual(order, ['first durable 1', 'second durable 2']);
+  assert.equal(log.rounds, 2);
+});
