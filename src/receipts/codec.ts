@@ -169,23 +169,23 @@ function writeReceiptBody(
 ): number {
   let pos = start;
   out[pos++] = RECEIPT_BODY_VERSION;
-  out.set(blockHash, pos);
+  copySmall(out, pos, blockHash);
   pos += 32;
-  out.set(r.txHash, pos);
+  copySmall(out, pos, r.txHash);
   pos += 32;
   view.setUint32(pos, r.txIndex, true);
   pos += 4;
   out[pos++] = r.type;
   out[pos++] = r.status;
   out[pos++] = (r.to ? 1 : 0) | (r.contractAddress ? 2 : 0);
-  out.set(r.from, pos);
+  copySmall(out, pos, r.from);
   pos += 20;
   if (r.to) {
-    out.set(r.to, pos);
+    copySmall(out, pos, r.to);
     pos += 20;
   }
   if (r.contractAddress) {
-    out.set(r.contractAddress, pos);
+    copySmall(out, pos, r.contractAddress);
     pos += 20;
   }
   view.setUint32(pos, r.gasUsed >>> 0, true);
@@ -197,16 +197,16 @@ function writeReceiptBody(
   view.setUint32(pos + 28, r.logs.length, true);
   pos += 32;
   for (const log of r.logs) {
-    out.set(log.address, pos);
+    copySmall(out, pos, log.address);
     pos += 20;
     out[pos++] = log.topics.length;
     for (const t of log.topics) {
-      out.set(t, pos);
+      copySmall(out, pos, t);
       pos += 32;
     }
     view.setUint32(pos, log.data.length, true);
     pos += 4;
-    out.set(log.data, pos);
+    copySmall(out, pos, log.data);
     pos += log.data.length;
   }
   view.setUint32(pos, crc32c(out.subarray(start, pos)), true);
@@ -382,4 +382,15 @@ export function readLogFromBody(bytes: Uint8Array, logIndex: number): BodyLog {
   for (let t = 0; t < topicCount; t++) topics.push(r.bytes(32));
   const data = r.bytes(r.u32());
   return { blockHash, txHash, txIndex, firstLogIndex, logCount, log: { address, topics, data } };
+}
+
+/** Copies `src` into `out` at `pos`: a plain loop for hashes and addresses, which beats a
+ *  TypedArray.set call at these sizes. */
+function copySmall(out: Uint8Array, pos: number, src: Uint8Array): void {
+  const n = src.length;
+  if (n > 64) {
+    out.set(src, pos);
+    return;
+  }
+  for (let i = 0; i < n; i++) out[pos + i] = src[i]!;
 }

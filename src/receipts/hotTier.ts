@@ -130,6 +130,8 @@ export function engineError(what: string, err: unknown): CairnError {
 const PAGE = 1024;
 /** Most receipt bodies one log query fetches at a time. */
 const BODY_CHUNK = 1024;
+/** Most receipt bodies of one chunk read synchronously (bounds the event-loop stall to ~1 ms). */
+const MAX_SYNC_BODY_READS = 256;
 
 export class HotTier {
   /** The bucket still filling (memory only), and buckets staged in a batch not yet written. */
@@ -304,10 +306,12 @@ export class HotTier {
 
   /** Puts a filled bucket's postings into `batch`; readers use the memory copy until it is written. */
   private sealBucket(batch: KvBatch, b: PostingBucket): void {
-    for (const p of b.addresses.values())
-      batch.put(postingKey(P_ADDR, p.value, b.bucket), encodePostings(p.flat));
-    for (const p of b.topics.values())
-      batch.put(postingKey(P_TOPIC0, p.value, b.bucket), encodePostings(p.flat));
+    for (const p of b.addresses.values()) {
+      if (p.flat.length > 0) batch.put(postingKey(P_ADDR, p.value, b.bucket), encodePostings(p.flat));
+    }
+    for (const p of b.topics.values()) {
+      if (p.flat.length > 0) batch.put(postingKey(P_TOPIC0, p.value, b.bucket), encodePostings(p.flat));
+    }
     this.sealing.push(b);
   }
 
@@ -520,8 +524,9 @@ export class HotTier {
       }
       // Bodies are fetched in chunks sized to what the result may still take, so a query that
       // matches far more logs than maxResults reads about maxResults bodies before the guard fires,
-      // not every candidate's. Within a chunk, distinct bodies come in one engine call when there
-      // are many (one thread-pool hop instead of a synchronous read each), one by one otherwise.
+      // not every candidate's. Within a chunk, distinct bodies are read synchronously (a cached
+      // LevelDB read costs a few µs, less than a thread-pool hop on a busy machine) unless there
+      // are so many that the event loop would stall: those come in one engine call.
       for (let c = 0; c < candidates.length; ) {
         checkAbort(limits.signal);
         const want = Math.min(BODY_CHUNK, Math.max(32, limits.maxResults - out.length + 1));
@@ -540,7 +545,7 @@ export class HotTier {
           bodyKeys.push(bodyKey(cand.block, cand.txIndex));
         }
         let bodies: (Uint8Array | undefined)[];
-        if (bodyKeys.length > 24) {
+        if (bodyKeys.length > MAX_SYNC_BODY_READS) {
           try {
             bodies = await this.kv.getMany(bodyKeys);
           } catch (err) {

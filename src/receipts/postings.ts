@@ -33,23 +33,21 @@ interface ValuePostings {
   flat: number[];
 }
 
-/** The postings of one bucket for both kinds (address and topic0), keyed by the value's bytes. */
+/**
+ * The postings of one bucket for both kinds (address and topic0). Values are looked up by a number
+ * made of their first 7 bytes (no string per log on the ingest path); equal numbers are told apart
+ * by comparing the bytes.
+ */
 export class PostingBucket {
-  readonly addresses = new Map<string, ValuePostings>();
-  readonly topics = new Map<string, ValuePostings>();
+  readonly addresses = new ValueMap();
+  readonly topics = new ValueMap();
   constructor(
     readonly bucket: number,
     readonly span: number,
   ) {}
 
   add(kind: 'address' | 'topic', value: Uint8Array, block: number, txIndex: number, logIndex: number): void {
-    const map = kind === 'address' ? this.addresses : this.topics;
-    const id = bytesId(value);
-    let p = map.get(id);
-    if (p === undefined) {
-      p = { value, flat: [] };
-      map.set(id, p);
-    }
+    const p = (kind === 'address' ? this.addresses : this.topics).getOrAdd(value);
     p.flat.push(block - this.bucket * this.span, txIndex, logIndex);
   }
 
@@ -57,20 +55,19 @@ export class PostingBucket {
   dropBelow(floor: number): void {
     const cut = floor - this.bucket * this.span;
     for (const map of [this.addresses, this.topics]) {
-      for (const [id, p] of map) {
+      for (const p of map.values()) {
         const flat: number[] = [];
         for (let i = 0; i < p.flat.length; i += 3) {
           if (p.flat[i]! >= cut) flat.push(p.flat[i]!, p.flat[i + 1]!, p.flat[i + 2]!);
         }
-        if (flat.length === 0) map.delete(id);
-        else p.flat = flat;
+        p.flat = flat; // an emptied value is skipped when the bucket is written
       }
     }
   }
 
   /** Postings of `value` with from ≤ block ≤ to, appended to `out` in order. */
   collect(kind: 'address' | 'topic', value: Uint8Array, from: number, to: number, out: Posting[]): void {
-    const p = (kind === 'address' ? this.addresses : this.topics).get(bytesId(value));
+    const p = (kind === 'address' ? this.addresses : this.topics).get(value);
     if (p === undefined) return;
     const base = this.bucket * this.span;
     const flat = p.flat;
@@ -142,10 +139,47 @@ export function dropBelow(
   return encodePostings(flat);
 }
 
-const CHARS = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i));
-/** A Map key for a byte string (one char per byte). */
-function bytesId(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += CHARS[bytes[i]!];
-  return s;
+/** Postings per value, keyed by a number derived from the value's bytes (collisions chained). */
+class ValueMap {
+  private readonly byKey = new Map<number, ValuePostings | ValuePostings[]>();
+  private readonly all: ValuePostings[] = [];
+
+  values(): readonly ValuePostings[] {
+    return this.all;
+  }
+
+  get(value: Uint8Array): ValuePostings | undefined {
+    const slot = this.byKey.get(numberKey(value));
+    if (slot === undefined) return undefined;
+    if (!Array.isArray(slot)) return sameBytes(slot.value, value) ? slot : undefined;
+    return slot.find((p) => sameBytes(p.value, value));
+  }
+
+  getOrAdd(value: Uint8Array): ValuePostings {
+    const key = numberKey(value);
+    const slot = this.byKey.get(key);
+    if (slot !== undefined && !Array.isArray(slot) && sameBytes(slot.value, value)) return slot;
+    const found = Array.isArray(slot) ? slot.find((p) => sameBytes(p.value, value)) : undefined;
+    if (found) return found;
+    const p: ValuePostings = { value, flat: [] };
+    this.all.push(p);
+    if (slot === undefined) this.byKey.set(key, p);
+    else if (Array.isArray(slot)) slot.push(p);
+    else this.byKey.set(key, [slot, p]);
+    return p;
+  }
+}
+
+/** The first 7 bytes as a safe integer (values are ≥ 20 bytes; addresses and topics look random). */
+function numberKey(v: Uint8Array): number {
+  return (
+    ((v[0]! << 24) | (v[1]! << 16) | (v[2]! << 8) | v[3]!) * 0x1000000 +
+    ((v[4]! << 16) | (v[5]! << 8) | v[6]!)
+  );
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = a.length - 1; i >= 0; i--) if (a[i] !== b[i]) return false;
+  return true;
 }
