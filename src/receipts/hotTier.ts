@@ -130,8 +130,8 @@ export function engineError(what: string, err: unknown): CairnError {
 const PAGE = 1024;
 /** Most receipt bodies one log query fetches at a time. */
 const BODY_CHUNK = 1024;
-/** Most receipt bodies of one chunk read synchronously (bounds the event-loop stall to ~1 ms). */
-const MAX_SYNC_BODY_READS = 256;
+/** Most receipt bodies of one chunk read synchronously; more come in one getMany (measured). */
+const MAX_SYNC_BODY_READS = 24;
 
 export class HotTier {
   /** The bucket still filling (memory only), and buckets staged in a batch not yet written. */
@@ -524,9 +524,8 @@ export class HotTier {
       }
       // Bodies are fetched in chunks sized to what the result may still take, so a query that
       // matches far more logs than maxResults reads about maxResults bodies before the guard fires,
-      // not every candidate's. Within a chunk, distinct bodies are read synchronously (a cached
-      // LevelDB read costs a few µs, less than a thread-pool hop on a busy machine) unless there
-      // are so many that the event loop would stall: those come in one engine call.
+      // not every candidate's. Within a chunk, distinct bodies come in one engine call when there
+      // are many (one thread-pool hop instead of a synchronous read each), one by one otherwise.
       for (let c = 0; c < candidates.length; ) {
         checkAbort(limits.signal);
         const want = Math.min(BODY_CHUNK, Math.max(32, limits.maxResults - out.length + 1));

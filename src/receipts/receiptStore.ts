@@ -50,7 +50,7 @@ export interface ReceiptStoreOptions {
   /** Blocks per archive file; files start at multiples of it (the first may start later). Default 1,000. */
   blocksPerFile?: number;
   /**
-   * Blocks per posting bucket of the hot tier (postings.ts), ≤ 65,536. Default 64. Part of the
+   * Blocks per posting bucket of the hot tier (postings.ts), ≤ 65,536. Default 1,024. Part of the
    * hot tier's layout: opening with another value rebuilds the hot tier. Tests use small ones.
    */
   postingBucketBlocks?: number;
