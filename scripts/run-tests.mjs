@@ -27,7 +27,11 @@ if (files.length === 0) {
   process.exit(1);
 }
 console.log(`running ${files.length} test files`);
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+// A test that sets no timeout of its own gets 10 minutes: a hang then fails the run with the test's
+// name instead of stalling CI until its 90-minute limit.
+const DEFAULT_TEST_TIMEOUT_MS = 600_000;
+const args = ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`];
+const result = spawnSync(process.execPath, [...args, ...files], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '64' },
