@@ -88,7 +88,7 @@ function address(account: number): Uint8Array {
   return a;
 }
 
-function makeWorkload(blocks: number, seed: number): Block[] {
+export function makeWorkload(blocks: number, seed: number): Block[] {
   const rng = new Rng(seed);
   const contractZipf = new Zipf(CONTRACTS, 1.0);
   const eoaZipf = new Zipf(EOAS, 0.8);
@@ -169,7 +169,7 @@ interface RunResult {
   root: string;
 }
 
-async function runCairn(workload: Block[], hashWorkers = 0): Promise<RunResult> {
+export async function runCairn(workload: Block[], hashWorkers = 0): Promise<RunResult> {
   const dir = mkdtempSync(join(TMP, 'state-cairn-'));
   try {
     const store = await StateStore.open({
