@@ -195,6 +195,8 @@ const IMPORT_MAGIC = new TextEncoder().encode('CAIRNIMP1');
 const WAL_MAX_RECORD_BYTES = 48 * 1024 * 1024;
 const IMPORT_BATCH_ROWS = 10_000;
 const SCAN_CHUNK = 4096;
+/** Keys per engine `getMany` when a block reads its rows' old values (bounds one engine request). */
+const OLD_VALUE_READ_CHUNK = 8192;
 /** Problems a verify report lists per family (the rest are counted). */
 const VERIFY_PROBLEMS_KEPT = 20;
 
@@ -445,11 +447,15 @@ export class StateStore {
       });
     }
     const overlay = new Map<string, RowChange & { kk: Uint8Array }>();
+    /** Rows read before this block touched them (accounts, read-modify-write): their old values. */
+    const readBefore = new Map<string, Uint8Array | undefined>();
     const current = (kk: Uint8Array): Uint8Array | undefined => {
       const id = idOf(kk);
       const o = overlay.get(id);
       if (o) return o.value ?? undefined;
-      return this.readKk(id, kk);
+      const v = this.readKk(id, kk);
+      readBefore.set(id, v);
+      return v;
     };
     const put = (family: Family, key: Uint8Array, value: Uint8Array | null) => {
       // Every row must fit the export format, or an export of this state could never be imported.
@@ -545,30 +551,32 @@ export class StateStore {
     // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
     const roots = this.working.roots.map((r) => r.clone());
     const stats = this.working.stats.map((s) => ({ ...s }));
-    const items: HashItem[] = [];
-    for (const [id, row] of overlay) {
+    const rows = [...overlay.values()];
+    const olds = await this.oldValues(overlay, readBefore, (news) => {
+      // Runs while the engine reads the old values: mix-ins need none.
+      if (this.pool && news.length >= PARALLEL_MIN_ELEMENTS) return this.pool.apply(news, roots);
+      for (const it of news) this.hasher.mixIn(roots[it.family]!, it.key, it.neu!);
+      return undefined;
+    });
+    const outs: HashItem[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
       const f = FAMILY_INDEX[row.family];
-      const old = this.readKk(id, row.kk);
-      const item: HashItem = { family: f, key: row.key };
+      const old = olds[i];
       if (old !== undefined && old.length > 0) {
-        item.old = old;
+        outs.push({ family: f, key: row.key, old });
         stats[f]!.keys--;
         stats[f]!.bytes -= row.key.length + old.length;
       }
       if (row.value !== null && row.value.length > 0) {
-        item.neu = row.value;
         stats[f]!.keys++;
         stats[f]!.bytes += row.key.length + row.value.length;
       }
-      items.push(item);
     }
-    if (this.pool && items.length * 2 >= PARALLEL_MIN_ELEMENTS) {
-      await this.pool.apply(items, roots);
+    if (this.pool && outs.length >= PARALLEL_MIN_ELEMENTS) {
+      await this.pool.apply(outs, roots);
     } else {
-      for (const it of items) {
-        if (it.old) this.hasher.mixOut(roots[it.family]!, it.key, it.old);
-        if (it.neu) this.hasher.mixIn(roots[it.family]!, it.key, it.neu);
-      }
+      for (const it of outs) this.hasher.mixOut(roots[it.family]!, it.key, it.old!);
     }
     for (const [id, row] of overlay)
       this.pending.set(id, { family: row.family, key: row.key, value: row.value });
@@ -576,6 +584,64 @@ export class StateStore {
     this.pendingHeight = height;
     this.pendingRecordBytes = recordBytes;
   }
+  /**
+   * The values the block's rows had before it, in `overlay` order: from the pending block, from the
+   * reads the block already made, else from the engine in one `getMany` per chunk. `whileReading`
+   * gets the rows' mix-ins (new values) and runs while the engine works on its own threads.
+   */
+  private async oldValues(
+    overlay: ReadonlyMap<string, RowChange & { kk: Uint8Array }>,
+    readBefore: ReadonlyMap<string, Uint8Array | undefined>,
+    whileReading: (news: HashItem[]) => Promise<void> | undefined,
+  ): Promise<(Uint8Array | undefined)[]> {
+    const kv = this.kv;
+    if (!kv) throw new CairnError('CLOSED', 'state store is closed');
+    const olds: (Uint8Array | undefined)[] = new Array(overlay.size);
+    const missing: number[] = [];
+    const missingKeys: Uint8Array[] = [];
+    const news: HashItem[] = [];
+    let i = 0;
+    for (const [id, row] of overlay) {
+      const p = this.pending.get(id);
+      if (p) olds[i] = p.value ?? undefined;
+      else if (readBefore.has(id)) olds[i] = readBefore.get(id);
+      else if (this.overlay.size > 0 && this.overlay.has(id))
+        olds[i] = this.overlay.get(id)!.value ?? undefined;
+      else {
+        missing.push(i);
+        missingKeys.push(row.kk);
+      }
+      if (row.value !== null && row.value.length > 0) {
+        news.push({ family: FAMILY_INDEX[row.family], key: row.key, neu: row.value });
+      }
+      i++;
+    }
+    const reads: Promise<(Uint8Array | undefined)[]>[] = [];
+    for (let at = 0; at < missingKeys.length; at += OLD_VALUE_READ_CHUNK) {
+      reads.push(kv.getMany(missingKeys.slice(at, at + OLD_VALUE_READ_CHUNK)));
+    }
+    // Settle every read before returning, even if hashing throws, so none is left running.
+    const settled = Promise.allSettled(reads);
+    let hashing: unknown;
+    try {
+      await whileReading(news);
+    } catch (err) {
+      hashing = err;
+    }
+    const results = await settled;
+    if (hashing !== undefined) throw hashing;
+    let j = 0;
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        const err = r.reason;
+        if (isCairnError(err)) throw err;
+        throw new CairnError('IO_FATAL', `state engine read failed: ${describe(err)}`, { cause: err });
+      }
+      for (const v of r.value) olds[missing[j++]!] = v;
+    }
+    return olds;
+  }
+
   /** Size the pending block's WAL record will have. */
   private pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
 
