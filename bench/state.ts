@@ -169,14 +169,15 @@ interface RunResult {
   root: string;
 }
 
-export async function runCairn(workload: Block[], hashWorkers = 0): Promise<RunResult> {
+/** `hashWorkers` undefined: the store's default (cores − 1). */
+export async function runCairn(workload: Block[], hashWorkers?: number): Promise<RunResult> {
   const dir = mkdtempSync(join(TMP, 'state-cairn-'));
   try {
     const store = await StateStore.open({
       dataDir: dir,
       snapshotIntervalBlocks: 0,
       checkpointIntervalBlocks: 64,
-      hashWorkers,
+      ...(hashWorkers === undefined ? {} : { hashWorkers }),
     });
     const seen = new Set<number>();
     const changeSets = workload.map((b) => toChangeSets(b, seen));

@@ -36,6 +36,11 @@ export class LtHash {
     this.words = words32(this.limbs);
   }
 
+  /** The limbs as 512 host-order 32-bit words (a view, not a copy). */
+  words32(): Uint32Array {
+    return this.words;
+  }
+
   clone(): LtHash {
     return new LtHash(this.limbs.slice());
   }
@@ -186,6 +191,30 @@ export class LtHasher {
     const limbs = this.elementLimbs;
     for (let i = 0; i < LTHASH_LIMBS; i++) limbs[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
     return words32(limbs);
+  }
+
+  /**
+   * Adds (sign > 0) or subtracts the element hash of an already serialized input
+   * (`serializeKV` layout, non-empty key and value).
+   */
+  mixSerialized(acc: LtHash, input: Uint8Array, sign: number): void {
+    let words: Uint32Array;
+    const direct = this.direct;
+    if (direct && input.length <= BLAKE3_IO_BYTES) {
+      direct.input().set(input);
+      words = direct.hashInPlace(input.length, LTHASH_BYTES);
+    } else if (direct) {
+      words = direct.hashChunks([input], LTHASH_BYTES);
+    } else {
+      this.xof.init();
+      this.xof.update(input);
+      const bytes = this.xof.digest('binary');
+      const limbs = this.elementLimbs;
+      for (let i = 0; i < LTHASH_LIMBS; i++) limbs[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+      words = words32(limbs);
+    }
+    if (sign > 0) acc.addWords(words);
+    else acc.subWords(words);
   }
 
   mixIn(acc: LtHash, key: Uint8Array, value: Uint8Array): void {

@@ -28,6 +28,7 @@ import { crc32c as crc32cOf } from '../lib/crc32c.ts';
 import { CairnError, describe, FatalLatch, ioFatal, isCairnError } from '../lib/errors.ts';
 import { runAllThenThrowFirst } from '../lib/lifecycle.ts';
 import { Wal } from '../wal/wal.ts';
+import { loadBlake3Module } from './blake3Wasm.ts';
 import {
   type Account,
   accountIsEmpty,
@@ -130,8 +131,10 @@ export interface StateStoreOptions {
   checkpointIntervalBlocks?: number;
   walSegmentBytes?: number;
   /**
-   * Worker threads that share a block's LtHash work with the writer thread (default 0: all on the
-   * writer). Results are bit-identical either way; `npm run bench -- state` measures whether it pays.
+   * Worker threads that share a block's LtHash work with the writer thread (default
+   * `defaultHashWorkers()`: cores − 1, at most 3, so 1 on a two-core machine; 0 = all on the writer).
+   * They start with the first block of at least 512 rows. Results are bit-identical either way;
+   * `npm run bench -- state` measures both. A failed worker falls back to the writer thread.
    */
   hashWorkers?: number;
   /**
@@ -209,6 +212,14 @@ function cloneMeta(m: MetaRecord): MetaRecord {
   return { height: m.height, roots: m.roots.map((r) => r.clone()), stats: m.stats.map((s) => ({ ...s })) };
 }
 
+/**
+ * LtHash worker threads when the caller does not say: one fewer than the cores Node may use (the
+ * writer thread hashes a share too), at most 3; 0 on a single core, where the store hashes inline.
+ */
+export function defaultHashWorkers(): number {
+  return Math.max(0, Math.min(3, os.availableParallelism() - 1));
+}
+
 function idOf(kk: Uint8Array): string {
   return Buffer.from(kk.buffer, kk.byteOffset, kk.byteLength).toString('latin1');
 }
@@ -254,7 +265,8 @@ export class StateStore {
     private readonly hasher: LtHasher,
     private readonly options: StateStoreOptions,
     private lock: DirLock | undefined,
-    private readonly pool: HashPool | undefined,
+    /** LtHash worker threads, started with the first block large enough to share (`hashPool`). */
+    private readonly hashWorkers: number,
   ) {
     this.snapshotsDir = path.join(dataDir, SNAPSHOTS_DIR);
     this.kvDir = path.join(dataDir, KV_DIR);
@@ -286,24 +298,19 @@ export class StateStore {
         ? await acquireDirLock(dataDir)
         : undefined;
     let store: StateStore | undefined;
-    let pool: HashPool | undefined;
     try {
       const hasher = await sharedLtHasher();
-      const workers = options.hashWorkers ?? 0;
+      const workers = options.hashWorkers ?? defaultHashWorkers();
       if (!Number.isSafeInteger(workers) || workers < 0 || workers > 16) {
         throw caller(`hashWorkers must be an integer in [0, 16], got ${workers}`);
       }
-      pool = workers > 0 && !options.readOnly ? await HashPool.create(workers, hasher) : undefined;
-      store = new StateStore(fs, host, dataDir, hasher, options, lock, pool);
+      store = new StateStore(fs, host, dataDir, hasher, options, lock, options.readOnly ? 0 : workers);
       if (options.readOnly) await store.recoverReadOnly();
       else await store.recover();
       return store;
     } catch (err) {
       if (store) await store.abandon();
-      else {
-        await lock?.release().catch(() => undefined);
-        await pool?.close().catch(() => undefined);
-      }
+      else await lock?.release().catch(() => undefined);
       if (err instanceof CairnError) throw err;
       throw ioFatal(`opening state store ${dataDir}`, err, { file: dataDir });
     }
@@ -552,9 +559,10 @@ export class StateStore {
     const roots = this.working.roots.map((r) => r.clone());
     const stats = this.working.stats.map((s) => ({ ...s }));
     const rows = [...overlay.values()];
+    const pool = rows.length >= PARALLEL_MIN_ELEMENTS ? await this.hashPool() : undefined;
     const olds = await this.oldValues(overlay, readBefore, (news) => {
       // Runs while the engine reads the old values: mix-ins need none.
-      if (this.pool && news.length >= PARALLEL_MIN_ELEMENTS) return this.pool.apply(news, roots);
+      if (pool && news.length >= PARALLEL_MIN_ELEMENTS) return pool.apply(news, roots);
       for (const it of news) this.hasher.mixIn(roots[it.family]!, it.key, it.neu!);
       return undefined;
     });
@@ -573,8 +581,8 @@ export class StateStore {
         stats[f]!.bytes += row.key.length + row.value.length;
       }
     }
-    if (this.pool && outs.length >= PARALLEL_MIN_ELEMENTS) {
-      await this.pool.apply(outs, roots);
+    if (pool && outs.length >= PARALLEL_MIN_ELEMENTS) {
+      await pool.apply(outs, roots);
     } else {
       for (const it of outs) this.hasher.mixOut(roots[it.family]!, it.key, it.old!);
     }
@@ -640,6 +648,16 @@ export class StateStore {
       for (const v of r.value) olds[missing[j++]!] = v;
     }
     return olds;
+  }
+
+  private pool: HashPool | undefined;
+  /** The LtHash worker pool, started on first use; undefined when the store hashes on one thread. */
+  private async hashPool(): Promise<HashPool | undefined> {
+    if (this.pool || this.hashWorkers === 0) return this.pool;
+    this.pool = HashPool.create(this.hashWorkers, this.hasher, await loadBlake3Module(), (reason) =>
+      this.warn('an LtHash worker failed; hashing continues on the writer thread', { error: reason }),
+    );
+    return this.pool;
   }
 
   /** Size the pending block's WAL record will have. */
