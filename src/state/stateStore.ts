@@ -203,6 +203,9 @@ const OLD_VALUE_READ_CHUNK = 8192;
 /** Problems a verify report lists per family (the rest are counted). */
 const VERIFY_PROBLEMS_KEPT = 20;
 
+/** A row of the block being built; `kk` (its engine key) when known, to skip re-encoding it. */
+type PendingRow = RowChange & { kk?: Uint8Array };
+
 interface Working {
   roots: LtHash[];
   stats: FamilyStats[];
@@ -240,7 +243,7 @@ export class StateStore {
     roots: FAMILIES.map(() => new LtHash()),
     stats: FAMILIES.map(() => ({ keys: 0, bytes: 0 })),
   };
-  private pending = new Map<string, RowChange>();
+  private pending = new Map<string, PendingRow>();
   private pendingHeight = 0;
   /** Read-only opens: WAL rows above the engine's checkpoint, applied in memory only. */
   private overlay = new Map<string, RowChange>();
@@ -586,8 +589,8 @@ export class StateStore {
     } else {
       for (const it of outs) this.hasher.mixOut(roots[it.family]!, it.key, it.old!);
     }
-    for (const [id, row] of overlay)
-      this.pending.set(id, { family: row.family, key: row.key, value: row.value });
+    // The overlay's rows go in as they are (their engine key `kk` saves re-encoding at commit).
+    for (const [id, row] of overlay) this.pending.set(id, row);
     this.working = { roots, stats };
     this.pendingHeight = height;
     this.pendingRecordBytes = recordBytes;
@@ -708,10 +711,15 @@ export class StateStore {
     return height;
   }
 
-  private async writeBlockBatch(kv: OrderedKv, rows: readonly RowChange[], after: MetaRecord, sync: boolean) {
+  private async writeBlockBatch(
+    kv: OrderedKv,
+    rows: readonly PendingRow[],
+    after: MetaRecord,
+    sync: boolean,
+  ) {
     const batch = kv.batch();
     for (const r of rows) {
-      const kk = kvKey(r.family, r.key);
+      const kk = r.kk ?? kvKey(r.family, r.key);
       if (r.value === null) batch.del(kk);
       else batch.put(kk, r.value);
     }
