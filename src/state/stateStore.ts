@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
-import type { OrderedKv } from '../kv/orderedKv.ts';
+import type { KvBatch, OrderedKv } from '../kv/orderedKv.ts';
 import { toHex } from '../lib/bytes.ts';
 import { crc32c as crc32cOf } from '../lib/crc32c.ts';
 import { CairnError, describe, FatalLatch, ioFatal, isCairnError } from '../lib/errors.ts';
@@ -85,6 +85,7 @@ import {
   type FamilyStats,
   familyTag,
   kvKey,
+  META_BYTES,
   type MetaRecord,
   type RowChange,
   VERSION_KEY,
@@ -686,15 +687,37 @@ export class StateStore {
         { details: { height, bytes: payload.length, limit: WAL_MAX_RECORD_BYTES } },
       );
     }
+    const checkpoint = height % this.checkpointInterval === 0;
+    let syncing: Promise<void>;
     try {
       wal.append([payload], height);
-      await wal.sync();
+      syncing = wal.sync();
     } catch (err) {
       throw this.latch.latch(err, `state WAL append of block ${height}`);
     }
-    const checkpoint = height % this.checkpointInterval === 0;
+    // While the record is fsynced, stage the engine batch in memory: nothing of it reaches the
+    // engine before the WAL record is durable (a batch is applied only by write()).
+    let staged: KvBatch | undefined;
+    let stageError: unknown;
     try {
-      await this.writeBlockBatch(this.kv!, rows, after, checkpoint);
+      staged = this.stageBlockBatch(
+        this.kv!,
+        rows,
+        payload.subarray(payload.length - META_BYTES),
+        checkpoint,
+      );
+    } catch (err) {
+      stageError = err;
+    }
+    try {
+      await syncing;
+    } catch (err) {
+      // An unwritten staged batch is dropped; the engine closes it when the store closes.
+      throw this.latch.latch(err, `state WAL append of block ${height}`);
+    }
+    try {
+      if (staged === undefined) throw stageError;
+      await staged.write({ sync: checkpoint });
     } catch (err) {
       throw this.latch.latch(err, `state engine batch of block ${height}`);
     }
@@ -717,16 +740,25 @@ export class StateStore {
     after: MetaRecord,
     sync: boolean,
   ) {
+    await this.stageBlockBatch(kv, rows, encodeMeta(after), sync).write({ sync });
+  }
+
+  /** One block's engine batch (rows, version record, checkpoint record if `checkpoint`), unwritten. */
+  private stageBlockBatch(
+    kv: OrderedKv,
+    rows: readonly PendingRow[],
+    meta: Uint8Array,
+    checkpoint: boolean,
+  ): KvBatch {
     const batch = kv.batch();
     for (const r of rows) {
       const kk = r.kk ?? kvKey(r.family, r.key);
       if (r.value === null) batch.del(kk);
       else batch.put(kk, r.value);
     }
-    const meta = encodeMeta(after);
     batch.put(VERSION_KEY, meta);
-    if (sync) batch.put(CHECKPOINT_KEY, meta);
-    await batch.write({ sync });
+    if (checkpoint) batch.put(CHECKPOINT_KEY, meta);
+    return batch;
   }
 
   private async writeCheckpoint(): Promise<void> {
