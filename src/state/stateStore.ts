@@ -224,7 +224,15 @@ export function defaultHashWorkers(): number {
   return Math.max(0, Math.min(3, os.availableParallelism() - 1));
 }
 
+/**
+ * Node's latin1 decoder applied to a plain Uint8Array: no Buffer object per key (this runs for every
+ * row of every block). Same string as `Buffer.from(...).toString('latin1')`, which is the fallback.
+ */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (start: number, end: number) => string })
+  .latin1Slice;
+
 function idOf(kk: Uint8Array): string {
+  if (latin1Slice) return latin1Slice.call(kk, 0, kk.length);
   return Buffer.from(kk.buffer, kk.byteOffset, kk.byteLength).toString('latin1');
 }
 
