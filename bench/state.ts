@@ -526,6 +526,10 @@ export async function run(args: string[]): Promise<void> {
     `state bench (${quick ? 'quick' : 'full'}): ${cairnBlocks} blocks × ${KEYS_PER_BLOCK} changed keys`,
   );
 
+  // Warm-up (discarded): the first run in a process also pays for JIT compilation, which would
+  // penalize whichever configuration is measured first.
+  await runCairn(workload.slice(0, 4), 0);
+  await runCairn(workload.slice(0, 4));
   const cairn = await runCairn(workload);
   console.log(
     `cairn (hashWorkers ${defaultHashWorkers()})  ${fmt(cairn.keysPerSec)} keys/s  block p50 ${fmt(median(cairn.blockMs), 1)} ms  p99 ${fmt(percentile(cairn.blockMs, 0.99), 1)} ms  ` +

@@ -665,12 +665,19 @@ export class StateStore {
   private pool: HashPool | undefined;
   /** The LtHash worker pool, started on first use; undefined when the store hashes on one thread. */
   private async hashPool(): Promise<HashPool | undefined> {
-    if (this.pool || this.hashWorkers === 0) return this.pool;
-    this.pool = HashPool.create(this.hashWorkers, this.hasher, await loadBlake3Module(), (reason) =>
-      this.warn('an LtHash worker failed; hashing continues on the writer thread', { error: reason }),
-    );
+    if (this.pool || this.hashWorkers === 0 || this.poolUnavailable) return this.pool;
+    const onFallback = (reason: string) =>
+      this.warn('an LtHash worker failed; hashing continues on the writer thread', { error: reason });
+    try {
+      this.pool = HashPool.create(this.hashWorkers, this.hasher, await loadBlake3Module(), onFallback);
+    } catch (err) {
+      // No worker threads here (a restricted runtime): hash on the writer thread, as with 0.
+      this.poolUnavailable = true;
+      onFallback(describe(err));
+    }
     return this.pool;
   }
+  private poolUnavailable = false;
 
   /** Size the pending block's WAL record will have. */
   private pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
