@@ -13,9 +13,10 @@
  * checks the exports it needs and compares an XOF output against the public API before it is used,
  * and `loadBlake3Module` returns undefined on any mismatch so callers fall back to the public API.
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createBLAKE3 } from 'hash-wasm';
+import { readWholeFile } from '../io/fileSystem.ts';
+import { realFileSystem } from '../io/realFileSystem.ts';
 
 /** Size of the module's I/O buffer (`MAIN_BUFFER_SIZE` in hash-wasm's C sources). */
 export const BLAKE3_IO_BYTES = 16 * 1024;
@@ -111,8 +112,9 @@ let compiled: Promise<WebAssembly.Module | undefined> | undefined;
 export function loadBlake3Module(): Promise<WebAssembly.Module | undefined> {
   compiled ??= (async () => {
     try {
-      // Module code, not data: read like an import, outside the FileSystem abstraction.
-      const bundle = readFileSync(createRequire(import.meta.url).resolve('hash-wasm'), 'utf8');
+      // Installed code, not store data: always the real file system, even under a simulated one.
+      const entry = createRequire(import.meta.url).resolve('hash-wasm');
+      const bundle = Buffer.from(readWholeFile(realFileSystem, entry)).toString('utf8');
       const m = BUNDLE_ENTRY.exec(bundle);
       if (!m) return undefined;
       const module = await WebAssembly.compile(Buffer.from(m[2]!, 'base64'));
