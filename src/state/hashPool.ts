@@ -71,6 +71,7 @@ if (workerData.module) {
     return new Uint32Array(d.buffer, d.byteOffset, WORDS);
   };
 }
+parentPort.postMessage('ready');
 parentPort.on('message', ({ buf, ops, count, cursor }) => {
   const sums = new Uint32Array(4 * WORDS);
   for (;;) {
@@ -113,6 +114,11 @@ export class HashPool {
   private failed: string | undefined;
   /** Workers that exited (a message to them would never be answered). */
   private readonly exited = new Set<Worker>();
+  /**
+   * Workers that finished starting up. Only these get work: a block never waits for a worker's
+   * startup (tens of ms), the calling thread hashes alone until one is ready.
+   */
+  private readonly ready = new Set<Worker>();
 
   private constructor(
     private readonly workers: Worker[],
@@ -123,7 +129,12 @@ export class HashPool {
       w.unref();
       // A worker that dies between blocks is noticed at its next share; never an unhandled error.
       w.on('error', () => undefined);
-      w.once('exit', () => this.exited.add(w));
+      w.once('message', () => this.ready.add(w));
+      w.once('exit', (code: number) => {
+        this.exited.add(w);
+        if (!this.ready.has(w) && !this.closed)
+          this.fallBack(`LtHash worker exited while starting (code ${code})`);
+      });
     }
   }
 
@@ -147,6 +158,12 @@ export class HashPool {
     return this.failed === undefined ? this.workers.length : 0;
   }
 
+  /** Workers started and able to take work now. */
+  get readyWorkers(): number {
+    if (this.failed !== undefined) return 0;
+    return this.workers.filter((w) => this.ready.has(w) && !this.exited.has(w)).length;
+  }
+
   /**
    * Adds Σ(+H(k, neu) − H(k, old)) per family into `roots` (4 LtHashes). Empty keys or values are
    * skipped, as in the serial path.
@@ -159,8 +176,13 @@ export class HashPool {
         this.hashInline(items, roots);
         return;
       }
+      const active = this.workers.filter((w) => this.ready.has(w) && !this.exited.has(w));
+      if (active.length === 0) {
+        this.hashInline(items, roots);
+        return;
+      }
       const work = this.pack(items);
-      const pending = this.workers.map((w) => this.send(w, work));
+      const pending = active.map((w) => this.send(w, work));
       // This thread claims chunks too, into its own partial sums: if a worker fails, nobody knows
       // which chunks it had claimed, so everything is redone inline and the partials are dropped.
       const mine = [new LtHash(), new LtHash(), new LtHash(), new LtHash()];
@@ -304,7 +326,10 @@ export class HashPool {
     });
   }
 
+  private closed = false;
+
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

@@ -27,40 +27,53 @@ function serial(hasher: LtHasher, items: readonly HashItem[]): LtHash[] {
   return roots;
 }
 
-test('hash pool: worker split and synchronous fallback both equal the serial sum', async () => {
+async function untilReady(pool: HashPool, count: number): Promise<void> {
+  for (let waited = 0; pool.readyWorkers < count; waited += 20) {
+    if (waited > 20_000) throw new Error(`only ${pool.readyWorkers} of ${count} workers started`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('hash pool: worker split, hashing before workers are ready, and a failed start all equal the serial sum', async () => {
   const seed = seedFromEnv();
   const rng = new Rng(seed);
   const direct = await LtHasher.create();
   const publicApi = await LtHasher.create({ direct: false });
   assert.equal(direct.usesDirectWasm, true, 'hash-wasm BLAKE3 module is used in place');
   const module = await loadBlake3Module();
+  const check = async (pool: HashPool, n: number, what: string) => {
+    const items = randomItems(rng, n);
+    const expected = serial(publicApi, items);
+    assert.deepEqual(serial(direct, items), expected, `direct vs public API (CAIRN_SEED=${seed})`);
+    const roots = [new LtHash(), new LtHash(), new LtHash(), new LtHash()];
+    await pool.apply(items, roots);
+    for (let f = 0; f < 4; f++)
+      assert.ok(roots[f]!.equals(expected[f]!), `${what}, family ${f} (CAIRN_SEED=${seed})`);
+  };
   for (const withModule of [true, false]) {
     const warnings: string[] = [];
     const pool = HashPool.create(2, direct, withModule ? module : undefined, (r) => warnings.push(r));
     try {
-      for (let round = 0; round < 3; round++) {
-        const items = randomItems(rng, 1500);
-        const expected = serial(publicApi, items);
-        assert.deepEqual(serial(direct, items), expected, `direct vs public API (CAIRN_SEED=${seed})`);
-        const roots = [new LtHash(), new LtHash(), new LtHash(), new LtHash()];
-        await pool.apply(items, roots);
-        for (let f = 0; f < 4; f++)
-          assert.ok(roots[f]!.equals(expected[f]!), `family ${f} (CAIRN_SEED=${seed})`);
-      }
+      await check(pool, 1500, 'possibly before the workers are ready');
+      await untilReady(pool, 2);
+      for (let round = 0; round < 3; round++) await check(pool, 1500, 'split');
       assert.deepEqual(warnings, []);
-      // Workers gone: the pool hashes on this thread, tells once, and the sums stay exact.
-      await pool.close();
-      for (let round = 0; round < 2; round++) {
-        const items = randomItems(rng, 800);
-        const expected = serial(publicApi, items);
-        const roots = [new LtHash(), new LtHash(), new LtHash(), new LtHash()];
-        await pool.apply(items, roots);
-        for (let f = 0; f < 4; f++) assert.ok(roots[f]!.equals(expected[f]!), `fallback family ${f}`);
-      }
-      assert.equal(warnings.length, 1);
-      assert.equal(pool.size, 0);
     } finally {
       await pool.close();
     }
+    assert.deepEqual(warnings, [], 'closing is not a failure');
+  }
+  // A worker that cannot start (here: not a WebAssembly module): one warning, then the writer thread.
+  const warnings: string[] = [];
+  const broken = HashPool.create(1, direct, {} as WebAssembly.Module, (r) => warnings.push(r));
+  try {
+    for (let waited = 0; broken.size > 0 && waited < 20_000; waited += 20) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(broken.size, 0);
+    assert.equal(warnings.length, 1, warnings.join('; '));
+    await check(broken, 800, 'fallback');
+  } finally {
+    await broken.close();
   }
 });
