@@ -15,8 +15,8 @@
  *    are taken; the stall is the time commits are blocked (synced checkpoint + engine close, hard
  *    links, copies, reopen).
  * 4. Full-scan verify rate over that state.
- * Also: the throughput run repeated with every element hash on the writer thread (hashWorkers: 0;
- * the default is cores − 1 worker threads), and a direct measurement of 10,000 element hashes on the
+ * Also: the throughput run repeated with the LtHash shared with cores − 1 worker threads
+ * (`suggestedHashWorkers()`; the default is 0, all on the writer thread), and a direct measurement of 10,000 element hashes on the
  * main thread versus split over two workers, so the worker-thread question is answered per machine,
  * in the same run.
  * Last line: the JSON summary of DESIGN.md §5.
@@ -30,7 +30,7 @@ import { ClassicLevel } from 'classic-level';
 import { createKeccak } from 'hash-wasm';
 import { Rng } from '../src/lib/rng.ts';
 import { LtHash, sharedLtHasher } from '../src/state/ltHash.ts';
-import { defaultHashWorkers, type NamedChangeSet, StateStore } from '../src/state/stateStore.ts';
+import { type NamedChangeSet, StateStore, suggestedHashWorkers } from '../src/state/stateStore.ts';
 import { fmt, median, nowMs, percentile, round3 } from './support/stats.ts';
 
 const KEYS_PER_BLOCK = 5000;
@@ -170,7 +170,7 @@ interface RunResult {
   root: string;
 }
 
-/** `hashWorkers` undefined: the store's default (cores − 1). */
+/** `hashWorkers` undefined: the store's default (0). */
 export async function runCairn(workload: Block[], hashWorkers?: number): Promise<RunResult> {
   const dir = mkdtempSync(join(TMP, 'state-cairn-'));
   try {
@@ -532,15 +532,15 @@ export async function run(args: string[]): Promise<void> {
   await runCairn(workload.slice(0, 4));
   const cairn = await runCairn(workload);
   console.log(
-    `cairn (hashWorkers ${defaultHashWorkers()})  ${fmt(cairn.keysPerSec)} keys/s  block p50 ${fmt(median(cairn.blockMs), 1)} ms  p99 ${fmt(percentile(cairn.blockMs, 0.99), 1)} ms  ` +
+    `cairn (default: hashWorkers 0)  ${fmt(cairn.keysPerSec)} keys/s  block p50 ${fmt(median(cairn.blockMs), 1)} ms  p99 ${fmt(percentile(cairn.blockMs, 0.99), 1)} ms  ` +
       `(apply p50 ${fmt(median(cairn.applyMs), 1)} ms = reads + LtHash; commit p50 ${fmt(median(cairn.commitMs), 1)} ms = WAL fsync + batch)`,
   );
-  const cairnSync = await runCairn(workload, 0);
+  const cairnWorkers = await runCairn(workload, suggestedHashWorkers());
   console.log(
-    `cairn, hashWorkers 0 (all hashing on the writer thread)  ${fmt(cairnSync.keysPerSec)} keys/s  block p50 ${fmt(median(cairnSync.blockMs), 1)} ms  ` +
-      `p99 ${fmt(percentile(cairnSync.blockMs, 0.99), 1)} ms  (same root: ${cairnSync.root === cairn.root})`,
+    `cairn, hashWorkers ${suggestedHashWorkers()} (LtHash shared with worker threads)  ${fmt(cairnWorkers.keysPerSec)} keys/s  block p50 ${fmt(median(cairnWorkers.blockMs), 1)} ms  ` +
+      `p99 ${fmt(percentile(cairnWorkers.blockMs, 0.99), 1)} ms  (same root: ${cairnWorkers.root === cairn.root})`,
   );
-  if (cairnSync.root !== cairn.root) throw new Error('the single-thread run produced a different root');
+  if (cairnWorkers.root !== cairn.root) throw new Error('the worker-split run produced a different root');
   // Same blocks for the peer (the first mptBlocks of the workload) and Cairn on exactly those.
   const cairnSame = await runCairn(workload.slice(0, mptBlocks));
   const mpt = await runMpt(workload.slice(0, mptBlocks));
@@ -566,8 +566,8 @@ export async function run(args: string[]): Promise<void> {
     bench: 'state',
     metrics: {
       changedKeysPerSec: Math.round(cairn.keysPerSec),
-      hashWorkers: defaultHashWorkers(),
-      changedKeysPerSecNoHashWorkers: Math.round(cairnSync.keysPerSec),
+      suggestedHashWorkers: suggestedHashWorkers(),
+      changedKeysPerSecSuggestedHashWorkers: Math.round(cairnWorkers.keysPerSec),
       commitP50Ms: round3(median(cairn.blockMs)),
       commitP99Ms: round3(percentile(cairn.blockMs, 0.99)),
       applyP50Ms: round3(median(cairn.applyMs)),

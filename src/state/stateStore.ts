@@ -132,10 +132,11 @@ export interface StateStoreOptions {
   checkpointIntervalBlocks?: number;
   walSegmentBytes?: number;
   /**
-   * Worker threads that share a block's LtHash work with the writer thread (default
-   * `defaultHashWorkers()`: cores − 1, at most 3, so 1 on a two-core machine; 0 = all on the writer).
-   * They start with the first block of at least 512 rows. Results are bit-identical either way;
-   * `npm run bench -- state` measures both. A failed worker falls back to the writer thread.
+   * Worker threads that share a block's LtHash work with the writer thread (default 0: all on the
+   * writer; `suggestedHashWorkers()` is cores − 1, at most 3). Off by default because on the
+   * two-core bench machine the same-run bench measured them slower (`npm run bench -- state` prints
+   * both). They start with the first block of at least 512 rows. Results are bit-identical either
+   * way; a failed worker falls back to the writer thread.
    */
   hashWorkers?: number;
   /**
@@ -217,10 +218,10 @@ function cloneMeta(m: MetaRecord): MetaRecord {
 }
 
 /**
- * LtHash worker threads when the caller does not say: one fewer than the cores Node may use (the
- * writer thread hashes a share too), at most 3; 0 on a single core, where the store hashes inline.
+ * A `hashWorkers` value sized to the machine: one fewer than the cores Node may use (the writer
+ * thread hashes a share too), at most 3; 0 on a single core. Not the default: measure first.
  */
-export function defaultHashWorkers(): number {
+export function suggestedHashWorkers(): number {
   return Math.max(0, Math.min(3, os.availableParallelism() - 1));
 }
 
@@ -312,7 +313,7 @@ export class StateStore {
     let store: StateStore | undefined;
     try {
       const hasher = await sharedLtHasher();
-      const workers = options.hashWorkers ?? defaultHashWorkers();
+      const workers = options.hashWorkers ?? 0;
       if (!Number.isSafeInteger(workers) || workers < 0 || workers > 16) {
         throw caller(`hashWorkers must be an integer in [0, 16], got ${workers}`);
       }
