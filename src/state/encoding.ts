@@ -97,9 +97,19 @@ export function familyOfPhysicalKey(key: Uint8Array): Family | undefined {
 
 // ---- values ----------------------------------------------------------------------------------
 
+/** Version byte and big-endian u64 height, written bytewise (no DataView or BigInt per row). */
 function header(out: Uint8Array, height: number): void {
   out[0] = VALUE_FORMAT;
-  new DataView(out.buffer, out.byteOffset, out.byteLength).setBigUint64(1, BigInt(height), false);
+  const hi = Math.floor(height / 0x1_0000_0000);
+  const lo = height >>> 0;
+  out[1] = hi >>> 24;
+  out[2] = hi >>> 16;
+  out[3] = hi >>> 8;
+  out[4] = hi;
+  out[5] = lo >>> 24;
+  out[6] = lo >>> 16;
+  out[7] = lo >>> 8;
+  out[8] = lo;
 }
 
 export function encodeStorage(height: number, word: Uint8Array): Uint8Array {

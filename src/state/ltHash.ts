@@ -5,9 +5,10 @@
  * little-endian serialization of the sum. Additive, so order and chunking never matter.
  *
  * BLAKE3 comes from hash-wasm (WASM, ~5 µs per 2 KiB XOF here); the hashers are created once and
- * reused (`init/update/digest`), which is what makes the per-row cost that low.
+ * reused, and element hashes are read in place from the module's memory (blake3Wasm.ts).
  */
 import { createBLAKE3, type IHasher } from 'hash-wasm';
+import { BLAKE3_IO_BYTES, Blake3Direct, loadBlake3Module } from './blake3Wasm.ts';
 
 export const LTHASH_LIMBS = 1024;
 export const LTHASH_BYTES = 2048;
@@ -35,6 +36,11 @@ export class LtHash {
     this.words = words32(this.limbs);
   }
 
+  /** The limbs as 512 host-order 32-bit words (a view, not a copy). */
+  words32(): Uint32Array {
+    return this.words;
+  }
+
   clone(): LtHash {
     return new LtHash(this.limbs.slice());
   }
@@ -45,8 +51,12 @@ export class LtHash {
    * inside a word does not matter for element-wise arithmetic, so host byte order is irrelevant.
    */
   add(other: Uint16Array): void {
+    this.addWords(words32(other));
+  }
+
+  /** `add` over the 512 32-bit words of an element (two limbs each, host order). */
+  addWords(b: Uint32Array): void {
     const a = this.words;
-    const b = words32(other);
     for (let i = 0; i < LTHASH_WORDS; i++) {
       const x = a[i]!;
       const y = b[i]!;
@@ -56,8 +66,12 @@ export class LtHash {
 
   /** Lane-wise subtract (SWAR): borrow the lane's top bit so no borrow crosses lanes. */
   sub(other: Uint16Array): void {
+    this.subWords(words32(other));
+  }
+
+  /** `sub` over the 512 32-bit words of an element. */
+  subWords(b: Uint32Array): void {
     const a = this.words;
-    const b = words32(other);
     for (let i = 0; i < LTHASH_WORDS; i++) {
       const x = a[i]!;
       const y = b[i]!;
@@ -101,7 +115,12 @@ export class LtHash {
   }
 }
 
-/** Reusable BLAKE3 hashers: XOF for element hashes, 256-bit for checksums. One per thread. */
+/**
+ * Reusable BLAKE3 hashers: XOF for element hashes, 256-bit for checksums. One per thread. Element
+ * hashes go through hash-wasm's BLAKE3 module directly when it loads (blake3Wasm.ts: input written
+ * into the module's buffer, output read in place, no per-row allocation), else through the public
+ * hasher.
+ */
 export class LtHasher {
   private scratch = new Uint8Array(256);
   private readonly elementLimbs = new Uint16Array(LTHASH_LIMBS);
@@ -109,11 +128,22 @@ export class LtHasher {
   private constructor(
     private readonly xof: IHasher,
     private readonly checksumHasher: IHasher,
+    private readonly direct: Blake3Direct | undefined,
   ) {}
 
-  static async create(): Promise<LtHasher> {
-    const [xof, sum] = await Promise.all([createBLAKE3(LTHASH_BYTES * 8), createBLAKE3(256)]);
-    return new LtHasher(xof, sum);
+  static async create(options: { direct?: boolean } = {}): Promise<LtHasher> {
+    const [xof, sum, module] = await Promise.all([
+      createBLAKE3(LTHASH_BYTES * 8),
+      createBLAKE3(256),
+      options.direct === false || !HOST_LITTLE_ENDIAN ? undefined : loadBlake3Module(),
+    ]);
+    const direct = module ? await Blake3Direct.instantiate(module) : undefined;
+    return new LtHasher(xof, sum, direct);
+  }
+
+  /** Whether element hashes use the module directly (for tests and the bench). */
+  get usesDirectWasm(): boolean {
+    return this.direct !== undefined;
   }
 
   /** `u32le(len k) ‖ k ‖ u32le(len v) ‖ v`, the element-hash input (exposed for vectors). */
@@ -128,29 +158,73 @@ export class LtHasher {
    * array is reused by the next call.
    */
   element(key: Uint8Array, value: Uint8Array): Uint16Array | undefined {
+    const words = this.elementWords(key, value);
+    if (!words) return undefined;
+    if (this.direct) {
+      // A copy: the module's buffer is overwritten by the next input.
+      this.elementLimbs.set(new Uint16Array(words.buffer, words.byteOffset, LTHASH_LIMBS));
+      return this.elementLimbs;
+    }
+    return new Uint16Array(words.buffer, words.byteOffset, LTHASH_LIMBS);
+  }
+
+  /** H(k, v) as 512 host-order 32-bit words (two limbs each), valid until the next call. */
+  private elementWords(key: Uint8Array, value: Uint8Array): Uint32Array | undefined {
     if (key.length === 0 || value.length === 0) return undefined;
     const need = 8 + key.length + value.length;
+    const direct = this.direct;
+    if (direct) {
+      if (need <= BLAKE3_IO_BYTES) {
+        writeInput(direct.input(), key, value);
+        return direct.hashInPlace(need, LTHASH_BYTES);
+      }
+      return direct.hashChunks([LtHasher.serializeKV(key, value)], LTHASH_BYTES);
+    }
     if (this.scratch.length < need) this.scratch = new Uint8Array(Math.max(need, this.scratch.length * 2));
     writeInput(this.scratch, key, value);
     this.xof.init();
     this.xof.update(this.scratch.subarray(0, need));
     const bytes = this.xof.digest('binary');
-    if (HOST_LITTLE_ENDIAN && bytes.byteOffset % 2 === 0) {
-      return new Uint16Array(bytes.buffer, bytes.byteOffset, LTHASH_LIMBS);
+    if (HOST_LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) {
+      return new Uint32Array(bytes.buffer, bytes.byteOffset, LTHASH_LIMBS / 2);
     }
     const limbs = this.elementLimbs;
     for (let i = 0; i < LTHASH_LIMBS; i++) limbs[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
-    return limbs;
+    return words32(limbs);
+  }
+
+  /**
+   * Adds (sign > 0) or subtracts the element hash of an already serialized input
+   * (`serializeKV` layout, non-empty key and value).
+   */
+  mixSerialized(acc: LtHash, input: Uint8Array, sign: number): void {
+    let words: Uint32Array;
+    const direct = this.direct;
+    if (direct && input.length <= BLAKE3_IO_BYTES) {
+      direct.input().set(input);
+      words = direct.hashInPlace(input.length, LTHASH_BYTES);
+    } else if (direct) {
+      words = direct.hashChunks([input], LTHASH_BYTES);
+    } else {
+      this.xof.init();
+      this.xof.update(input);
+      const bytes = this.xof.digest('binary');
+      const limbs = this.elementLimbs;
+      for (let i = 0; i < LTHASH_LIMBS; i++) limbs[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+      words = words32(limbs);
+    }
+    if (sign > 0) acc.addWords(words);
+    else acc.subWords(words);
   }
 
   mixIn(acc: LtHash, key: Uint8Array, value: Uint8Array): void {
-    const h = this.element(key, value);
-    if (h) acc.add(h);
+    const h = this.elementWords(key, value);
+    if (h) acc.addWords(h);
   }
 
   mixOut(acc: LtHash, key: Uint8Array, value: Uint8Array): void {
-    const h = this.element(key, value);
-    if (h) acc.sub(h);
+    const h = this.elementWords(key, value);
+    if (h) acc.subWords(h);
   }
 
   /** The 32-byte root: BLAKE3-256 of the 2048-byte serialization. */
@@ -161,12 +235,21 @@ export class LtHasher {
   }
 }
 
+/** Writes `u32le(len k) ‖ k ‖ u32le(len v) ‖ v` at the start of `out` (no allocation). */
 function writeInput(out: Uint8Array, key: Uint8Array, value: Uint8Array): void {
-  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  dv.setUint32(0, key.length, true);
+  const k = key.length;
+  const v = value.length;
+  out[0] = k;
+  out[1] = k >>> 8;
+  out[2] = k >>> 16;
+  out[3] = k >>> 24;
   out.set(key, 4);
-  dv.setUint32(4 + key.length, value.length, true);
-  out.set(value, 8 + key.length);
+  const at = 4 + k;
+  out[at] = v;
+  out[at + 1] = v >>> 8;
+  out[at + 2] = v >>> 16;
+  out[at + 3] = v >>> 24;
+  out.set(value, at + 4);
 }
 
 let shared: Promise<LtHasher> | undefined;

@@ -22,12 +22,13 @@ import * as path from 'node:path';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
-import type { OrderedKv } from '../kv/orderedKv.ts';
+import type { KvBatch, OrderedKv } from '../kv/orderedKv.ts';
 import { toHex } from '../lib/bytes.ts';
 import { crc32c as crc32cOf } from '../lib/crc32c.ts';
 import { CairnError, describe, FatalLatch, ioFatal, isCairnError } from '../lib/errors.ts';
 import { runAllThenThrowFirst } from '../lib/lifecycle.ts';
 import { Wal } from '../wal/wal.ts';
+import { loadBlake3Module } from './blake3Wasm.ts';
 import {
   type Account,
   accountIsEmpty,
@@ -84,6 +85,7 @@ import {
   type FamilyStats,
   familyTag,
   kvKey,
+  META_BYTES,
   type MetaRecord,
   type RowChange,
   VERSION_KEY,
@@ -131,7 +133,10 @@ export interface StateStoreOptions {
   walSegmentBytes?: number;
   /**
    * Worker threads that share a block's LtHash work with the writer thread (default 0: all on the
-   * writer). Results are bit-identical either way; `npm run bench -- state` measures whether it pays.
+   * writer; `suggestedHashWorkers()` is cores − 1, at most 3). Off by default because on the
+   * two-core bench machine the same-run bench measured them slower (`npm run bench -- state` prints
+   * both). They start with the first block of at least 512 rows. Results are bit-identical either
+   * way; a failed worker falls back to the writer thread.
    */
   hashWorkers?: number;
   /**
@@ -195,8 +200,13 @@ const IMPORT_MAGIC = new TextEncoder().encode('CAIRNIMP1');
 const WAL_MAX_RECORD_BYTES = 48 * 1024 * 1024;
 const IMPORT_BATCH_ROWS = 10_000;
 const SCAN_CHUNK = 4096;
+/** Keys per engine `getMany` when a block reads its rows' old values (bounds one engine request). */
+const OLD_VALUE_READ_CHUNK = 8192;
 /** Problems a verify report lists per family (the rest are counted). */
 const VERIFY_PROBLEMS_KEPT = 20;
+
+/** A row of the block being built; `kk` (its engine key) when known, to skip re-encoding it. */
+type PendingRow = RowChange & { kk?: Uint8Array };
 
 interface Working {
   roots: LtHash[];
@@ -207,7 +217,23 @@ function cloneMeta(m: MetaRecord): MetaRecord {
   return { height: m.height, roots: m.roots.map((r) => r.clone()), stats: m.stats.map((s) => ({ ...s })) };
 }
 
+/**
+ * A `hashWorkers` value sized to the machine: one fewer than the cores Node may use (the writer
+ * thread hashes a share too), at most 3; 0 on a single core. Not the default: measure first.
+ */
+export function suggestedHashWorkers(): number {
+  return Math.max(0, Math.min(3, os.availableParallelism() - 1));
+}
+
+/**
+ * Node's latin1 decoder applied to a plain Uint8Array: no Buffer object per key (this runs for every
+ * row of every block). Same string as `Buffer.from(...).toString('latin1')`, which is the fallback.
+ */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (start: number, end: number) => string })
+  .latin1Slice;
+
 function idOf(kk: Uint8Array): string {
+  if (latin1Slice) return latin1Slice.call(kk, 0, kk.length);
   return Buffer.from(kk.buffer, kk.byteOffset, kk.byteLength).toString('latin1');
 }
 
@@ -227,7 +253,7 @@ export class StateStore {
     roots: FAMILIES.map(() => new LtHash()),
     stats: FAMILIES.map(() => ({ keys: 0, bytes: 0 })),
   };
-  private pending = new Map<string, RowChange>();
+  private pending = new Map<string, PendingRow>();
   private pendingHeight = 0;
   /** Read-only opens: WAL rows above the engine's checkpoint, applied in memory only. */
   private overlay = new Map<string, RowChange>();
@@ -252,7 +278,8 @@ export class StateStore {
     private readonly hasher: LtHasher,
     private readonly options: StateStoreOptions,
     private lock: DirLock | undefined,
-    private readonly pool: HashPool | undefined,
+    /** LtHash worker threads, started with the first block large enough to share (`hashPool`). */
+    private readonly hashWorkers: number,
   ) {
     this.snapshotsDir = path.join(dataDir, SNAPSHOTS_DIR);
     this.kvDir = path.join(dataDir, KV_DIR);
@@ -284,24 +311,19 @@ export class StateStore {
         ? await acquireDirLock(dataDir)
         : undefined;
     let store: StateStore | undefined;
-    let pool: HashPool | undefined;
     try {
       const hasher = await sharedLtHasher();
       const workers = options.hashWorkers ?? 0;
       if (!Number.isSafeInteger(workers) || workers < 0 || workers > 16) {
         throw caller(`hashWorkers must be an integer in [0, 16], got ${workers}`);
       }
-      pool = workers > 0 && !options.readOnly ? await HashPool.create(workers, hasher) : undefined;
-      store = new StateStore(fs, host, dataDir, hasher, options, lock, pool);
+      store = new StateStore(fs, host, dataDir, hasher, options, lock, options.readOnly ? 0 : workers);
       if (options.readOnly) await store.recoverReadOnly();
       else await store.recover();
       return store;
     } catch (err) {
       if (store) await store.abandon();
-      else {
-        await lock?.release().catch(() => undefined);
-        await pool?.close().catch(() => undefined);
-      }
+      else await lock?.release().catch(() => undefined);
       if (err instanceof CairnError) throw err;
       throw ioFatal(`opening state store ${dataDir}`, err, { file: dataDir });
     }
@@ -445,11 +467,15 @@ export class StateStore {
       });
     }
     const overlay = new Map<string, RowChange & { kk: Uint8Array }>();
+    /** Rows read before this block touched them (accounts, read-modify-write): their old values. */
+    const readBefore = new Map<string, Uint8Array | undefined>();
     const current = (kk: Uint8Array): Uint8Array | undefined => {
       const id = idOf(kk);
       const o = overlay.get(id);
       if (o) return o.value ?? undefined;
-      return this.readKk(id, kk);
+      const v = this.readKk(id, kk);
+      readBefore.set(id, v);
+      return v;
     };
     const put = (family: Family, key: Uint8Array, value: Uint8Array | null) => {
       // Every row must fit the export format, or an export of this state could never be imported.
@@ -545,37 +571,115 @@ export class StateStore {
     // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
     const roots = this.working.roots.map((r) => r.clone());
     const stats = this.working.stats.map((s) => ({ ...s }));
-    const items: HashItem[] = [];
-    for (const [id, row] of overlay) {
+    const rows = [...overlay.values()];
+    const pool = rows.length >= PARALLEL_MIN_ELEMENTS ? await this.hashPool() : undefined;
+    const olds = await this.oldValues(overlay, readBefore, (news) => {
+      // Runs while the engine reads the old values: mix-ins need none.
+      if (pool && news.length >= PARALLEL_MIN_ELEMENTS) return pool.apply(news, roots);
+      for (const it of news) this.hasher.mixIn(roots[it.family]!, it.key, it.neu!);
+      return undefined;
+    });
+    const outs: HashItem[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
       const f = FAMILY_INDEX[row.family];
-      const old = this.readKk(id, row.kk);
-      const item: HashItem = { family: f, key: row.key };
+      const old = olds[i];
       if (old !== undefined && old.length > 0) {
-        item.old = old;
+        outs.push({ family: f, key: row.key, old });
         stats[f]!.keys--;
         stats[f]!.bytes -= row.key.length + old.length;
       }
       if (row.value !== null && row.value.length > 0) {
-        item.neu = row.value;
         stats[f]!.keys++;
         stats[f]!.bytes += row.key.length + row.value.length;
       }
-      items.push(item);
     }
-    if (this.pool && items.length * 2 >= PARALLEL_MIN_ELEMENTS) {
-      await this.pool.apply(items, roots);
+    if (pool && outs.length >= PARALLEL_MIN_ELEMENTS) {
+      await pool.apply(outs, roots);
     } else {
-      for (const it of items) {
-        if (it.old) this.hasher.mixOut(roots[it.family]!, it.key, it.old);
-        if (it.neu) this.hasher.mixIn(roots[it.family]!, it.key, it.neu);
-      }
+      for (const it of outs) this.hasher.mixOut(roots[it.family]!, it.key, it.old!);
     }
-    for (const [id, row] of overlay)
-      this.pending.set(id, { family: row.family, key: row.key, value: row.value });
+    // The overlay's rows go in as they are (their engine key `kk` saves re-encoding at commit).
+    for (const [id, row] of overlay) this.pending.set(id, row);
     this.working = { roots, stats };
     this.pendingHeight = height;
     this.pendingRecordBytes = recordBytes;
   }
+  /**
+   * The values the block's rows had before it, in `overlay` order: from the pending block, from the
+   * reads the block already made, else from the engine in one `getMany` per chunk. `whileReading`
+   * gets the rows' mix-ins (new values) and runs while the engine works on its own threads.
+   */
+  private async oldValues(
+    overlay: ReadonlyMap<string, RowChange & { kk: Uint8Array }>,
+    readBefore: ReadonlyMap<string, Uint8Array | undefined>,
+    whileReading: (news: HashItem[]) => Promise<void> | undefined,
+  ): Promise<(Uint8Array | undefined)[]> {
+    const kv = this.kv;
+    if (!kv) throw new CairnError('CLOSED', 'state store is closed');
+    const olds: (Uint8Array | undefined)[] = new Array(overlay.size);
+    const missing: number[] = [];
+    const missingKeys: Uint8Array[] = [];
+    const news: HashItem[] = [];
+    let i = 0;
+    for (const [id, row] of overlay) {
+      const p = this.pending.get(id);
+      if (p) olds[i] = p.value ?? undefined;
+      else if (readBefore.has(id)) olds[i] = readBefore.get(id);
+      else if (this.overlay.size > 0 && this.overlay.has(id))
+        olds[i] = this.overlay.get(id)!.value ?? undefined;
+      else {
+        missing.push(i);
+        missingKeys.push(row.kk);
+      }
+      if (row.value !== null && row.value.length > 0) {
+        news.push({ family: FAMILY_INDEX[row.family], key: row.key, neu: row.value });
+      }
+      i++;
+    }
+    const reads: Promise<(Uint8Array | undefined)[]>[] = [];
+    for (let at = 0; at < missingKeys.length; at += OLD_VALUE_READ_CHUNK) {
+      reads.push(kv.getMany(missingKeys.slice(at, at + OLD_VALUE_READ_CHUNK)));
+    }
+    // Settle every read before returning, even if hashing throws, so none is left running.
+    const settled = Promise.allSettled(reads);
+    let hashing: unknown;
+    try {
+      await whileReading(news);
+    } catch (err) {
+      hashing = err;
+    }
+    const results = await settled;
+    if (hashing !== undefined) throw hashing;
+    let j = 0;
+    for (const r of results) {
+      if (r.status === 'rejected') {
+        const err = r.reason;
+        if (isCairnError(err)) throw err;
+        throw new CairnError('IO_FATAL', `state engine read failed: ${describe(err)}`, { cause: err });
+      }
+      for (const v of r.value) olds[missing[j++]!] = v;
+    }
+    return olds;
+  }
+
+  private pool: HashPool | undefined;
+  /** The LtHash worker pool, started on first use; undefined when the store hashes on one thread. */
+  private async hashPool(): Promise<HashPool | undefined> {
+    if (this.pool || this.hashWorkers === 0 || this.poolUnavailable) return this.pool;
+    const onFallback = (reason: string) =>
+      this.warn('an LtHash worker failed; hashing continues on the writer thread', { error: reason });
+    try {
+      this.pool = HashPool.create(this.hashWorkers, this.hasher, await loadBlake3Module(), onFallback);
+    } catch (err) {
+      // No worker threads here (a restricted runtime): hash on the writer thread, as with 0.
+      this.poolUnavailable = true;
+      onFallback(describe(err));
+    }
+    return this.pool;
+  }
+  private poolUnavailable = false;
+
   /** Size the pending block's WAL record will have. */
   private pendingRecordBytes = BLOCK_RECORD_FIXED_BYTES;
 
@@ -599,15 +703,37 @@ export class StateStore {
         { details: { height, bytes: payload.length, limit: WAL_MAX_RECORD_BYTES } },
       );
     }
+    const checkpoint = height % this.checkpointInterval === 0;
+    let syncing: Promise<void>;
     try {
       wal.append([payload], height);
-      await wal.sync();
+      syncing = wal.sync();
     } catch (err) {
       throw this.latch.latch(err, `state WAL append of block ${height}`);
     }
-    const checkpoint = height % this.checkpointInterval === 0;
+    // While the record is fsynced, stage the engine batch in memory: nothing of it reaches the
+    // engine before the WAL record is durable (a batch is applied only by write()).
+    let staged: KvBatch | undefined;
+    let stageError: unknown;
     try {
-      await this.writeBlockBatch(this.kv!, rows, after, checkpoint);
+      staged = this.stageBlockBatch(
+        this.kv!,
+        rows,
+        payload.subarray(payload.length - META_BYTES),
+        checkpoint,
+      );
+    } catch (err) {
+      stageError = err;
+    }
+    try {
+      await syncing;
+    } catch (err) {
+      // An unwritten staged batch is dropped; the engine closes it when the store closes.
+      throw this.latch.latch(err, `state WAL append of block ${height}`);
+    }
+    try {
+      if (staged === undefined) throw stageError;
+      await staged.write({ sync: checkpoint });
     } catch (err) {
       throw this.latch.latch(err, `state engine batch of block ${height}`);
     }
@@ -624,17 +750,31 @@ export class StateStore {
     return height;
   }
 
-  private async writeBlockBatch(kv: OrderedKv, rows: readonly RowChange[], after: MetaRecord, sync: boolean) {
+  private async writeBlockBatch(
+    kv: OrderedKv,
+    rows: readonly PendingRow[],
+    after: MetaRecord,
+    sync: boolean,
+  ) {
+    await this.stageBlockBatch(kv, rows, encodeMeta(after), sync).write({ sync });
+  }
+
+  /** One block's engine batch (rows, version record, checkpoint record if `checkpoint`), unwritten. */
+  private stageBlockBatch(
+    kv: OrderedKv,
+    rows: readonly PendingRow[],
+    meta: Uint8Array,
+    checkpoint: boolean,
+  ): KvBatch {
     const batch = kv.batch();
     for (const r of rows) {
-      const kk = kvKey(r.family, r.key);
+      const kk = r.kk ?? kvKey(r.family, r.key);
       if (r.value === null) batch.del(kk);
       else batch.put(kk, r.value);
     }
-    const meta = encodeMeta(after);
     batch.put(VERSION_KEY, meta);
-    if (sync) batch.put(CHECKPOINT_KEY, meta);
-    await batch.write({ sync });
+    if (checkpoint) batch.put(CHECKPOINT_KEY, meta);
+    return batch;
   }
 
   private async writeCheckpoint(): Promise<void> {

@@ -13,6 +13,7 @@ import {
   evmPhysicalKey,
   familyOfPhysicalKey,
   miscPhysicalKey,
+  valueHeight,
 } from '../../src/state/encoding.ts';
 import { LtHash, LtHasher } from '../../src/state/ltHash.ts';
 
@@ -109,6 +110,17 @@ test('value encodings: golden vectors at height 100', () => {
   );
   assert.equal(toHex(encodeCode(100, fromHex('6080604052'))), '0000000000000000646080604052');
   assert.equal(toHex(encodeMisc(100, fromHex('cafebabe'))), '000000000000000064cafebabe');
+});
+
+test('value encodings: the height header is big-endian u64 across the 32-bit boundary', () => {
+  for (const h of [0, 1, 0xff, 0x1_0000, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 5, Number.MAX_SAFE_INTEGER]) {
+    const expected = new Uint8Array(9);
+    new DataView(expected.buffer).setBigUint64(1, BigInt(h), false);
+    for (const v of [encodeStorage(h, word), encodeCode(h, b('c')), encodeMisc(h, b('m'))]) {
+      assert.equal(toHex(v.subarray(0, 9)), toHex(expected), `height ${h}`);
+      assert.equal(valueHeight('storage', v), h);
+    }
+  }
 });
 
 test('store-root vectors (spec §2.6): storage, height stamping, account, code, misc', async () => {

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { toHex } from '../../src/lib/bytes.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import type { NamedChangeSet } from '../../src/state/stateStore.ts';
 import { crashEnv, openSim, randomBlock, simEnv } from './support/harness.ts';
 
 test('A14: incremental roots and stats equal a full scan after random blocks (fast-check)', async () => {
@@ -48,6 +49,20 @@ test('A14: incremental roots and stats equal a full scan after random blocks (fa
   );
 });
 
+/** Many distinct storage slots and a few deletes of earlier ones: enough rows for the worker pool. */
+function wideBlock(rng: Rng, size: number): NamedChangeSet[] {
+  const pairs: NamedChangeSet['pairs'][number][] = [];
+  for (let i = 0; i < size; i++) {
+    const key = new Uint8Array(53);
+    key[0] = 0x03;
+    key[1] = rng.int(0, 4);
+    key[52] = i & 0xff;
+    key[51] = i >> 8;
+    pairs.push(rng.bool(0.1) ? { key, delete: true } : { key, value: rng.bytes(32) });
+  }
+  return [{ name: 'evm', pairs }];
+}
+
 test('LtHash split over worker threads is bit-identical to the serial sum (large random blocks)', async () => {
   const seed = seedFromEnv();
   const serial = await openSim(simEnv(1));
@@ -55,7 +70,7 @@ test('LtHash split over worker threads is bit-identical to the serial sum (large
   try {
     for (let h = 1; h <= 6; h++) {
       const rng = new Rng(seed + h);
-      const blocks = [randomBlock(rng, 400), randomBlock(rng, 300)];
+      const blocks = [randomBlock(rng, 400), randomBlock(rng, 300), wideBlock(rng, 1500)];
       for (const b of blocks) {
         await serial.applyChangeSets(h, b);
         await parallel.applyChangeSets(h, b);
