@@ -47,7 +47,12 @@ export function encodeFrame(
   syncedNext = 0,
   format: FrameFormat = CURRENT_FRAME_FORMAT,
 ): Uint8Array {
-  const frame = layoutFrameInto(Buffer.allocUnsafe(frameHeaderBytes(format) + payload.byteLength), index, payload, format);
+  const frame = layoutFrameInto(
+    Buffer.allocUnsafe(frameHeaderBytes(format) + payload.byteLength),
+    index,
+    payload,
+    format,
+  );
   sealFrame(frame, format, syncedNext);
   return frame;
 }
@@ -57,7 +62,12 @@ export function encodeFrame(
  * `syncedNext` are left for `sealFrame`, called right before the frame is written, when the log
  * knows the most about what is already fsynced.
  */
-export function layoutFrameInto(frame: Buffer, index: number, payload: Uint8Array, format: FrameFormat): Buffer {
+export function layoutFrameInto(
+  frame: Buffer,
+  index: number,
+  payload: Uint8Array,
+  format: FrameFormat,
+): Buffer {
   frame.writeUInt32LE(payload.byteLength, 4);
   frame.writeUInt32LE(index % TWO_POW_32, 8);
   frame.writeUInt32LE(Math.floor(index / TWO_POW_32), 12);

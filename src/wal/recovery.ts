@@ -426,7 +426,9 @@ export function damageToSyncedData(
 ): string | undefined {
   if (format === 1) {
     const first = later.first;
-    return first === undefined ? undefined : `record ${first.index} at offset ${first.offset} after it is intact`;
+    return first === undefined
+      ? undefined
+      : `record ${first.index} at offset ${first.offset} after it is intact`;
   }
   const highest = later.highest;
   if (highest === undefined || highest.syncedNext <= damagedIndex) return undefined;

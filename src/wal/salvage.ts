@@ -113,7 +113,10 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
       const scan = scanSegment(handle, entry.firstIndex, fileBytes, header.format);
       const next = entry.firstIndex + scan.offsets.length;
       const isLast = i === listed.length - 1;
-      // The same search and decision as recovery's (recovery.ts), so a plan names what recovery saw.
+      // The same search and decision as recovery's (recovery.ts). A version-1 frame proves nothing
+      // about fsyncs (the old rule refuses on any intact later frame): that is what salvage is for.
+      const proof = (found: IntactFramesAfter): string | undefined =>
+        header.format === 2 ? damageToSyncedData(2, next, found) : undefined;
       const laterFrames = (from: number, minIndex: number): IntactFramesAfter =>
         findIntactFramesAfter(handle, {
           from,
@@ -134,7 +137,7 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
             next,
             scan.defect.reason,
             found.first,
-            isLast ? damageToSyncedData(header.format, next, found) : undefined,
+            isLast ? proof(found) : undefined,
           ),
         };
       }
@@ -150,7 +153,7 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
               next,
               'zeroed frame header before intact records',
               found.first,
-              damageToSyncedData(header.format, next, found),
+              proof(found),
             ),
           };
         }

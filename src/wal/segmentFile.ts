@@ -372,7 +372,8 @@ function intactFrameAt(
   if (high >= 0x20_0000) return undefined;
   const index = high * 2 ** 32 + view.getUint32(local + 8, true);
   if (index < search.minIndex) return undefined;
-  if (index > search.segmentFirstIndex + Math.floor((at - SEGMENT_HEADER_BYTES) / headerBytes)) return undefined;
+  if (index > search.segmentFirstIndex + Math.floor((at - SEGMENT_HEADER_BYTES) / headerBytes))
+    return undefined;
   const payloadBytes = view.getUint32(local + 4, true);
   const frameEnd = at + headerBytes + payloadBytes;
   if (frameEnd > search.fileBytes) return undefined;

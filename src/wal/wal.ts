@@ -882,7 +882,9 @@ export class Wal implements WriteAheadLog {
    * buffered frames were laid out for it and are laid out again for the new tail. Happens once.
    */
   private relayoutPending(from: FrameFormat): void {
-    const live = this.pending.slice(this.pendingHead).map((f) => relayoutFrame(f, from, CURRENT_FRAME_FORMAT));
+    const live = this.pending
+      .slice(this.pendingHead)
+      .map((f) => relayoutFrame(f, from, CURRENT_FRAME_FORMAT));
     this.pending = live;
     this.pendingHead = 0;
     this.pendingBytes = live.reduce((sum, f) => sum + f.byteLength, 0);
