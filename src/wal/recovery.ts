@@ -3,8 +3,8 @@ import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { mkdirDurable, readAt } from '../io/fileSystem.ts';
 import { invariant } from '../lib/assert.ts';
 import { CairnError, errnoCode, ioFatal } from '../lib/errors.ts';
-import { type MetaState, openWalMeta, type WalMeta } from './meta.ts';
 import { CURRENT_FRAME_FORMAT, type FrameFormat } from './frame.ts';
+import { type MetaState, openWalMeta, type WalMeta } from './meta.ts';
 import {
   createSegmentFileAsync,
   decodeSegmentHeader,

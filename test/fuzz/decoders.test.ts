@@ -34,6 +34,7 @@ import { seedFromEnv } from '../../src/lib/rng.ts';
 import { decodeRecordFrame, recordFrameBytes } from '../../src/records/recordFrame.ts';
 import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { encodeFrame, type FrameFormat } from '../../src/wal/frame.ts';
 import { decodeMeta, encodeMeta } from '../../src/wal/meta.ts';
 import {
   decodeSegmentHeader,
@@ -43,7 +44,6 @@ import {
   scanSegment,
   segmentFileName,
 } from '../../src/wal/segmentFile.ts';
-import { encodeFrame, type FrameFormat } from '../../src/wal/frame.ts';
 import { Wal } from '../../src/wal/wal.ts';
 
 const seed = seedFromEnv();
