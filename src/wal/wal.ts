@@ -318,7 +318,7 @@ export class Wal implements WriteAheadLog {
     if (index >= this.writtenNext) {
       const frame = this.pending[this.pendingHead + (index - this.writtenNext)]!;
       // Copy: frames are pooled Buffers (whose slice() is a view), and callers may mutate results.
-      return Uint8Array.from(framePayload(frame, this.table.tail.format));
+      return new Uint8Array(framePayload(frame, this.table.tail.format));
     }
     const seg = this.table.segmentFor(index);
     const { offset, end } = this.table.frameRange(seg, index);
