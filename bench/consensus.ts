@@ -55,7 +55,7 @@ import { RealFileSystem } from '../src/io/realFileSystem.ts';
 import { ConsensusFixture } from '../src/testing/consensusFixture.ts';
 import { runZeroFillSlice } from '../src/wal/zeroFillGate.ts';
 import { fillStore, openWriterStore, writerFixture } from './support/consensusWriter.ts';
-import { rawFrameHeader } from './support/rawFrame.ts';
+import { FRAME_HEADER_BYTES, rawFrameHeader } from './support/rawFrame.ts';
 import { median, printTable, round3, verdict } from './support/stats.ts';
 import { rerunWithThreadPool } from './support/threadPool.ts';
 
@@ -82,7 +82,6 @@ interface RunResult {
   burst?: { p50Ms: number; p99Ms: number; count: number; drainMs: number };
 }
 
-const FRAME_HEADER_BYTES = 16;
 const BURST_BLOCKS = 1000;
 /**
  * Each run starts with this much of the same workload, not measured: the JIT warms up, and each

@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { realFileSystem } from '../src/io/realFileSystem.ts';
 import { Wal } from '../src/wal/wal.ts';
-import { rawFrameHeader } from './support/rawFrame.ts';
+import { FRAME_HEADER_BYTES, rawFrameHeader } from './support/rawFrame.ts';
 import { fmt, interleaved, median, nowMs, percentile, printTable, round3, verdict } from './support/stats.ts';
 
 const SIZES = [128, 1024, 4096] as const;
@@ -42,7 +42,6 @@ function segmentBytesFor(bytes: number): number {
 }
 /** Cairn writes buffered records once this many bytes are pending (WRITE_THRESHOLD_BYTES). */
 const WRITE_BATCH_BYTES = 256 * 1024;
-const FRAME_HEADER_BYTES = 16;
 
 interface Plan {
   name: string;

@@ -46,12 +46,12 @@ export function registerWalCommands(program: Command): void {
         console.log(`  segments  ${segments.length}  data bytes ${summary.bytes}`);
         console.log('');
         console.log(
-          `  ${'file'.padEnd(26)} ${'first'.padStart(12)} ${'next'.padStart(12)} ${'bytes'.padStart(12)}  state`,
+          `  ${'file'.padEnd(26)} ${'first'.padStart(12)} ${'next'.padStart(12)} ${'bytes'.padStart(12)}  format  state`,
         );
         for (const s of summary.segments) {
           console.log(
             `  ${s.file.padEnd(26)} ${String(s.firstIndex).padStart(12)} ${String(s.nextIndex).padStart(12)} ` +
-              `${String(s.bytes).padStart(12)}  ${s.sealed ? 'sealed' : 'tail'}`,
+              `${String(s.bytes).padStart(12)}  ${`v${s.formatVersion}`.padEnd(6)}  ${s.sealed ? 'sealed' : 'tail'}`,
           );
         }
         for (const w of warnings) console.log(`  warning: ${w}`);
@@ -107,6 +107,7 @@ export function registerWalCommands(program: Command): void {
             `  intact record ${cut.intactAfter.index} found after the damage, at offset ${cut.intactAfter.offset}`,
           );
         }
+        if (cut.syncedProof) console.log(`  fsynced before the damage: ${cut.syncedProof}`);
         if (cut.laterSegments.length > 0)
           console.log(`  later segments cut: ${cut.laterSegments.map((f) => path.basename(f)).join(', ')}`);
         console.log(`  bytes copied aside and cut: ${cut.bytesCut}`);

@@ -1,36 +1,102 @@
+import { invariant } from '../lib/assert.ts';
 import { crc32c } from '../lib/crc32c.ts';
 
 /**
- * One WAL record on disk:
+ * One WAL record on disk. The layout depends on the segment's format version (segmentFile.ts);
+ * every frame of a segment has the same layout.
  *
- *   offset 0  crc32c  u32 LE  over bytes [4, 16 + payloadLength)
- *   offset 4  length  u32 LE  payload bytes
- *   offset 8  index   u64 LE  the record's log index
- *   offset 16 payload
+ * Version 2 (every segment created by this build), 24-byte header:
+ *
+ *   offset 0  crc32c      u32 LE  over bytes [4, 24 + payloadLength)
+ *   offset 4  length      u32 LE  payload bytes
+ *   offset 8  index       u64 LE  the record's log index
+ *   offset 16 syncedNext  u64 LE  every record below this index had been fsynced when this frame
+ *                                 was written (so syncedNext <= index)
+ *   offset 24 payload
+ *
+ * Version 1 (segments of earlier builds, still read and appended to until sealed), 16-byte header:
+ * the same without `syncedNext`, the CRC covering [4, 16 + payloadLength).
  *
  * The index sits inside the checksum so that a stale but intact frame left behind at the wrong
  * position (after a back truncation, or a reordered torn write) never passes as the expected record.
- * A header of 16 zero bytes marks the end of data in a preallocated segment: no real frame can have
+ * `syncedNext` lets recovery tell a torn tail from damage to synced data: a damaged record below the
+ * `syncedNext` of an intact frame after it had been fsynced before that frame was written.
+ * A header of zero bytes marks the end of data in a preallocated segment: no real frame can have
  * it, because the CRC of a zero length and zero index is not zero.
  */
-export const FRAME_HEADER_BYTES = 16;
+export type FrameFormat = 1 | 2;
+/** The format of segments this build creates. */
+export const CURRENT_FRAME_FORMAT: FrameFormat = 2;
+export const FRAME_HEADER_BYTES_V1 = 16;
+/** Header bytes of the current format. */
+export const FRAME_HEADER_BYTES = 24;
 
 const TWO_POW_32 = 2 ** 32;
 
-/** Encodes a record into one buffer (header and payload contiguous: one iovec per record). */
-export function encodeFrame(index: number, payload: Uint8Array): Uint8Array {
-  // allocUnsafe draws small frames from Node's shared pool; every byte is overwritten below.
-  return encodeFrameInto(Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.byteLength), index, payload);
+export function frameHeaderBytes(format: FrameFormat): number {
+  return format === 1 ? FRAME_HEADER_BYTES_V1 : FRAME_HEADER_BYTES;
 }
 
-/** Encodes a record into `frame`, which must be exactly FRAME_HEADER_BYTES + payload bytes long. */
-export function encodeFrameInto(frame: Buffer, index: number, payload: Uint8Array): Buffer {
+/**
+ * Encodes a complete record (checksummed) into one buffer. Tools and tests; the log itself lays a
+ * frame out at append time and seals it (syncedNext, CRC) when it writes it.
+ */
+export function encodeFrame(
+  index: number,
+  payload: Uint8Array,
+  syncedNext = 0,
+  format: FrameFormat = CURRENT_FRAME_FORMAT,
+): Uint8Array {
+  const frame = layoutFrameInto(
+    Buffer.allocUnsafe(frameHeaderBytes(format) + payload.byteLength),
+    index,
+    payload,
+    format,
+  );
+  sealFrame(frame, format, syncedNext);
+  return frame;
+}
+
+/**
+ * Writes length, index and payload into `frame` (exactly header + payload bytes long). The CRC and
+ * `syncedNext` are left for `sealFrame`, called right before the frame is written, when the log
+ * knows the most about what is already fsynced.
+ */
+export function layoutFrameInto(
+  frame: Buffer,
+  index: number,
+  payload: Uint8Array,
+  format: FrameFormat,
+): Buffer {
   frame.writeUInt32LE(payload.byteLength, 4);
   frame.writeUInt32LE(index % TWO_POW_32, 8);
   frame.writeUInt32LE(Math.floor(index / TWO_POW_32), 12);
-  frame.set(payload, FRAME_HEADER_BYTES);
-  frame.writeUInt32LE(crc32c(frame.subarray(4)), 0);
+  frame.set(payload, frameHeaderBytes(format));
   return frame;
+}
+
+/** Fills in `syncedNext` (version 2) and the CRC of a laid-out frame. */
+export function sealFrame(frame: Buffer, format: FrameFormat, syncedNext: number): void {
+  if (format === 2) {
+    const index = frame.readUInt32LE(12) * TWO_POW_32 + frame.readUInt32LE(8);
+    if (syncedNext > index) invariant(false, `frame ${index} claims records up to ${syncedNext} synced`);
+    frame.writeUInt32LE(syncedNext % TWO_POW_32, 16);
+    frame.writeUInt32LE(Math.floor(syncedNext / TWO_POW_32), 20);
+  }
+  frame.writeUInt32LE(crc32c(frame.subarray(4)), 0);
+}
+
+/** The payload bytes of a laid-out frame (a view). */
+export function framePayload(frame: Uint8Array, format: FrameFormat): Uint8Array {
+  return frame.subarray(frameHeaderBytes(format));
+}
+
+/** The same record laid out for another format (not sealed): the log's one-time upgrade path. */
+export function relayoutFrame(frame: Uint8Array, from: FrameFormat, to: FrameFormat): Buffer {
+  const payload = framePayload(frame, from);
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const index = view.getUint32(12, true) * TWO_POW_32 + view.getUint32(8, true);
+  return layoutFrameInto(Buffer.allocUnsafe(frameHeaderBytes(to) + payload.byteLength), index, payload, to);
 }
 
 const ARENA_CHUNK_BYTES = 1 << 20;
@@ -97,27 +163,40 @@ export interface FrameHeader {
   crc: number;
   payloadBytes: number;
   index: number;
+  /** Version 2 only (0 in version 1). NaN above 2^53, like the index. */
+  syncedNext: number;
 }
 
-/** Reads the 16-byte header at `offset` of `buf` (caller guarantees it is in bounds). */
-export function decodeFrameHeader(buf: Uint8Array, offset: number): FrameHeader {
-  const view = new DataView(buf.buffer, buf.byteOffset + offset, FRAME_HEADER_BYTES);
-  const index = view.getBigUint64(8, true);
+function u64At(view: DataView, at: number): number {
+  const value = view.getUint32(at + 4, true) * TWO_POW_32 + view.getUint32(at, true);
+  // Values above 2^53 cannot be produced by this log; map them to NaN so they never match.
+  return value <= Number.MAX_SAFE_INTEGER ? value : Number.NaN;
+}
+
+/** Reads the header at `offset` of `buf` (caller guarantees it is in bounds). */
+export function decodeFrameHeader(buf: Uint8Array, offset: number, format: FrameFormat): FrameHeader {
+  const view = new DataView(buf.buffer, buf.byteOffset + offset, frameHeaderBytes(format));
   return {
     crc: view.getUint32(0, true),
     payloadBytes: view.getUint32(4, true),
-    // Indices above 2^53 cannot be produced by this log; map them to NaN so they never match.
-    index: index <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(index) : Number.NaN,
+    index: u64At(view, 8),
+    syncedNext: format === 2 ? u64At(view, 16) : 0,
   };
 }
 
-export function isZeroHeader(buf: Uint8Array, offset: number): boolean {
-  for (let i = offset; i < offset + FRAME_HEADER_BYTES; i++) if (buf[i] !== 0) return false;
+export function isZeroHeader(buf: Uint8Array, offset: number, format: FrameFormat): boolean {
+  const end = offset + frameHeaderBytes(format);
+  for (let i = offset; i < end; i++) if (buf[i] !== 0) return false;
   return true;
 }
 
-/** True if the frame occupying `buf[offset, offset + 16 + header.payloadBytes)` has a matching CRC. */
-export function frameChecksumMatches(buf: Uint8Array, offset: number, header: FrameHeader): boolean {
-  const end = offset + FRAME_HEADER_BYTES + header.payloadBytes;
+/** True if the frame occupying `buf[offset, offset + header + payload)` has a matching CRC. */
+export function frameChecksumMatches(
+  buf: Uint8Array,
+  offset: number,
+  header: FrameHeader,
+  format: FrameFormat,
+): boolean {
+  const end = offset + frameHeaderBytes(format) + header.payloadBytes;
   return crc32c(buf.subarray(offset + 4, end)) === header.crc;
 }

@@ -1,14 +1,16 @@
 import * as path from 'node:path';
-import type { FileSystem } from '../io/fileSystem.ts';
+import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { mkdirDurable, readAt } from '../io/fileSystem.ts';
 import { invariant } from '../lib/assert.ts';
 import { CairnError, errnoCode, ioFatal } from '../lib/errors.ts';
+import { CURRENT_FRAME_FORMAT, type FrameFormat } from './frame.ts';
 import { type MetaState, openWalMeta, type WalMeta } from './meta.ts';
 import {
   createSegmentFileAsync,
   decodeSegmentHeader,
-  findIntactFrameAfter,
+  findIntactFramesAfter,
   hasNonZeroBytes,
+  type IntactFramesAfter,
   listSegments,
   SEGMENT_HEADER_BYTES,
   scanSegment,
@@ -164,19 +166,24 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
           { index: damagedIndex, durableNext: durableFloor },
         );
       }
+      const defect = scanned.defect;
       const later = withHandle(fs, entry.file, (h) =>
-        findIntactFrameAfter(h, scanned.defect!.offset, damagedIndex, scanned.fileBytes),
+        laterIntactFrames(h, entry.firstIndex, scanned, defect.offset + 1, damagedIndex + 1, damagedIndex),
       );
-      if (later) {
+      const proof = damageToSyncedData(scanned.format, damagedIndex, later);
+      if (proof !== undefined) {
         throw corrupt(
           entry.file,
-          scanned.defect.offset,
-          `${scanned.defect.reason} in record ${damagedIndex}, but record ${later.index} at offset ${later.offset} ` +
-            'after it is intact: damaged data, not a torn write',
+          defect.offset,
+          `${defect.reason} in record ${damagedIndex}, but ${proof}: damaged data, not a torn write`,
           { index: damagedIndex },
         );
       }
-      tornTail = { file: entry.file, offset: scanned.defect.offset, reason: scanned.defect.reason };
+      tornTail = {
+        file: entry.file,
+        offset: defect.offset,
+        reason: defect.reason + droppedNote(later.count),
+      };
     } else if (isLast) {
       if (segNext < durableFloor) {
         // Data ends (zeros, or the end of the file) before records known to be durable.
@@ -201,22 +208,28 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         // there. An intact frame after the end is the second: loud. Otherwise erase the bytes, or
         // a stale frame could reappear after later appends.
         const from = scanned.endOffset;
-        const damage = withHandle(fs, entry.file, (h) =>
+        const later = withHandle(fs, entry.file, (h) =>
           hasNonZeroBytes(h, from, scanned.fileBytes)
-            ? { later: findIntactFrameAfter(h, from - 1, segNext - 1, scanned.fileBytes) }
+            ? laterIntactFrames(h, entry.firstIndex, scanned, from, segNext, segNext)
             : undefined,
         );
-        if (damage?.later) {
+        const proof = later === undefined ? undefined : damageToSyncedData(scanned.format, segNext, later);
+        if (proof !== undefined) {
           throw corrupt(
             entry.file,
             from,
-            `data ends at record ${segNext} (a zeroed frame header), but record ${damage.later.index} at offset ` +
-              `${damage.later.offset} after it is intact: damaged data, not the end of the log`,
+            `data ends at record ${segNext} (a zeroed frame header), but ${proof}: damaged data, not the end ` +
+              'of the log',
             { index: segNext },
           );
         }
-        if (damage)
-          tornTail = { file: entry.file, offset: from, reason: 'non-zero bytes after the end of data' };
+        if (later !== undefined) {
+          tornTail = {
+            file: entry.file,
+            offset: from,
+            reason: `non-zero bytes after the end of data${droppedNote(later.count)}`,
+          };
+        }
       }
     }
     segments.push({
@@ -224,6 +237,7 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
       firstIndex: entry.firstIndex,
       offsets: scanned.offsets,
       endOffset: scanned.endOffset,
+      format: scanned.format,
     });
   }
 
@@ -300,6 +314,7 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         firstIndex,
         offsets: [],
         endOffset: SEGMENT_HEADER_BYTES,
+        format: CURRENT_FRAME_FORMAT,
       });
       nextIndex = firstIndex;
     }
@@ -349,6 +364,7 @@ function scanOne(
   offsets: number[];
   endOffset: number;
   fileBytes: number;
+  format: FrameFormat;
   defect: { offset: number; reason: string } | undefined;
 } {
   return withHandle(fs, file, (handle) => {
@@ -362,8 +378,70 @@ function scanOne(
         `header says first index ${header.firstIndex} but the file name says ${nameIndex}`,
       );
     }
-    return { ...scanSegment(handle, nameIndex, fileBytes), fileBytes };
+    return { ...scanSegment(handle, nameIndex, fileBytes, header.format), fileBytes, format: header.format };
   });
+}
+
+/**
+ * Intact frames carrying index `minIndex` or above, from byte `from` of the tail segment on. The
+ * search stops early once one proves that record `damagedIndex` was fsynced.
+ */
+function laterIntactFrames(
+  handle: FileHandle,
+  segmentFirstIndex: number,
+  scanned: { fileBytes: number; format: FrameFormat },
+  from: number,
+  minIndex: number,
+  damagedIndex: number,
+): IntactFramesAfter {
+  return findIntactFramesAfter(handle, {
+    from,
+    minIndex,
+    fileBytes: scanned.fileBytes,
+    segmentFirstIndex,
+    format: scanned.format,
+    stopAboveSyncedNext: damagedIndex,
+  });
+}
+
+/**
+ * The torn-tail-or-corruption decision for damage to record `damagedIndex` (at or above the durable
+ * marker) in the tail segment, given the intact frames found after it. Returns why it is damage to
+ * synced data, or undefined for a torn tail.
+ *
+ * Version 2: a frame records `syncedNext`, the index below which every record had been fsynced when
+ * the frame was written. If an intact later frame has syncedNext > damagedIndex, an fsync covering
+ * the damaged record completed before that frame was written: the damage hit synced data. Otherwise
+ * every intact later frame was written before any fsync covered the damaged record, so none of them
+ * was acknowledged either (an acknowledged one would need that fsync): they are part of the torn,
+ * unsynced tail that page writeback persisted out of order, and go with it.
+ *
+ * Version 1 frames carry no such index: any intact later frame counts as proof (the old rule, which
+ * can refuse a log whose unsynced pages reached the disk out of order).
+ */
+export function damageToSyncedData(
+  format: FrameFormat,
+  damagedIndex: number,
+  later: IntactFramesAfter,
+): string | undefined {
+  if (format === 1) {
+    const first = later.first;
+    return first === undefined
+      ? undefined
+      : `record ${first.index} at offset ${first.offset} after it is intact`;
+  }
+  const highest = later.highest;
+  if (highest === undefined || highest.syncedNext <= damagedIndex) return undefined;
+  return (
+    `record ${highest.index} at offset ${highest.offset} after it is intact and was written after records ` +
+    `below ${highest.syncedNext} were fsynced`
+  );
+}
+
+function droppedNote(intactFramesDropped: number): string {
+  return intactFramesDropped === 0
+    ? ''
+    : ` (${intactFramesDropped} intact later frame(s) written before any fsync covered it are dropped with it)`;
 }
 
 /** A segment whose header is invalid and which holds nothing but zeros after it. */

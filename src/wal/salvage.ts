@@ -4,10 +4,12 @@ import { readAt, syncDirChain, writeFully } from '../io/fileSystem.ts';
 import { invariant } from '../lib/assert.ts';
 import { CairnError, errnoCode, ioFatal } from '../lib/errors.ts';
 import { openWalMeta } from './meta.ts';
+import { damageToSyncedData } from './recovery.ts';
 import {
   decodeSegmentHeader,
-  findIntactFrameAfter,
+  findIntactFramesAfter,
   hasNonZeroBytes,
+  type IntactFramesAfter,
   listSegments,
   SEGMENT_HEADER_BYTES,
   scanSegment,
@@ -37,6 +39,11 @@ export interface SalvagePlan {
         reason: string;
         /** Intact frames found after the damage (evidence of what is being cut). */
         intactAfter: { index: number; offset: number } | undefined;
+        /**
+         * Why an intact later frame proves the damaged record was fsynced (a version-2 frame written
+         * after an fsync that covered it), or undefined. A proven cut loses acknowledged records.
+         */
+        syncedProof: string | undefined;
         /** The whole file goes (its header is bad, or it does not continue the previous segment). */
         wholeFile: boolean;
         /** Whole segment files after `file`, cut as well. */
@@ -72,12 +79,14 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
         index: number,
         reason: string,
         intactAfter?: { index: number; offset: number },
+        syncedProof?: string,
       ) => ({
         file: entry.file,
         offset,
         index,
         reason,
         intactAfter,
+        syncedProof,
         wholeFile: offset === 0,
         laterSegments,
         bytesCut: fileBytes - offset + later,
@@ -101,26 +110,51 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
           'problem' in header ? `bad segment header: ${header.problem}` : 'header and file name disagree';
         return { dir, firstIndex, durableNext, cut: cutAt(0, entry.firstIndex, reason) };
       }
-      const scan = scanSegment(handle, entry.firstIndex, fileBytes);
+      const scan = scanSegment(handle, entry.firstIndex, fileBytes, header.format);
       const next = entry.firstIndex + scan.offsets.length;
       const isLast = i === listed.length - 1;
+      // The same search and decision as recovery's (recovery.ts). A version-1 frame proves nothing
+      // about fsyncs (the old rule refuses on any intact later frame): that is what salvage is for.
+      const proof = (found: IntactFramesAfter): string | undefined =>
+        header.format === 2 ? damageToSyncedData(2, next, found) : undefined;
+      const laterFrames = (from: number, minIndex: number): IntactFramesAfter =>
+        findIntactFramesAfter(handle, {
+          from,
+          minIndex,
+          fileBytes,
+          segmentFirstIndex: entry.firstIndex,
+          format: header.format,
+          stopAboveSyncedNext: next,
+        });
       if (scan.defect) {
-        const intactAfter = findIntactFrameAfter(handle, scan.defect.offset, next, fileBytes);
+        const found = laterFrames(scan.defect.offset + 1, next + 1);
         return {
           dir,
           firstIndex,
           durableNext,
-          cut: cutAt(scan.defect.offset, next, scan.defect.reason, intactAfter),
+          cut: cutAt(
+            scan.defect.offset,
+            next,
+            scan.defect.reason,
+            found.first,
+            isLast ? proof(found) : undefined,
+          ),
         };
       }
       if (isLast && scan.endOffset < fileBytes && hasNonZeroBytes(handle, scan.endOffset, fileBytes)) {
-        const intactAfter = findIntactFrameAfter(handle, scan.endOffset - 1, next - 1, fileBytes);
-        if (intactAfter) {
+        const found = laterFrames(scan.endOffset, next);
+        if (found.first) {
           return {
             dir,
             firstIndex,
             durableNext,
-            cut: cutAt(scan.endOffset, next, 'zeroed frame header before intact records', intactAfter),
+            cut: cutAt(
+              scan.endOffset,
+              next,
+              'zeroed frame header before intact records',
+              found.first,
+              proof(found),
+            ),
           };
         }
       }
@@ -144,6 +178,15 @@ export function checkSalvageable(plan: SalvagePlan): void {
         `marker ${plan.durableNext}: records ${cut.index}..${plan.durableNext - 1} were acknowledged, and cutting ` +
         'them loses acknowledged data. Restore this log from a backup instead.',
       { details: { file: cut.file, offset: cut.offset, index: cut.index, durableNext: plan.durableNext } },
+    );
+  }
+  if (cut.syncedProof !== undefined) {
+    throw new CairnError(
+      'WAL_CORRUPT',
+      `${cut.file} at offset ${cut.offset}: the damage (${cut.reason}) is in record ${cut.index}, but ` +
+        `${cut.syncedProof}: the damaged record was fsynced, and records after it may have been acknowledged. ` +
+        'Cutting them could lose acknowledged data. Restore this log from a backup instead.',
+      { details: { file: cut.file, offset: cut.offset, index: cut.index } },
     );
   }
 }

@@ -5,10 +5,12 @@ import { padIndex } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
 import { CairnError } from '../lib/errors.ts';
 import {
+  CURRENT_FRAME_FORMAT,
   decodeFrameHeader,
-  FRAME_HEADER_BYTES,
+  type FrameFormat,
   type FrameHeader,
   frameChecksumMatches,
+  frameHeaderBytes,
   isZeroHeader,
 } from './frame.ts';
 
@@ -16,7 +18,8 @@ import {
  * One segment file: `<20-digit first index>.wal`.
  *
  *   offset 0   magic        8 bytes  "CAIRNWAL"
- *   offset 8   version      u32 LE   1
+ *   offset 8   version      u32 LE   2 (1: written by earlier builds; its frames have the
+ *                                   version-1 layout, see frame.ts)
  *   offset 12  reserved     u32      0
  *   offset 16  firstIndex   u64 LE   equals the number in the file name
  *   offset 24  headerCrc    u32 LE   crc32c of bytes [0, 24)
@@ -24,7 +27,8 @@ import {
  *   offset 32  frames (see frame.ts), then zeros up to the preallocated size
  */
 export const SEGMENT_HEADER_BYTES = 32;
-export const SEGMENT_FORMAT_VERSION = 1;
+/** The version of segments this build creates; it reads 1 and 2 (the version is the frame format). */
+export const SEGMENT_FORMAT_VERSION: FrameFormat = CURRENT_FRAME_FORMAT;
 const MAGIC = new TextEncoder().encode('CAIRNWAL');
 const SEGMENT_NAME = /^(\d{20})\.wal$/;
 
@@ -50,18 +54,23 @@ export function listSegments(fs: FileSystem, dir: string): { name: string; first
   return out.sort((a, b) => a.firstIndex - b.firstIndex);
 }
 
-export function encodeSegmentHeader(firstIndex: number): Uint8Array {
+export function encodeSegmentHeader(
+  firstIndex: number,
+  format: FrameFormat = SEGMENT_FORMAT_VERSION,
+): Uint8Array {
   const buf = new Uint8Array(SEGMENT_HEADER_BYTES);
   const view = new DataView(buf.buffer);
   buf.set(MAGIC, 0);
-  view.setUint32(8, SEGMENT_FORMAT_VERSION, true);
+  view.setUint32(8, format, true);
   view.setBigUint64(16, BigInt(firstIndex), true);
   view.setUint32(24, crc32c(buf.subarray(0, 24)), true);
   return buf;
 }
 
-/** Returns the first index stored in a header, or a reason why the header is not valid. */
-export function decodeSegmentHeader(buf: Uint8Array): { firstIndex: number } | { problem: string } {
+/** Returns the first index and format stored in a header, or a reason why the header is not valid. */
+export function decodeSegmentHeader(
+  buf: Uint8Array,
+): { firstIndex: number; format: FrameFormat } | { problem: string } {
   if (buf.byteLength < SEGMENT_HEADER_BYTES) {
     return { problem: `header is ${buf.byteLength} bytes, expected ${SEGMENT_HEADER_BYTES}` };
   }
@@ -74,13 +83,13 @@ export function decodeSegmentHeader(buf: Uint8Array): { firstIndex: number } | {
     return { problem: 'reserved header bytes are not zero' };
   }
   const version = view.getUint32(8, true);
-  if (version !== SEGMENT_FORMAT_VERSION) {
-    return { problem: `unsupported format version ${version} (this build reads ${SEGMENT_FORMAT_VERSION})` };
+  if (version !== 1 && version !== 2) {
+    return { problem: `unsupported format version ${version} (this build reads 1 and 2)` };
   }
   const first = view.getBigUint64(16, true);
   if (first > BigInt(Number.MAX_SAFE_INTEGER))
     return { problem: `first index ${first} is not a safe integer` };
-  return { firstIndex: Number(first) };
+  return { firstIndex: Number(first), format: version };
 }
 
 /**
@@ -198,7 +207,13 @@ export function isAllZero(bytes: Uint8Array): boolean {
  * framing inside the file, checksum, and the expected index. Stops at the first frame that fails
  * (reported as a defect; the caller decides whether that is a torn tail or corruption).
  */
-export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: number): SegmentScan {
+export function scanSegment(
+  handle: FileHandle,
+  firstIndex: number,
+  fileBytes: number,
+  format: FrameFormat,
+): SegmentScan {
+  const headerBytes = frameHeaderBytes(format);
   const offsets: number[] = [];
   let buf: Uint8Array = new Uint8Array(0);
   let bufStart = 0;
@@ -217,7 +232,7 @@ export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: n
   let expected = firstIndex;
   for (;;) {
     if (offset === fileBytes) return { offsets, endOffset: offset, defect: undefined };
-    if (!ensure(offset, FRAME_HEADER_BYTES)) {
+    if (!ensure(offset, headerBytes)) {
       // Fewer than a header's worth of bytes left: zeros are the unused end of a full
       // preallocated segment; anything else is a header torn by the end of the file.
       const rest = readAt(handle, offset, fileBytes - offset);
@@ -229,9 +244,9 @@ export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: n
       };
     }
     const local = offset - bufStart;
-    if (isZeroHeader(buf, local)) return { offsets, endOffset: offset, defect: undefined };
-    const header: FrameHeader = decodeFrameHeader(buf, local);
-    const frameBytes = FRAME_HEADER_BYTES + header.payloadBytes;
+    if (isZeroHeader(buf, local, format)) return { offsets, endOffset: offset, defect: undefined };
+    const header: FrameHeader = decodeFrameHeader(buf, local, format);
+    const frameBytes = headerBytes + header.payloadBytes;
     if (!ensure(offset, frameBytes)) {
       return {
         offsets,
@@ -242,7 +257,7 @@ export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: n
         },
       };
     }
-    if (!frameChecksumMatches(buf, offset - bufStart, header)) {
+    if (!frameChecksumMatches(buf, offset - bufStart, header, format)) {
       return { offsets, endOffset: offset, defect: { offset, reason: 'frame checksum mismatch' } };
     }
     if (header.index !== expected) {
@@ -252,48 +267,156 @@ export function scanSegment(handle: FileHandle, firstIndex: number, fileBytes: n
         defect: { offset, reason: `frame holds index ${header.index}, expected ${expected}` },
       };
     }
+    if (!(header.syncedNext <= header.index)) {
+      // Only reachable by bytes that pass the CRC: a bug or a deliberate write, never a torn one.
+      return {
+        offsets,
+        endOffset: offset,
+        defect: { offset, reason: `frame ${header.index} claims records up to ${header.syncedNext} synced` },
+      };
+    }
     offsets.push(offset);
     offset += frameBytes;
     expected++;
   }
 }
 
+/** An intact frame found past damage: where it is, its index, and its `syncedNext` (0 in version 1). */
+export interface IntactFrame {
+  offset: number;
+  index: number;
+  syncedNext: number;
+}
+
+export interface IntactFramesAfter {
+  /** The first intact frame found after the damage (evidence for messages). */
+  first: IntactFrame | undefined;
+  /** The intact frame with the highest `syncedNext` among those examined. */
+  highest: IntactFrame | undefined;
+  /** Intact frames examined (the scan stops early once `stopAboveSyncedNext` is exceeded). */
+  count: number;
+}
+
+export interface IntactFrameSearch {
+  /** First byte offset where a frame may start. */
+  from: number;
+  /** Only frames carrying an index at or above this count. */
+  minIndex: number;
+  fileBytes: number;
+  /** The segment's first index and format: frame i of a segment lies at or after 32 + (i - first) * header. */
+  segmentFirstIndex: number;
+  format: FrameFormat;
+  /**
+   * Stop as soon as a frame's `syncedNext` exceeds this (the proof recovery looks for). Version 1
+   * frames carry no such field: their search stops at the first intact frame.
+   */
+  stopAboveSyncedNext: number;
+}
+
 /**
- * Looks for an intact frame carrying an index above `afterIndex` anywhere in (from, fileBytes).
- * A torn write can only damage the last frames written, so an intact later frame behind a bad one
- * means the damage hit data that was already there (bit rot, a bad sector), not a torn tail.
- * Only runs on recovery's error path; scans up to the last non-zero byte of the file.
+ * Looks for intact frames (checksum holds, plausible index) anywhere in [from, fileBytes) of a
+ * segment, past a damaged or zeroed frame. Recovery decides with them whether the damage is a torn
+ * tail or damage to synced data (recovery.ts). After an intact frame the search continues right after
+ * it (frames are written back to back); elsewhere it tries every byte offset. Reads in chunks of at
+ * most 1 MiB (a long frame's checksum is computed chunk by chunk), so memory stays bounded whatever
+ * the segment size. Only positions before the last non-zero byte can start a frame; a frame may run
+ * past it (zero high index bytes, a payload ending in zeros), and its checksum then continues over
+ * those known zeros without reading them.
  */
-export function findIntactFrameAfter(
-  handle: FileHandle,
-  from: number,
-  afterIndex: number,
-  fileBytes: number,
-): { offset: number; index: number } | undefined {
-  // Everything from `end` to the end of the file is zero, so only positions before `end` can start a
-  // frame; a frame may still run past `end` (zero high index bytes, a payload ending in zeros), and
-  // its checksum then continues over those known zeros without reading them.
+export function findIntactFramesAfter(handle: FileHandle, search: IntactFrameSearch): IntactFramesAfter {
+  const { from, fileBytes, format, stopAboveSyncedNext } = search;
+  const headerBytes = frameHeaderBytes(format);
+  const result: IntactFramesAfter = { first: undefined, highest: undefined, count: 0 };
   const end = lastNonZeroEnd(handle, from, fileBytes);
-  if (end <= from + 1) return undefined;
-  const buf = readAt(handle, from, Math.min(fileBytes, end + FRAME_HEADER_BYTES) - from);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const candidatesEnd = end - from;
-  for (let at = 1; at < candidatesEnd && at + FRAME_HEADER_BYTES <= buf.byteLength; at++) {
-    // Cheap filters first: a plausible index (a safe integer above afterIndex), a length that fits.
-    const high = view.getUint32(at + 12, true);
-    if (high >= 0x20_0000) continue;
-    const index = high * 2 ** 32 + view.getUint32(at + 8, true);
-    if (index <= afterIndex) continue;
-    const payloadBytes = view.getUint32(at + 4, true);
-    const frameEnd = at + FRAME_HEADER_BYTES + payloadBytes;
-    if (from + frameEnd > fileBytes) continue;
-    const expected = view.getUint32(at, true);
-    const covered = buf.subarray(at + 4, Math.min(frameEnd, buf.byteLength));
-    let crc = crc32c(covered);
-    if (frameEnd > buf.byteLength) crc = crc32c(new Uint8Array(frameEnd - buf.byteLength), crc);
-    if (crc === expected) return { offset: from + at, index };
+  let win: Uint8Array = new Uint8Array(0);
+  let winStart = from;
+  let view = new DataView(win.buffer);
+  let at = from;
+  while (at < end && at + headerBytes <= fileBytes) {
+    if (at < winStart || at + headerBytes > winStart + win.byteLength) {
+      win = readAt(handle, at, Math.min(SCAN_CHUNK_BYTES, fileBytes - at));
+      winStart = at;
+      view = new DataView(win.buffer, win.byteOffset, win.byteLength);
+    }
+    const local = at - winStart;
+    const found = intactFrameAt(handle, view, win, winStart, local, end, search, headerBytes);
+    if (found === undefined) {
+      at++;
+      continue;
+    }
+    result.count++;
+    result.first ??= found.frame;
+    if (result.highest === undefined || found.frame.syncedNext > result.highest.syncedNext) {
+      result.highest = found.frame;
+    }
+    if (format === 1 || found.frame.syncedNext > stopAboveSyncedNext) return result;
+    at = found.frameEnd;
   }
-  return undefined;
+  return result;
+}
+
+/** The intact frame starting at `winStart + local`, if there is one. */
+function intactFrameAt(
+  handle: FileHandle,
+  view: DataView,
+  win: Uint8Array,
+  winStart: number,
+  local: number,
+  dataEnd: number,
+  search: IntactFrameSearch,
+  headerBytes: number,
+): { frame: IntactFrame; frameEnd: number } | undefined {
+  const at = winStart + local;
+  // Cheap filters first: an index a frame at this position can carry, a length that fits.
+  const high = view.getUint32(local + 12, true);
+  if (high >= 0x20_0000) return undefined;
+  const index = high * 2 ** 32 + view.getUint32(local + 8, true);
+  if (index < search.minIndex) return undefined;
+  if (index > search.segmentFirstIndex + Math.floor((at - SEGMENT_HEADER_BYTES) / headerBytes))
+    return undefined;
+  const payloadBytes = view.getUint32(local + 4, true);
+  const frameEnd = at + headerBytes + payloadBytes;
+  if (frameEnd > search.fileBytes) return undefined;
+  let syncedNext = 0;
+  if (search.format === 2) {
+    const syncedHigh = view.getUint32(local + 20, true);
+    if (syncedHigh >= 0x20_0000) return undefined;
+    syncedNext = syncedHigh * 2 ** 32 + view.getUint32(local + 16, true);
+    if (syncedNext > index) return undefined;
+  }
+  if (checksumOfRange(handle, win, winStart, at + 4, frameEnd, dataEnd) !== view.getUint32(local, true)) {
+    return undefined;
+  }
+  return { frame: { offset: at, index, syncedNext }, frameEnd };
+}
+
+/**
+ * CRC32C of file bytes [from, to): what the window holds is used directly, the rest up to `dataEnd`
+ * is read in chunks, and bytes past `dataEnd` are known zeros.
+ */
+function checksumOfRange(
+  handle: FileHandle,
+  win: Uint8Array,
+  winStart: number,
+  from: number,
+  to: number,
+  dataEnd: number,
+): number {
+  const winEnd = winStart + win.byteLength;
+  let crc = crc32c(win.subarray(from - winStart, Math.min(to, winEnd) - winStart));
+  let pos = Math.min(to, winEnd);
+  while (pos < to) {
+    const chunkEnd = Math.min(to, pos + SCAN_CHUNK_BYTES);
+    if (pos >= dataEnd) {
+      crc = crc32c(ZERO_CHUNK.subarray(0, chunkEnd - pos), crc);
+    } else {
+      const readEnd = Math.min(chunkEnd, dataEnd);
+      crc = crc32c(readAt(handle, pos, readEnd - pos), crc);
+      if (readEnd < chunkEnd) crc = crc32c(ZERO_CHUNK.subarray(0, chunkEnd - readEnd), crc);
+    }
+    pos = chunkEnd;
+  }
+  return crc;
 }
 
 /** Offset just past the last non-zero byte in [from, to) (== from if all zeros). */
@@ -328,20 +451,23 @@ export function readFrame(
   offset: number,
   frameBytes: number,
   expectedIndex: number,
+  format: FrameFormat,
 ): Uint8Array {
-  const buf = readAt(handle, offset, frameBytes);
+  const headerBytes = frameHeaderBytes(format);
   const corrupt = (reason: string): CairnError =>
     new CairnError('WAL_CORRUPT', `record ${expectedIndex} in ${file} at offset ${offset}: ${reason}`, {
       details: { file, offset, index: expectedIndex },
     });
+  if (frameBytes < headerBytes) throw corrupt(`a frame of ${frameBytes} bytes is shorter than its header`);
+  const buf = readAt(handle, offset, frameBytes);
   if (buf.byteLength < frameBytes) throw corrupt(`file ends after ${buf.byteLength} of ${frameBytes} bytes`);
-  const header = decodeFrameHeader(buf, 0);
-  if (FRAME_HEADER_BYTES + header.payloadBytes !== frameBytes) {
+  const header = decodeFrameHeader(buf, 0, format);
+  if (headerBytes + header.payloadBytes !== frameBytes) {
     throw corrupt(
-      `length field says ${header.payloadBytes} payload bytes, expected ${frameBytes - FRAME_HEADER_BYTES}`,
+      `length field says ${header.payloadBytes} payload bytes, expected ${frameBytes - headerBytes}`,
     );
   }
-  if (!frameChecksumMatches(buf, 0, header)) throw corrupt('checksum mismatch');
+  if (!frameChecksumMatches(buf, 0, header, format)) throw corrupt('checksum mismatch');
   if (header.index !== expectedIndex) throw corrupt(`frame holds index ${header.index}`);
-  return buf.subarray(FRAME_HEADER_BYTES);
+  return buf.subarray(headerBytes);
 }

@@ -1,6 +1,7 @@
 import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { invariant } from '../lib/assert.ts';
 import { ioFatal } from '../lib/errors.ts';
+import type { FrameFormat } from './frame.ts';
 import type { SegmentInfo } from './types.ts';
 
 /** What the log knows about one segment file. */
@@ -12,6 +13,8 @@ export interface SegmentState {
   offsets: number[];
   /** Offset just after the last frame (where the next frame goes in the tail). */
   endOffset: number;
+  /** The segment's format version, i.e. the layout of its frames (frame.ts). */
+  format: FrameFormat;
 }
 
 export function segmentNextIndex(seg: SegmentState): number {
@@ -145,6 +148,7 @@ export class SegmentTable {
       nextIndex: segmentNextIndex(seg),
       bytes: seg.endOffset,
       sealed: i < this.list.length - 1,
+      formatVersion: seg.format,
     }));
   }
 

@@ -74,6 +74,8 @@ export interface SegmentInfo {
   nextIndex: number;
   bytes: number;
   sealed: boolean;
+  /** Segment format version: 2 (frames carry the synced index), or 1 (written by earlier builds). */
+  formatVersion: number;
 }
 
 export interface VerifyReport {

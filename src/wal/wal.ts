@@ -4,7 +4,17 @@ import { writeFully } from '../io/fileSystem.ts';
 import { assertIndex, invariant } from '../lib/assert.ts';
 import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
 import { CommitScheduler, type SyncCallback } from './commitScheduler.ts';
-import { coalesceAdjacent, encodeFrameInto, FRAME_HEADER_BYTES, FrameArena } from './frame.ts';
+import {
+  CURRENT_FRAME_FORMAT,
+  coalesceAdjacent,
+  FrameArena,
+  type FrameFormat,
+  frameHeaderBytes,
+  framePayload,
+  layoutFrameInto,
+  relayoutFrame,
+  sealFrame,
+} from './frame.ts';
 import type { MetaState, WalMeta } from './meta.ts';
 import { type ResolvedOptions, resolveOptions } from './options.ts';
 import { type RecoveredLog, recoverLog } from './recovery.ts';
@@ -88,9 +98,15 @@ export class Wal implements WriteAheadLog {
   private first: number;
   private next: number;
   private durable: number;
+  /**
+   * Every record below this index has been fsynced (unlike `durable`, never raised by a front
+   * truncation: records it drops may still sit unsynced in the tail). Written into each frame as it
+   * goes to the file, for recovery's torn-tail decision (frame.ts).
+   */
+  private syncedNext: number;
   /** Records below this index have been written to a segment file; the rest sit in `pending`. */
   private writtenNext: number;
-  private pending: Uint8Array[] = [];
+  private pending: Buffer[] = [];
   /** Where buffered frames live until written (reset whenever nothing is buffered). */
   private readonly arena = new FrameArena();
   private pendingHead = 0;
@@ -139,6 +155,8 @@ export class Wal implements WriteAheadLog {
       ? Math.min(recovered.nextIndex, Math.max(recovered.firstIndex, recovered.durableNext))
       : recovered.nextIndex;
     this.writtenNext = recovered.nextIndex;
+    // Recovery fsynced the tail of a writable log; a read-only log writes nothing.
+    this.syncedNext = recovered.nextIndex;
     this.persistedDurableNext = recovered.meta.state?.durableNext ?? 0;
     this.table = new SegmentTable(this.fs, recovered.segments);
     this.scheduler = new CommitScheduler({
@@ -268,8 +286,12 @@ export class Wal implements WriteAheadLog {
       }
     }
     const firstAppended = this.next;
+    // Laid out for the tail's format; sealed (syncedNext, CRC) when written. Buffered frames always
+    // match the current tail's format: a rotation to a segment of another format re-lays them out.
+    const format = this.table.tail.format;
+    const headerBytes = frameHeaderBytes(format);
     for (const p of payloads) {
-      const frame = encodeFrameInto(this.arena.alloc(FRAME_HEADER_BYTES + p.byteLength), this.next, p);
+      const frame = layoutFrameInto(this.arena.alloc(headerBytes + p.byteLength), this.next, p, format);
       this.pending.push(frame);
       this.pendingBytes += frame.byteLength;
       this.next++;
@@ -318,14 +340,12 @@ export class Wal implements WriteAheadLog {
     if (index >= this.writtenNext) {
       const frame = this.pending[this.pendingHead + (index - this.writtenNext)]!;
       // Copy: frames are pooled Buffers (whose slice() is a view), and callers may mutate results.
-      const payload = new Uint8Array(frame.byteLength - FRAME_HEADER_BYTES);
-      payload.set(frame.subarray(FRAME_HEADER_BYTES));
-      return payload;
+      return new Uint8Array(framePayload(frame, this.table.tail.format));
     }
     const seg = this.table.segmentFor(index);
     const { offset, end } = this.table.frameRange(seg, index);
     try {
-      return readFrame(this.handleFor(seg), seg.file, offset, end - offset, index);
+      return readFrame(this.handleFor(seg), seg.file, offset, end - offset, index, seg.format);
     } catch (err) {
       if (err instanceof CairnError) throw err;
       throw ioFatal(`reading record ${index} from ${seg.file}`, err, { file: seg.file, offset });
@@ -422,6 +442,8 @@ export class Wal implements WriteAheadLog {
     // Records below the cut that were written but not yet fsynced become durable only with the
     // tail fsync of the maintenance step below (a round waits for that step before it settles).
     if (this.durable > newNext) this.durable = newNext;
+    // Frames written from here on are re-appended records, which no fsync has covered yet.
+    if (this.syncedNext > newNext) this.syncedNext = newNext;
     this.unsyncedWrites = false;
     this.scheduler.clamp(newNext);
     this.scheduler.settle();
@@ -463,6 +485,8 @@ export class Wal implements WriteAheadLog {
       if (epoch === this.epoch && this.durability.mode !== 'none' && this.durable < newNext) {
         this.durable = newNext;
       }
+      // The cut's fsync covered every record left below it (earlier segments are sealed).
+      if (epoch === this.epoch && this.syncedNext < newNext) this.syncedNext = newNext;
       this.scheduler.settle();
     });
   }
@@ -489,6 +513,7 @@ export class Wal implements WriteAheadLog {
           firstIndex: target,
           offsets: [],
           endOffset: SEGMENT_HEADER_BYTES,
+          format: CURRENT_FRAME_FORMAT,
         };
     const old = this.table.replaceAll([newTail]);
     if (!reuseTail) this.retireTail();
@@ -514,6 +539,8 @@ export class Wal implements WriteAheadLog {
         if (this.spareAlwaysReady) this.spare?.prepare();
       }
       if (epoch === this.epoch && this.durable < target) this.durable = target;
+      // The log is empty at `target`: no record below it is in any segment it will write to.
+      if (epoch === this.epoch && this.syncedNext < target) this.syncedNext = target;
       this.scheduler.settle();
       if (old.length > 0) {
         await Promise.all(old.map((seg) => this.fs.unlinkAsync(seg.file)));
@@ -537,7 +564,7 @@ export class Wal implements WriteAheadLog {
     let prevNext: number | undefined;
     for (const seg of this.table.all) {
       const handle = this.handleFor(seg);
-      const scan = scanSegment(handle, seg.firstIndex, seg.endOffset);
+      const scan = scanSegment(handle, seg.firstIndex, seg.endOffset, seg.format);
       if (scan.defect) {
         throw new CairnError(
           'WAL_CORRUPT',
@@ -784,6 +811,8 @@ export class Wal implements WriteAheadLog {
       invariant(target <= this.writtenNext, 'only written records become durable');
       this.durable = target;
     }
+    // Frames written from now on carry the proof that these records were fsynced (frame.ts).
+    if (epoch === this.epoch && target > this.syncedNext) this.syncedNext = target;
     this.scheduler.settle(now);
   }
 
@@ -844,6 +873,7 @@ export class Wal implements WriteAheadLog {
       invariant(target <= this.writtenNext, 'only written records become durable');
       this.durable = target;
     }
+    if (epoch === this.epoch && target > this.syncedNext) this.syncedNext = target;
     this.scheduler.settle();
   }
 
@@ -885,7 +915,7 @@ export class Wal implements WriteAheadLog {
     if (this.maintenance !== undefined) return;
     while (this.pendingCount() > 0) {
       const tail = this.table.tail;
-      const batch: Uint8Array[] = [];
+      const batch: Buffer[] = [];
       let batchBytes = 0;
       let i = this.pendingHead;
       while (i < this.pending.length && batch.length < MAX_WRITE_BUFFERS) {
@@ -904,6 +934,8 @@ export class Wal implements WriteAheadLog {
         continue;
       }
       invariant(segmentNextIndex(tail) === this.writtenNext, 'the tail segment ends at the written index');
+      // Sealed now rather than at append: an fsync that completed since then is recorded too.
+      for (const frame of batch) sealFrame(frame, tail.format, this.syncedNext);
       try {
         writeFully(this.tailHandle!, coalesceAdjacent(batch), tail.endOffset);
       } catch (err) {
@@ -957,6 +989,7 @@ export class Wal implements WriteAheadLog {
     }
     this.unsyncedWrites = false;
     if (this.durability.mode !== 'none' && this.durable < nextFirst) this.durable = nextFirst;
+    if (this.syncedNext < nextFirst) this.syncedNext = nextFirst;
     let handle: FileHandle;
     try {
       handle = this.newSegmentFile(nextFirst);
@@ -971,7 +1004,22 @@ export class Wal implements WriteAheadLog {
       firstIndex: nextFirst,
       offsets: [],
       endOffset: SEGMENT_HEADER_BYTES,
+      format: CURRENT_FRAME_FORMAT,
     });
+    if (old.format !== CURRENT_FRAME_FORMAT) this.relayoutPending(old.format);
+  }
+
+  /**
+   * The tail was a segment of an earlier format (a log written by an earlier build, sealed now):
+   * buffered frames were laid out for it and are laid out again for the new tail. Happens once.
+   */
+  private relayoutPending(from: FrameFormat): void {
+    const live = this.pending
+      .slice(this.pendingHead)
+      .map((f) => relayoutFrame(f, from, CURRENT_FRAME_FORMAT));
+    this.pending = live;
+    this.pendingHead = 0;
+    this.pendingBytes = live.reduce((sum, f) => sum + f.byteLength, 0);
   }
 
   private preallocateBytes(): number {

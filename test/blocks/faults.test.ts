@@ -13,7 +13,7 @@ import {
   type CrashPolicy,
   FAULTABLE_OPS,
   type FaultError,
-  PREFIX_ONLY,
+  PAGES_ZEROED,
   SimulatedFileSystem,
 } from '../../src/testing/simulatedFileSystem.ts';
 import { makeChain } from './support/chain.ts';
@@ -110,21 +110,14 @@ describe('block store fault injection', () => {
     assert.ok(sites > 50, `only ${sites} failing call sites exercised`);
   }
 
-  // The legacy models (torn prefixes, index batches as an in-order prefix): green today.
-  test('every I/O call of the value log can fail: typed error, latched, nothing acknowledged lost', async () => {
-    await faultThenPowerLoss(PREFIX_ONLY, 'prefix');
-  });
-
-  // F2 alone (value log as torn prefixes, index batches as any subset): green since the synced
-  // re-index checkpoint.
-  test('every I/O call can fail, then a power cut that keeps any subset of the unsynced index batches', async () => {
-    await faultThenPowerLoss(PREFIX_ONLY, 'subset');
-  });
-
-  test('every I/O call can fail, then a power cut under the new models (page subsets, index batch subsets)', {
-    todo: 'F1 (value log WAL refuses a non-prefix tail; wal engineer). F2 (gapped index) is fixed',
-  }, async () => {
+  // The new models: page subsets in the value log (F1 fixed by WAL frame format 2), index batches as
+  // any subset (F2 fixed by the synced re-index checkpoint).
+  test('every I/O call of the value log can fail, then a power cut under page subsets and index batch subsets', async () => {
     await faultThenPowerLoss({ data: 'random', dirOps: 'random' }, 'subset');
+  });
+
+  test('every I/O call can fail, then a power cut that zeroes a page in flight (index batch subsets)', async () => {
+    await faultThenPowerLoss(PAGES_ZEROED, 'subset');
   });
 
   test('a failed index batch latches the store with IO_FATAL', async () => {

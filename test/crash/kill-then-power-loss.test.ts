@@ -96,17 +96,13 @@ async function walSweep(spec: WalWorkloadSpec, policies = POLICY_SET): Promise<n
   return r.crashStates;
 }
 
-// F3 (open trusting directory entries a killed process never fsynced) is fixed; what still fails under
-// page subsets is F1: a lost unsynced page followed by a surviving one reads as corruption.
-const F1 = 'F1: the WAL reads a lost unsynced page followed by a surviving one as corruption';
-
-test('WAL (appended segments): kill, reopen, acknowledged appends, power loss', { todo: F1 }, async () => {
+// F3 (open trusting directory entries a killed process never fsynced) and F1 (a lost unsynced page
+// followed by a surviving one read as corruption) are fixed.
+test('WAL (appended segments): kill, reopen, acknowledged appends, power loss', async () => {
   await walSweep(WAL_TEST_CONFIG);
 });
 
-test('WAL (production: preallocated, always-ready spare): kill, reopen, acknowledged appends, power loss', {
-  todo: F1,
-}, async () => {
+test('WAL (production: preallocated, always-ready spare): kill, reopen, acknowledged appends, power loss', async () => {
   await walSweep(WAL_PRODUCTION_CONFIG);
 });
 

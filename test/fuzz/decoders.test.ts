@@ -34,11 +34,12 @@ import { seedFromEnv } from '../../src/lib/rng.ts';
 import { decodeRecordFrame, recordFrameBytes } from '../../src/records/recordFrame.ts';
 import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { encodeFrame, type FrameFormat } from '../../src/wal/frame.ts';
 import { decodeMeta, encodeMeta } from '../../src/wal/meta.ts';
 import {
   decodeSegmentHeader,
   encodeSegmentHeader,
-  findIntactFrameAfter,
+  findIntactFramesAfter,
   readFrame,
   scanSegment,
   segmentFileName,
@@ -156,6 +157,7 @@ describe('fuzz: WAL decoders', () => {
       encodeSegmentHeader(0),
       encodeSegmentHeader(2 ** 40),
       encodeSegmentHeader(Number.MAX_SAFE_INTEGER),
+      encodeSegmentHeader(7, 1),
     ];
     fc.assert(
       fc.property(around(valids, fixCrc), (bytes) => {
@@ -193,9 +195,9 @@ describe('fuzz: WAL decoders', () => {
   });
 
   /** A segment file: a valid header for index 0 followed by fuzzed frame bytes. */
-  function segmentWith(body: Uint8Array): { fs: SimulatedFileSystem; file: string } {
+  function segmentWith(body: Uint8Array, format: FrameFormat): { fs: SimulatedFileSystem; file: string } {
     const fs = new SimulatedFileSystem({ seed: 1 });
-    const header = encodeSegmentHeader(0);
+    const header = encodeSegmentHeader(0, format);
     const bytes = new Uint8Array(header.byteLength + body.byteLength);
     bytes.set(header);
     bytes.set(body, header.byteLength);
@@ -204,69 +206,85 @@ describe('fuzz: WAL decoders', () => {
     return { fs, file };
   }
 
-  /** A frame: crc32c(length|index|payload) | u32 length | u64 index | payload. */
-  function frame(index: number, payload: Uint8Array): Uint8Array {
-    const out = new Uint8Array(16 + payload.byteLength);
-    const v = new DataView(out.buffer);
-    v.setUint32(4, payload.byteLength, true);
-    v.setBigUint64(8, BigInt(index), true);
-    out.set(payload, 16);
-    v.setUint32(0, crc32c(out.subarray(4)), true);
-    return out;
-  }
-  const frames = (count: number): Uint8Array => {
-    const parts = Array.from({ length: count }, (_, i) => frame(i, new Uint8Array(i * 7).fill(i + 1)));
+  /** Version 1: crc32c(length|index|payload) | u32 length | u64 index | payload; version 2 adds syncedNext. */
+  const frames = (count: number, format: FrameFormat): Uint8Array => {
+    const parts = Array.from({ length: count }, (_, i) =>
+      encodeFrame(i, new Uint8Array(i * 7).fill(i + 1), Math.max(0, i - 2), format),
+    );
     return Buffer.concat(parts);
   };
-  const frameBodies = [frames(1), frames(4), frames(9)];
+  const frameBodies = (format: FrameFormat): Uint8Array[] => [
+    frames(1, format),
+    frames(4, format),
+    frames(9, format),
+  ];
+  const FORMATS: FrameFormat[] = [1, 2];
 
-  test('frame scan: scanSegment, findIntactFrameAfter and readFrame over fuzzed segments', () => {
-    fc.assert(
-      fc.property(around(frameBodies), fc.nat(), (body, pick) => {
-        const { fs, file } = segmentWith(body);
-        const h = fs.open(file, { readOnly: true });
-        try {
-          const size = h.size();
-          typedOnly('scanSegment', body, () => {
-            const scan = scanSegment(h, 0, size);
-            assert.ok(scan.endOffset <= size);
-            if (scan.defect) findIntactFrameAfter(h, scan.defect.offset, scan.offsets.length, size);
-            // readFrame of any claimed frame, with the size the scan implies or a wrong one.
-            if (scan.offsets.length > 0) {
-              const k = pick % scan.offsets.length;
-              const at = scan.offsets[k]!;
-              const end = scan.offsets[k + 1] ?? scan.endOffset;
-              readFrame(h, file, at, end - at, k);
-              // A wrong length (the index is derived data): at least a header, as callers pass.
-              readFrame(h, file, at, Math.max(16, end - at + (pick % 3) - 1), k);
+  for (const format of FORMATS)
+    test(`frame scan (format ${format}): scanSegment, findIntactFramesAfter and readFrame over fuzzed segments`, () => {
+      fc.assert(
+        fc.property(around(frameBodies(format)), fc.nat(), (body, pick) => {
+          const { fs, file } = segmentWith(body, format);
+          const h = fs.open(file, { readOnly: true });
+          try {
+            const size = h.size();
+            typedOnly('scanSegment', body, () => {
+              const scan = scanSegment(h, 0, size, format);
+              assert.ok(scan.endOffset <= size);
+              if (scan.defect) {
+                const found = findIntactFramesAfter(h, {
+                  from: scan.defect.offset + 1,
+                  minIndex: scan.offsets.length + 1,
+                  fileBytes: size,
+                  segmentFirstIndex: 0,
+                  format,
+                  stopAboveSyncedNext: scan.offsets.length,
+                });
+                // Whatever it reports is a plausible frame: index and synced index consistent.
+                for (const f of [found.first, found.highest]) {
+                  if (f === undefined) continue;
+                  assert.ok(
+                    f.index > scan.offsets.length && f.syncedNext <= f.index && f.offset > scan.defect.offset,
+                  );
+                }
+              }
+              // readFrame of any claimed frame, with the size the scan implies or a wrong one.
+              if (scan.offsets.length > 0) {
+                const k = pick % scan.offsets.length;
+                const at = scan.offsets[k]!;
+                const end = scan.offsets[k + 1] ?? scan.endOffset;
+                readFrame(h, file, at, end - at, k, format);
+                // A wrong length (the index is derived data), possibly shorter than a header.
+                readFrame(h, file, at, Math.max(0, end - at + (pick % 3) - 1), k, format);
+              }
+            });
+          } finally {
+            h.close();
+          }
+        }),
+        params(),
+      );
+    });
+
+  for (const format of FORMATS)
+    test(`a whole read-only WAL open over a fuzzed segment (format ${format}): a log or a typed error`, async () => {
+      await fc.assert(
+        fc.asyncProperty(around(frameBodies(format)), async (body) => {
+          const { fs } = segmentWith(body, format);
+          await typedOnlyAsync('Wal.open', body, async () => {
+            const wal = await Wal.open({ fs, dir: '/w', readOnly: true, segmentBytes: 64 * 1024 });
+            try {
+              for (const _ of wal.iterate()) {
+                // every record the open reports must read back
+              }
+            } finally {
+              await wal.close();
             }
           });
-        } finally {
-          h.close();
-        }
-      }),
-      params(),
-    );
-  });
-
-  test('a whole read-only WAL open over a fuzzed segment: a log or a typed error', async () => {
-    await fc.assert(
-      fc.asyncProperty(around(frameBodies), async (body) => {
-        const { fs } = segmentWith(body);
-        await typedOnlyAsync('Wal.open', body, async () => {
-          const wal = await Wal.open({ fs, dir: '/w', readOnly: true, segmentBytes: 64 * 1024 });
-          try {
-            for (const _ of wal.iterate()) {
-              // every record the open reports must read back
-            }
-          } finally {
-            await wal.close();
-          }
-        });
-      }),
-      { seed, numRuns: 150 },
-    );
-  });
+        }),
+        { seed, numRuns: 75 },
+      );
+    });
 });
 
 // ---------------------------------------------------------------------------------------- A/B

@@ -43,11 +43,21 @@ async function openCode(fs: SimulatedFileSystem): Promise<{ code?: string; next?
   }
 }
 
-test('item 5: a zeroed frame header in the tail followed by intact records is corruption, not the end of data (killed process)', async () => {
+test('item 5: a zeroed frame header in the tail followed by intact records written after its fsync is corruption, not the end of data (killed process)', async () => {
   const fs = new SimulatedFileSystem({ seed: 5 });
-  await writeLog(fs, 10, false); // abandoned: no clean close
+  const wal = await writeLog(fs, 10, false); // abandoned: no clean close
+  // Written after the fsync of 0..9: its frame says so (syncedNext 10), which proves record 5 synced.
+  wal.append([payloadFor(10, RECORD_BYTES)]);
+  await wal.sync();
   zeroRange(fs, TAIL, frameOffset(5), frameOffset(5) + FRAME_HEADER_BYTES);
   assert.deepEqual(await openCode(fs), { code: 'WAL_CORRUPT' });
+});
+
+test('F1: a zeroed frame header in front of intact frames of the same unsynced write is a torn tail (killed process)', async () => {
+  const fs = new SimulatedFileSystem({ seed: 5 });
+  await writeLog(fs, 10, false); // one batch: no frame was written after an fsync covering record 5
+  zeroRange(fs, TAIL, frameOffset(5), frameOffset(5) + FRAME_HEADER_BYTES);
+  assert.deepEqual(await openCode(fs), { next: 5 });
 });
 
 test('item 5: a zeroed frame header in the tail of a cleanly closed log is corruption', async () => {

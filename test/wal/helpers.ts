@@ -3,6 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FileHandle, FileStat, FileSystem, OpenOptions } from '../../src/io/fileSystem.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
+import { encodeFrame } from '../../src/wal/frame.ts';
+import { encodeSegmentHeader, SEGMENT_HEADER_BYTES, segmentFileName } from '../../src/wal/segmentFile.ts';
 
 /** A fresh directory under the OS temp dir; `cleanup` removes it. */
 export function tempDir(prefix = 'cairn-wal-'): { dir: string; cleanup: () => void } {
@@ -229,4 +231,28 @@ export function payloadFor(index: number, bytes: number, salt = 0): Uint8Array {
   const out = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i++) out[i] = (index * 31 + i * 7 + salt * 13) & 0xff;
   return out;
+}
+
+/**
+ * A log as an earlier build wrote it: one version-1 segment at `firstIndex` holding `payloads` as
+ * 16-byte-header frames, zero-padded to `segmentBytes`, and no meta (written durably, for setup).
+ */
+export function writeV1Segment(
+  fs: { writeFileBytes(file: string, bytes: Uint8Array): void },
+  dir: string,
+  firstIndex: number,
+  payloads: readonly Uint8Array[],
+  segmentBytes: number,
+): string {
+  const frames = payloads.map((p, i) => encodeFrame(firstIndex + i, p, 0, 1));
+  const bytes = new Uint8Array(segmentBytes);
+  bytes.set(encodeSegmentHeader(firstIndex, 1), 0);
+  let at = SEGMENT_HEADER_BYTES;
+  for (const f of frames) {
+    bytes.set(f, at);
+    at += f.byteLength;
+  }
+  const file = `${dir}/${segmentFileName(firstIndex)}`;
+  fs.writeFileBytes(file, bytes);
+  return file;
 }

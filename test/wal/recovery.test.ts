@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { type CairnError, isCairnError } from '../../src/lib/errors.ts';
-import { encodeFrame } from '../../src/wal/frame.ts';
+import { encodeFrame, FRAME_HEADER_BYTES } from '../../src/wal/frame.ts';
 import type { WalOptions } from '../../src/wal/types.ts';
 import { Wal } from '../../src/wal/wal.ts';
 import { enc, payloadFor, tempDir, WrappingFileSystem } from './helpers.ts';
@@ -109,7 +109,7 @@ describe('WAL recovery: torn tail', () => {
     await buildKilled(10);
     const tail = segmentFiles().at(-1)!;
     const wal0 = await Wal.open(opts({ readOnly: true }));
-    const lastOffset = wal0.segments().at(-1)!.bytes - 66;
+    const lastOffset = wal0.segments().at(-1)!.bytes - (FRAME_HEADER_BYTES + 50);
     await wal0.close();
     patch(tail, lastOffset + 20, new Uint8Array([0xff]));
     const { wal, warnings } = await openWithWarnings();
@@ -118,15 +118,36 @@ describe('WAL recovery: torn tail', () => {
     await wal.close();
   });
 
-  test('an intact frame beyond a zero gap after the end of data is corruption (a zeroed header), not a torn tail', async () => {
+  test('an intact frame beyond a zero gap written after an fsync covering the gap is corruption (a zeroed header)', async () => {
     await buildKilled(5);
     const tail = segmentFiles().at(-1)!;
     const end = await dataEnd(tail);
-    // A whole valid frame beyond a zero gap: either a write reordered by a crash, or records whose
-    // header was zeroed. Only the second can have been acknowledged, so it must not be cut silently.
-    patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20)));
+    // A whole valid frame beyond a zero gap whose synced index (6) says records 0..5 had been
+    // fsynced before it was written: record 5's header was zeroed on synced data. Loud.
+    patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20), 6));
     const err = await expectCorrupt();
-    assert.match(err.message, /record 9 at offset \d+ after it is intact/);
+    assert.match(
+      err.message,
+      /record 9 at offset \d+ after it is intact and was written after records below 6/,
+    );
+  });
+
+  test('an intact frame beyond a zero gap written before any fsync covered the gap is a torn tail (out-of-order writeback)', async () => {
+    await buildKilled(5);
+    const tail = segmentFiles().at(-1)!;
+    const end = await dataEnd(tail);
+    // Synced index 5: record 5 was never covered by an fsync when record 9 was written, so neither
+    // was acknowledged; page writeback kept the later page and lost the earlier one. Cut and erase.
+    patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20), 5));
+    const { wal, warnings } = await openWithWarnings();
+    assert.equal(wal.nextIndex, 5);
+    assert.match(warnings[0]!.message, /non-zero bytes after the end of data \(1 intact later frame/);
+    await wal.close();
+    const bytes = nodeFs.readFileSync(tail);
+    assert.ok(
+      bytes.subarray(end).every((b) => b === 0),
+      'the unsynced later frame is erased',
+    );
   });
 
   test('non-zero bytes after the end of data that hold no intact frame (torn write) are erased', async () => {
@@ -201,7 +222,7 @@ describe('WAL recovery: corruption is loud', () => {
   test('a bad checksum in a sealed segment fails with the file and offset', async () => {
     await build(60);
     const sealed = segmentFiles()[1]!;
-    patch(sealed, 32 + 16 + 3, new Uint8Array([0xee])); // payload of its first record
+    patch(sealed, 32 + FRAME_HEADER_BYTES + 3, new Uint8Array([0xee])); // payload of its first record
     const err = await expectCorrupt();
     assert.equal(err.details.file, sealed);
     assert.equal(err.details.offset, 32);
@@ -292,14 +313,15 @@ describe('WAL recovery: corruption is loud', () => {
     await wal.sync();
     const seg = wal.segments()[0]!;
     assert.equal(wal.verify().records, 40);
-    patch(seg.file, 32 + 66 + 20, new Uint8Array([0xab]));
+    const second = 32 + FRAME_HEADER_BYTES + 50;
+    patch(seg.file, second + 20, new Uint8Array([0xab]));
     assert.throws(
       () => wal.verify(),
-      (e) => isCairnError(e, 'WAL_CORRUPT') && e.details.file === seg.file && e.details.offset === 32 + 66,
+      (e) => isCairnError(e, 'WAL_CORRUPT') && e.details.file === seg.file && e.details.offset === second,
     );
     assert.throws(
       () => wal.read(1),
-      (e) => isCairnError(e, 'WAL_CORRUPT') && e.details.offset === 32 + 66,
+      (e) => isCairnError(e, 'WAL_CORRUPT') && e.details.offset === second,
     );
     await wal.close();
   });

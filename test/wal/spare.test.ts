@@ -11,6 +11,7 @@ import { bytesEqual } from '../../src/lib/bytes.ts';
 import { CairnError, isCairnError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { type CrashPolicy, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { FRAME_HEADER_BYTES } from '../../src/wal/frame.ts';
 import { SEGMENT_HEADER_BYTES } from '../../src/wal/segmentFile.ts';
 import { SPARE_SEGMENT_NAME } from '../../src/wal/spareSegment.ts';
 import { Wal } from '../../src/wal/wal.ts';
@@ -184,15 +185,16 @@ test('a damaged record of the tail followed by intact records fails loudly inste
   await wal.sync();
   await wal.close();
   const tail = `${DIR}/00000000000000000000.wal`;
-  // Record 3 starts after the header and three 216-byte frames; flip a payload bit.
-  fs.flipBit(tail, SEGMENT_HEADER_BYTES + 3 * 216 + 40, 2);
+  // Record 3 starts after the header and three frames of 200 payload bytes; flip a payload bit.
+  const frameBytes = FRAME_HEADER_BYTES + 200;
+  fs.flipBit(tail, SEGMENT_HEADER_BYTES + 3 * frameBytes + 40, 2);
   const err = await Wal.open({ fs, dir: DIR, segmentBytes: 64 * 1024 }).then(
     () => undefined,
     (e: unknown) => e,
   );
   assert.ok(isCairnError(err, 'WAL_CORRUPT'), `got ${String(err)}`);
   assert.equal(err.details.file, tail);
-  assert.equal(err.details.offset, SEGMENT_HEADER_BYTES + 3 * 216);
+  assert.equal(err.details.offset, SEGMENT_HEADER_BYTES + 3 * frameBytes);
   assert.match(
     err.message,
     /record 3\b.*(record 4 at offset \d+ after it is intact|below the durable marker)/,

@@ -6,6 +6,7 @@ import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { bytesEqual } from '../../src/lib/bytes.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { DROP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { FRAME_HEADER_BYTES } from '../../src/wal/frame.ts';
 import type { WalOptions } from '../../src/wal/types.ts';
 import { Wal } from '../../src/wal/wal.ts';
 import { dec, enc, payloadFor, tempDir, WrappingFileSystem } from './helpers.ts';
@@ -137,7 +138,7 @@ describe('WAL basics', () => {
     wal.append([payloadFor(0, 100)]);
     await wal.sync();
     const size = nodeFs.statSync(wal.segments()[0]!.file).size;
-    assert.equal(size, 32 + 16 + 100);
+    assert.equal(size, 32 + FRAME_HEADER_BYTES + 100);
     await wal.close();
     const pre = tempDir();
     const wal2 = await Wal.open({ fs: realFileSystem, dir: pre.dir, segmentBytes: 4096 });
