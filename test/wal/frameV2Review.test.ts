@@ -1,0 +1,164 @@
+/**
+ * Review of WAL frame format v2 (issue #9, finding F1): attacks on the torn-tail decision and on
+ * the search for intact frames past damage.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { crc32c } from '../../src/lib/crc32c.ts';
+import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
+import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { encodeFrame, FRAME_HEADER_BYTES } from '../../src/wal/frame.ts';
+import {
+  encodeSegmentHeader,
+  findIntactFramesAfter,
+  type IntactFrameSearch,
+  type IntactFramesAfter,
+  SEGMENT_HEADER_BYTES,
+  segmentFileName,
+} from '../../src/wal/segmentFile.ts';
+import { Wal } from '../../src/wal/wal.ts';
+import { WrappingFileSystem } from './helpers.ts';
+
+const DIR = '/wal';
+const TAIL = `${DIR}/${segmentFileName(0)}`;
+
+/**
+ * Payload bytes are the caller's (in a blockchain: transactions anyone can send). A payload full of
+ * fake frame headers (plausible index, a length reaching to the end of the file, wrong CRC) sits in
+ * a record that a power cut tears. The search for intact frames past the damage tries every byte
+ * offset in the torn record, and checksummed each candidate's whole claimed length: quadratic, a
+ * node that never finishes opening. The work must stay a small multiple of the file size.
+ */
+test('the search past a torn record full of fake headers with huge lengths reads a bounded amount', async () => {
+  const fileBytes = 8 * 1024 * 1024;
+  const sim = new SimulatedFileSystem({ seed: 1 });
+  const bytes = new Uint8Array(fileBytes);
+  bytes.set(encodeSegmentHeader(0), 0);
+  const first = encodeFrame(0, new Uint8Array(100).fill(7), 0);
+  bytes.set(first, SEGMENT_HEADER_BYTES);
+  const tornAt = SEGMENT_HEADER_BYTES + first.byteLength;
+  const evil = new Uint8Array(64 * 1024);
+  const view = new DataView(evil.buffer);
+  for (let p = 0; p + FRAME_HEADER_BYTES <= evil.byteLength; p += FRAME_HEADER_BYTES) {
+    const at = tornAt + FRAME_HEADER_BYTES + p;
+    view.setUint32(p, 0x12345678, true); // a CRC that will not match
+    view.setUint32(p + 4, fileBytes - at - FRAME_HEADER_BYTES - 1, true); // reaches the last byte
+    view.setUint32(p + 8, 2, true); // index 2: plausible at this position
+    view.setUint32(p + 16, 0, true); // syncedNext 0
+  }
+  const torn = encodeFrame(1, evil, 1);
+  torn[40] = torn[40]! ^ 0x01; // one flipped bit: the record is torn
+  bytes.set(torn, tornAt);
+  bytes[fileBytes - 1] = 0xee; // a garbled byte at the end: the search reads all the way
+  sim.writeFileBytes(TAIL, bytes);
+
+  const fs = new WrappingFileSystem(sim);
+  const budget = 8 * fileBytes;
+  fs.failWhen = (call) =>
+    call === 'read' && fs.bytesRead > budget
+      ? new Error(`read ${fs.bytesRead} bytes, budget ${budget}`)
+      : undefined;
+  const warnings: string[] = [];
+  const wal = await Wal.open({ fs, dir: DIR, segmentBytes: fileBytes, onWarning: (m) => warnings.push(m) });
+  try {
+    assert.deepEqual([wal.firstIndex, wal.nextIndex], [0, 1]);
+    assert.ok(
+      warnings.some((w) => w.includes('torn tail')),
+      warnings.join('\n'),
+    );
+  } finally {
+    await wal.close();
+  }
+});
+
+/** The search as it was written before (every candidate checksummed over its whole length), in memory. */
+function naiveIntactFrames(bytes: Uint8Array, search: IntactFrameSearch): IntactFramesAfter {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const result: IntactFramesAfter = { first: undefined, highest: undefined, count: 0 };
+  let end = bytes.byteLength;
+  while (end > search.from && bytes[end - 1] === 0) end--;
+  let at = search.from;
+  while (at < end && at + FRAME_HEADER_BYTES <= search.fileBytes) {
+    const index = view.getUint32(at + 12, true) * 2 ** 32 + view.getUint32(at + 8, true);
+    const syncedNext = view.getUint32(at + 20, true) * 2 ** 32 + view.getUint32(at + 16, true);
+    const frameEnd = at + FRAME_HEADER_BYTES + view.getUint32(at + 4, true);
+    const plausible =
+      view.getUint32(at + 12, true) < 0x20_0000 &&
+      view.getUint32(at + 20, true) < 0x20_0000 &&
+      index >= search.minIndex &&
+      index <= search.segmentFirstIndex + Math.floor((at - SEGMENT_HEADER_BYTES) / FRAME_HEADER_BYTES) &&
+      frameEnd <= search.fileBytes &&
+      syncedNext <= index;
+    if (!plausible || crc32c(bytes.subarray(at + 4, frameEnd)) !== view.getUint32(at, true)) {
+      at++;
+      continue;
+    }
+    const frame = { offset: at, index, syncedNext };
+    result.count++;
+    result.first ??= frame;
+    if (result.highest === undefined || syncedNext > result.highest.syncedNext) result.highest = frame;
+    if (syncedNext > search.stopAboveSyncedNext) return result;
+    at = frameEnd;
+  }
+  return result;
+}
+
+/**
+ * The bounded search must find exactly what checksumming every candidate in full finds: frames
+ * spanning the 1 MiB read chunks, frames whose payload runs into the zeros past the last non-zero
+ * byte, frames starting at any byte offset, garbage in between.
+ */
+test('the bounded search finds the same intact frames as a full checksum of every candidate', () => {
+  const seed = seedFromEnv();
+  console.log(`frameV2Review search equivalence: CAIRN_SEED=${seed}`);
+  const rng = new Rng(seed);
+  for (let trial = 0; trial < 12; trial++) {
+    const fileBytes = rng.int(64 * 1024, 3 * 1024 * 1024);
+    const bytes = new Uint8Array(fileBytes);
+    bytes.set(encodeSegmentHeader(0), 0);
+    let at = SEGMENT_HEADER_BYTES + rng.int(0, 64);
+    let index = 1;
+    while (at < fileBytes) {
+      const kind = rng.int(0, 10);
+      if (kind < 2) {
+        at += rng.int(1, 5000); // a hole (zeros) or garbage
+        if (rng.bool()) bytes.set(rng.bytes(Math.max(0, Math.min(300, fileBytes - at))), at);
+        continue;
+      }
+      const big = rng.bool(0.1);
+      const payload = rng.bytes(big ? rng.int(300_000, 1_200_000) : rng.int(0, 3000));
+      if (rng.bool(0.3)) payload.fill(0, rng.int(0, payload.byteLength + 1)); // ends in zeros
+      const frame = encodeFrame(index, payload, rng.int(0, index + 1));
+      if (at + frame.byteLength > fileBytes) break;
+      bytes.set(frame, at);
+      if (rng.bool(0.2)) {
+        const hit = at + rng.int(0, frame.byteLength);
+        bytes[hit] = bytes[hit]! ^ (1 << rng.int(0, 8));
+      }
+      at += frame.byteLength;
+      index += rng.int(1, 3);
+    }
+    const sim = new SimulatedFileSystem({ seed });
+    sim.writeFileBytes('/seg', bytes);
+    const handle = sim.open('/seg', { readOnly: true });
+    try {
+      for (let probe = 0; probe < 4; probe++) {
+        const search: IntactFrameSearch = {
+          from: SEGMENT_HEADER_BYTES + rng.int(0, 2000),
+          minIndex: rng.int(0, 4),
+          fileBytes,
+          segmentFirstIndex: 0,
+          format: 2,
+          stopAboveSyncedNext: rng.bool(0.5) ? Number.MAX_SAFE_INTEGER : rng.int(0, index),
+        };
+        assert.deepEqual(
+          findIntactFramesAfter(handle, search),
+          naiveIntactFrames(bytes, search),
+          `trial ${trial} probe ${probe} (CAIRN_SEED=${seed})`,
+        );
+      }
+    } finally {
+      handle.close();
+    }
+  }
+});
