@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { crc32c } from '../../src/lib/crc32c.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
-import { encodeFrame, FRAME_HEADER_BYTES } from '../../src/wal/frame.ts';
+import { encodeFrame, FRAME_HEADER_BYTES, FRAME_HEADER_BYTES_V1 } from '../../src/wal/frame.ts';
 import {
   encodeSegmentHeader,
   findIntactFramesAfter,
@@ -17,7 +17,7 @@ import {
   segmentFileName,
 } from '../../src/wal/segmentFile.ts';
 import { Wal } from '../../src/wal/wal.ts';
-import { WrappingFileSystem } from './helpers.ts';
+import { WrappingFileSystem, writeV1Segment } from './helpers.ts';
 
 const DIR = '/wal';
 const TAIL = `${DIR}/${segmentFileName(0)}`;
@@ -112,8 +112,8 @@ test('the bounded search finds the same intact frames as a full checksum of ever
   const seed = seedFromEnv();
   console.log(`frameV2Review search equivalence: CAIRN_SEED=${seed}`);
   const rng = new Rng(seed);
-  for (let trial = 0; trial < 12; trial++) {
-    const fileBytes = rng.int(64 * 1024, 3 * 1024 * 1024);
+  for (let trial = 0; trial < 6; trial++) {
+    const fileBytes = rng.int(64 * 1024, 2_200_000);
     const bytes = new Uint8Array(fileBytes);
     bytes.set(encodeSegmentHeader(0), 0);
     let at = SEGMENT_HEADER_BYTES + rng.int(0, 64);
@@ -126,7 +126,7 @@ test('the bounded search finds the same intact frames as a full checksum of ever
         continue;
       }
       const big = rng.bool(0.1);
-      const payload = rng.bytes(big ? rng.int(300_000, 1_200_000) : rng.int(0, 3000));
+      const payload = rng.bytes(big ? rng.int(300_000, 700_000) : rng.int(0, 3000));
       if (rng.bool(0.3)) payload.fill(0, rng.int(0, payload.byteLength + 1)); // ends in zeros
       const frame = encodeFrame(index, payload, rng.int(0, index + 1));
       if (at + frame.byteLength > fileBytes) break;
@@ -160,5 +160,78 @@ test('the bounded search finds the same intact frames as a full checksum of ever
     } finally {
       handle.close();
     }
+  }
+});
+
+/** The last segment file of `dir` and the byte offset of each frame in it (either format). */
+function tailFrames(
+  fs: SimulatedFileSystem,
+  dir: string,
+): { file: string; offsets: number[]; format: number } {
+  const names = fs
+    .readdir(dir)
+    .filter((n) => n.endsWith('.wal'))
+    .sort();
+  const file = `${dir}/${names.at(-1)!}`;
+  const bytes = fs.readFileBytes(file);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const format = view.getUint32(8, true);
+  const headerBytes = format === 1 ? FRAME_HEADER_BYTES_V1 : FRAME_HEADER_BYTES;
+  const offsets: number[] = [];
+  for (let at = SEGMENT_HEADER_BYTES; at + headerBytes <= bytes.byteLength; ) {
+    const length = view.getUint32(at + 4, true);
+    if (view.getUint32(at, true) === 0 && length === 0) break;
+    offsets.push(at);
+    at += headerBytes + length;
+  }
+  return { file, offsets, format };
+}
+
+/**
+ * The upgrade path: a log written by the previous build (a version-1 tail) is opened by this one,
+ * which appends and acknowledges records, then writes three more and loses power before their
+ * fsync. Page writeback kept the later records' pages and zeroed one page of the first (a state
+ * the page-subset model produces). Nothing acknowledged is damaged, so the log must open with a
+ * torn tail. Before the fix the new records went into the version-1 tail, whose frames carry no
+ * syncedNext, and the old rule refused the log (WAL_CORRUPT): finding F1, alive after the upgrade
+ * until 64 MiB more had been written.
+ */
+test('after the upgrade, an ordinary power cut in the records this build appended is a torn tail', async () => {
+  const sim = new SimulatedFileSystem({ seed: 21 });
+  const dir = '/upgrade';
+  const segmentBytes = 1024 * 1024;
+  const payload = (i: number, n = 300): Uint8Array => new Uint8Array(n).fill(i + 1);
+  writeV1Segment(
+    sim,
+    dir,
+    0,
+    [0, 1, 2, 3, 4].map((i) => payload(i)),
+    segmentBytes,
+  );
+  const wal = await Wal.open({ fs: sim, dir, segmentBytes });
+  for (let i = 5; i < 10; i++) wal.append([payload(i)]);
+  await wal.sync(); // records 0..9 acknowledged
+  sim.crashAfter(sim.mutationCount + 1, { data: 'keep', dirOps: 'keep' }); // after the writev
+  wal.append([payload(10, 9000), payload(11, 9000), payload(12, 9000)]);
+  await wal.sync().then(
+    () => assert.fail('the power cut should have failed the sync'),
+    () => undefined,
+  );
+  const image = sim.crashedImage();
+  const tail = tailFrames(image, dir);
+  const tornStart = tail.offsets.at(-3)!; // record 10
+  image.zeroPage(tail.file, Math.ceil(tornStart / 4096)); // a page inside record 10 only
+
+  const warnings: string[] = [];
+  const reopened = await Wal.open({ fs: image, dir, segmentBytes, onWarning: (m) => warnings.push(m) });
+  try {
+    assert.equal(reopened.nextIndex, 10, 'records 0..9 kept, the torn 10..12 cut');
+    for (let i = 0; i < 10; i++) assert.deepEqual(reopened.read(i), payload(i));
+    assert.ok(
+      warnings.some((w) => w.includes('torn tail')),
+      warnings.join('\n'),
+    );
+  } finally {
+    await reopened.close();
   }
 });
