@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { CairnError } from '../../src/lib/errors.ts';
 import { crc32c } from '../../src/lib/crc32c.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
@@ -11,6 +13,7 @@ import { encodeFrame, FRAME_HEADER_BYTES, FRAME_HEADER_BYTES_V1 } from '../../sr
 import {
   encodeSegmentHeader,
   findIntactFramesAfter,
+  scanSegment,
   type IntactFrameSearch,
   type IntactFramesAfter,
   SEGMENT_HEADER_BYTES,
@@ -234,4 +237,135 @@ test('after the upgrade, an ordinary power cut in the records this build appende
   } finally {
     await reopened.close();
   }
+});
+
+/** A u64 field written as two u32 halves (values up to 2^64 - 1, as BigInt). */
+function setU64(view: DataView, at: number, value: bigint): void {
+  view.setBigUint64(at, value, true);
+}
+
+/**
+ * Version-2 header extremes behind a VALID checksum (the decoder fuzz mutates bytes but never
+ * re-checksums frames, so these never reached the decision): length 0 / 2^32 - 1, index and
+ * syncedNext at 2^32, 2^53 - 1, 2^53, 2^64 - 1, syncedNext above the frame's own index. Frame k of a
+ * valid log is replaced by such a frame (re-checksummed where its length stays inside the file),
+ * optionally after a torn frame k - 1. Scan, search and a writable open: typed errors only, a forged
+ * frame never counts as an intact record or as proof (its syncedNext exceeds its index or 2^53), and
+ * whatever opens reads back.
+ */
+test('version-2 frames with extreme lengths, indexes and syncedNext behind a valid checksum', async () => {
+  const seed = seedFromEnv();
+  console.log(`frameV2Review header extremes: CAIRN_SEED=${seed}`);
+  const u64Edge = (k: number): fc.Arbitrary<bigint> =>
+    fc.oneof(
+      fc.constantFrom(
+        0n,
+        BigInt(Math.max(0, k - 1)),
+        BigInt(k),
+        BigInt(k + 1),
+        2n ** 32n - 1n,
+        2n ** 32n,
+        2n ** 53n - 1n,
+        2n ** 53n,
+        2n ** 64n - 1n,
+      ),
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    );
+  const lengthEdge = fc.oneof(
+    fc.constantFrom(0, 1, 0xffffffff, 0x7fffffff),
+    fc.integer({ min: 0, max: 400 }),
+  );
+  const scenario = fc.integer({ min: 1, max: 6 }).chain((k) =>
+    fc.record({
+      k: fc.constant(k),
+      index: u64Edge(k),
+      synced: u64Edge(k),
+      length: lengthEdge,
+      tornBefore: fc.boolean(),
+    }),
+  );
+  await fc.assert(
+    fc.asyncProperty(scenario, async ({ k, index, synced, length, tornBefore }) => {
+      const count = 8;
+      const frames = Array.from({ length: count }, (_, i) =>
+        encodeFrame(i, new Uint8Array(40).fill(i + 1), 0),
+      );
+      const forged = new Uint8Array(FRAME_HEADER_BYTES + 40);
+      forged.set(frames[k]!);
+      const fv = new DataView(forged.buffer);
+      fv.setUint32(4, length, true);
+      setU64(fv, 8, index);
+      setU64(fv, 16, synced);
+      frames[k] = forged;
+      const fileBytes = 64 * 1024;
+      const bytes = new Uint8Array(fileBytes);
+      bytes.set(encodeSegmentHeader(0), 0);
+      let at = SEGMENT_HEADER_BYTES;
+      const offsets: number[] = [];
+      for (const f of frames) {
+        offsets.push(at);
+        bytes.set(f, at);
+        at += f.byteLength;
+      }
+      const forgedAt = offsets[k]!;
+      const end = forgedAt + FRAME_HEADER_BYTES + length;
+      if (end <= fileBytes) {
+        new DataView(bytes.buffer).setUint32(forgedAt, crc32c(bytes.subarray(forgedAt + 4, end)), true);
+      }
+      if (tornBefore) {
+        const hit = offsets[k - 1]! + 30;
+        bytes[hit] = bytes[hit]! ^ 0x40;
+      }
+      const sim = new SimulatedFileSystem({ seed: 3 });
+      sim.writeFileBytes(TAIL, bytes);
+      const forgedIsSane = synced <= index && index < 2n ** 53n;
+
+      const h = sim.open(TAIL, { readOnly: true });
+      try {
+        const scan = scanSegment(h, 0, fileBytes, 2);
+        for (const off of scan.offsets) {
+          const v = new DataView(bytes.buffer, off);
+          assert.ok(
+            v.getBigUint64(16, true) <= v.getBigUint64(8, true),
+            `accepted a frame at ${off} claiming too much`,
+          );
+        }
+        if (scan.defect) {
+          const found = findIntactFramesAfter(h, {
+            from: scan.defect.offset + 1,
+            minIndex: scan.offsets.length + 1,
+            fileBytes,
+            segmentFirstIndex: 0,
+            format: 2,
+            stopAboveSyncedNext: scan.offsets.length,
+          });
+          for (const f of [found.first, found.highest]) {
+            if (f === undefined) continue;
+            assert.ok(f.syncedNext <= f.index && Number.isSafeInteger(f.index));
+            if (f.offset === forgedAt) assert.ok(forgedIsSane, 'a forged frame was taken as intact');
+          }
+        }
+      } finally {
+        h.close();
+      }
+
+      // Every genuine frame says nothing was fsynced (syncedNext 0): damage is a torn tail unless the
+      // forged frame serves as proof, which only a sane one (syncedNext <= index < 2^53) may.
+      const opened = await Wal.open({ fs: sim, dir: DIR, segmentBytes: fileBytes }).catch((err: unknown) => {
+        assert.ok(err instanceof CairnError, `untyped: ${String(err)}`);
+        assert.equal(err.code, 'WAL_CORRUPT', err.message);
+        assert.ok(forgedIsSane, `refused on an insane forged frame: ${err.message}`);
+        return undefined;
+      });
+      if (opened === undefined) return;
+      try {
+        for (let i = opened.firstIndex; i < opened.nextIndex; i++) opened.read(i);
+        if (!forgedIsSane) assert.equal(opened.nextIndex, tornBefore ? k - 1 : k);
+        else assert.ok(opened.nextIndex <= count);
+      } finally {
+        await opened.close();
+      }
+    }),
+    { seed, numRuns: 150 },
+  );
 });
