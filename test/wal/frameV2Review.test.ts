@@ -12,6 +12,7 @@ import { CairnError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { encodeFrame, FRAME_HEADER_BYTES, FRAME_HEADER_BYTES_V1 } from '../../src/wal/frame.ts';
+import { checkSalvageable, planSalvage } from '../../src/wal/salvage.ts';
 import {
   decodeSegmentHeader,
   encodeSegmentHeader,
@@ -518,4 +519,53 @@ test('no frame is written claiming records fsynced that a power cut keeping only
   }
   assert.deepEqual(claims, []);
   assert.ok(writesChecked > 100, `only ${writesChecked} records written`);
+});
+
+/**
+ * A mixed log (a sealed version-1 segment of an earlier build, then version-2 segments of this one):
+ * verify, the read-only open that inspect uses, and salvage's plan read each segment in its own
+ * format; damage in the sealed version-1 segment is corruption that salvage refuses below the
+ * durable marker.
+ */
+test('a mixed version-1/version-2 log: verify, read-only open and salvage read each segment in its format', async () => {
+  const sim = new SimulatedFileSystem({ seed: 31 });
+  const dir = '/mixed';
+  const segmentBytes = 64 * 1024;
+  const payload = (i: number): Uint8Array => new Uint8Array(100 + i).fill(i + 1);
+  writeV1Segment(sim, dir, 0, [0, 1, 2, 3, 4].map(payload), segmentBytes);
+  const wal = await Wal.open({ fs: sim, dir, segmentBytes });
+  for (let i = 5; i < 10; i++) wal.append([payload(i)]);
+  await wal.sync();
+  await wal.close();
+
+  const ro = await Wal.open({ fs: sim, dir, segmentBytes, readOnly: true });
+  try {
+    assert.deepEqual(
+      ro.segments().map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]),
+      [
+        [0, 5, 1],
+        [5, 10, 2],
+      ],
+    );
+    ro.verify();
+    for (let i = 0; i < 10; i++) assert.deepEqual(ro.read(i), payload(i));
+  } finally {
+    await ro.close();
+  }
+  assert.equal(planSalvage(sim, dir).cut, undefined, 'a healthy mixed log needs no salvage');
+
+  const v1File = `${dir}/${segmentFileName(0)}`;
+  sim.flipBit(v1File, SEGMENT_HEADER_BYTES + 2 * (FRAME_HEADER_BYTES_V1 + 100) + 20, 3); // in record 2
+  await assert.rejects(
+    Wal.open({ fs: sim, dir, segmentBytes }),
+    (e) => e instanceof CairnError && e.code === 'WAL_CORRUPT',
+  );
+  const plan = planSalvage(sim, dir);
+  assert.equal(plan.cut?.file, v1File);
+  assert.equal(plan.cut?.index, 2);
+  assert.deepEqual(plan.cut?.laterSegments, [`${dir}/${segmentFileName(5)}`]);
+  assert.throws(
+    () => checkSalvageable(plan),
+    (e) => e instanceof CairnError && e.code === 'WAL_CORRUPT',
+  );
 });
