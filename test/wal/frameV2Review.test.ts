@@ -569,3 +569,48 @@ test('a mixed version-1/version-2 log: verify, read-only open and salvage read e
     (e) => e instanceof CairnError && e.code === 'WAL_CORRUPT',
   );
 });
+
+/**
+ * truncateBack into a sealed version-1 segment makes it the tail again. Records appended after that
+ * must not go to it as version-1 frames: those carry no syncedNext, and finding F1 (an ordinary power
+ * cut refused as WAL_CORRUPT) would be back for that segment until it filled.
+ */
+test('after truncateBack into a sealed version-1 segment, new records go to a version-2 segment', async () => {
+  const sim = new SimulatedFileSystem({ seed: 41 });
+  const dir = '/back';
+  const segmentBytes = 64 * 1024;
+  const payload = (i: number, n = 100): Uint8Array => new Uint8Array(n).fill(i + 1);
+  writeV1Segment(
+    sim,
+    dir,
+    0,
+    [0, 1, 2, 3, 4].map((i) => payload(i)),
+    segmentBytes,
+  );
+  const wal = await Wal.open({ fs: sim, dir, segmentBytes });
+  for (let i = 5; i < 8; i++) wal.append([payload(i)]);
+  await wal.sync();
+  await wal.truncateBack(3);
+  for (let i = 3; i < 6; i++) wal.append([payload(i + 100)]);
+  await wal.sync(); // records 0..5 acknowledged
+  const formats = wal.segments().map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]);
+  assert.deepEqual(formats.at(-1), [3, 6, 2], JSON.stringify(formats));
+
+  // And the consequence: three more records, power cut before their fsync, a page of the first lost.
+  sim.crashAfter(sim.mutationCount + 1, { data: 'keep', dirOps: 'keep' });
+  wal.append([payload(6, 9000), payload(7, 9000), payload(8, 9000)]);
+  await wal.sync().then(
+    () => assert.fail('the power cut should have failed the sync'),
+    () => undefined,
+  );
+  const image = sim.crashedImage();
+  const tail = tailFrames(image, dir);
+  image.zeroPage(tail.file, Math.ceil(tail.offsets.at(-3)! / 4096));
+  const reopened = await Wal.open({ fs: image, dir, segmentBytes });
+  try {
+    assert.equal(reopened.nextIndex, 6);
+    for (let i = 3; i < 6; i++) assert.deepEqual(reopened.read(i), payload(i + 100));
+  } finally {
+    await reopened.close();
+  }
+});
