@@ -14,7 +14,7 @@ import { crc32c } from '../lib/crc32c.ts';
  *                                 was written (so syncedNext <= index)
  *   offset 24 payload
  *
- * Version 1 (segments of earlier builds, still read and appended to until sealed), 16-byte header:
+ * Version 1 (segments of earlier builds; read, and sealed at the first writable open unless empty), 16-byte header:
  * the same without `syncedNext`, the CRC covering [4, 16 + payloadLength).
  *
  * The index sits inside the checksum so that a stale but intact frame left behind at the wrong

@@ -330,6 +330,28 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         handle.close();
       }
     }
+    // A tail written by an earlier build (frame format 1) is sealed here, now that it is fsynced,
+    // and records go to a new version-2 segment: version-1 frames carry no syncedNext, so a power
+    // cut in records appended to that tail would meet the old rule, which refuses an ordinary torn
+    // tail whose pages reached the disk out of order. (An empty version-1 tail has nothing to seal
+    // and keeps its name; its first frames still follow the old rule.)
+    const last = segments[segments.length - 1];
+    if (last !== undefined && last.format !== CURRENT_FRAME_FORMAT && last.offsets.length > 0) {
+      const created = await createSegmentFileAsync(
+        fs,
+        dir,
+        nextIndex,
+        options.preallocate ? options.segmentBytes : 0,
+      );
+      created.close();
+      segments.push({
+        file: path.join(dir, segmentFileName(nextIndex)),
+        firstIndex: nextIndex,
+        offsets: [],
+        endOffset: SEGMENT_HEADER_BYTES,
+        format: CURRENT_FRAME_FORMAT,
+      });
+    }
   } catch (err) {
     if (err instanceof CairnError) throw err;
     throw ioFatal(`repairing WAL ${dir}`, err, { file: dir });

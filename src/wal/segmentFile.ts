@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { readAt, writeFully } from '../io/fileSystem.ts';
+import { invariant } from '../lib/assert.ts';
 import { padIndex } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
 import { CairnError } from '../lib/errors.ts';
@@ -318,8 +319,8 @@ export interface IntactFrameSearch {
  * segment, past a damaged or zeroed frame. Recovery decides with them whether the damage is a torn
  * tail or damage to synced data (recovery.ts). After an intact frame the search continues right after
  * it (frames are written back to back); elsewhere it tries every byte offset. Reads in chunks of at
- * most 1 MiB (a long frame's checksum is computed chunk by chunk), so memory stays bounded whatever
- * the segment size. Only positions before the last non-zero byte can start a frame; a frame may run
+ * most 1 MiB, so memory stays bounded whatever the segment size, and checks a candidate's checksum
+ * at a cost independent of the length it claims (PrefixCrc), so time stays bounded too. Only positions before the last non-zero byte can start a frame; a frame may run
  * past it (zero high index bytes, a payload ending in zeros), and its checksum then continues over
  * those known zeros without reading them.
  */
@@ -328,6 +329,7 @@ export function findIntactFramesAfter(handle: FileHandle, search: IntactFrameSea
   const headerBytes = frameHeaderBytes(format);
   const result: IntactFramesAfter = { first: undefined, highest: undefined, count: 0 };
   const end = lastNonZeroEnd(handle, from, fileBytes);
+  const prefix = new PrefixCrc(handle, from, end);
   let win: Uint8Array = new Uint8Array(0);
   let winStart = from;
   let view = new DataView(win.buffer);
@@ -338,8 +340,7 @@ export function findIntactFramesAfter(handle: FileHandle, search: IntactFrameSea
       winStart = at;
       view = new DataView(win.buffer, win.byteOffset, win.byteLength);
     }
-    const local = at - winStart;
-    const found = intactFrameAt(handle, view, win, winStart, local, end, search, headerBytes);
+    const found = intactFrameAt(prefix, view, winStart, at - winStart, search, headerBytes);
     if (found === undefined) {
       at++;
       continue;
@@ -357,12 +358,10 @@ export function findIntactFramesAfter(handle: FileHandle, search: IntactFrameSea
 
 /** The intact frame starting at `winStart + local`, if there is one. */
 function intactFrameAt(
-  handle: FileHandle,
+  prefix: PrefixCrc,
   view: DataView,
-  win: Uint8Array,
   winStart: number,
   local: number,
-  dataEnd: number,
   search: IntactFrameSearch,
   headerBytes: number,
 ): { frame: IntactFrame; frameEnd: number } | undefined {
@@ -384,39 +383,107 @@ function intactFrameAt(
     syncedNext = syncedHigh * 2 ** 32 + view.getUint32(local + 16, true);
     if (syncedNext > index) return undefined;
   }
-  if (checksumOfRange(handle, win, winStart, at + 4, frameEnd, dataEnd) !== view.getUint32(local, true)) {
-    return undefined;
-  }
+  if (prefix.range(at + 4, frameEnd) !== view.getUint32(local, true)) return undefined;
   return { frame: { offset: at, index, syncedNext }, frameEnd };
 }
 
+/** Bytes between two stored prefix checksums: a candidate costs at most this much reading. */
+const PREFIX_CRC_STEP_BYTES = 512;
+
 /**
- * CRC32C of file bytes [from, to): what the window holds is used directly, the rest up to `dataEnd`
- * is read in chunks, and bytes past `dataEnd` are known zeros.
+ * CRC32C of any byte range [a, b) of a file at a cost independent of its length. Candidate frames in
+ * damaged data carry arbitrary lengths (up to the end of the file); checksumming each one's claimed
+ * length would make the search quadratic in the segment size. Instead, with C(x) = crc32c of bytes
+ * [base, x), the CRC register algebra gives crc32c([a, b)) = C(b) xor Z(b - a, C(a)), where Z(n, c)
+ * is the register change of n zero bytes (a linear map over GF(2), applied by repeated squaring).
+ * C is kept at every PREFIX_CRC_STEP_BYTES, extended lazily as far as asked; bytes from `dataEnd` on
+ * are known zeros, handled by Z too. Memory: one number per step of data actually reached.
  */
-function checksumOfRange(
-  handle: FileHandle,
-  win: Uint8Array,
-  winStart: number,
-  from: number,
-  to: number,
-  dataEnd: number,
-): number {
-  const winEnd = winStart + win.byteLength;
-  let crc = crc32c(win.subarray(from - winStart, Math.min(to, winEnd) - winStart));
-  let pos = Math.min(to, winEnd);
-  while (pos < to) {
-    const chunkEnd = Math.min(to, pos + SCAN_CHUNK_BYTES);
-    if (pos >= dataEnd) {
-      crc = crc32c(ZERO_CHUNK.subarray(0, chunkEnd - pos), crc);
-    } else {
-      const readEnd = Math.min(chunkEnd, dataEnd);
-      crc = crc32c(readAt(handle, pos, readEnd - pos), crc);
-      if (readEnd < chunkEnd) crc = crc32c(ZERO_CHUNK.subarray(0, chunkEnd - readEnd), crc);
-    }
-    pos = chunkEnd;
+class PrefixCrc {
+  private readonly steps: number[] = [0];
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly base: number,
+    private readonly dataEnd: number,
+  ) {}
+
+  range(a: number, b: number): number {
+    return (this.at(b) ^ zeroBytesShift(this.at(a), b - a)) >>> 0;
   }
-  return crc;
+
+  /** crc32c of file bytes [base, x). */
+  private at(x: number): number {
+    if (x > this.dataEnd) {
+      // Appending n zero bytes to a message whose CRC is c gives crc32c = ~Z(n, ~c).
+      const c = this.at(this.dataEnd);
+      return ~zeroRegisterShift(~c >>> 0, x - this.dataEnd) >>> 0;
+    }
+    const step = Math.floor((x - this.base) / PREFIX_CRC_STEP_BYTES);
+    this.extendTo(step);
+    const stepStart = this.base + step * PREFIX_CRC_STEP_BYTES;
+    if (x === stepStart) return this.steps[step]!;
+    return crc32c(readAt(this.handle, stepStart, x - stepStart), this.steps[step]!);
+  }
+
+  private extendTo(step: number): void {
+    while (this.steps.length <= step) {
+      const known = this.steps.length - 1;
+      const start = this.base + known * PREFIX_CRC_STEP_BYTES;
+      const wanted = Math.min(SCAN_CHUNK_BYTES, (step - known) * PREFIX_CRC_STEP_BYTES);
+      const chunk = readAt(this.handle, start, Math.min(wanted, this.dataEnd - start));
+      let crc = this.steps[known]!;
+      for (let off = 0; off + PREFIX_CRC_STEP_BYTES <= chunk.byteLength; off += PREFIX_CRC_STEP_BYTES) {
+        crc = crc32c(chunk.subarray(off, off + PREFIX_CRC_STEP_BYTES), crc);
+        this.steps.push(crc);
+      }
+      if (chunk.byteLength < PREFIX_CRC_STEP_BYTES) {
+        invariant(false, `prefix CRC step ${step} lies past the data end ${this.dataEnd}`);
+      }
+    }
+  }
+}
+
+const CRC32C_REFLECTED_POLY = 0x82f63b78;
+/** ZERO_SHIFT[k][j]: the register after 2^k zero bytes, starting from the register 1 << j. */
+const ZERO_SHIFT: Uint32Array[] = [];
+
+function applyMatrix(matrix: Uint32Array, value: number): number {
+  let out = 0;
+  for (let j = 0; value !== 0; j++, value >>>= 1) if (value & 1) out ^= matrix[j]!;
+  return out >>> 0;
+}
+
+function zeroShiftMatrix(k: number): Uint32Array {
+  while (ZERO_SHIFT.length <= k) {
+    const m = new Uint32Array(32);
+    if (ZERO_SHIFT.length === 0) {
+      for (let j = 0; j < 32; j++) {
+        let v = (1 << j) >>> 0;
+        for (let bit = 0; bit < 8; bit++) v = v & 1 ? (v >>> 1) ^ CRC32C_REFLECTED_POLY : v >>> 1;
+        m[j] = v >>> 0;
+      }
+    } else {
+      const prev = ZERO_SHIFT[ZERO_SHIFT.length - 1]!;
+      for (let j = 0; j < 32; j++) m[j] = applyMatrix(prev, prev[j]!);
+    }
+    ZERO_SHIFT.push(m);
+  }
+  return ZERO_SHIFT[k]!;
+}
+
+/** The CRC register after `n` zero bytes fed to register `register`. */
+function zeroRegisterShift(register: number, n: number): number {
+  let value = register >>> 0;
+  for (let k = 0; n > 0; k++, n = Math.floor(n / 2)) {
+    if (n % 2 === 1) value = applyMatrix(zeroShiftMatrix(k), value);
+  }
+  return value;
+}
+
+/** Z(n, c) of PrefixCrc: the same linear map, applied to a CRC value. */
+function zeroBytesShift(crc: number, n: number): number {
+  return zeroRegisterShift(crc, n);
 }
 
 /** Offset just past the last non-zero byte in [from, to) (== from if all zeros). */

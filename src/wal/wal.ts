@@ -487,6 +487,16 @@ export class Wal implements WriteAheadLog {
       }
       // The cut's fsync covered every record left below it (earlier segments are sealed).
       if (epoch === this.epoch && this.syncedNext < newNext) this.syncedNext = newNext;
+      // A version-1 segment (an earlier build's) became the tail again: seal it (just fsynced) so new
+      // records go to a version-2 segment, whose frames carry syncedNext for the torn-tail decision.
+      if (
+        epoch === this.epoch &&
+        stillTail &&
+        holder.format !== CURRENT_FRAME_FORMAT &&
+        holder.offsets.length > 0
+      ) {
+        this.rotate();
+      }
       this.scheduler.settle();
     });
   }

@@ -229,7 +229,7 @@ describe('format 1 segments (earlier builds)', () => {
     await wal.close();
   });
 
-  test('a version-1 tail keeps receiving version-1 frames and keeps opening', async () => {
+  test('a version-1 tail is sealed at open: new records go to a version-2 segment', async () => {
     const fs = new SimulatedFileSystem({ seed: 12 });
     const payloads = Array.from({ length: 5 }, (_, i) => payloadFor(i, PAYLOAD));
     writeV1Segment(fs, DIR, 0, payloads, SEGMENT_BYTES);
@@ -237,8 +237,15 @@ describe('format 1 segments (earlier builds)', () => {
     assert.equal(wal.nextIndex, 5);
     wal.append([payloadFor(5, PAYLOAD), payloadFor(6, PAYLOAD)]);
     await wal.sync();
-    assert.equal(wal.segments()[0]!.formatVersion, 1);
-    assert.equal(wal.segments()[0]!.bytes, SEGMENT_HEADER_BYTES + 7 * (FRAME_HEADER_BYTES_V1 + PAYLOAD));
+    assert.deepEqual(
+      wal.segments().map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]),
+      [
+        [0, 5, 1],
+        [5, 7, 2],
+      ],
+    );
+    assert.equal(wal.segments()[0]!.bytes, SEGMENT_HEADER_BYTES + 5 * (FRAME_HEADER_BYTES_V1 + PAYLOAD));
+    assert.deepEqual(syncedNextOnDisk(fs, wal.segments()[1]!.file), [5, 5]);
     await wal.close();
     const again = await open(fs);
     assert.equal(again.nextIndex, 7);
@@ -250,13 +257,14 @@ describe('format 1 segments (earlier builds)', () => {
     await again.close();
   });
 
-  test('after the version-1 tail is sealed the new segment is version 2, buffered frames included', async () => {
+  test('after an empty version-1 tail is sealed the new segment is version 2, buffered frames included', async () => {
     const fs = new SimulatedFileSystem({ seed: 13 });
     const small = 32 + 4 * (FRAME_HEADER_BYTES_V1 + PAYLOAD); // four v1 frames fill it
-    writeV1Segment(fs, DIR, 0, [payloadFor(0, PAYLOAD)], small);
+    // An empty version-1 tail is kept (nothing to seal at open) and receives version-1 frames.
+    writeV1Segment(fs, DIR, 0, [], small);
     const wal = await Wal.open({ fs, dir: DIR, segmentBytes: small });
-    // One batch spanning the seal: three frames still fit the v1 tail, the rest go to a new segment.
-    const batch = Array.from({ length: 6 }, (_, i) => payloadFor(1 + i, PAYLOAD));
+    // One batch spanning the seal: four frames fit the v1 tail, the rest go to a new segment.
+    const batch = Array.from({ length: 7 }, (_, i) => payloadFor(i, PAYLOAD));
     wal.append(batch);
     await wal.sync();
     const segs = wal.segments();
@@ -272,7 +280,7 @@ describe('format 1 segments (earlier builds)', () => {
     const again = await Wal.open({ fs, dir: DIR, segmentBytes: small });
     assert.deepEqual(
       [...again.iterate()].map((r) => r.payload),
-      [payloadFor(0, PAYLOAD), ...batch],
+      batch,
     );
     again.verify();
     await again.close();
