@@ -30,7 +30,13 @@ console.log(`running ${files.length} test files`);
 // A test that sets no timeout of its own gets 10 minutes: a hang then fails the run with the test's
 // name instead of stalling CI until its 90-minute limit.
 const DEFAULT_TEST_TIMEOUT_MS = 600_000;
-const args = ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`];
+const args = [
+  '--import',
+  'tsx',
+  '--test',
+  '--test-reporter=spec',
+  `--test-timeout=${DEFAULT_TEST_TIMEOUT_MS}`,
+];
 const result = spawnSync(process.execPath, [...args, ...files], {
   cwd: root,
   stdio: 'inherit',
