@@ -132,11 +132,13 @@ export interface StateStoreOptions {
   checkpointIntervalBlocks?: number;
   walSegmentBytes?: number;
   /**
-   * Worker threads that share a block's LtHash work with the writer thread (default 0: all on the
-   * writer; `suggestedHashWorkers()` is cores − 1, at most 3). Off by default because on the
-   * two-core bench machine the same-run bench measured them slower (`npm run bench -- state` prints
-   * both). They start with the first block of at least 512 rows. Results are bit-identical either
-   * way; a failed worker falls back to the writer thread.
+   * Worker threads that share a block's LtHash work with the writer thread (default
+   * `suggestedHashWorkers()`: cores − 1, at most 3; 0 keeps all hashing on the writer). On the quiet
+   * two-core bench machine one worker measured 13–26 % more keys/s in three same-run comparisons
+   * (`npm run bench -- state` prints both); under heavy CPU contention from other processes it can
+   * be slower, so pass 0 where the node's other threads need the cores. They start with the first
+   * block of at least 512 rows. Results are bit-identical either way; a failed worker falls back to
+   * the writer thread.
    */
   hashWorkers?: number;
   /**
@@ -219,7 +221,7 @@ function cloneMeta(m: MetaRecord): MetaRecord {
 
 /**
  * A `hashWorkers` value sized to the machine: one fewer than the cores Node may use (the writer
- * thread hashes a share too), at most 3; 0 on a single core. Not the default: measure first.
+ * thread hashes a share too), at most 3; 0 on a single core. The default of `hashWorkers`.
  */
 export function suggestedHashWorkers(): number {
   return Math.max(0, Math.min(3, os.availableParallelism() - 1));
@@ -313,7 +315,7 @@ export class StateStore {
     let store: StateStore | undefined;
     try {
       const hasher = await sharedLtHasher();
-      const workers = options.hashWorkers ?? 0;
+      const workers = options.hashWorkers ?? suggestedHashWorkers();
       if (!Number.isSafeInteger(workers) || workers < 0 || workers > 16) {
         throw caller(`hashWorkers must be an integer in [0, 16], got ${workers}`);
       }
