@@ -541,7 +541,8 @@ export async function run(args: string[]): Promise<void> {
     `cairn, hashWorkers 0 (all LtHash work on the writer thread)  ${fmt(cairnNoWorkers.keysPerSec)} keys/s  block p50 ${fmt(median(cairnNoWorkers.blockMs), 1)} ms  ` +
       `p99 ${fmt(percentile(cairnNoWorkers.blockMs, 0.99), 1)} ms  (same root: ${cairnNoWorkers.root === cairn.root})`,
   );
-  if (cairnNoWorkers.root !== cairn.root) throw new Error('the run without hash workers produced a different root');
+  if (cairnNoWorkers.root !== cairn.root)
+    throw new Error('the run without hash workers produced a different root');
   // Same blocks for the peer (the first mptBlocks of the workload) and Cairn on exactly those.
   const cairnSame = await runCairn(workload.slice(0, mptBlocks));
   const mpt = await runMpt(workload.slice(0, mptBlocks));
