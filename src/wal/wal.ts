@@ -763,15 +763,10 @@ export class Wal implements WriteAheadLog {
     }
     if (this.unsyncedWrites) {
       this.unsyncedWrites = false;
-      const handle = this.tailHandle!;
       try {
-        const started = performance.now();
-        handle.sync();
-        this.slowFsync.record(performance.now() - started, handle.path);
+        this.timedTailSync();
       } catch (err) {
-        this.scheduler.rejectAll(
-          this.latch.latch(ioFatal(`fsync of ${handle.path}`, err, { file: handle.path })),
-        );
+        this.scheduler.rejectAll(this.latch.latch(err));
         end();
         return;
       }
@@ -868,23 +863,18 @@ export class Wal implements WriteAheadLog {
           // started as microtasks is broken here, so the next round need not yield first.
           this.scheduler.resumedFromEventLoop();
         } else {
-          const started = performance.now();
-          handle.sync();
-          this.slowFsync.record(performance.now() - started, handle.path);
+          this.timedTailSync();
         }
       } catch (err) {
         this.scheduler.rejectAll(
-          this.latch.latch(ioFatal(`fsync of ${handle.path}`, err, { file: handle.path })),
+          this.latch.latch(
+            err instanceof CairnError ? err : ioFatal(`fsync of ${handle.path}`, err, { file: handle.path }),
+          ),
         );
         return;
       }
     }
-    if (epoch === this.epoch && target > this.durable) {
-      invariant(target <= this.writtenNext, 'only written records become durable');
-      this.durable = target;
-    }
-    if (epoch === this.epoch && target > this.syncedNext) this.syncedNext = target;
-    this.scheduler.settle();
+    this.roundDurable(target, epoch);
   }
 
   /** fsync of the tail on this thread, timed for the slow-fsync warning; OS errors become IO_FATAL. */
