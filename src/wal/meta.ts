@@ -12,11 +12,14 @@ import { CairnError } from '../lib/errors.ts';
  *   offset 0   version          u32  2
  *   offset 4   flags            u32  bit 0: CLEAN (the log was closed cleanly; cleanEndOffset holds)
  *                                    bit 1: SPARE (a fully zeroed, fsynced spare was kept at close)
+ *                                    bit 2: CUT (a truncateBack to cutNext was started; never with CLEAN)
  *   offset 8   firstIndex       u64  the log's first index
  *   offset 16  durableNext      u64  every record in [firstIndex, durableNext) was acknowledged
  *                                    durable and never truncated back: damage below it is corruption
  *   offset 24  cleanEndOffset   u64  with CLEAN: where the tail's data ended at close (nothing past it
- *                                    was written since); 0 otherwise
+ *             / cutNext              was written since); with CUT: the index a truncateBack cut the log
+ *                                    back to (frames at or above it may be stale: recovery takes no
+ *                                    fsync proof from them); 0 otherwise
  *   offset 32  reserved         u32  0
  * Version 1 (12 bytes: version u32 = 1 | firstIndex u64) is still read: no durable marker, not clean.
  *
@@ -31,6 +34,7 @@ const META_V1_PAYLOAD_BYTES = 12;
 const META_PAYLOAD_BYTES = 36;
 const FLAG_CLEAN = 1;
 const FLAG_SPARE = 2;
+const FLAG_CUT = 4;
 
 export interface MetaState {
   firstIndex: number;
@@ -38,6 +42,12 @@ export interface MetaState {
   durableNext: number;
   /** Set only by a clean close: where the tail's data ends, and whether a spare was kept. */
   clean: { tailEndOffset: number; spareKept: boolean } | undefined;
+  /**
+   * Set by truncateBack before it cuts: frames at or above this index were written before the cut
+   * and, until the cut's fsync, may survive a power cut in any subset of pages. Their `syncedNext`
+   * is then no proof that a damaged record at or above this index was ever part of the log as it is.
+   */
+  cutNext?: number;
 }
 
 export function encodeMeta(state: MetaState): Uint8Array {
@@ -45,11 +55,13 @@ export function encodeMeta(state: MetaState): Uint8Array {
   const buf = new Uint8Array(META_PAYLOAD_BYTES);
   const view = new DataView(buf.buffer);
   view.setUint32(0, META_VERSION, true);
-  const flags = state.clean === undefined ? 0 : FLAG_CLEAN | (state.clean.spareKept ? FLAG_SPARE : 0);
+  invariant(state.clean === undefined || state.cutNext === undefined, 'a clean close finished every cut');
+  let flags = state.clean === undefined ? 0 : FLAG_CLEAN | (state.clean.spareKept ? FLAG_SPARE : 0);
+  if (state.cutNext !== undefined) flags |= FLAG_CUT;
   view.setUint32(4, flags, true);
   view.setBigUint64(8, BigInt(state.firstIndex), true);
   view.setBigUint64(16, BigInt(state.durableNext), true);
-  view.setBigUint64(24, BigInt(state.clean?.tailEndOffset ?? 0), true);
+  view.setBigUint64(24, BigInt(state.clean?.tailEndOffset ?? state.cutNext ?? 0), true);
   return buf;
 }
 
@@ -87,19 +99,25 @@ export function decodeMeta(payload: Uint8Array, file: string): MetaState {
     );
   }
   const flags = view.getUint32(4, true);
-  if ((flags & ~(FLAG_CLEAN | FLAG_SPARE)) !== 0 || view.getUint32(32, true) !== 0) {
+  if (
+    (flags & ~(FLAG_CLEAN | FLAG_SPARE | FLAG_CUT)) !== 0 ||
+    ((flags & FLAG_CLEAN) !== 0 && (flags & FLAG_CUT) !== 0) ||
+    view.getUint32(32, true) !== 0
+  ) {
     throw new CairnError('WAL_CORRUPT', `WAL meta ${file} has unknown flags ${flags}`, {
       details: { file, offset: 4 },
     });
   }
   const firstIndex = safe(view, 8, file, 'first index');
   const durableNext = safe(view, 16, file, 'durable next index');
-  const tailEndOffset = safe(view, 24, file, 'clean end offset');
-  return {
+  const tailEndOffset = safe(view, 24, file, 'clean end offset / cut index');
+  const state: MetaState = {
     firstIndex,
     durableNext,
     clean: (flags & FLAG_CLEAN) !== 0 ? { tailEndOffset, spareKept: (flags & FLAG_SPARE) !== 0 } : undefined,
   };
+  if ((flags & FLAG_CUT) !== 0) state.cutNext = tailEndOffset;
+  return state;
 }
 
 export interface WalMeta {

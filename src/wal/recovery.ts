@@ -170,7 +170,7 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
       const later = withHandle(fs, entry.file, (h) =>
         laterIntactFrames(h, entry.firstIndex, scanned, defect.offset + 1, damagedIndex + 1, damagedIndex),
       );
-      const proof = damageToSyncedData(scanned.format, damagedIndex, later);
+      const proof = damageToSyncedData(scanned.format, damagedIndex, later, state?.cutNext);
       if (proof !== undefined) {
         throw corrupt(
           entry.file,
@@ -213,7 +213,10 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
             ? laterIntactFrames(h, entry.firstIndex, scanned, from, segNext, segNext)
             : undefined,
         );
-        const proof = later === undefined ? undefined : damageToSyncedData(scanned.format, segNext, later);
+        const proof =
+          later === undefined
+            ? undefined
+            : damageToSyncedData(scanned.format, segNext, later, state?.cutNext);
         if (proof !== undefined) {
           throw corrupt(
             entry.file,
@@ -445,7 +448,11 @@ export function damageToSyncedData(
   format: FrameFormat,
   damagedIndex: number,
   later: IntactFramesAfter,
+  cutNext?: number,
 ): string | undefined {
+  // A truncateBack to cutNext was started (meta CUT): frames at or above it may be stale copies that
+  // survived the cut in any subset of pages, so nothing past the cut proves an fsync of the log as it is.
+  if (cutNext !== undefined && damagedIndex >= cutNext) return undefined;
   if (format === 1) {
     const first = later.first;
     return first === undefined

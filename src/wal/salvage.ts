@@ -116,7 +116,7 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
       // The same search and decision as recovery's (recovery.ts). A version-1 frame proves nothing
       // about fsyncs (the old rule refuses on any intact later frame): that is what salvage is for.
       const proof = (found: IntactFramesAfter): string | undefined =>
-        header.format === 2 ? damageToSyncedData(2, next, found) : undefined;
+        header.format === 2 ? damageToSyncedData(2, next, found, state?.cutNext) : undefined;
       const laterFrames = (from: number, minIndex: number): IntactFramesAfter =>
         findIntactFramesAfter(handle, {
           from,

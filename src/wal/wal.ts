@@ -448,16 +448,18 @@ export class Wal implements WriteAheadLog {
     this.scheduler.clamp(newNext);
     this.scheduler.settle();
     const epoch = this.epoch;
-    // Acknowledged records are about to go on purpose: lower the durable marker first, or a crash
-    // right after the cut would read as damage to acknowledged data.
-    const lowered = this.persistedDurableNext > newNext ? this.metaState() : undefined;
-    const metaWrite = lowered === undefined ? undefined : this.meta.writeAsync(lowered);
-    metaWrite?.catch(() => undefined);
+    // Before the cut, the meta records it (CUT): until the cut's fsync, a power cut may keep any
+    // subset of the cut pages, i.e. stale but intact frames past zeroed ones, and their syncedNext
+    // must not make recovery call that damage to synced data. The same write lowers the durable
+    // marker: acknowledged records are about to go on purpose, and a crash right after the cut
+    // would otherwise read as damage to acknowledged data. (A rollback's cost: one mirrored meta
+    // write. Until the next meta write, damage at or above the cut index reads as a torn tail.)
+    const cutState: MetaState = { ...this.metaState(), cutNext: newNext };
+    const metaWrite = this.meta.writeAsync(cutState);
+    metaWrite.catch(() => undefined);
     await this.maintain('truncating the back of', async () => {
-      if (metaWrite !== undefined) {
-        await metaWrite;
-        this.persistedDurableNext = lowered!.durableNext;
-      }
+      await metaWrite;
+      this.persistedDurableNext = cutState.durableNext;
       // Later segments go highest first, each unlink made durable before the next: unsynced
       // directory operations may survive a power cut in any order, and a surviving later segment
       // behind a removed one would read as a gap (WAL_CORRUPT) instead of a shorter log.
@@ -482,6 +484,9 @@ export class Wal implements WriteAheadLog {
       } finally {
         if (!stillTail) handle.close();
       }
+      // The cut is durable: no stale frame is left, so the fsync proofs of frames written from now
+      // on count again.
+      await this.meta.writeAsync(this.metaState());
       if (epoch === this.epoch && this.durability.mode !== 'none' && this.durable < newNext) {
         this.durable = newNext;
       }

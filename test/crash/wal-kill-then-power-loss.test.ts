@@ -12,7 +12,7 @@ import { mkdirDurable } from '../../src/io/fileSystem.ts';
 import { DROP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { Wal } from '../../src/wal/wal.ts';
 
-const payload = (i: number): Uint8Array => new Uint8Array(40).fill(i + 1);
+const payload = (i: number): Uint8Array => new Uint8Array(32).fill(i + 1);
 
 async function appendAcked(wal: Wal, from: number, n: number): Promise<void> {
   for (let i = from; i < from + n; i++) wal.append([payload(i)]);
@@ -43,7 +43,8 @@ test('kill then power loss: a spare renamed into place by a killed process is ma
   const fs = new SimulatedFileSystem({ seed: 13 });
   const options = { fs, dir: '/wal', segmentBytes: 2048, spareSegment: 'always-ready' as const };
   const first = await Wal.open(options);
-  // Let the spare get ready, then fill the first segment (36 frames of 56 bytes fit in 2048).
+  // Let the spare get ready, then fill the first segment (36 frames of 56 bytes fit in 2048: a
+  // 24-byte frame header and a 32-byte payload each).
   for (let i = 0; i < 50 && !fs.exists('/wal/next-segment.spare'); i++)
     await new Promise((r) => setImmediate(r));
   for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
