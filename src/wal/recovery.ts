@@ -373,11 +373,13 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
   };
 }
 
+/** Size of `file`, -1 if it is gone; any other failure is an I/O error (never a silent "no"). */
 function fileSize(fs: FileSystem, file: string): number {
   try {
     return fs.stat(file).size;
-  } catch {
-    return -1;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return -1;
+    throw ioFatal(`stat of ${file}`, err, { file });
   }
 }
 
