@@ -79,7 +79,6 @@ test('a hot tier that lost an earlier unsynced batch but kept later ones recover
       kv,
       archive: sim.archive,
       blocksPerFile: 8,
-      postingBucketBlocks: 3,
       walSegmentBytes: 16 * 1024,
     });
   const store = await open(rec);
@@ -98,7 +97,6 @@ test('a hot tier that lost an earlier unsynced batch but kept later ones recover
       kv: image,
       archive: new MemoryArchive(fs),
       blocksPerFile: 8,
-      postingBucketBlocks: 3,
       walSegmentBytes: 16 * 1024,
     });
     try {
