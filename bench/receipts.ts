@@ -5,6 +5,11 @@
  * Cairn's receipt store (WAL + hot LevelDB tier + Parquet archive, every block acknowledged
  * durably) and, in the same run, into SQLite through better-sqlite3 (logs table + 3 indexes, WAL,
  * synchronous=NORMAL, one transaction per 10,000 blocks), the store a TypeScript indexer would use.
+ * Durability differs, and the figures say so: SQLite's commits are not fsynced (NORMAL in WAL mode);
+ * its ingest time ends with a TRUNCATE checkpoint, which makes everything durable once. Cairn
+ * acknowledges each block only after its WAL fdatasync (shared by up to 256 queued blocks) and its
+ * hot-tier batch; `ingestLogsPerSec` also includes writing every Parquet window (the last one after
+ * the last acknowledgement), `ingestAckedLogsPerSec` stops at the last acknowledgement.
  *
  * better-sqlite3 has no prebuilt binary for this platform and the project installs nothing native,
  * so the bench builds it from source on first use into .bench-tmp/peers (gitignored, ~75 s).
@@ -218,7 +223,7 @@ export async function run(args: string[]): Promise<void> {
     // ---- SQLite ingest
     const sqlitePath = join(runDir, 'sqlite', 'logs.db');
     mkdirSync(dirname(sqlitePath), { recursive: true });
-    const db = new Database(sqlitePath);
+    let db = new Database(sqlitePath);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('cache_size = -262144');
@@ -267,11 +272,19 @@ export async function run(args: string[]): Promise<void> {
       if (inflight.size >= 512) await Promise.race(inflight);
     }
     await Promise.all(inflight);
+    // Every block acknowledged: in the WAL (fsynced) and the hot tier. Windows that closed earlier
+    // were archived on the write path, so in full mode this includes all but the last rotation.
+    const cairnAckedMs = nowMs() - c0;
     // The last window closes with its last block; wait for its rotation (queued behind the writes).
     await store.pruneBelow(0);
     const cairnIngestMs = nowMs() - c0;
     await store.close();
     store = await ReceiptStore.open(options);
+    // Both sides query from a cold cache of their own (the OS page cache is warm for both): Cairn
+    // was just reopened, so SQLite is too, with the same 256 MiB page cache.
+    db.close();
+    db = new Database(sqlitePath);
+    db.pragma('cache_size = -262144');
     const hotDisk = dirBytes(join(storeDir, 'hot'));
     const archiveDisk = dirBytes(join(storeDir, 'archive'), (n) => n.endsWith('.parquet'));
     const walDisk = dirBytes(join(storeDir, 'wal'));
@@ -349,6 +362,7 @@ export async function run(args: string[]): Promise<void> {
     const p99 = (n: string): number => round3(percentile(samples[n] ?? [], 0.99));
     const logs = blocks * LOGS_PER_BLOCK;
     const ingestCairn = Math.round(logs / (cairnIngestMs / 1000));
+    const ingestCairnAcked = Math.round(logs / (cairnAckedMs / 1000));
     const ingestSqlite = Math.round(logs / (sqliteIngestMs / 1000));
     printTable(
       ['measure', 'cairn p50 ms', 'cairn p99 ms', 'sqlite p50 ms', 'sqlite p99 ms', 'mean rows'],
@@ -368,7 +382,9 @@ export async function run(args: string[]): Promise<void> {
       ]),
     );
     console.log(
-      `ingest: cairn ${fmt(ingestCairn)} logs/s (${fmt(cairnIngestMs)} ms, durable per block), sqlite ${fmt(ingestSqlite)} logs/s (${fmt(sqliteIngestMs)} ms)`,
+      `ingest: cairn ${fmt(ingestCairn)} logs/s into both tiers (${fmt(cairnIngestMs)} ms: each block acknowledged after its WAL fdatasync (group commit) and hot-tier batch, plus every Parquet window written, fsynced and listed); ` +
+        `cairn acknowledged only ${fmt(ingestCairnAcked)} logs/s (${fmt(cairnAckedMs)} ms, to the last acknowledgement; windows closed earlier included); ` +
+        `sqlite ${fmt(ingestSqlite)} logs/s (${fmt(sqliteIngestMs)} ms: WAL mode, synchronous=NORMAL, one transaction per 10,000 blocks, then a TRUNCATE checkpoint)`,
     );
     console.log(
       `disk: cairn hot ${fmt(hotDisk)} B, archive ${fmt(archiveDisk)} B, WAL ${fmt(walDisk)} B (last window, preallocated segments); sqlite ${fmt(sqliteDisk)} B`,
@@ -380,6 +396,7 @@ export async function run(args: string[]): Promise<void> {
       hotDiskVsSqlite: round3(hotDisk / sqliteDisk),
       archiveDiskVsSqlite: round3(archiveDisk / sqliteDisk),
       ingestVsSqlite: round3(ingestCairn / ingestSqlite),
+      ingestAckedVsSqlite: round3(ingestCairnAcked / ingestSqlite),
     };
     console.log(`receiptByHashP50Ms ${verdict(p50('cairn.hash'), 0.2, '<=')}`);
     console.log(`logsAddress100P50Ms ${verdict(p50('cairn.a100'), 0.2, '<=')}`);
@@ -397,6 +414,7 @@ export async function run(args: string[]): Promise<void> {
           logs,
           blocks,
           ingestLogsPerSec: ingestCairn,
+          ingestAckedLogsPerSec: ingestCairnAcked,
           hotDiskBytes: hotDisk,
           archiveDiskBytes: archiveDisk,
           walDiskBytes: walDisk,

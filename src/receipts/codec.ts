@@ -16,53 +16,6 @@ import type { BlockEntry, BlockReceiptsInput, LogInput, StoredReceipt } from './
 export const BLOCK_ENTRY_VERSION = 1;
 export const RECEIPT_BODY_VERSION = 1;
 
-class ByteWriter {
-  private buf = new Uint8Array(256);
-  private view = new DataView(this.buf.buffer);
-  length = 0;
-
-  private ensure(extra: number): void {
-    if (this.length + extra <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.length + extra) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.length));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
-  }
-  u8(v: number): void {
-    this.ensure(1);
-    this.buf[this.length++] = v;
-  }
-  u32(v: number): void {
-    this.ensure(4);
-    this.view.setUint32(this.length, v, true);
-    this.length += 4;
-  }
-  u64(v: number): void {
-    this.ensure(8);
-    this.view.setUint32(this.length, v >>> 0, true);
-    this.view.setUint32(this.length + 4, Math.floor(v / 0x100000000), true);
-    this.length += 8;
-  }
-  u64big(v: bigint): void {
-    this.ensure(8);
-    this.view.setBigUint64(this.length, v, true);
-    this.length += 8;
-  }
-  bytes(b: Uint8Array): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.length);
-    this.length += b.length;
-  }
-  /** The written bytes followed by their CRC-32C. */
-  finishWithCrc(): Uint8Array {
-    const crc = crc32c(this.buf.subarray(0, this.length));
-    this.u32(crc);
-    return this.buf.slice(0, this.length);
-  }
-}
-
 class ByteReader {
   private pos = 0;
   private readonly view: DataView;
@@ -128,29 +81,6 @@ function checkCrc(bytes: Uint8Array, what: string): Uint8Array {
   return body;
 }
 
-function writeReceipt(w: ByteWriter, r: StoredReceipt): void {
-  w.bytes(r.txHash);
-  w.u32(r.txIndex);
-  w.u8(r.type);
-  w.u8(r.status);
-  w.u8((r.to ? 1 : 0) | (r.contractAddress ? 2 : 0));
-  w.bytes(r.from);
-  if (r.to) w.bytes(r.to);
-  if (r.contractAddress) w.bytes(r.contractAddress);
-  w.u64(r.gasUsed);
-  w.u64(r.cumulativeGasUsed);
-  w.u64big(r.effectiveGasPrice);
-  w.u32(r.firstLogIndex);
-  w.u32(r.logs.length);
-  for (const log of r.logs) {
-    w.bytes(log.address);
-    w.u8(log.topics.length);
-    for (const t of log.topics) w.bytes(t);
-    w.u32(log.data.length);
-    w.bytes(log.data);
-  }
-}
-
 function readReceipt(r: ByteReader): StoredReceipt {
   const txHash = r.bytes(32);
   const txIndex = r.u32();
@@ -196,17 +126,91 @@ function readReceipt(r: ByteReader): StoredReceipt {
  * is encoded once and its bodies are stored in the hot tier without re-encoding.
  */
 export function encodeBlockEntry(entry: BlockEntry): { payload: Uint8Array; bodies: Uint8Array[] } {
-  const bodies = entry.receipts.map((r) => encodeReceiptBody(entry.hash, r));
-  const w = new ByteWriter();
-  w.u8(BLOCK_ENTRY_VERSION);
-  w.u64(entry.number);
-  w.bytes(entry.hash);
-  w.u32(bodies.length);
-  for (const b of bodies) {
-    w.u32(b.length);
-    w.bytes(b);
+  // One exact-size buffer for the whole entry: each body is written in place and handed out as a
+  // view, so a block costs one allocation instead of a growing writer per receipt plus a copy.
+  const receipts = entry.receipts;
+  let size = 1 + 8 + 32 + 4 + 4;
+  for (const r of receipts) size += 4 + receiptBodySize(r);
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out[0] = BLOCK_ENTRY_VERSION;
+  view.setUint32(1, entry.number >>> 0, true);
+  view.setUint32(5, Math.floor(entry.number / 0x100000000), true);
+  out.set(entry.hash, 9);
+  view.setUint32(41, receipts.length, true);
+  let pos = 45;
+  const bodies: Uint8Array[] = new Array(receipts.length);
+  for (let i = 0; i < receipts.length; i++) {
+    const r = receipts[i]!;
+    const bodyStart = pos + 4;
+    const end = writeReceiptBody(out, view, bodyStart, entry.hash, r);
+    view.setUint32(pos, end - bodyStart, true);
+    bodies[i] = out.subarray(bodyStart, end);
+    pos = end;
   }
-  return { payload: w.finishWithCrc(), bodies };
+  view.setUint32(pos, crc32c(out.subarray(0, pos)), true);
+  return { payload: out, bodies };
+}
+
+/** Encoded size of a hot-tier body (version, block hash, receipt record, CRC). */
+function receiptBodySize(r: StoredReceipt): number {
+  let n = 1 + 32 + 32 + 4 + 3 + 20 + (r.to ? 20 : 0) + (r.contractAddress ? 20 : 0) + 24 + 8;
+  for (const log of r.logs) n += 20 + 1 + 32 * log.topics.length + 4 + log.data.length;
+  return n + 4;
+}
+
+/** Writes a body (same bytes as encodeReceiptBody) at `start`; returns the offset after its CRC. */
+function writeReceiptBody(
+  out: Uint8Array,
+  view: DataView,
+  start: number,
+  blockHash: Uint8Array,
+  r: StoredReceipt,
+): number {
+  let pos = start;
+  out[pos++] = RECEIPT_BODY_VERSION;
+  copySmall(out, pos, blockHash);
+  pos += 32;
+  copySmall(out, pos, r.txHash);
+  pos += 32;
+  view.setUint32(pos, r.txIndex, true);
+  pos += 4;
+  out[pos++] = r.type;
+  out[pos++] = r.status;
+  out[pos++] = (r.to ? 1 : 0) | (r.contractAddress ? 2 : 0);
+  copySmall(out, pos, r.from);
+  pos += 20;
+  if (r.to) {
+    copySmall(out, pos, r.to);
+    pos += 20;
+  }
+  if (r.contractAddress) {
+    copySmall(out, pos, r.contractAddress);
+    pos += 20;
+  }
+  view.setUint32(pos, r.gasUsed >>> 0, true);
+  view.setUint32(pos + 4, Math.floor(r.gasUsed / 0x100000000), true);
+  view.setUint32(pos + 8, r.cumulativeGasUsed >>> 0, true);
+  view.setUint32(pos + 12, Math.floor(r.cumulativeGasUsed / 0x100000000), true);
+  view.setBigUint64(pos + 16, r.effectiveGasPrice, true);
+  view.setUint32(pos + 24, r.firstLogIndex, true);
+  view.setUint32(pos + 28, r.logs.length, true);
+  pos += 32;
+  for (const log of r.logs) {
+    copySmall(out, pos, log.address);
+    pos += 20;
+    out[pos++] = log.topics.length;
+    for (const t of log.topics) {
+      copySmall(out, pos, t);
+      pos += 32;
+    }
+    view.setUint32(pos, log.data.length, true);
+    pos += 4;
+    copySmall(out, pos, log.data);
+    pos += log.data.length;
+  }
+  view.setUint32(pos, crc32c(out.subarray(start, pos)), true);
+  return pos + 4;
 }
 
 export function decodeBlockEntry(bytes: Uint8Array): BlockEntry & { bodies: Uint8Array[] } {
@@ -238,11 +242,9 @@ export function entryChecksum(payload: Uint8Array): number {
 
 /** Hot-tier body of one receipt with its logs: version u8 | blockHash 32 | receipt record | crc. */
 export function encodeReceiptBody(blockHash: Uint8Array, receipt: StoredReceipt): Uint8Array {
-  const w = new ByteWriter();
-  w.u8(RECEIPT_BODY_VERSION);
-  w.bytes(blockHash);
-  writeReceipt(w, receipt);
-  return w.finishWithCrc();
+  const out = new Uint8Array(receiptBodySize(receipt));
+  writeReceiptBody(out, new DataView(out.buffer), 0, blockHash, receipt);
+  return out;
 }
 
 /** Decodes a body; byte fields are views into `bytes` (callers pass a buffer they own). */
@@ -380,4 +382,15 @@ export function readLogFromBody(bytes: Uint8Array, logIndex: number): BodyLog {
   for (let t = 0; t < topicCount; t++) topics.push(r.bytes(32));
   const data = r.bytes(r.u32());
   return { blockHash, txHash, txIndex, firstLogIndex, logCount, log: { address, topics, data } };
+}
+
+/** Copies `src` into `out` at `pos`: a plain loop for hashes and addresses, which beats a
+ *  TypedArray.set call at these sizes. */
+function copySmall(out: Uint8Array, pos: number, src: Uint8Array): void {
+  const n = src.length;
+  if (n > 64) {
+    out.set(src, pos);
+    return;
+  }
+  for (let i = 0; i < n; i++) out[pos + i] = src[i]!;
 }

@@ -24,6 +24,7 @@ import {
   type FileRef,
   type StoreState,
 } from './manifest.ts';
+import { DEFAULT_POSTING_BUCKET_BLOCKS, MAX_POSTING_BUCKET_BLOCKS } from './postings.ts';
 import type {
   BlockEntry,
   BlockReceiptsInput,
@@ -48,6 +49,11 @@ export interface ReceiptStoreOptions {
   archive?: ArchiveEngine;
   /** Blocks per archive file; files start at multiples of it (the first may start later). Default 1,000. */
   blocksPerFile?: number;
+  /**
+   * Blocks per posting bucket of the hot tier (postings.ts), ≤ 65,536. Default 1,024. Part of the
+   * hot tier's layout: opening with another value rebuilds the hot tier. Tests use small ones.
+   */
+  postingBucketBlocks?: number;
   /** Blocks the hot tier keeps (older ones are answered by the archive). Default: all. */
   hotRetentionBlocks?: number;
   /** Blocks kept at all; older archive files are deleted. Default: all. */
@@ -151,6 +157,13 @@ export class ReceiptStore {
     checkPositive(options.maxBlockRange, 'maxBlockRange');
     checkPositive(options.maxResults, 'maxResults');
     checkPositive(options.maxResultBytes, 'maxResultBytes');
+    checkPositive(options.postingBucketBlocks, 'postingBucketBlocks');
+    if ((options.postingBucketBlocks ?? 0) > MAX_POSTING_BUCKET_BLOCKS) {
+      throw new CairnError(
+        'INVALID_ARGUMENT',
+        `postingBucketBlocks must be at most ${MAX_POSTING_BUCKET_BLOCKS}, got ${options.postingBucketBlocks}`,
+      );
+    }
     const fs = options.fs ?? realFileSystem;
     const archiveDir = path.join(options.dir, 'archive');
     if (options.readOnly) {
@@ -197,7 +210,15 @@ export class ReceiptStore {
       opened.push(kv);
       const engine = options.archive ?? (await DuckDbArchive.open());
       opened.push(engine);
-      const store = new ReceiptStore(fs, options, manifest, state, wal, new HotTier(kv), engine);
+      const store = new ReceiptStore(
+        fs,
+        options,
+        manifest,
+        state,
+        wal,
+        new HotTier(kv, options.postingBucketBlocks ?? DEFAULT_POSTING_BUCKET_BLOCKS),
+        engine,
+      );
       await store.recover();
       return store;
     } catch (err) {
@@ -291,6 +312,8 @@ export class ReceiptStore {
     // 4. Hot tier: re-apply everything not covered by its synced checkpoint, from the archive where
     //    the WAL no longer has it, then from the WAL; finish an interrupted prune.
     const first = this.state.firstBlock ?? 0;
+    // A hot tier of an older layout is emptied here and rebuilt below like a lost one.
+    await this.hot.ensureLayout();
     let synced = this.hot.syncedThrough() ?? -1;
     // The checkpoint is only as good as the engine files around it: a LevelDB that lost CURRENT or
     // its MANIFEST starts over and replays whatever log files remain, which may hold nothing but
@@ -302,6 +325,7 @@ export class ReceiptStore {
     let from = Math.max(synced + 1, synced < 0 ? this.state.floor : this.state.hotFloor, first);
     const walFrom = wal.count > 0 ? wal.firstIndex : this.latest + 1;
     if (from < walFrom && from <= this.latest) {
+      await this.hot.resetPostings(from);
       for (const f of this.state.files) {
         if (f.last < from || f.first >= walFrom) continue;
         const blocks = await this.engine.readBlocks(this.filePath(f.receipts), this.filePath(f.logs));
@@ -309,6 +333,7 @@ export class ReceiptStore {
       }
       from = walFrom;
     }
+    await this.hot.resetPostings(Math.max(from, walFrom));
     let pending: BlockEntry[] = [];
     for (const rec of wal.iterate(Math.max(from, wal.firstIndex), wal.nextIndex)) {
       pending.push(decodeBlockEntry(rec.payload));
@@ -358,6 +383,7 @@ export class ReceiptStore {
       this.hot.stageBlock(batch, b, bodies, entryChecksum(payload));
     }
     await this.hot.writeBatch(batch, false, 'apply');
+    this.hot.postingsWritten();
   }
 
   private filePath(ref: FileRef): string {
@@ -488,6 +514,7 @@ export class ReceiptStore {
       const batch = this.hot.kv.batch();
       for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.bodies, a.crc);
       await this.hot.writeBatch(batch, false, 'apply');
+      this.hot.postingsWritten();
     } catch (err) {
       const latched = this.latch.latch(err, 'receipt write');
       for (const a of accepted) a.w.reject(latched);

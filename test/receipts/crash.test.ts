@@ -33,6 +33,7 @@ const open = (fs: SimulatedFileSystem, kv: MemoryKv): Promise<ReceiptStore> =>
     archive: new MemoryArchive(fs),
     blocksPerFile: 4,
     hotRetentionBlocks: 6,
+    postingBucketBlocks: 3,
     walSegmentBytes: 16 * 1024,
   });
 

@@ -34,6 +34,8 @@ const scenario = fc.record({
   chainSeed: fc.nat(),
   blocks: fc.integer({ min: 1, max: 40 }),
   blocksPerFile: fc.integer({ min: 1, max: 9 }),
+  // Small posting buckets, so chains span closed buckets, the filling one, and prunes cut through.
+  postingBucketBlocks: fc.integer({ min: 1, max: 8 }),
   hotRetention: fc.oneof(fc.constant(undefined), fc.integer({ min: 1, max: 20 })),
   pruneTo: fc.oneof(fc.constant(0), fc.nat({ max: 30 })),
   reopen: fc.boolean(),
@@ -93,7 +95,11 @@ test('getLogs equals the in-memory model (model archive engine, 150 cases)', asy
       const sim = simSetup(s.chainSeed);
       await check(async () => {
         sim.restartKv();
-        return sim.open({ blocksPerFile: s.blocksPerFile, hotRetentionBlocks: s.hotRetention });
+        return sim.open({
+          blocksPerFile: s.blocksPerFile,
+          hotRetentionBlocks: s.hotRetention,
+          postingBucketBlocks: s.postingBucketBlocks,
+        });
       }, s);
     }),
     { seed, numRuns: 150 },
@@ -107,7 +113,13 @@ test('getLogs equals the in-memory model (DuckDB + Parquet + LevelDB, 8 cases)',
     fc.asyncProperty(scenario, async (s) => {
       await withTempDir(async (dir) => {
         await check(
-          () => Store.open({ dir, blocksPerFile: s.blocksPerFile, hotRetentionBlocks: s.hotRetention }),
+          () =>
+            Store.open({
+              dir,
+              blocksPerFile: s.blocksPerFile,
+              hotRetentionBlocks: s.hotRetention,
+              postingBucketBlocks: s.postingBucketBlocks,
+            }),
           s,
         );
       });

@@ -79,6 +79,7 @@ test('a hot tier that lost an earlier unsynced batch but kept later ones recover
       kv,
       archive: sim.archive,
       blocksPerFile: 8,
+      postingBucketBlocks: 3,
       walSegmentBytes: 16 * 1024,
     });
   const store = await open(rec);
@@ -97,6 +98,7 @@ test('a hot tier that lost an earlier unsynced batch but kept later ones recover
       kv: image,
       archive: new MemoryArchive(fs),
       blocksPerFile: 8,
+      postingBucketBlocks: 3,
       walSegmentBytes: 16 * 1024,
     });
     try {

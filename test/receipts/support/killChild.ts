@@ -11,6 +11,7 @@ const send = (msg: unknown): Promise<void> => new Promise((resolve) => process.s
 const store = await ReceiptStore.open({
   dir: dir!,
   blocksPerFile: 16,
+  postingBucketBlocks: 5,
   hotRetentionBlocks: 20,
   walSegmentBytes: 64 * 1024,
 });

@@ -1,0 +1,134 @@
+// The hot tier's posting layout (version 2: postings packed per bucket of blocks, the filling bucket
+// in memory): a hot tier of another layout or bucket span is rebuilt at open, a damaged bucket is
+// CORRUPT rather than a silently short answer, and prunes that cut through a bucket leave no posting
+// of a pruned block behind.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isCairnError } from '../../src/lib/errors.ts';
+import { decodePostings, type Posting } from '../../src/receipts/postings.ts';
+import type { ReceiptStore } from '../../src/receipts/receiptStore.ts';
+import type { LogFilter } from '../../src/receipts/types.ts';
+import { ADDRESSES, expectedLogs, logKeys, makeBlock, TOPICS } from './support/fixtures.ts';
+import { simSetup } from './support/harness.ts';
+
+const BLOCKS = 30;
+const blocks = Array.from({ length: BLOCKS }, (_, n) => makeBlock(17, n, { maxReceipts: 4 }));
+const filters: LogFilter[] = [
+  { addresses: [ADDRESSES[0]!] },
+  { addresses: [ADDRESSES[1]!, ADDRESSES[4]!] },
+  { topics: [[TOPICS[2]!]] },
+];
+
+async function assertAnswers(store: ReceiptStore, from: number, to: number): Promise<void> {
+  for (const f of filters) {
+    const got = await store.getLogs({ ...f, fromBlock: from, toBlock: to });
+    assert.deepEqual(logKeys(got), logKeys(expectedLogs(blocks, f, from, to)), JSON.stringify({ from, to }));
+  }
+}
+
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+/** Every KV key (hex) with the given first byte. */
+async function keysWithPrefix(sim: ReturnType<typeof simSetup>, prefix: number): Promise<string[]> {
+  const all = await sim.kv.range({
+    gte: Uint8Array.of(prefix),
+    lt: Uint8Array.of(prefix + 1),
+    limit: 100_000,
+  });
+  return all.map((e) => hex(e.key));
+}
+
+test('a hot tier of layout 1, or of another bucket span, is emptied and rebuilt at open', async () => {
+  const sim = simSetup(3);
+  let store = await sim.open({ blocksPerFile: 8, postingBucketBlocks: 4 });
+  for (const b of blocks) await store.putBlock(b);
+  await store.close();
+  sim.restartKv();
+  const bucketKeys = await keysWithPrefix(sim, 0x41);
+  assert.ok(bucketKeys.length > 0, 'closed buckets are written to the KV store');
+
+  // Make it look like layout 1: no version key, and a per-log posting key of the old scheme.
+  const oldKey = new Uint8Array(33);
+  oldKey[0] = 0x61;
+  oldKey.set(ADDRESSES[0]!, 1);
+  await sim.kv
+    .batch()
+    .del(Uint8Array.of(0x6d, 0x56))
+    .put(oldKey, Uint8Array.of(0, 0, 0, 0))
+    .write({ sync: true });
+  sim.restartKv();
+  store = await sim.open({ blocksPerFile: 8, postingBucketBlocks: 4 });
+  await assertAnswers(store, 0, BLOCKS - 1);
+  await store.close();
+  sim.restartKv();
+  assert.equal(sim.kv.get(oldKey), undefined, 'layout-1 keys are gone');
+  assert.deepEqual(await keysWithPrefix(sim, 0x41), bucketKeys, 'the rebuild wrote the same buckets');
+
+  // Another span: rebuilt again, with that span's buckets.
+  store = await sim.open({ blocksPerFile: 8, postingBucketBlocks: 7 });
+  await assertAnswers(store, 0, BLOCKS - 1);
+  await assertAnswers(store, 5, 19);
+  await store.close();
+  sim.restartKv();
+  assert.notDeepEqual(await keysWithPrefix(sim, 0x41), bucketKeys);
+});
+
+test('a damaged posting bucket is CORRUPT, not a short answer', async () => {
+  const sim = simSetup(4);
+  const store = await sim.open({ blocksPerFile: 8, postingBucketBlocks: 4 });
+  try {
+    for (const b of blocks) await store.putBlock(b);
+    const [first] = await sim.kv.range({ gte: Uint8Array.of(0x41), lt: Uint8Array.of(0x42), limit: 1 });
+    assert.ok(first, 'a bucket exists');
+    const damaged = first.value.slice();
+    damaged[0]! ^= 0x01;
+    await sim.kv.batch().put(first.key, damaged).write({ sync: true });
+    const address = first.key.subarray(1, 21);
+    await assert.rejects(store.getLogs({ addresses: [address], fromBlock: 0, toBlock: BLOCKS - 1 }), (e) =>
+      isCairnError(e, 'CORRUPT'),
+    );
+  } finally {
+    await store.close();
+  }
+});
+
+test('prunes that cut through buckets leave no posting of a pruned block, in the KV store or memory', async () => {
+  const sim = simSetup(5);
+  const options = { blocksPerFile: 4, postingBucketBlocks: 6 };
+  /** Every posting the KV store holds is of a block at or above the floor. */
+  const assertNoneBelow = async (floor: number): Promise<void> => {
+    const entries = await sim.kv.range({ gte: Uint8Array.of(0x41), lt: Uint8Array.of(0x44), limit: 100_000 });
+    for (const e of entries) {
+      const bucket = Number(Buffer.from(e.key).readBigUInt64BE(e.key.length - 8));
+      const postings: Posting[] = [];
+      decodePostings(e.value, bucket, 6, 0, Number.MAX_SAFE_INTEGER, postings);
+      assert.ok(postings.length > 0, `bucket ${bucket} is empty but kept`);
+      for (const p of postings)
+        assert.ok(p.block >= floor, `bucket ${bucket} holds block ${p.block} < ${floor}`);
+    }
+  };
+  let store = await sim.open(options);
+  try {
+    for (const b of blocks.slice(0, 22)) await store.putBlock(b);
+    // Floor 7 cuts bucket 6..11 (in the KV store); floor 21, capped at the archived end + 1 = 20,
+    // cuts bucket 18..23, which is still filling (memory only).
+    for (const [target, expected] of [
+      [7, 7],
+      [21, 20],
+    ] as const) {
+      const floor = await store.pruneBelow(target);
+      assert.equal(floor, expected);
+      await assertAnswers(store, floor, 21);
+      await assertNoneBelow(floor);
+    }
+    for (const b of blocks.slice(22)) await store.putBlock(b); // seals bucket 18..23
+    await assertNoneBelow(20);
+    await store.close();
+    sim.restartKv();
+    store = await sim.open(options);
+    assert.equal(store.ranges().floor, 20);
+    await assertAnswers(store, 20, BLOCKS - 1);
+    await assertNoneBelow(20);
+  } finally {
+    await store.close();
+  }
+});
