@@ -119,6 +119,9 @@ interface View {
 const MANIFEST = 'MANIFEST';
 const WRITE_GROUP = 256;
 
+/** Attempts of one log query when rotations keep moving the hot floor under it. */
+const MAX_QUERY_ATTEMPTS = 5;
+
 export class ReceiptStore {
   private state: StoreState;
   private latest: number;
@@ -842,6 +845,24 @@ export class ReceiptStore {
 
   /** eth_getLogs: matching logs in (block, log index) order. See LogFilter for the semantics. */
   async getLogs(filter: LogFilter, options: LogQueryOptions = {}): Promise<Log[]> {
+    // A query splits its range at its view's hot floor: archive files below, the hot tier above. A
+    // rotation that moves the hot floor while the query runs prunes hot bodies the query still
+    // meant to read; the answer would silently miss those blocks, so the query runs again on a
+    // fresh view (which sends them to the archive file that now holds them).
+    for (let attempt = 1; ; attempt++) {
+      const logs = await this.getLogsOnView(filter, options);
+      if (logs !== undefined) return logs;
+      if (attempt >= MAX_QUERY_ATTEMPTS) {
+        throw new CairnError(
+          'BACKPRESSURE',
+          `the hot floor moved during each of ${attempt} attempts of this log query; retry it`,
+        );
+      }
+    }
+  }
+
+  /** One attempt of `getLogs`; undefined if the hot floor moved under it (see there). */
+  private async getLogsOnView(filter: LogFilter, options: LogQueryOptions): Promise<Log[] | undefined> {
     this.checkReadable();
     checkAbort(options.signal);
     const maxResults = Math.min(
@@ -925,6 +946,7 @@ export class ReceiptStore {
           signal: options.signal,
           hotFloor: () => this.state.hotFloor,
         });
+        if (this.state.hotFloor > view.hotFloor) return undefined;
         out.push(...rows);
       }
       let bytes = 0;
