@@ -108,19 +108,22 @@ interface LiveFile {
   verified?: boolean;
 }
 
-/** An immutable snapshot readers run on (reads never go through the write queue). */
+/**
+ * An immutable snapshot readers run on (reads never go through the write queue). Everything it
+ * names stays readable while it has readers: its archive files (reference counts) and the hot
+ * bodies from its `hotFloor` on (a prune of hot bodies waits for the views below the new floor).
+ */
 interface View {
   floor: number;
   hotFloor: number;
   latest: number;
   files: readonly LiveFile[];
+  /** Reads in progress on this view. */
+  readers: number;
 }
 
 const MANIFEST = 'MANIFEST';
 const WRITE_GROUP = 256;
-
-/** Attempts of one log query when rotations keep moving the hot floor under it. */
-const MAX_QUERY_ATTEMPTS = 5;
 
 export class ReceiptStore {
   private state: StoreState;
@@ -128,6 +131,14 @@ export class ReceiptStore {
   private view: View;
   /** Reference-counted handles of every listed file (also those below the floor, until retired). */
   private readonly live = new Map<ArchiveFileEntry, LiveFile>();
+  /** Views with reads in progress (the lowest hot floor among them bounds the hot-body prune). */
+  private readonly readViews = new Set<View>();
+  /** Hot bodies below this may be deleted; from it on they are all there. Memory only (see pruneHotBodies). */
+  private bodiesPrunedTo: number;
+  /** A deferred hot-body prune is queued on the write loop. */
+  private hotPruneQueued = false;
+  /** Close waiting for the reads in progress to release their views. */
+  private readsDrained: (() => void) | undefined;
   private readonly latch = new FatalLatch();
   private readonly queue: WriteQueue<BlockEntry>;
   private closing: Promise<void> | undefined;
@@ -148,7 +159,8 @@ export class ReceiptStore {
     this.blocksPerFile = options.blocksPerFile ?? 1000;
     this.archiveDir = path.join(options.dir, 'archive');
     this.latest = -1;
-    this.view = { floor: 0, hotFloor: 0, latest: -1, files: [] };
+    this.view = { floor: 0, hotFloor: 0, latest: -1, files: [], readers: 0 };
+    this.bodiesPrunedTo = state.hotFloor;
     this.queue = new WriteQueue(options.maxQueuedWrites ?? 1024, WRITE_GROUP, (g) => this.writeGroup(g));
   }
 
@@ -349,6 +361,7 @@ export class ReceiptStore {
     if (this.latest >= 0) await this.hot.writeSyncedCheckpoint(this.latest);
     const prunedTo = synced < 0 ? Math.min(this.hot.prunedTo(), this.state.floor) : this.hot.prunedTo();
     if (prunedTo < this.state.hotFloor) await this.hot.pruneBodies(prunedTo, this.state.hotFloor);
+    this.bodiesPrunedTo = this.state.hotFloor;
 
     this.publish();
     // 5. Windows that were complete but not archived when the process stopped.
@@ -636,10 +649,44 @@ export class ReceiptStore {
   }
 
   private async raiseHotFloor(target: number): Promise<void> {
-    const old = this.state.hotFloor;
     await this.writeState({ ...this.state, hotFloor: target });
     this.publish();
-    await this.hot.pruneBodies(old, target);
+    await this.pruneHotBodies();
+  }
+
+  /**
+   * Deletes the hot bodies below the hot floor that no reader can still reach: a view taken before
+   * the floor moved sends its blocks from its own (lower) hot floor on to the hot tier, so their
+   * bodies stay until its last reader is done (then `release` queues this again). The writer never
+   * waits for a reader; bodies left behind by a crash are deleted at open (the persisted hot floor
+   * against the hot tier's prune checkpoint). Runs on the write loop.
+   */
+  private async pruneHotBodies(): Promise<void> {
+    let target = this.state.hotFloor;
+    for (const v of this.readViews) target = Math.min(target, v.hotFloor);
+    if (target <= this.bodiesPrunedTo) return;
+    await this.hot.pruneBodies(this.bodiesPrunedTo, target);
+    this.bodiesPrunedTo = target;
+  }
+
+  /** After the last reader below the hot floor left: the prune it held back, on the write loop. */
+  private queueDeferredHotPrune(): void {
+    if (this.hotPruneQueued || this.closing || this.closed || this.options.readOnly) return;
+    if (this.bodiesPrunedTo >= this.state.hotFloor) return;
+    this.hotPruneQueued = true;
+    this.queue
+      .task(async () => {
+        this.hotPruneQueued = false;
+        if (this.closed || this.latch.error) return;
+        try {
+          await this.pruneHotBodies();
+        } catch (err) {
+          this.latch.latch(err, 'hot-tier prune');
+        }
+      })
+      .catch(() => {
+        // Latched above; the next write or prune reports it.
+      });
   }
 
   /**
@@ -669,11 +716,10 @@ export class ReceiptStore {
   private async pruneInternal(block: number): Promise<void> {
     const target = Math.min(block, this.archivedThrough() + 1);
     if (target <= this.state.floor) return;
-    const oldHot = this.state.hotFloor;
-    const hotFloor = Math.max(oldHot, target);
+    const hotFloor = Math.max(this.state.hotFloor, target);
     await this.writeState({ ...this.state, floor: target, hotFloor });
     this.publish();
-    if (hotFloor > oldHot) await this.hot.pruneBodies(oldHot, hotFloor);
+    await this.pruneHotBodies();
     for (const f of [...this.state.files]) if (f.last < target) await this.retire(f);
   }
 
@@ -731,12 +777,20 @@ export class ReceiptStore {
       }
       if (f.last >= this.state.floor) files.push(live);
     }
-    this.view = { floor: this.state.floor, hotFloor: this.state.hotFloor, latest: this.latest, files };
+    this.view = {
+      floor: this.state.floor,
+      hotFloor: this.state.hotFloor,
+      latest: this.latest,
+      files,
+      readers: 0,
+    };
   }
 
   private acquire(): View {
     const v = this.view;
     for (const f of v.files) f.refs++;
+    v.readers++;
+    this.readViews.add(v);
     return v;
   }
 
@@ -744,6 +798,12 @@ export class ReceiptStore {
     for (const f of v.files) {
       f.refs--;
       if (f.refs === 0 && f.doomed) this.deleteFile(f);
+    }
+    v.readers--;
+    if (v.readers === 0) {
+      this.readViews.delete(v);
+      if (v.hotFloor < this.state.hotFloor) this.queueDeferredHotPrune();
+      if (this.readViews.size === 0) this.readsDrained?.();
     }
   }
 
@@ -797,8 +857,9 @@ export class ReceiptStore {
     };
   }
 
+  /** Reads start only before close is called; those already running finish first (see close). */
   private checkReadable(): void {
-    if (this.closed) throw closedError();
+    if (this.closed || this.closing) throw closedError();
   }
 
   /**
@@ -843,26 +904,13 @@ export class ReceiptStore {
     }
   }
 
-  /** eth_getLogs: matching logs in (block, log index) order. See LogFilter for the semantics. */
+  /**
+   * eth_getLogs: matching logs in (block, log index) order. See LogFilter for the semantics. The
+   * answer is the one of the view the query started on: its range splits at that view's hot floor
+   * (archive files below, the hot tier above), and a rotation or prune that moves the floor while
+   * the query runs deletes nothing the view still reaches (see pruneHotBodies).
+   */
   async getLogs(filter: LogFilter, options: LogQueryOptions = {}): Promise<Log[]> {
-    // A query splits its range at its view's hot floor: archive files below, the hot tier above. A
-    // rotation that moves the hot floor while the query runs prunes hot bodies the query still
-    // meant to read; the answer would silently miss those blocks, so the query runs again on a
-    // fresh view (which sends them to the archive file that now holds them).
-    for (let attempt = 1; ; attempt++) {
-      const logs = await this.getLogsOnView(filter, options);
-      if (logs !== undefined) return logs;
-      if (attempt >= MAX_QUERY_ATTEMPTS) {
-        throw new CairnError(
-          'BACKPRESSURE',
-          `the hot floor moved during each of ${attempt} attempts of this log query; retry it`,
-        );
-      }
-    }
-  }
-
-  /** One attempt of `getLogs`; undefined if the hot floor moved under it (see there). */
-  private async getLogsOnView(filter: LogFilter, options: LogQueryOptions): Promise<Log[] | undefined> {
     this.checkReadable();
     checkAbort(options.signal);
     const maxResults = Math.min(
@@ -944,9 +992,9 @@ export class ReceiptStore {
           maxResults: maxResults - out.length,
           maxBytes,
           signal: options.signal,
-          hotFloor: () => this.state.hotFloor,
+          // Never above this view's hot floor while the view is held: a missing body is not a prune.
+          hotFloor: () => this.bodiesPrunedTo,
         });
-        if (this.state.hotFloor > view.hotFloor) return undefined;
         out.push(...rows);
       }
       let bytes = 0;
@@ -1072,7 +1120,11 @@ export class ReceiptStore {
 
   // ---------------------------------------------------------------- close
 
-  /** Waits for queued work, checkpoints the hot tier and releases everything. Idempotent. */
+  /**
+   * Waits for queued work and for the reads in progress (a read started before close finishes on
+   * its view; reads started after it are CLOSED), checkpoints the hot tier and releases
+   * everything. Idempotent.
+   */
   close(): Promise<void> {
     this.closing ??= this.queue
       .task(async () => {
@@ -1087,6 +1139,11 @@ export class ReceiptStore {
         if (!this.latch.error && this.latest >= 0)
           await step(() => this.hot.writeSyncedCheckpoint(this.latest));
         this.closed = true;
+        if (this.readViews.size > 0) {
+          await new Promise<void>((resolve) => {
+            this.readsDrained = resolve;
+          });
+        }
         await step(() => this.wal.close());
         await step(() => this.hot.kv.close());
         await step(() => this.engine.close());
