@@ -8,14 +8,14 @@ import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
-import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
+import { CairnError, FatalLatch, ioFatal, isCairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
 import { loadBloomHasher, logsBloom } from './bloom.ts';
 import { decodeBlockEntry, encodeBlockEntry, entryChecksum, normalizeBlock } from './codec.ts';
 import { DuckDbArchive } from './duckdbArchive.ts';
 import { checkAbort, HotTier } from './hotTier.ts';
-import { normalizeFilter } from './logFilter.ts';
+import { type NormalizedFilter, normalizeFilter } from './logFilter.ts';
 import {
   type ArchiveFileEntry,
   decodeState,
@@ -863,9 +863,18 @@ export class ReceiptStore {
   }
 
   /**
-   * The receipt of a transaction, or undefined when the store has none (a definite answer: the
-   * tx-hash index covers every retained block, and no file is scanned). When a hash was stored in
-   * two blocks, the later block's receipt is returned (as geth does).
+   * The receipt of a transaction, or undefined when no retained block ([floor, latest], see
+   * `ranges()`) holds it: a definite answer for that range, since the tx-hash index covers every
+   * retained block and no file is scanned. When a hash was stored in two blocks, the later block's
+   * receipt is returned (as geth does).
+   *
+   * Below the floor the store cannot tell "pruned" from "never existed" for every hash: that would
+   * take an index of every pruned transaction, growing with history forever. So a miss stays
+   * undefined (an RPC provider answers `null`, as it must for a transaction not yet mined, and may
+   * point clients at an archive node when `ranges().floor > ranges().first`), and PRUNED (details:
+   * floor, block) is returned where the index still places the hash below the floor: the blocks of
+   * an archive file that straddles the floor (files and their index entries go whole), and briefly
+   * while a prune removes a retired file's entries.
    */
   async getReceipt(txHash: Uint8Array): Promise<Receipt | undefined> {
     this.checkReadable();
@@ -876,7 +885,14 @@ export class ReceiptStore {
     if (loc === undefined) return undefined;
     const view = this.acquire();
     try {
-      if (loc.block < view.floor || loc.block > view.latest) return undefined;
+      if (loc.block > view.latest) return undefined;
+      if (loc.block < view.floor) {
+        throw new CairnError(
+          'PRUNED',
+          `the receipt is in block ${loc.block}, below the floor ${view.floor}`,
+          { details: { floor: view.floor, block: loc.block } },
+        );
+      }
       if (loc.block >= view.hotFloor) {
         const body = this.hot.body(loc.block, loc.txIndex);
         if (body) return toReceipt(loc.block, body.blockHash, body.receipt);
@@ -913,12 +929,12 @@ export class ReceiptStore {
   async getLogs(filter: LogFilter, options: LogQueryOptions = {}): Promise<Log[]> {
     this.checkReadable();
     checkAbort(options.signal);
-    const maxResults = Math.min(
-      options.maxResults ?? Number.POSITIVE_INFINITY,
-      this.options.maxResults ?? 10_000,
-    );
+    const maxResults = this.resultCap(options);
     const maxBytes = this.options.maxResultBytes ?? 64 * 1024 * 1024;
     const view = this.acquire();
+    // Set when an aborted archive query is still running in the engine: the view (its files) is
+    // then released when the engine is done, not when the caller gets ABORTED.
+    let engineStillReading: Promise<unknown> | undefined;
     try {
       let from: number;
       let to: number;
@@ -933,8 +949,11 @@ export class ReceiptStore {
           throw new CairnError('INVALID_ARGUMENT', 'blockHash must be 32 bytes');
         }
         const n = this.hot.blockNumberByHash(filter.blockHash);
-        if (n === undefined || n < view.floor || n > view.latest) {
-          throw new CairnError('NOT_FOUND', 'unknown block hash');
+        if (n === undefined || n > view.latest) throw new CairnError('NOT_FOUND', 'unknown block hash');
+        if (n < view.floor) {
+          throw new CairnError('PRUNED', `block ${n} of this hash is below the floor ${view.floor}`, {
+            details: { floor: view.floor, block: n },
+          });
         }
         from = n;
         to = n;
@@ -970,67 +989,124 @@ export class ReceiptStore {
       to = Math.min(to, view.latest);
       if (from > to) return [];
       const out: Log[] = [];
+      let bytes = 0;
       if (from < view.hotFloor) {
         const archiveTo = Math.min(to, view.hotFloor - 1);
-        const nf = normalizeFilter(filter, from, archiveTo);
-        const hit = view.files.filter((f) => f.entry.last >= from && f.entry.first <= archiveTo);
-        this.verifyBeforeRead(hit);
-        const paths = hit.map((f) => f.logsPath);
-        const rows = await this.engine.queryLogs(
-          paths,
-          nf,
-          maxResults === Infinity ? 1_000_000 : maxResults + 1,
+        const query = this.queryArchive(
+          view,
+          normalizeFilter(filter, from, archiveTo),
+          maxResults,
           options.signal,
         );
+        const rows = await untilAborted(query, options.signal).catch((err: unknown) => {
+          if (isCairnError(err, 'ABORTED')) engineStillReading = query;
+          throw err;
+        });
         checkAbort(options.signal);
         if (rows.length > maxResults) throw tooMany(from, to, maxResults);
-        out.push(...rows);
+        for (const l of rows) {
+          bytes += resultBytes(l);
+          if (bytes > maxBytes) throw tooBig(from, to, maxBytes);
+          out.push(l);
+        }
       }
       if (to >= view.hotFloor) {
         const nf = normalizeFilter(filter, Math.max(from, view.hotFloor), to);
-        const rows = await this.hot.queryLogs(nf, {
-          maxResults: maxResults - out.length,
-          maxBytes,
-          signal: options.signal,
-          // Never above this view's hot floor while the view is held: a missing body is not a prune.
-          hotFloor: () => this.bodiesPrunedTo,
-        });
+        let rows: Log[];
+        try {
+          rows = await this.hot.queryLogs(nf, {
+            maxResults: maxResults - out.length,
+            maxBytes: maxBytes - bytes,
+            signal: options.signal,
+            // Never above this view's hot floor while the view is held: a missing body is not a prune.
+            hotFloor: () => this.bodiesPrunedTo,
+          });
+        } catch (err) {
+          // The hot tier counts against what the archive part left: report the whole query's numbers.
+          if (isCairnError(err, 'LIMIT_EXCEEDED') && err.details?.maxResults !== undefined) {
+            throw tooMany(from, to, maxResults);
+          }
+          if (isCairnError(err, 'LIMIT_EXCEEDED') && err.details?.maxBytes !== undefined) {
+            throw tooBig(from, to, maxBytes);
+          }
+          throw err;
+        }
         out.push(...rows);
-      }
-      let bytes = 0;
-      for (const l of out) bytes += 20 + 32 * l.topics.length + l.data.length + 128;
-      if (bytes > maxBytes) {
-        throw new CairnError('LIMIT_EXCEEDED', `log query returns more than ${maxBytes} bytes`, {
-          details: { maxBytes },
-        });
       }
       return out;
     } finally {
-      this.release(view);
+      if (engineStillReading) {
+        const held = view;
+        void engineStillReading.then(
+          () => this.release(held),
+          () => this.release(held),
+        );
+      } else {
+        this.release(view);
+      }
     }
   }
 
-  /** Archive-only query (benchmarks and verification): logs of [from, to] from the closed files. */
+  /** Matching logs of the view's archive files over `nf`'s range, at most maxResults + 1 of them. */
+  private queryArchive(
+    view: View,
+    nf: NormalizedFilter,
+    maxResults: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Log[]> {
+    const hit = view.files.filter((f) => f.entry.last >= nf.fromBlock && f.entry.first <= nf.toBlock);
+    this.verifyBeforeRead(hit);
+    return this.engine.queryLogs(
+      hit.map((f) => f.logsPath),
+      nf,
+      maxResults + 1,
+      signal,
+    );
+  }
+
+  /** The result cap of one query: the store's, or the caller's if lower (a positive integer). */
+  private resultCap(options: LogQueryOptions): number {
+    const storeCap = this.options.maxResults ?? 10_000;
+    const asked = options.maxResults;
+    if (asked === undefined) return storeCap;
+    if (!Number.isSafeInteger(asked) || asked <= 0) {
+      throw new CairnError('INVALID_ARGUMENT', `maxResults must be a positive integer, got ${asked}`);
+    }
+    return Math.min(asked, storeCap);
+  }
+
+  /**
+   * Archive-only query (benchmarks and verification): logs of [from, to] from the closed files,
+   * under the same result-count and byte guards as getLogs.
+   */
   async getArchivedLogs(filter: LogFilter & { fromBlock: number; toBlock: number }): Promise<Log[]> {
     this.checkReadable();
+    const maxResults = this.resultCap({});
+    const maxBytes = this.options.maxResultBytes ?? 64 * 1024 * 1024;
     const view = this.acquire();
     try {
-      if (filter.fromBlock < view.floor) {
-        throw new CairnError(
-          'PRUNED',
-          `blocks below ${view.floor} are pruned (query starts at ${filter.fromBlock})`,
-          {
-            details: { floor: view.floor, fromBlock: filter.fromBlock },
-          },
-        );
+      const { fromBlock: from, toBlock: to } = filter;
+      for (const [name, v] of [
+        ['fromBlock', from],
+        ['toBlock', to],
+      ] as const) {
+        if (!Number.isSafeInteger(v) || v < 0) {
+          throw new CairnError('INVALID_ARGUMENT', `${name} must be a block number, got ${v}`);
+        }
       }
-      const nf = normalizeFilter(filter, filter.fromBlock, filter.toBlock);
-      const hit = view.files.filter(
-        (f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock,
-      );
-      this.verifyBeforeRead(hit);
-      const paths = hit.map((f) => f.logsPath);
-      return await this.engine.queryLogs(paths, nf, (this.options.maxResults ?? 10_000) + 1);
+      if (from < view.floor) {
+        throw new CairnError('PRUNED', `blocks below ${view.floor} are pruned (query starts at ${from})`, {
+          details: { floor: view.floor, fromBlock: from },
+        });
+      }
+      const rows = await this.queryArchive(view, normalizeFilter(filter, from, to), maxResults, undefined);
+      if (rows.length > maxResults) throw tooMany(from, to, maxResults);
+      let bytes = 0;
+      for (const l of rows) {
+        bytes += resultBytes(l);
+        if (bytes > maxBytes) throw tooBig(from, to, maxBytes);
+      }
+      return rows;
     } finally {
       this.release(view);
     }
@@ -1193,6 +1269,39 @@ function toReceipt(block: number, blockHash: Uint8Array, r: StoredReceipt): Rece
       removed: false,
     })),
   };
+}
+
+/** Approximate in-memory size of a returned log, the unit of maxResultBytes (the hot tier counts alike). */
+function resultBytes(l: Log): number {
+  return 20 + 32 * l.topics.length + l.data.length + 128;
+}
+
+function tooBig(from: number, to: number, maxBytes: number): CairnError {
+  return new CairnError(
+    'LIMIT_EXCEEDED',
+    `log query over blocks ${from}..${to} returns more than ${maxBytes} bytes; narrow the range or the filter`,
+    { details: { maxBytes } },
+  );
+}
+
+/**
+ * `work`, or ABORTED as soon as `signal` aborts, whichever comes first: the caller gets its answer
+ * promptly even from an engine that finishes the query before it notices the abort.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      try {
+        checkAbort(signal);
+      } catch (err) {
+        reject(err);
+      }
+    };
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function tooMany(from: number, to: number, max: number): CairnError {
