@@ -1132,6 +1132,7 @@ export class ReceiptStore {
     const problems: string[] = [];
     const view = this.acquire();
     let archiveRows = 0;
+    let walBlocks = 0;
     try {
       for (const f of view.files) {
         const p = this.checkFileFully(f.entry);
@@ -1158,32 +1159,37 @@ export class ReceiptStore {
           );
         }
       }
+      try {
+        this.wal.verify();
+      } catch (err) {
+        problems.push(`WAL: ${(err as Error).message}`);
+      }
+      // The WAL entries of the view's blocks, one at a time: a rotation meanwhile may drop the
+      // WAL's first entries (archived by then), and the view keeps the hot bodies it checks.
+      for (let index = this.wal.firstIndex; ; index++) {
+        index = Math.max(index, this.wal.firstIndex);
+        if (index > view.latest || index >= this.wal.nextIndex) break;
+        const [rec] = [...this.wal.iterate(index, index + 1)];
+        if (!rec) break;
+        walBlocks++;
+        const crc = entryChecksum(rec.payload);
+        const meta = this.hot.blockMeta(rec.index);
+        if (rec.index < view.floor) continue;
+        if (!meta || meta.entryCrc !== crc) {
+          problems.push(`block ${rec.index}: WAL entry and hot tier disagree`);
+          continue;
+        }
+        if (rec.index >= view.hotFloor) {
+          const entry = decodeBlockEntry(rec.payload);
+          const bodies = await this.hot.blockBodies(rec.index);
+          const again = entryChecksum(
+            encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }).payload,
+          );
+          if (again !== crc) problems.push(`block ${rec.index}: hot-tier receipts differ from the WAL`);
+        }
+      }
     } finally {
       this.release(view);
-    }
-    let walBlocks = 0;
-    try {
-      this.wal.verify();
-    } catch (err) {
-      problems.push(`WAL: ${(err as Error).message}`);
-    }
-    for (const rec of this.wal.iterate()) {
-      walBlocks++;
-      const crc = entryChecksum(rec.payload);
-      const meta = this.hot.blockMeta(rec.index);
-      if (rec.index < this.state.floor) continue;
-      if (!meta || meta.entryCrc !== crc) {
-        problems.push(`block ${rec.index}: WAL entry and hot tier disagree`);
-        continue;
-      }
-      if (rec.index >= this.state.hotFloor) {
-        const entry = decodeBlockEntry(rec.payload);
-        const bodies = await this.hot.blockBodies(rec.index);
-        const again = entryChecksum(
-          encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }).payload,
-        );
-        if (again !== crc) problems.push(`block ${rec.index}: hot-tier receipts differ from the WAL`);
-      }
     }
     return {
       ranges: this.ranges(),

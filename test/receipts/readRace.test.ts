@@ -412,3 +412,23 @@ test('a prune that raises the floor while a log query reads the hot tier: the qu
     await store.close();
   }
 });
+
+test('verify() while a rotation raises the hot floor reports no false problem', async () => {
+  const blocks = chain(58, 12);
+  const { gated, open } = setup(58, blocks);
+  const store = await open({ hotRetentionBlocks: 4 });
+  try {
+    for (const b of blocks.slice(0, 11)) await store.putBlock(b);
+    await writerIdle(store);
+    const atGate = gated.arm();
+    const report = store.verify();
+    await atGate;
+    await store.putBlock(blocks[11]!);
+    await writerIdle(store);
+    gated.open();
+    assert.deepEqual((await report).problems, []);
+    assert.deepEqual((await store.verify()).problems, []);
+  } finally {
+    await store.close();
+  }
+});
