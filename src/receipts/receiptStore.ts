@@ -932,8 +932,9 @@ export class ReceiptStore {
     const maxResults = this.resultCap(options);
     const maxBytes = this.options.maxResultBytes ?? 64 * 1024 * 1024;
     const view = this.acquire();
-    // Set when an aborted archive query is still running in the engine: the view (its files) is
-    // then released when the engine is done, not when the caller gets ABORTED.
+    // Set when an aborted query is still running in an engine (archive or hot tier): the view (its
+    // files, its hot bodies) is then released when the engine is done, not when the caller gets
+    // ABORTED.
     let engineStillReading: Promise<unknown> | undefined;
     try {
       let from: number;
@@ -1012,16 +1013,18 @@ export class ReceiptStore {
       }
       if (to >= view.hotFloor) {
         const nf = normalizeFilter(filter, Math.max(from, view.hotFloor), to);
+        const query = this.hot.queryLogs(nf, {
+          maxResults: maxResults - out.length,
+          maxBytes: maxBytes - bytes,
+          signal: options.signal,
+          // Never above this view's hot floor while the view is held: a missing body is not a prune.
+          hotFloor: () => this.bodiesPrunedTo,
+        });
         let rows: Log[];
         try {
-          rows = await this.hot.queryLogs(nf, {
-            maxResults: maxResults - out.length,
-            maxBytes: maxBytes - bytes,
-            signal: options.signal,
-            // Never above this view's hot floor while the view is held: a missing body is not a prune.
-            hotFloor: () => this.bodiesPrunedTo,
-          });
+          rows = await untilAborted(query, options.signal);
         } catch (err) {
+          if (isCairnError(err, 'ABORTED')) engineStillReading = query;
           // The hot tier counts against what the archive part left: report the whole query's numbers.
           if (isCairnError(err, 'LIMIT_EXCEEDED') && err.details?.maxResults !== undefined) {
             throw tooMany(from, to, maxResults);

@@ -44,7 +44,9 @@ const limit = (field: 'maxResults' | 'maxBytes', value: number, range: string) =
   return true;
 };
 
-test('maxResults: archive-only, hot-only and mixed queries stop at the same cap, exactly, with the whole query in the error', async () => {
+test('maxResults: archive-only, hot-only and mixed queries stop at the same cap, exactly, with the whole query in the error', {
+  timeout: 60_000,
+}, async () => {
   const archived = expectedLogs(BLOCKS, {}, 0, 11).length;
   const hot = expectedLogs(BLOCKS, {}, 12, 15).length;
   assert.ok(archived > 4 && hot > 4, 'the fixture must have logs in both tiers');
@@ -89,7 +91,9 @@ test('maxResults: archive-only, hot-only and mixed queries stop at the same cap,
   });
 });
 
-test('maxResultBytes: archive-only and mixed queries are capped exactly like hot ones, with the whole query in the error', async () => {
+test('maxResultBytes: archive-only and mixed queries are capped exactly like hot ones, with the whole query in the error', {
+  timeout: 60_000,
+}, async () => {
   const archivedBytes = sizeOf(expectedLogs(BLOCKS, {}, 0, 11));
   const hotBytes = sizeOf(expectedLogs(BLOCKS, {}, 12, 15));
   const total = archivedBytes + hotBytes;
@@ -117,7 +121,9 @@ test('maxResultBytes: archive-only and mixed queries are capped exactly like hot
   });
 });
 
-test('an AbortSignal answers an archive query promptly even if the engine finishes late; its files outlive the engine read', async () => {
+test('an AbortSignal answers an archive query promptly even if the engine finishes late; its files outlive the engine read', {
+  timeout: 60_000,
+}, async () => {
   let probe: ProbeArchive | undefined;
   const sim = simSetup(70, (inner) => {
     probe = new ProbeArchive(inner);
@@ -156,7 +162,9 @@ test('an AbortSignal answers an archive query promptly even if the engine finish
   }
 });
 
-test('below the floor: a receipt the index still places there and a block hash are PRUNED with the floor; a miss is not-found', async () => {
+test('below the floor: a receipt the index still places there and a block hash are PRUNED with the floor; a miss is not-found', {
+  timeout: 60_000,
+}, async () => {
   // The index entries of a retired file are removed after the floor is raised: hold the store there.
   let indexGate: Promise<void> | undefined;
   let atIndexGate: (() => void) | undefined;

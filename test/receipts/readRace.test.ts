@@ -9,6 +9,8 @@ import type { BlockReceiptsInput, LogFilter } from '../../src/receipts/types.ts'
 import { ADDRESSES, blockHash, expectedLogs, logKeys, makeBlock, txHash } from './support/fixtures.ts';
 import { simSetup } from './support/harness.ts';
 
+// Every test here holds a read at a gate: a regression shows as a hang, so each has a bound.
+
 const BODY_PREFIX = 0x72; // hot tier receipt bodies ('r', hotTier.ts)
 
 /**
@@ -107,7 +109,9 @@ function chain(seed: number, count: number): BlockReceiptsInput[] {
 }
 
 // Fails on 5bd0cf5 (blocks 4..7 missing from the answer), passes on 20c6d45 (retry) and after.
-test('hot-floor race: a rotation that prunes hot bodies while a log query reads them does not drop blocks from the answer', async () => {
+test('hot-floor race: a rotation that prunes hot bodies while a log query reads them does not drop blocks from the answer', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(51, 12);
   const { gated, open, expect } = setup(51, blocks);
   const store = await open();
@@ -135,7 +139,9 @@ test('hot-floor race: a rotation that prunes hot bodies while a log query reads 
   }
 });
 
-test('the hot-body prune of a rotation waits for the reads below the new hot floor; the writer does not wait for them', async () => {
+test('the hot-body prune of a rotation waits for the reads below the new hot floor; the writer does not wait for them', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(51, 12);
   const { gated, open, expect } = setup(51, blocks);
   const store = await open();
@@ -167,7 +173,9 @@ test('the hot-body prune of a rotation waits for the reads below the new hot flo
   }
 });
 
-test('hot-floor race, selective filter: a rotation during the body fetch is neither a missing block nor a false PRUNED', async () => {
+test('hot-floor race, selective filter: a rotation during the body fetch is neither a missing block nor a false PRUNED', {
+  timeout: 60_000,
+}, async () => {
   // Enough matching receipts in the hot window that the bodies come in one getMany (the gate).
   const address = ADDRESSES[0]!;
   const wide = (n: number): BlockReceiptsInput => ({
@@ -208,7 +216,9 @@ test('hot-floor race, selective filter: a rotation during the body fetch is neit
   }
 });
 
-test('hot-floor race under a steady stream of rotations: a query spanning the hot floor still answers (no starvation)', async () => {
+test('hot-floor race under a steady stream of rotations: a query spanning the hot floor still answers (no starvation)', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(53, 40);
   const { gated, open, expect } = setup(53, blocks);
   const store = await open({ maxResults: 100_000 });
@@ -259,7 +269,9 @@ test('hot-floor race under a steady stream of rotations: a query spanning the ho
   }
 });
 
-test('a view held across close: the read in progress completes (or is CLOSED), close waits for it, nothing leaks', async () => {
+test('a view held across close: the read in progress completes (or is CLOSED), close waits for it, nothing leaks', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(54, 11);
   const { sim, gated, open, expect } = setup(54, blocks);
   let store = await open();
@@ -294,7 +306,9 @@ test('a view held across close: the read in progress completes (or is CLOSED), c
   }
 });
 
-test('a hot-body prune held back by a reader at close is finished by the next open', async () => {
+test('a hot-body prune held back by a reader at close is finished by the next open', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(55, 12);
   const { sim, gated, open, expect } = setup(55, blocks);
   let store = await open();
@@ -320,7 +334,9 @@ test('a hot-body prune held back by a reader at close is finished by the next op
   }
 });
 
-test('a poisoned store: reads keep answering exactly the acknowledged blocks, never the one whose write failed (the engine applied it, then reported an error)', async () => {
+test('a poisoned store: reads keep answering exactly the acknowledged blocks, never the one whose write failed (the engine applied it, then reported an error)', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(56, 10);
   const sim = simSetup(56);
   let failApply = false;
@@ -388,7 +404,9 @@ test('a poisoned store: reads keep answering exactly the acknowledged blocks, ne
   }
 });
 
-test('a prune that raises the floor while a log query reads the hot tier: the query answers its snapshot, the bodies go after it', async () => {
+test('a prune that raises the floor while a log query reads the hot tier: the query answers its snapshot, the bodies go after it', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(57, 11);
   const { gated, open, expect } = setup(57, blocks);
   // Everything hot: the prune raises the floor and the hot floor together, past the query's start.
@@ -413,7 +431,9 @@ test('a prune that raises the floor while a log query reads the hot tier: the qu
   }
 });
 
-test('verify() while a rotation raises the hot floor reports no false problem', async () => {
+test('verify() while a rotation raises the hot floor reports no false problem', {
+  timeout: 60_000,
+}, async () => {
   const blocks = chain(58, 12);
   const { gated, open } = setup(58, blocks);
   const store = await open({ hotRetentionBlocks: 4 });
@@ -428,6 +448,35 @@ test('verify() while a rotation raises the hot floor reports no false problem', 
     gated.open();
     assert.deepEqual((await report).problems, []);
     assert.deepEqual((await store.verify()).problems, []);
+  } finally {
+    await store.close();
+  }
+});
+
+test('an AbortSignal answers a query held inside the hot tier at once; its view keeps the bodies until the hot read ends', {
+  timeout: 60_000,
+}, async () => {
+  const blocks = chain(59, 12);
+  const { gated, open } = setup(59, blocks);
+  const store = await open();
+  try {
+    for (const b of blocks.slice(0, 11)) await store.putBlock(b);
+    await writerIdle(store);
+    const controller = new AbortController();
+    const atGate = gated.arm();
+    const query = store.getLogs({ fromBlock: 4, toBlock: 10 }, { signal: controller.signal });
+    await atGate;
+    controller.abort();
+    await assert.rejects(query, (e) => isCairnError(e, 'ABORTED'));
+    // The hot read is still held: a rotation now must not delete what it may still read.
+    await store.putBlock(blocks[11]!);
+    await writerIdle(store);
+    assert.equal(store.ranges().hotFloor, 8);
+    assert.ok((await bodyCount(gated, 4, 8)) > 0, 'bodies deleted under a hot read still running');
+    gated.open();
+    await new Promise((r) => setImmediate(r));
+    await writerIdle(store);
+    assert.equal(await bodyCount(gated, 0, 8), 0, 'pruned once the hot read ended');
   } finally {
     await store.close();
   }
