@@ -8,14 +8,14 @@ import { openIndexCopy } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
-import { CairnError, FatalLatch, ioFatal } from '../lib/errors.ts';
+import { CairnError, FatalLatch, ioFatal, isCairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
 import { loadBloomHasher, logsBloom } from './bloom.ts';
 import { decodeBlockEntry, encodeBlockEntry, entryChecksum, normalizeBlock } from './codec.ts';
 import { DuckDbArchive } from './duckdbArchive.ts';
 import { checkAbort, HotTier } from './hotTier.ts';
-import { normalizeFilter } from './logFilter.ts';
+import { type NormalizedFilter, normalizeFilter } from './logFilter.ts';
 import {
   type ArchiveFileEntry,
   decodeState,
@@ -108,19 +108,22 @@ interface LiveFile {
   verified?: boolean;
 }
 
-/** An immutable snapshot readers run on (reads never go through the write queue). */
+/**
+ * An immutable snapshot readers run on (reads never go through the write queue). Everything it
+ * names stays readable while it has readers: its archive files (reference counts) and the hot
+ * bodies from its `hotFloor` on (a prune of hot bodies waits for the views below the new floor).
+ */
 interface View {
   floor: number;
   hotFloor: number;
   latest: number;
   files: readonly LiveFile[];
+  /** Reads in progress on this view. */
+  readers: number;
 }
 
 const MANIFEST = 'MANIFEST';
 const WRITE_GROUP = 256;
-
-/** Attempts of one log query when rotations keep moving the hot floor under it. */
-const MAX_QUERY_ATTEMPTS = 5;
 
 export class ReceiptStore {
   private state: StoreState;
@@ -128,6 +131,14 @@ export class ReceiptStore {
   private view: View;
   /** Reference-counted handles of every listed file (also those below the floor, until retired). */
   private readonly live = new Map<ArchiveFileEntry, LiveFile>();
+  /** Views with reads in progress (the lowest hot floor among them bounds the hot-body prune). */
+  private readonly readViews = new Set<View>();
+  /** Hot bodies below this may be deleted; from it on they are all there. Memory only (see pruneHotBodies). */
+  private bodiesPrunedTo: number;
+  /** A deferred hot-body prune is queued on the write loop. */
+  private hotPruneQueued = false;
+  /** Close waiting for the reads in progress to release their views. */
+  private readsDrained: (() => void) | undefined;
   private readonly latch = new FatalLatch();
   private readonly queue: WriteQueue<BlockEntry>;
   private closing: Promise<void> | undefined;
@@ -148,7 +159,8 @@ export class ReceiptStore {
     this.blocksPerFile = options.blocksPerFile ?? 1000;
     this.archiveDir = path.join(options.dir, 'archive');
     this.latest = -1;
-    this.view = { floor: 0, hotFloor: 0, latest: -1, files: [] };
+    this.view = { floor: 0, hotFloor: 0, latest: -1, files: [], readers: 0 };
+    this.bodiesPrunedTo = state.hotFloor;
     this.queue = new WriteQueue(options.maxQueuedWrites ?? 1024, WRITE_GROUP, (g) => this.writeGroup(g));
   }
 
@@ -349,6 +361,7 @@ export class ReceiptStore {
     if (this.latest >= 0) await this.hot.writeSyncedCheckpoint(this.latest);
     const prunedTo = synced < 0 ? Math.min(this.hot.prunedTo(), this.state.floor) : this.hot.prunedTo();
     if (prunedTo < this.state.hotFloor) await this.hot.pruneBodies(prunedTo, this.state.hotFloor);
+    this.bodiesPrunedTo = this.state.hotFloor;
 
     this.publish();
     // 5. Windows that were complete but not archived when the process stopped.
@@ -636,10 +649,44 @@ export class ReceiptStore {
   }
 
   private async raiseHotFloor(target: number): Promise<void> {
-    const old = this.state.hotFloor;
     await this.writeState({ ...this.state, hotFloor: target });
     this.publish();
-    await this.hot.pruneBodies(old, target);
+    await this.pruneHotBodies();
+  }
+
+  /**
+   * Deletes the hot bodies below the hot floor that no reader can still reach: a view taken before
+   * the floor moved sends its blocks from its own (lower) hot floor on to the hot tier, so their
+   * bodies stay until its last reader is done (then `release` queues this again). The writer never
+   * waits for a reader; bodies left behind by a crash are deleted at open (the persisted hot floor
+   * against the hot tier's prune checkpoint). Runs on the write loop.
+   */
+  private async pruneHotBodies(): Promise<void> {
+    let target = this.state.hotFloor;
+    for (const v of this.readViews) target = Math.min(target, v.hotFloor);
+    if (target <= this.bodiesPrunedTo) return;
+    await this.hot.pruneBodies(this.bodiesPrunedTo, target);
+    this.bodiesPrunedTo = target;
+  }
+
+  /** After the last reader below the hot floor left: the prune it held back, on the write loop. */
+  private queueDeferredHotPrune(): void {
+    if (this.hotPruneQueued || this.closing || this.closed || this.options.readOnly) return;
+    if (this.bodiesPrunedTo >= this.state.hotFloor) return;
+    this.hotPruneQueued = true;
+    this.queue
+      .task(async () => {
+        this.hotPruneQueued = false;
+        if (this.closed || this.latch.error) return;
+        try {
+          await this.pruneHotBodies();
+        } catch (err) {
+          this.latch.latch(err, 'hot-tier prune');
+        }
+      })
+      .catch(() => {
+        // Latched above; the next write or prune reports it.
+      });
   }
 
   /**
@@ -669,11 +716,10 @@ export class ReceiptStore {
   private async pruneInternal(block: number): Promise<void> {
     const target = Math.min(block, this.archivedThrough() + 1);
     if (target <= this.state.floor) return;
-    const oldHot = this.state.hotFloor;
-    const hotFloor = Math.max(oldHot, target);
+    const hotFloor = Math.max(this.state.hotFloor, target);
     await this.writeState({ ...this.state, floor: target, hotFloor });
     this.publish();
-    if (hotFloor > oldHot) await this.hot.pruneBodies(oldHot, hotFloor);
+    await this.pruneHotBodies();
     for (const f of [...this.state.files]) if (f.last < target) await this.retire(f);
   }
 
@@ -731,12 +777,20 @@ export class ReceiptStore {
       }
       if (f.last >= this.state.floor) files.push(live);
     }
-    this.view = { floor: this.state.floor, hotFloor: this.state.hotFloor, latest: this.latest, files };
+    this.view = {
+      floor: this.state.floor,
+      hotFloor: this.state.hotFloor,
+      latest: this.latest,
+      files,
+      readers: 0,
+    };
   }
 
   private acquire(): View {
     const v = this.view;
     for (const f of v.files) f.refs++;
+    v.readers++;
+    this.readViews.add(v);
     return v;
   }
 
@@ -744,6 +798,12 @@ export class ReceiptStore {
     for (const f of v.files) {
       f.refs--;
       if (f.refs === 0 && f.doomed) this.deleteFile(f);
+    }
+    v.readers--;
+    if (v.readers === 0) {
+      this.readViews.delete(v);
+      if (v.hotFloor < this.state.hotFloor) this.queueDeferredHotPrune();
+      if (this.readViews.size === 0) this.readsDrained?.();
     }
   }
 
@@ -797,14 +857,24 @@ export class ReceiptStore {
     };
   }
 
+  /** Reads start only before close is called; those already running finish first (see close). */
   private checkReadable(): void {
-    if (this.closed) throw closedError();
+    if (this.closed || this.closing) throw closedError();
   }
 
   /**
-   * The receipt of a transaction, or undefined when the store has none (a definite answer: the
-   * tx-hash index covers every retained block, and no file is scanned). When a hash was stored in
-   * two blocks, the later block's receipt is returned (as geth does).
+   * The receipt of a transaction, or undefined when no retained block ([floor, latest], see
+   * `ranges()`) holds it: a definite answer for that range, since the tx-hash index covers every
+   * retained block and no file is scanned. When a hash was stored in two blocks, the later block's
+   * receipt is returned (as geth does).
+   *
+   * Below the floor the store cannot tell "pruned" from "never existed" for every hash: that would
+   * take an index of every pruned transaction, growing with history forever. So a miss stays
+   * undefined (an RPC provider answers `null`, as it must for a transaction not yet mined, and may
+   * point clients at an archive node when `ranges().floor > ranges().first`), and PRUNED (details:
+   * floor, block) is returned where the index still places the hash below the floor: the blocks of
+   * an archive file that straddles the floor (files and their index entries go whole), and briefly
+   * while a prune removes a retired file's entries.
    */
   async getReceipt(txHash: Uint8Array): Promise<Receipt | undefined> {
     this.checkReadable();
@@ -815,7 +885,14 @@ export class ReceiptStore {
     if (loc === undefined) return undefined;
     const view = this.acquire();
     try {
-      if (loc.block < view.floor || loc.block > view.latest) return undefined;
+      if (loc.block > view.latest) return undefined;
+      if (loc.block < view.floor) {
+        throw new CairnError(
+          'PRUNED',
+          `the receipt is in block ${loc.block}, below the floor ${view.floor}`,
+          { details: { floor: view.floor, block: loc.block } },
+        );
+      }
       if (loc.block >= view.hotFloor) {
         const body = this.hot.body(loc.block, loc.txIndex);
         if (body) return toReceipt(loc.block, body.blockHash, body.receipt);
@@ -843,34 +920,22 @@ export class ReceiptStore {
     }
   }
 
-  /** eth_getLogs: matching logs in (block, log index) order. See LogFilter for the semantics. */
+  /**
+   * eth_getLogs: matching logs in (block, log index) order. See LogFilter for the semantics. The
+   * answer is the one of the view the query started on: its range splits at that view's hot floor
+   * (archive files below, the hot tier above), and a rotation or prune that moves the floor while
+   * the query runs deletes nothing the view still reaches (see pruneHotBodies).
+   */
   async getLogs(filter: LogFilter, options: LogQueryOptions = {}): Promise<Log[]> {
-    // A query splits its range at its view's hot floor: archive files below, the hot tier above. A
-    // rotation that moves the hot floor while the query runs prunes hot bodies the query still
-    // meant to read; the answer would silently miss those blocks, so the query runs again on a
-    // fresh view (which sends them to the archive file that now holds them).
-    for (let attempt = 1; ; attempt++) {
-      const logs = await this.getLogsOnView(filter, options);
-      if (logs !== undefined) return logs;
-      if (attempt >= MAX_QUERY_ATTEMPTS) {
-        throw new CairnError(
-          'BACKPRESSURE',
-          `the hot floor moved during each of ${attempt} attempts of this log query; retry it`,
-        );
-      }
-    }
-  }
-
-  /** One attempt of `getLogs`; undefined if the hot floor moved under it (see there). */
-  private async getLogsOnView(filter: LogFilter, options: LogQueryOptions): Promise<Log[] | undefined> {
     this.checkReadable();
     checkAbort(options.signal);
-    const maxResults = Math.min(
-      options.maxResults ?? Number.POSITIVE_INFINITY,
-      this.options.maxResults ?? 10_000,
-    );
+    const maxResults = this.resultCap(options);
     const maxBytes = this.options.maxResultBytes ?? 64 * 1024 * 1024;
     const view = this.acquire();
+    // Set when an aborted query is still running in an engine (archive or hot tier): the view (its
+    // files, its hot bodies) is then released when the engine is done, not when the caller gets
+    // ABORTED.
+    let engineStillReading: Promise<unknown> | undefined;
     try {
       let from: number;
       let to: number;
@@ -885,8 +950,11 @@ export class ReceiptStore {
           throw new CairnError('INVALID_ARGUMENT', 'blockHash must be 32 bytes');
         }
         const n = this.hot.blockNumberByHash(filter.blockHash);
-        if (n === undefined || n < view.floor || n > view.latest) {
-          throw new CairnError('NOT_FOUND', 'unknown block hash');
+        if (n === undefined || n > view.latest) throw new CairnError('NOT_FOUND', 'unknown block hash');
+        if (n < view.floor) {
+          throw new CairnError('PRUNED', `block ${n} of this hash is below the floor ${view.floor}`, {
+            details: { floor: view.floor, block: n },
+          });
         }
         from = n;
         to = n;
@@ -922,67 +990,126 @@ export class ReceiptStore {
       to = Math.min(to, view.latest);
       if (from > to) return [];
       const out: Log[] = [];
+      let bytes = 0;
       if (from < view.hotFloor) {
         const archiveTo = Math.min(to, view.hotFloor - 1);
-        const nf = normalizeFilter(filter, from, archiveTo);
-        const hit = view.files.filter((f) => f.entry.last >= from && f.entry.first <= archiveTo);
-        this.verifyBeforeRead(hit);
-        const paths = hit.map((f) => f.logsPath);
-        const rows = await this.engine.queryLogs(
-          paths,
-          nf,
-          maxResults === Infinity ? 1_000_000 : maxResults + 1,
+        const query = this.queryArchive(
+          view,
+          normalizeFilter(filter, from, archiveTo),
+          maxResults,
           options.signal,
         );
+        const rows = await untilAborted(query, options.signal).catch((err: unknown) => {
+          if (isCairnError(err, 'ABORTED')) engineStillReading = query;
+          throw err;
+        });
         checkAbort(options.signal);
         if (rows.length > maxResults) throw tooMany(from, to, maxResults);
-        out.push(...rows);
+        for (const l of rows) {
+          bytes += resultBytes(l);
+          if (bytes > maxBytes) throw tooBig(from, to, maxBytes);
+          out.push(l);
+        }
       }
       if (to >= view.hotFloor) {
         const nf = normalizeFilter(filter, Math.max(from, view.hotFloor), to);
-        const rows = await this.hot.queryLogs(nf, {
+        const query = this.hot.queryLogs(nf, {
           maxResults: maxResults - out.length,
-          maxBytes,
+          maxBytes: maxBytes - bytes,
           signal: options.signal,
-          hotFloor: () => this.state.hotFloor,
+          // Never above this view's hot floor while the view is held: a missing body is not a prune.
+          hotFloor: () => this.bodiesPrunedTo,
         });
-        if (this.state.hotFloor > view.hotFloor) return undefined;
+        let rows: Log[];
+        try {
+          rows = await untilAborted(query, options.signal);
+        } catch (err) {
+          if (isCairnError(err, 'ABORTED')) engineStillReading = query;
+          // The hot tier counts against what the archive part left: report the whole query's numbers.
+          if (isCairnError(err, 'LIMIT_EXCEEDED') && err.details?.maxResults !== undefined) {
+            throw tooMany(from, to, maxResults);
+          }
+          if (isCairnError(err, 'LIMIT_EXCEEDED') && err.details?.maxBytes !== undefined) {
+            throw tooBig(from, to, maxBytes);
+          }
+          throw err;
+        }
         out.push(...rows);
-      }
-      let bytes = 0;
-      for (const l of out) bytes += 20 + 32 * l.topics.length + l.data.length + 128;
-      if (bytes > maxBytes) {
-        throw new CairnError('LIMIT_EXCEEDED', `log query returns more than ${maxBytes} bytes`, {
-          details: { maxBytes },
-        });
       }
       return out;
     } finally {
-      this.release(view);
+      if (engineStillReading) {
+        const held = view;
+        void engineStillReading.then(
+          () => this.release(held),
+          () => this.release(held),
+        );
+      } else {
+        this.release(view);
+      }
     }
   }
 
-  /** Archive-only query (benchmarks and verification): logs of [from, to] from the closed files. */
+  /** Matching logs of the view's archive files over `nf`'s range, at most maxResults + 1 of them. */
+  private queryArchive(
+    view: View,
+    nf: NormalizedFilter,
+    maxResults: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Log[]> {
+    const hit = view.files.filter((f) => f.entry.last >= nf.fromBlock && f.entry.first <= nf.toBlock);
+    this.verifyBeforeRead(hit);
+    return this.engine.queryLogs(
+      hit.map((f) => f.logsPath),
+      nf,
+      maxResults + 1,
+      signal,
+    );
+  }
+
+  /** The result cap of one query: the store's, or the caller's if lower (a positive integer). */
+  private resultCap(options: LogQueryOptions): number {
+    const storeCap = this.options.maxResults ?? 10_000;
+    const asked = options.maxResults;
+    if (asked === undefined) return storeCap;
+    if (!Number.isSafeInteger(asked) || asked <= 0) {
+      throw new CairnError('INVALID_ARGUMENT', `maxResults must be a positive integer, got ${asked}`);
+    }
+    return Math.min(asked, storeCap);
+  }
+
+  /**
+   * Archive-only query (benchmarks and verification): logs of [from, to] from the closed files,
+   * under the same result-count and byte guards as getLogs.
+   */
   async getArchivedLogs(filter: LogFilter & { fromBlock: number; toBlock: number }): Promise<Log[]> {
     this.checkReadable();
+    const maxResults = this.resultCap({});
+    const maxBytes = this.options.maxResultBytes ?? 64 * 1024 * 1024;
     const view = this.acquire();
     try {
-      if (filter.fromBlock < view.floor) {
-        throw new CairnError(
-          'PRUNED',
-          `blocks below ${view.floor} are pruned (query starts at ${filter.fromBlock})`,
-          {
-            details: { floor: view.floor, fromBlock: filter.fromBlock },
-          },
-        );
+      const { fromBlock: from, toBlock: to } = filter;
+      for (const [name, v] of [
+        ['fromBlock', from],
+        ['toBlock', to],
+      ] as const) {
+        if (!Number.isSafeInteger(v) || v < 0) {
+          throw new CairnError('INVALID_ARGUMENT', `${name} must be a block number, got ${v}`);
+        }
       }
-      const nf = normalizeFilter(filter, filter.fromBlock, filter.toBlock);
-      const hit = view.files.filter(
-        (f) => f.entry.last >= filter.fromBlock && f.entry.first <= filter.toBlock,
-      );
-      this.verifyBeforeRead(hit);
-      const paths = hit.map((f) => f.logsPath);
-      return await this.engine.queryLogs(paths, nf, (this.options.maxResults ?? 10_000) + 1);
+      if (from < view.floor) {
+        throw new CairnError('PRUNED', `blocks below ${view.floor} are pruned (query starts at ${from})`, {
+          details: { floor: view.floor, fromBlock: from },
+        });
+      }
+      const rows = await this.queryArchive(view, normalizeFilter(filter, from, to), maxResults, undefined);
+      if (rows.length > maxResults) throw tooMany(from, to, maxResults);
+      let bytes = 0;
+      for (const l of rows) {
+        bytes += resultBytes(l);
+        if (bytes > maxBytes) throw tooBig(from, to, maxBytes);
+      }
+      return rows;
     } finally {
       this.release(view);
     }
@@ -1008,6 +1135,7 @@ export class ReceiptStore {
     const problems: string[] = [];
     const view = this.acquire();
     let archiveRows = 0;
+    let walBlocks = 0;
     try {
       for (const f of view.files) {
         const p = this.checkFileFully(f.entry);
@@ -1034,32 +1162,37 @@ export class ReceiptStore {
           );
         }
       }
+      try {
+        this.wal.verify();
+      } catch (err) {
+        problems.push(`WAL: ${(err as Error).message}`);
+      }
+      // The WAL entries of the view's blocks, one at a time: a rotation meanwhile may drop the
+      // WAL's first entries (archived by then), and the view keeps the hot bodies it checks.
+      for (let index = this.wal.firstIndex; ; index++) {
+        index = Math.max(index, this.wal.firstIndex);
+        if (index > view.latest || index >= this.wal.nextIndex) break;
+        const [rec] = [...this.wal.iterate(index, index + 1)];
+        if (!rec) break;
+        walBlocks++;
+        const crc = entryChecksum(rec.payload);
+        const meta = this.hot.blockMeta(rec.index);
+        if (rec.index < view.floor) continue;
+        if (!meta || meta.entryCrc !== crc) {
+          problems.push(`block ${rec.index}: WAL entry and hot tier disagree`);
+          continue;
+        }
+        if (rec.index >= view.hotFloor) {
+          const entry = decodeBlockEntry(rec.payload);
+          const bodies = await this.hot.blockBodies(rec.index);
+          const again = entryChecksum(
+            encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }).payload,
+          );
+          if (again !== crc) problems.push(`block ${rec.index}: hot-tier receipts differ from the WAL`);
+        }
+      }
     } finally {
       this.release(view);
-    }
-    let walBlocks = 0;
-    try {
-      this.wal.verify();
-    } catch (err) {
-      problems.push(`WAL: ${(err as Error).message}`);
-    }
-    for (const rec of this.wal.iterate()) {
-      walBlocks++;
-      const crc = entryChecksum(rec.payload);
-      const meta = this.hot.blockMeta(rec.index);
-      if (rec.index < this.state.floor) continue;
-      if (!meta || meta.entryCrc !== crc) {
-        problems.push(`block ${rec.index}: WAL entry and hot tier disagree`);
-        continue;
-      }
-      if (rec.index >= this.state.hotFloor) {
-        const entry = decodeBlockEntry(rec.payload);
-        const bodies = await this.hot.blockBodies(rec.index);
-        const again = entryChecksum(
-          encodeBlockEntry({ number: entry.number, hash: meta.hash, receipts: bodies }).payload,
-        );
-        if (again !== crc) problems.push(`block ${rec.index}: hot-tier receipts differ from the WAL`);
-      }
     }
     return {
       ranges: this.ranges(),
@@ -1072,7 +1205,11 @@ export class ReceiptStore {
 
   // ---------------------------------------------------------------- close
 
-  /** Waits for queued work, checkpoints the hot tier and releases everything. Idempotent. */
+  /**
+   * Waits for queued work and for the reads in progress (a read started before close finishes on
+   * its view; reads started after it are CLOSED), checkpoints the hot tier and releases
+   * everything. Idempotent.
+   */
   close(): Promise<void> {
     this.closing ??= this.queue
       .task(async () => {
@@ -1087,6 +1224,11 @@ export class ReceiptStore {
         if (!this.latch.error && this.latest >= 0)
           await step(() => this.hot.writeSyncedCheckpoint(this.latest));
         this.closed = true;
+        if (this.readViews.size > 0) {
+          await new Promise<void>((resolve) => {
+            this.readsDrained = resolve;
+          });
+        }
         await step(() => this.wal.close());
         await step(() => this.hot.kv.close());
         await step(() => this.engine.close());
@@ -1136,6 +1278,39 @@ function toReceipt(block: number, blockHash: Uint8Array, r: StoredReceipt): Rece
       removed: false,
     })),
   };
+}
+
+/** Approximate in-memory size of a returned log, the unit of maxResultBytes (the hot tier counts alike). */
+function resultBytes(l: Log): number {
+  return 20 + 32 * l.topics.length + l.data.length + 128;
+}
+
+function tooBig(from: number, to: number, maxBytes: number): CairnError {
+  return new CairnError(
+    'LIMIT_EXCEEDED',
+    `log query over blocks ${from}..${to} returns more than ${maxBytes} bytes; narrow the range or the filter`,
+    { details: { maxBytes } },
+  );
+}
+
+/**
+ * `work`, or ABORTED as soon as `signal` aborts, whichever comes first: the caller gets its answer
+ * promptly even from an engine that finishes the query before it notices the abort.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      try {
+        checkAbort(signal);
+      } catch (err) {
+        reject(err);
+      }
+    };
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function tooMany(from: number, to: number, max: number): CairnError {
