@@ -272,11 +272,12 @@ export async function run(args: string[]): Promise<void> {
       if (inflight.size >= 512) await Promise.race(inflight);
     }
     await Promise.all(inflight);
-    // Every block acknowledged: in the WAL (fsynced) and the hot tier. Windows that closed earlier
-    // were archived on the write path, so in full mode this includes all but the last rotation.
+    // Every block acknowledged: in the WAL (fsynced) and the hot tier. Windows close in the
+    // background (a writer thread converts them while later blocks are written), so some archive
+    // work may still be running here.
     const cairnAckedMs = nowMs() - c0;
-    // The last window closes with its last block; wait for its rotation (queued behind the writes).
-    await store.pruneBelow(0);
+    // Every window archived: its Parquet files written, fsynced, renamed and listed in the manifest.
+    await store.waitForArchive();
     const cairnIngestMs = nowMs() - c0;
     await store.close();
     store = await ReceiptStore.open(options);
