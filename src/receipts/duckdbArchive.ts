@@ -125,7 +125,12 @@ export class DuckDbArchive implements ArchiveEngine {
   }
 
   stageEntries(first: number, entries: readonly Uint8Array[]): void {
-    if (!this.closed) this.writer().stage(first, entries);
+    if (this.closed) return;
+    try {
+      this.writer().stage(first, entries);
+    } catch {
+      // The thread did not start: the window's write starts it again and reports the failure.
+    }
   }
 
   async writeWindowEntries(

@@ -13,7 +13,7 @@ import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import type { ArchiveEngine } from '../../src/receipts/archiveEngine.ts';
 import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
-import { bundleTsChild, siblingPath, spawnNodeChild } from '../support/childProcess.ts';
+import { siblingPath, spawnNodeChild } from '../support/childProcess.ts';
 import { ADDRESSES, expectedLogs, logKeys, makeBlock, TOPICS } from './support/fixtures.ts';
 
 const KILLS = 100;
@@ -106,7 +106,9 @@ test(`receipt store survives ${KILLS} real kill -9s with acknowledged blocks int
 }, async () => {
   const seed = seedFromEnv();
   console.log('seed', seed);
-  const { command } = await bundleTsChild(siblingPath(import.meta.url, './support/killChild.ts'));
+  // Not bundled: the store's archive writer thread loads its TypeScript module from beside
+  // archiveWriterThread.ts, which a bundle in a temporary directory would not have.
+  const command = ['--import', 'tsx', siblingPath(import.meta.url, './support/killChild.ts')];
   const archive = await DuckDbArchive.open();
   const dirs = Array.from({ length: LANES }, () => mkdtempSync(join(tmpdir(), 'cairn-receipts-kill9-')));
   try {
@@ -126,6 +128,8 @@ test(`receipt store survives ${KILLS} real kill -9s with acknowledged blocks int
 function bind(a: ArchiveEngine): ArchiveEngine {
   return {
     writeWindow: a.writeWindow.bind(a),
+    ...(a.stageEntries ? { stageEntries: a.stageEntries.bind(a) } : {}),
+    ...(a.writeWindowEntries ? { writeWindowEntries: a.writeWindowEntries.bind(a) } : {}),
     queryLogs: a.queryLogs.bind(a),
     readReceipt: a.readReceipt.bind(a),
     readTxHashes: a.readTxHashes.bind(a),
