@@ -74,7 +74,13 @@ export class ArchiveWriterThread {
     });
   }
 
-  static start(options: ParquetWriterOptions): ArchiveWriterThread {
+  /**
+   * Starts the thread. `script`: a prebuilt JavaScript bundle of archiveWriterWorker.ts, for a
+   * process that is itself bundled (no TypeScript sources beside it); default: the TypeScript module
+   * beside this one.
+   */
+  static start(options: ParquetWriterOptions, script?: string): ArchiveWriterThread {
+    if (script !== undefined) return new ArchiveWriterThread(new Worker(script, { workerData: options }));
     // The thread runs a TypeScript module; tsx (a runtime dependency) loads it whether or not this
     // process was started with tsx's loader.
     const entry = new URL('./archiveWriterWorker.ts', import.meta.url).href;

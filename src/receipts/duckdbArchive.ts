@@ -15,8 +15,13 @@ export interface DuckDbArchiveOptions {
   rowGroupRows?: number;
   /** Order of the rows in a logs file. Default 'address' (measured: see bench/receipts.ts). */
   logOrder?: 'address' | 'block';
-  /** DuckDB memory limit. Default '512MB'. */
+  /** DuckDB memory limit (each of the two instances). Default '512MB'. */
   memoryLimit?: string;
+  /**
+   * A prebuilt JavaScript bundle of archiveWriterWorker.ts for the writer thread, when this process
+   * runs bundled code (no TypeScript sources beside it). Default: the TypeScript module, via tsx.
+   */
+  writerThreadScript?: string;
 }
 
 function blobLiteral(bytes: Uint8Array): string {
@@ -99,12 +104,15 @@ export class DuckDbArchive implements ArchiveEngine {
 
   private writer(): ArchiveWriterThread {
     if (this.closed) throw new CairnError('CLOSED', 'archive engine is closed');
-    this.writerThread ??= ArchiveWriterThread.start({
-      threads: this.options.threads ?? 2,
-      memoryLimit: this.options.memoryLimit ?? '512MB',
-      rowGroupRows: this.rowGroupRows,
-      logOrder: this.logOrder,
-    });
+    this.writerThread ??= ArchiveWriterThread.start(
+      {
+        threads: this.options.threads ?? 2,
+        memoryLimit: this.options.memoryLimit ?? '512MB',
+        rowGroupRows: this.rowGroupRows,
+        logOrder: this.logOrder,
+      },
+      this.options.writerThreadScript,
+    );
     return this.writerThread;
   }
 

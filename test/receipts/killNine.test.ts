@@ -13,7 +13,7 @@ import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import type { ArchiveEngine } from '../../src/receipts/archiveEngine.ts';
 import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
-import { siblingPath, spawnNodeChild } from '../support/childProcess.ts';
+import { bundleTsChild, siblingPath, spawnNodeChild } from '../support/childProcess.ts';
 import { ADDRESSES, expectedLogs, logKeys, makeBlock, TOPICS } from './support/fixtures.ts';
 
 const KILLS = 100;
@@ -25,13 +25,14 @@ async function killLoop(
   kills: number,
   command: string[],
   archive: ArchiveEngine,
+  writerScript: string,
 ): Promise<number> {
   const rng = new Rng(seed ^ kills);
   let acked = -1;
   let floorAcked = 0;
   let done = 0;
   for (let k = 0; k < kills; k++) {
-    const child = spawnNodeChild(command, [dir, String(seed)]);
+    const child = spawnNodeChild(command, [dir, String(seed), writerScript]);
     await child.waitFor((m) => (m as { type: string }).type === 'opened', 60_000);
     const waitAcks = rng.int(0, 8);
     const seen = (): number => child.messages.filter((m) => (m as { type: string }).type === 'acked').length;
@@ -106,15 +107,18 @@ test(`receipt store survives ${KILLS} real kill -9s with acknowledged blocks int
 }, async () => {
   const seed = seedFromEnv();
   console.log('seed', seed);
-  // Not bundled: the store's archive writer thread loads its TypeScript module from beside
-  // archiveWriterThread.ts, which a bundle in a temporary directory would not have.
-  const command = ['--import', 'tsx', siblingPath(import.meta.url, './support/killChild.ts')];
+  const { command } = await bundleTsChild(siblingPath(import.meta.url, './support/killChild.ts'));
+  // The bundled child has no TypeScript beside it: its archive writer thread runs a bundle too.
+  const writer = await bundleTsChild(
+    siblingPath(import.meta.url, '../../src/receipts/archiveWriterWorker.ts'),
+  );
+  const writerScript = writer.command.length === 1 ? writer.command[0]! : '';
   const archive = await DuckDbArchive.open();
   const dirs = Array.from({ length: LANES }, () => mkdtempSync(join(tmpdir(), 'cairn-receipts-kill9-')));
   try {
     const t = performance.now();
     const counts = await Promise.all(
-      dirs.map((d, i) => killLoop(d, seed + i, Math.ceil(KILLS / LANES), command, archive)),
+      dirs.map((d, i) => killLoop(d, seed + i, Math.ceil(KILLS / LANES), command, archive, writerScript)),
     );
     const total = counts.reduce((a, b) => a + b, 0);
     console.log(`kills ${total} in ${Math.round(performance.now() - t)} ms`);
