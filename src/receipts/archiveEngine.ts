@@ -19,6 +19,24 @@ export interface ArchiveEngine {
     logsPath: string,
   ): Promise<{ receiptRows: number; logRows: number }>;
   /**
+   * Optional: the encoded receipt-WAL entries (codec.ts) of blocks just acknowledged, consecutive
+   * from `first`, offered so the engine can prepare their window's files before it closes (for
+   * DuckDB: on another thread). Never throws; a failure shows as the next window write's error.
+   */
+  stageEntries?(first: number, entries: readonly Uint8Array[]): void;
+  /**
+   * Optional form of `writeWindow` taking the window's encoded receipt-WAL entries: `entries` is
+   * called at most once, before this returns, and only if the engine has not staged the whole window
+   * through `stageEntries`. The rows written must be those of the entries.
+   */
+  writeWindowEntries?(
+    first: number,
+    last: number,
+    entries: () => readonly Uint8Array[],
+    receiptsPath: string,
+    logsPath: string,
+  ): Promise<{ receiptRows: number; logRows: number }>;
+  /**
    * Logs matching `f` (range included) from the given logs files, in (block, logIndex) order, at
    * most `limit` of them (the caller asks for one more than it accepts to detect an overflow).
    * An abort of `signal` stops the query (ABORTED) instead of letting it run to completion.

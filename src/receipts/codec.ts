@@ -270,7 +270,18 @@ function checkLength(bytes: unknown, length: number, what: string): void {
   }
 }
 
-function checkU64(value: unknown, what: string): void {
+function isBytes(bytes: unknown, length: number): boolean {
+  return bytes instanceof Uint8Array && bytes.length === length;
+}
+
+/** `what` (of receipt `i` when `at` is given: the label is built only for an error). */
+function checkU64(value: unknown, what: string, at?: (i: number) => string, i = 0): void {
+  if (typeof value === 'bigint') {
+    if (value >= 0n && value <= 0xffffffffffffffffn) return;
+  } else if (Number.isSafeInteger(value) && (value as number) >= 0) {
+    return;
+  }
+  if (at) what = `${at(i)} ${what}`;
   if (typeof value === 'bigint') {
     if (value < 0n || value > 0xffffffffffffffffn) throw invalid(`${what} ${value} is outside u64`);
     return;
@@ -292,33 +303,39 @@ export function normalizeBlock(input: BlockReceiptsInput): BlockEntry {
   const sorted = [...input.receipts].sort((a, b) => a.txIndex - b.txIndex);
   const receipts: StoredReceipt[] = [];
   let logIndex = 0;
+  // Labels for error messages are built only on failure: this runs for every log of every block.
+  const at = (i: number): string => `block ${input.number} receipt ${i}`;
   for (let i = 0; i < sorted.length; i++) {
     const r = sorted[i]!;
-    const where = `block ${input.number} receipt ${i}`;
-    checkLength(r.txHash, 32, `${where} txHash`);
+    if (!isBytes(r.txHash, 32)) checkLength(r.txHash, 32, `${at(i)} txHash`);
     if (!Number.isInteger(r.txIndex) || r.txIndex < 0 || r.txIndex > 0xffffffff) {
-      throw invalid(`${where} txIndex must be a u32, got ${r.txIndex}`);
+      throw invalid(`${at(i)} txIndex must be a u32, got ${r.txIndex}`);
     }
     if (i > 0 && sorted[i - 1]!.txIndex === r.txIndex) {
       throw invalid(`block ${input.number} has two receipts with txIndex ${r.txIndex}`);
     }
-    if (!Number.isInteger(r.type) || r.type < 0 || r.type > 255) throw invalid(`${where} type ${r.type}`);
-    if (r.status !== 0 && r.status !== 1) throw invalid(`${where} status must be 0 or 1, got ${r.status}`);
-    checkLength(r.from, 20, `${where} from`);
-    if (r.to !== undefined) checkLength(r.to, 20, `${where} to`);
-    if (r.contractAddress !== undefined) checkLength(r.contractAddress, 20, `${where} contractAddress`);
-    checkU64(r.gasUsed, `${where} gasUsed`);
-    checkU64(r.cumulativeGasUsed, `${where} cumulativeGasUsed`);
-    checkU64(r.effectiveGasPrice, `${where} effectiveGasPrice`);
-    if (typeof r.effectiveGasPrice !== 'bigint') throw invalid(`${where} effectiveGasPrice must be a bigint`);
-    const logs: LogInput[] = [];
+    if (!Number.isInteger(r.type) || r.type < 0 || r.type > 255) throw invalid(`${at(i)} type ${r.type}`);
+    if (r.status !== 0 && r.status !== 1) throw invalid(`${at(i)} status must be 0 or 1, got ${r.status}`);
+    if (!isBytes(r.from, 20)) checkLength(r.from, 20, `${at(i)} from`);
+    if (r.to !== undefined && !isBytes(r.to, 20)) checkLength(r.to, 20, `${at(i)} to`);
+    if (r.contractAddress !== undefined && !isBytes(r.contractAddress, 20)) {
+      checkLength(r.contractAddress, 20, `${at(i)} contractAddress`);
+    }
+    checkU64(r.gasUsed, 'gasUsed', at, i);
+    checkU64(r.cumulativeGasUsed, 'cumulativeGasUsed', at, i);
+    checkU64(r.effectiveGasPrice, 'effectiveGasPrice', at, i);
+    if (typeof r.effectiveGasPrice !== 'bigint') throw invalid(`${at(i)} effectiveGasPrice must be a bigint`);
+    const logs: LogInput[] = new Array(r.logs.length);
     for (let j = 0; j < r.logs.length; j++) {
       const log = r.logs[j]!;
-      checkLength(log.address, 20, `${where} log ${j} address`);
-      if (log.topics.length > 4) throw invalid(`${where} log ${j} has ${log.topics.length} topics (max 4)`);
-      for (const t of log.topics) checkLength(t, 32, `${where} log ${j} topic`);
-      if (!(log.data instanceof Uint8Array)) throw invalid(`${where} log ${j} data must be bytes`);
-      logs.push({ address: log.address, topics: [...log.topics], data: log.data });
+      if (!isBytes(log.address, 20)) checkLength(log.address, 20, `${at(i)} log ${j} address`);
+      const topics = log.topics;
+      if (topics.length > 4) throw invalid(`${at(i)} log ${j} has ${topics.length} topics (max 4)`);
+      for (let t = 0; t < topics.length; t++) {
+        if (!isBytes(topics[t], 32)) checkLength(topics[t], 32, `${at(i)} log ${j} topic`);
+      }
+      if (!(log.data instanceof Uint8Array)) throw invalid(`${at(i)} log ${j} data must be bytes`);
+      logs[j] = { address: log.address, topics: topics.slice(), data: log.data };
     }
     receipts.push({
       txHash: r.txHash,

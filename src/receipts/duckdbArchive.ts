@@ -1,8 +1,11 @@
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
-import { fromHex, toHex } from '../lib/bytes.ts';
+import { toHex } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
+import { ArchiveWriterThread } from './archiveWriterThread.ts';
+import { encodeBlockEntry } from './codec.ts';
 import type { NormalizedFilter } from './logFilter.ts';
+import { decodeEmptyBlocks, EMPTY_BLOCKS_KEY, LOG_SELECT, sqlString } from './parquetSchema.ts';
 import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
 
 export interface DuckDbArchiveOptions {
@@ -12,59 +15,17 @@ export interface DuckDbArchiveOptions {
   rowGroupRows?: number;
   /** Order of the rows in a logs file. Default 'address' (measured: see bench/receipts.ts). */
   logOrder?: 'address' | 'block';
-  /** DuckDB memory limit. Default '512MB'. */
+  /** DuckDB memory limit (each of the two instances). Default '512MB'. */
   memoryLimit?: string;
+  /**
+   * A prebuilt JavaScript bundle of archiveWriterWorker.ts for the writer thread, when this process
+   * runs bundled code (no TypeScript sources beside it). Default: the TypeScript module, via tsx.
+   */
+  writerThreadScript?: string;
 }
 
-/*
- * Parquet schema (every file written with WRITE_BLOOM_FILTER false: DuckDB 1.5.6 drops matching
- * row groups when a BLOB equality filter meets a bloom filter, duckdb/duckdb#24994).
- *   receipts: block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER,
- *             tx_type UTINYINT, status UTINYINT, from_address BLOB, to_address BLOB (NULL: creation),
- *             contract_address BLOB (NULL unless creation), gas_used UBIGINT,
- *             cumulative_gas_used UBIGINT, effective_gas_price UBIGINT, first_log_index UINTEGER,
- *             log_count UINTEGER                                   — rows in (block, tx index) order
- *   logs:     block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER,
- *             log_index UINTEGER, address BLOB, topic0..topic3 BLOB (NULL when absent), data BLOB
- *                                                                   — rows in (address, block, log index) order
- */
-const RECEIPT_COLUMNS =
-  'block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER, tx_type UTINYINT, status UTINYINT, ' +
-  'from_address BLOB, to_address BLOB, contract_address BLOB, gas_used UBIGINT, cumulative_gas_used UBIGINT, ' +
-  'effective_gas_price UBIGINT, first_log_index UINTEGER, log_count UINTEGER';
-const LOG_COLUMNS =
-  'block_number UBIGINT, block_hash BLOB, tx_hash BLOB, tx_index UINTEGER, log_index UINTEGER, address BLOB, ' +
-  'topic0 BLOB, topic1 BLOB, topic2 BLOB, topic3 BLOB, data BLOB';
-const LOG_SELECT =
-  'block_number, block_hash, tx_hash, tx_index, log_index, address, topic0, topic1, topic2, topic3, data';
-
-function sqlString(path: string): string {
-  return `'${path.replaceAll("'", "''")}'`;
-}
 function blobLiteral(bytes: Uint8Array): string {
   return `from_hex('${toHex(bytes)}')`;
-}
-/**
- * Parquet key-value metadata of a receipts file listing the window's blocks without receipts
- * ("<number>:<hash hex>" joined by commas): they have no rows, yet a rebuilt hot tier needs their
- * hashes to answer eth_getLogs by block hash.
- */
-const EMPTY_BLOCKS_KEY = 'cairn_empty_blocks';
-
-function encodeEmptyBlocks(blocks: readonly BlockEntry[]): string {
-  return blocks
-    .filter((b) => b.receipts.length === 0)
-    .map((b) => `${b.number}:${toHex(b.hash)}`)
-    .join(',');
-}
-
-function decodeEmptyBlocks(text: string): BlockEntry[] {
-  if (text === '') return [];
-  return text.split(',').map((part) => {
-    const m = /^(\d+):(?:0x)?([0-9a-f]{64})$/.exec(part);
-    if (!m) throw new CairnError('CORRUPT', `archive metadata ${EMPTY_BLOCKS_KEY} has a bad entry "${part}"`);
-    return { number: Number(m[1]), hash: fromHex(m[2]!), receipts: [] };
-  });
 }
 
 function abortedError(signal: AbortSignal): CairnError {
@@ -87,19 +48,20 @@ function engineError(what: string, err: unknown): CairnError {
 
 interface Engine {
   instance: DuckDBInstance;
-  writer: DuckDBConnection;
 }
 
 /**
  * DuckDB is loaded on first use: importing its 68 MB native library costs 0.2-1 s, and a store that
- * only serves the hot tier (or a short-lived process) never needs it.
+ * only serves the hot tier (or a short-lived process) never needs it. Queries run on this thread's
+ * instance; window files are written by a second instance on the archive writer thread
+ * (archiveWriterThread.ts), which also stages acknowledged blocks ahead of their window's rotation.
+ * See parquetSchema.ts for the files' schema.
  */
 export class DuckDbArchive implements ArchiveEngine {
   private readonly idle: DuckDBConnection[] = [];
   private closed = false;
   private engine: Promise<Engine> | undefined;
-  /** Window writes share one connection and its staging tables: one at a time. */
-  private writing: Promise<unknown> = Promise.resolve();
+  private writerThread: ArchiveWriterThread | undefined;
   private readonly rowGroupRows: number;
   private readonly logOrder: 'address' | 'block';
 
@@ -120,7 +82,7 @@ export class DuckDbArchive implements ArchiveEngine {
           threads: String(this.options.threads ?? 2),
           memory_limit: this.options.memoryLimit ?? '512MB',
         });
-        return { instance, writer: await instance.connect() };
+        return { instance };
       } catch (err) {
         throw engineError('start', err);
       }
@@ -140,86 +102,53 @@ export class DuckDbArchive implements ArchiveEngine {
     }
   }
 
-  writeWindow(
-    blocks: readonly BlockEntry[],
-    receiptsPath: string,
-    logsPath: string,
-  ): Promise<{ receiptRows: number; logRows: number }> {
-    const run = this.writing.then(() => this.writeWindowNow(blocks, receiptsPath, logsPath));
-    this.writing = run.catch(() => undefined);
-    return run;
+  private writer(): ArchiveWriterThread {
+    if (this.closed) throw new CairnError('CLOSED', 'archive engine is closed');
+    this.writerThread ??= ArchiveWriterThread.start(
+      {
+        threads: this.options.threads ?? 2,
+        memoryLimit: this.options.memoryLimit ?? '512MB',
+        rowGroupRows: this.rowGroupRows,
+        logOrder: this.logOrder,
+      },
+      this.options.writerThreadScript,
+    );
+    return this.writerThread;
   }
 
-  private async writeWindowNow(
+  async writeWindow(
     blocks: readonly BlockEntry[],
     receiptsPath: string,
     logsPath: string,
   ): Promise<{ receiptRows: number; logRows: number }> {
-    if (this.closed) throw new CairnError('CLOSED', 'archive engine is closed');
-    const c = (await this.start()).writer;
-    let receiptRows = 0;
-    let logRows = 0;
+    const first = blocks[0]?.number ?? 0;
+    const last = first + blocks.length - 1;
+    return this.writeWindowEntries(
+      first,
+      last,
+      () => blocks.map((b) => encodeBlockEntry(b).payload),
+      receiptsPath,
+      logsPath,
+    );
+  }
+
+  stageEntries(first: number, entries: readonly Uint8Array[]): void {
+    if (this.closed) return;
     try {
-      await c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${RECEIPT_COLUMNS})`);
-      await c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${LOG_COLUMNS})`);
-      const ra = await c.createAppender('stage_receipts');
-      const la = await c.createAppender('stage_logs');
-      for (const b of blocks) {
-        const number = BigInt(b.number);
-        for (const r of b.receipts) {
-          ra.appendUBigInt(number);
-          ra.appendBlob(b.hash);
-          ra.appendBlob(r.txHash);
-          ra.appendUInteger(r.txIndex);
-          ra.appendUTinyInt(r.type);
-          ra.appendUTinyInt(r.status);
-          ra.appendBlob(r.from);
-          if (r.to) ra.appendBlob(r.to);
-          else ra.appendNull();
-          if (r.contractAddress) ra.appendBlob(r.contractAddress);
-          else ra.appendNull();
-          ra.appendUBigInt(BigInt(r.gasUsed));
-          ra.appendUBigInt(BigInt(r.cumulativeGasUsed));
-          ra.appendUBigInt(r.effectiveGasPrice);
-          ra.appendUInteger(r.firstLogIndex);
-          ra.appendUInteger(r.logs.length);
-          ra.endRow();
-          receiptRows++;
-          for (let i = 0; i < r.logs.length; i++) {
-            const log = r.logs[i]!;
-            la.appendUBigInt(number);
-            la.appendBlob(b.hash);
-            la.appendBlob(r.txHash);
-            la.appendUInteger(r.txIndex);
-            la.appendUInteger(r.firstLogIndex + i);
-            la.appendBlob(log.address);
-            for (let t = 0; t < 4; t++) {
-              const topic = log.topics[t];
-              if (topic) la.appendBlob(topic);
-              else la.appendNull();
-            }
-            la.appendBlob(log.data);
-            la.endRow();
-            logRows++;
-          }
-        }
-      }
-      ra.closeSync();
-      la.closeSync();
-      const options = `FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE ${this.rowGroupRows}, WRITE_BLOOM_FILTER false`;
-      const kv = `KV_METADATA {${EMPTY_BLOCKS_KEY}: ${sqlString(encodeEmptyBlocks(blocks))}}`;
-      await c.run(
-        `COPY (SELECT * FROM stage_receipts ORDER BY block_number, tx_index) TO ${sqlString(receiptsPath)} (${options}, ${kv})`,
-      );
-      const order =
-        this.logOrder === 'address' ? 'address, block_number, log_index' : 'block_number, log_index';
-      await c.run(`COPY (SELECT * FROM stage_logs ORDER BY ${order}) TO ${sqlString(logsPath)} (${options})`);
-      await c.run('DROP TABLE stage_receipts');
-      await c.run('DROP TABLE stage_logs');
-    } catch (err) {
-      throw engineError(`writing ${logsPath}`, err);
+      this.writer().stage(first, entries);
+    } catch {
+      // The thread did not start: the window's write starts it again and reports the failure.
     }
-    return { receiptRows, logRows };
+  }
+
+  async writeWindowEntries(
+    first: number,
+    last: number,
+    entries: () => readonly Uint8Array[],
+    receiptsPath: string,
+    logsPath: string,
+  ): Promise<{ receiptRows: number; logRows: number }> {
+    return this.writer().write(first, last, entries, receiptsPath, logsPath);
   }
 
   async queryLogs(
@@ -339,9 +268,10 @@ export class DuckDbArchive implements ArchiveEngine {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.idle.splice(0)) c.closeSync();
+    // Queued window writes finish first (the store waits for its rotation before closing anyway).
+    await this.writerThread?.close();
     if (this.engine === undefined) return;
     const engine = await this.engine.catch(() => undefined);
-    engine?.writer.closeSync();
     engine?.instance.closeSync();
   }
 }

@@ -125,6 +125,17 @@ interface View {
 const MANIFEST = 'MANIFEST';
 const WRITE_GROUP = 256;
 
+/** A window whose files are being written: temporary names until finishConversion lists them. */
+interface Conversion {
+  first: number;
+  last: number;
+  names: { receipts: string; logs: string };
+  tmp: { receipts: string; logs: string };
+  rows: Promise<{ receiptRows: number; logRows: number }>;
+  /** Rewrites the trailing listed file (recovery) instead of adding one. */
+  replaces?: boolean;
+}
+
 export class ReceiptStore {
   private state: StoreState;
   private latest: number;
@@ -143,6 +154,8 @@ export class ReceiptStore {
   private readonly queue: WriteQueue<BlockEntry>;
   private closing: Promise<void> | undefined;
   private closed = false;
+  /** The window whose files the engine is writing, if any (one at a time; see rotateDue). */
+  private conversion: Conversion | undefined;
   private readonly blocksPerFile: number;
   private readonly archiveDir: string;
 
@@ -449,10 +462,9 @@ export class ReceiptStore {
   }
 
   private async rewriteTrailing(f: ArchiveFileEntry): Promise<void> {
-    const rebuilt = await this.writeArchiveFiles(f.first, f.last);
-    const files = [...this.state.files];
-    files[files.length - 1] = rebuilt;
-    await this.writeState({ ...this.state, files });
+    const c = this.startConversion(f.first, f.last);
+    c.replaces = true;
+    await this.finishConversion(c);
   }
 
   // ---------------------------------------------------------------- write path
@@ -476,7 +488,8 @@ export class ReceiptStore {
   }
 
   private async writeGroup(group: QueuedWrite<BlockEntry>[]): Promise<void> {
-    const accepted: { w: QueuedWrite<BlockEntry>; crc: number; bodies: Uint8Array[] }[] = [];
+    const accepted: { w: QueuedWrite<BlockEntry>; crc: number; payload: Uint8Array; bodies: Uint8Array[] }[] =
+      [];
     const pending = new Map<number, { hash: Uint8Array; crc: number }>();
     let next = this.latest + 1;
     try {
@@ -521,7 +534,7 @@ export class ReceiptStore {
         } catch (err) {
           throw this.latch.latch(err, 'receipt WAL append');
         }
-        accepted.push({ w, crc, bodies });
+        accepted.push({ w, crc, payload, bodies });
         pending.set(e.number, { hash: e.hash, crc });
         next++;
       }
@@ -539,8 +552,14 @@ export class ReceiptStore {
     this.latest = next - 1;
     this.publish();
     for (const a of accepted) a.w.resolve();
+    // Acknowledged blocks go to the archive engine ahead of their window's rotation (for DuckDB: a
+    // writer thread stages them while this thread takes the next writes).
+    this.engine.stageEntries?.(
+      accepted[0]!.w.item.number,
+      accepted.map((a) => a.payload),
+    );
     try {
-      await this.rotateDue();
+      await this.rotateDue(true);
     } catch (err) {
       this.latch.latch(err, 'archive rotation');
     }
@@ -577,38 +596,68 @@ export class ReceiptStore {
     return Math.floor(first / this.blocksPerFile) * this.blocksPerFile + this.blocksPerFile - 1;
   }
 
-  /** Archives every complete window. Runs on the write loop (or during open). */
-  private async rotateDue(): Promise<void> {
+  /**
+   * Archives every complete window. Runs on the write loop (or during open). In the background mode
+   * (after a write group) a window's files are written off the write loop: the engine converts
+   * while later blocks are written, and the rest of the rotation (checksums, rename, manifest, WAL
+   * truncation) runs as a queued task once it is done. One window converts at a time, so the
+   * archive lags the latest block by at most one window plus the blocks written meanwhile; a second
+   * due window waits for the first (backpressure on the writes).
+   */
+  private async rotateDue(background = false): Promise<void> {
     for (;;) {
-      const first = this.archivedThrough() + 1;
       if (this.state.firstBlock === undefined) return;
+      const pending = this.conversion;
+      const first = pending ? pending.last + 1 : this.archivedThrough() + 1;
       const last = this.windowEnd(first);
+      if (pending) {
+        if (last > this.latest && background) return;
+        await this.finishConversion(pending);
+        continue;
+      }
       if (last > this.latest) return;
-      await this.rotate(first, last);
+      const c = this.startConversion(first, last);
+      if (!background) continue;
+      c.rows.then(
+        () => this.finishLater(c),
+        () => this.finishLater(c),
+      );
+      return;
     }
   }
 
-  private async rotate(first: number, last: number): Promise<void> {
-    const entry = await this.writeArchiveFiles(first, last);
-    await this.writeState({ ...this.state, files: [...this.state.files, entry], nextToArchive: last + 1 });
-    // The hot tier must hold everything the WAL is about to drop.
-    await this.hot.writeSyncedCheckpoint(this.latest);
-    // Keep this window in the WAL until the next one closes: a damaged trailing file is rebuilt from it.
-    if (this.wal.firstIndex < first) await this.walCall('truncation', () => this.wal.truncateFront(first));
-    this.publish();
-    await this.applyRetention();
+  /** Queues the end of a background rotation (and any window that became due meanwhile). */
+  private finishLater(c: Conversion): void {
+    this.queue
+      .task(async () => {
+        if (this.conversion !== c || this.closed) return;
+        try {
+          await this.finishConversion(c);
+          await this.rotateDue(true);
+        } catch (err) {
+          this.latch.latch(err, 'archive rotation');
+        }
+      })
+      .catch(() => undefined);
   }
 
-  /** Writes the files of [first, last] from the WAL: temporary names, fsync, rename, directory fsync. */
-  private async writeArchiveFiles(first: number, last: number): Promise<ArchiveFileEntry> {
-    const blocks: BlockEntry[] = [];
-    for (const rec of this.wal.iterate(first, last + 1)) blocks.push(decodeBlockEntry(rec.payload));
-    if (blocks.length !== last - first + 1) {
-      throw new CairnError('DATA_LOSS', `receipt WAL holds ${blocks.length} of blocks ${first}..${last}`);
+  /** Window [first, last] from the WAL, as stored (encoded entries). */
+  private walEntries(first: number, last: number): Uint8Array[] {
+    const entries: Uint8Array[] = [];
+    for (const rec of this.wal.iterate(first, last + 1)) entries.push(rec.payload);
+    if (entries.length !== last - first + 1) {
+      throw new CairnError('DATA_LOSS', `receipt WAL holds ${entries.length} of blocks ${first}..${last}`);
     }
+    return entries;
+  }
+
+  /** Starts writing the files of [first, last] under temporary names (the engine works on its own). */
+  private startConversion(first: number, last: number): Conversion {
     const names = { receipts: `receipts_${first}_${last}.parquet`, logs: `logs_${first}_${last}.parquet` };
-    const tmp = { receipts: this.filePath({ name: `${names.receipts}.tmp`, bytes: 0, crc32c: 0 }), logs: '' };
-    tmp.logs = path.join(this.archiveDir, `${names.logs}.tmp`);
+    const tmp = {
+      receipts: path.join(this.archiveDir, `${names.receipts}.tmp`),
+      logs: path.join(this.archiveDir, `${names.logs}.tmp`),
+    };
     for (const p of [
       tmp.receipts,
       tmp.logs,
@@ -617,25 +666,87 @@ export class ReceiptStore {
     ]) {
       if (this.fs.exists(p)) this.fsCall(`deleting stale ${p}`, () => this.fs.unlink(p));
     }
-    const rows = await this.engine.writeWindow(blocks, tmp.receipts, tmp.logs);
+    let rows: Promise<{ receiptRows: number; logRows: number }>;
+    try {
+      const engine = this.engine;
+      rows = engine.writeWindowEntries
+        ? engine.writeWindowEntries(first, last, () => this.walEntries(first, last), tmp.receipts, tmp.logs)
+        : engine.writeWindow(
+            this.walEntries(first, last).map((e) => decodeBlockEntry(e)),
+            tmp.receipts,
+            tmp.logs,
+          );
+    } catch (err) {
+      rows = Promise.reject(err);
+    }
+    // Observed by finishConversion; until then a rejection must not count as unhandled.
+    rows.catch(() => undefined);
+    const c: Conversion = { first, last, names, tmp, rows };
+    this.conversion = c;
+    return c;
+  }
+
+  /**
+   * Ends a rotation: the files are fsynced, checksummed and renamed, the manifest lists them, the
+   * WAL drops the window before. On a latched store it only waits for the engine to stop.
+   */
+  private async finishConversion(c: Conversion): Promise<void> {
+    if (this.conversion !== c) return;
+    let rows: { receiptRows: number; logRows: number };
+    try {
+      rows = await c.rows;
+    } catch (err) {
+      this.conversion = undefined;
+      if (this.latch.error) return;
+      throw this.latch.latch(err, 'archive rotation');
+    }
+    if (this.latch.error) {
+      this.conversion = undefined;
+      return;
+    }
     const refs: FileRef[] = [];
-    for (const [which, name] of [
-      ['receipts', names.receipts],
-      ['logs', names.logs],
-    ] as const) {
-      const { crc, bytes } = this.checksumFile(tmp[which], true);
-      this.fsCall(`renaming ${name}`, () => this.fs.rename(tmp[which], path.join(this.archiveDir, name)));
+    for (const which of ['receipts', 'logs'] as const) {
+      const name = c.names[which];
+      const { crc, bytes } = this.checksumFile(c.tmp[which], true);
+      this.fsCall(`renaming ${name}`, () => this.fs.rename(c.tmp[which], path.join(this.archiveDir, name)));
       refs.push({ name, bytes, crc32c: crc });
     }
     this.fsCall('fsync of the archive directory', () => this.fs.syncDir(this.archiveDir));
-    return {
-      first,
-      last,
+    const entry: ArchiveFileEntry = {
+      first: c.first,
+      last: c.last,
       receiptRows: rows.receiptRows,
       logRows: rows.logRows,
       receipts: refs[0]!,
       logs: refs[1]!,
     };
+    if (c.replaces) {
+      const files = [...this.state.files];
+      files[files.length - 1] = entry;
+      await this.writeState({ ...this.state, files });
+      this.conversion = undefined;
+      return;
+    }
+    await this.writeState({ ...this.state, files: [...this.state.files, entry], nextToArchive: c.last + 1 });
+    this.conversion = undefined;
+    // The hot tier must hold everything the WAL is about to drop.
+    await this.hot.writeSyncedCheckpoint(this.latest);
+    // Keep this window in the WAL until the next one closes: a damaged trailing file is rebuilt from it.
+    if (this.wal.firstIndex < c.first)
+      await this.walCall('truncation', () => this.wal.truncateFront(c.first));
+    this.publish();
+    await this.applyRetention();
+  }
+
+  /** Every complete window archived, its files listed (for callers that measure or hand over). */
+  waitForArchive(): Promise<void> {
+    if (this.closed || this.closing) return Promise.reject(closedError());
+    return this.queue.task(async () => {
+      this.latch.check();
+      if (this.options.readOnly) return;
+      await this.rotateDue(false);
+      this.latch.check();
+    });
   }
 
   private async applyRetention(): Promise<void> {
@@ -692,7 +803,8 @@ export class ReceiptStore {
   /**
    * Raises the floor to `block` (capped at the first block not yet archived, since the archive is
    * the only copy of older blocks once the hot tier drops them). The new floor is persisted and
-   * honoured by reads before anything is deleted. Resolves with the floor in effect.
+   * honoured by reads before anything is deleted. Windows still converting in the background are
+   * archived first. Resolves with the floor in effect.
    */
   pruneBelow(block: number): Promise<number> {
     if (!Number.isSafeInteger(block) || block < 0) {
@@ -705,6 +817,9 @@ export class ReceiptStore {
     return this.queue.task(async () => {
       this.latch.check();
       try {
+        // Windows converting in the background are listed first: a prune sees every due window
+        // archived, as it would if rotation ran inline on the write path.
+        await this.rotateDue(false);
         await this.pruneInternal(block);
       } catch (err) {
         throw this.latch.latch(err, 'prune');
@@ -1221,6 +1336,9 @@ export class ReceiptStore {
             first ??= err;
           }
         };
+        // A window still converting finishes (or, on a latched store, stops) before anything closes.
+        const converting = this.conversion;
+        if (converting) await step(() => this.finishConversion(converting));
         if (!this.latch.error && this.latest >= 0)
           await step(() => this.hot.writeSyncedCheckpoint(this.latest));
         this.closed = true;

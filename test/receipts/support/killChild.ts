@@ -1,10 +1,12 @@
 // Child process of killNine.test.ts: opens the receipt store on the real disk (WAL, LevelDB,
 // DuckDB/Parquet), continues the deterministic chain from wherever the store stands, and reports
 // each acknowledged block and prune to the parent over IPC until it is killed with SIGKILL.
+import { DuckDbArchive } from '../../../src/receipts/duckdbArchive.ts';
 import { ReceiptStore } from '../../../src/receipts/receiptStore.ts';
 import { makeBlock } from './fixtures.ts';
 
-const [dir, seedText] = process.argv.slice(2);
+// writerScript: the archive writer thread's bundle, when this child runs bundled.
+const [dir, seedText, writerScript] = process.argv.slice(2);
 const seed = Number(seedText);
 const send = (msg: unknown): Promise<void> => new Promise((resolve) => process.send!(msg, () => resolve()));
 
@@ -14,6 +16,7 @@ const store = await ReceiptStore.open({
   postingBucketBlocks: 5,
   hotRetentionBlocks: 20,
   walSegmentBytes: 64 * 1024,
+  ...(writerScript ? { archive: await DuckDbArchive.open({ writerThreadScript: writerScript }) } : {}),
 });
 await send({ type: 'opened', ranges: store.ranges() });
 for (let n = store.ranges().latest + 1, i = 0; ; n++, i++) {

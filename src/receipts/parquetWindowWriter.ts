@@ -1,0 +1,187 @@
+import type { DuckDBAppender, DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { decodeBlockEntry } from './codec.ts';
+import {
+  EMPTY_BLOCKS_KEY,
+  encodeEmptyBlocks,
+  LOG_COLUMNS,
+  RECEIPT_COLUMNS,
+  sqlString,
+} from './parquetSchema.ts';
+import type { BlockEntry } from './types.ts';
+
+export interface ParquetWriterOptions {
+  threads: number;
+  memoryLimit: string;
+  rowGroupRows: number;
+  logOrder: 'address' | 'block';
+}
+
+/**
+ * Turns receipt-WAL entries into a window's two Parquet files with its own DuckDB instance. It runs
+ * on the archive writer thread (archiveWriterWorker.ts), so that decoding the entries, the appender
+ * calls (synchronous native work) and the sort + Parquet encoding use another core than the write
+ * path. Blocks are staged into in-memory tables as they are acknowledged (`stage`), so that closing a
+ * window is only the two COPY statements; a window whose blocks were not all staged in order (after
+ * an open, a gap) is staged from the entries given to `write`.
+ */
+export class ParquetWindowWriter {
+  /** Staged blocks are exactly [stagedFirst, stagedNext). */
+  private stagedFirst = 0;
+  private stagedNext = 0;
+  /** Hashes of staged blocks without receipts (they have no rows; the receipts file lists them). */
+  private readonly emptyBlocks = new Map<number, Uint8Array>();
+
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    private readonly c: DuckDBConnection,
+    private readonly options: ParquetWriterOptions,
+  ) {}
+
+  static async open(options: ParquetWriterOptions): Promise<ParquetWindowWriter> {
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const instance = await DuckDBInstance.create(':memory:', {
+      threads: String(options.threads),
+      memory_limit: options.memoryLimit,
+    });
+    const writer = new ParquetWindowWriter(instance, await instance.connect(), options);
+    await writer.resetStage(0);
+    return writer;
+  }
+
+  private async resetStage(first: number): Promise<void> {
+    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${RECEIPT_COLUMNS})`);
+    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${LOG_COLUMNS})`);
+    this.emptyBlocks.clear();
+    this.stagedFirst = first;
+    this.stagedNext = first;
+  }
+
+  /** Appends consecutive blocks starting at `first`; a gap restarts the stage at `first`. */
+  async stage(first: number, entries: readonly Uint8Array[]): Promise<void> {
+    if (entries.length === 0) return;
+    if (first !== this.stagedNext) await this.resetStage(first);
+    const stagedFirst = this.stagedFirst;
+    // Until this batch is complete the stage is unusable: a failure midway leaves part of a block,
+    // and the next stage or write starts it over.
+    this.stagedFirst = -1;
+    this.stagedNext = -1;
+    const ra = await this.c.createAppender('stage_receipts');
+    const la = await this.c.createAppender('stage_logs');
+    try {
+      for (let i = 0; i < entries.length; i++) {
+        const b = decodeBlockEntry(entries[i]!);
+        if (b.number !== first + i) {
+          throw new Error(`staged entry ${i} is block ${b.number}, expected ${first + i}`);
+        }
+        if (b.receipts.length === 0) this.emptyBlocks.set(b.number, b.hash);
+        appendBlock(ra, la, b);
+      }
+    } finally {
+      ra.closeSync();
+      la.closeSync();
+    }
+    this.stagedFirst = stagedFirst;
+    this.stagedNext = first + entries.length;
+  }
+
+  /** True when [first, last] can be written from the stage alone. */
+  covers(first: number, last: number): boolean {
+    return this.stagedFirst === first && this.stagedNext > last;
+  }
+
+  /**
+   * Writes blocks [first, last] to the two paths (not durable: the store fsyncs them) and drops them
+   * from the stage. `entries` (the window's WAL entries) are required unless the stage covers it.
+   */
+  async write(
+    first: number,
+    last: number,
+    entries: readonly Uint8Array[] | undefined,
+    receiptsPath: string,
+    logsPath: string,
+  ): Promise<{ receiptRows: number; logRows: number }> {
+    if (!this.covers(first, last)) {
+      if (entries === undefined || entries.length !== last - first + 1) {
+        throw new Error(`blocks ${first}..${last} are not staged and were not given`);
+      }
+      await this.resetStage(first);
+      await this.stage(first, entries);
+    }
+    const empties: Pick<BlockEntry, 'number' | 'hash' | 'receipts'>[] = [];
+    for (const [number, hash] of this.emptyBlocks) {
+      if (number >= first && number <= last) empties.push({ number, hash, receipts: [] });
+    }
+    empties.sort((a, b) => a.number - b.number);
+    const range = `block_number BETWEEN ${first} AND ${last}`;
+    const options = `FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE ${this.options.rowGroupRows}, WRITE_BLOOM_FILTER false`;
+    const kv = `KV_METADATA {${EMPTY_BLOCKS_KEY}: ${sqlString(encodeEmptyBlocks(empties))}}`;
+    const receiptRows = await this.copy(
+      `COPY (SELECT * FROM stage_receipts WHERE ${range} ORDER BY block_number, tx_index) TO ${sqlString(receiptsPath)} (${options}, ${kv})`,
+    );
+    const order =
+      this.options.logOrder === 'address' ? 'address, block_number, log_index' : 'block_number, log_index';
+    const logRows = await this.copy(
+      `COPY (SELECT * FROM stage_logs WHERE ${range} ORDER BY ${order}) TO ${sqlString(logsPath)} (${options})`,
+    );
+    // Later blocks staged ahead of this window stay for the next one.
+    if (this.stagedNext > last + 1) {
+      await this.c.run(`DELETE FROM stage_receipts WHERE block_number <= ${last}`);
+      await this.c.run(`DELETE FROM stage_logs WHERE block_number <= ${last}`);
+      for (const n of [...this.emptyBlocks.keys()]) if (n <= last) this.emptyBlocks.delete(n);
+      this.stagedFirst = last + 1;
+    } else {
+      await this.resetStage(last + 1);
+    }
+    return { receiptRows, logRows };
+  }
+
+  /** Runs a COPY and returns the row count DuckDB reports for it. */
+  private async copy(sql: string): Promise<number> {
+    const rows = (await this.c.runAndReadAll(sql)).getRows();
+    return Number(rows[0]?.[0] ?? Number.NaN);
+  }
+
+  close(): void {
+    this.c.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+function appendBlock(ra: DuckDBAppender, la: DuckDBAppender, b: BlockEntry): void {
+  const number = BigInt(b.number);
+  for (const r of b.receipts) {
+    ra.appendUBigInt(number);
+    ra.appendBlob(b.hash);
+    ra.appendBlob(r.txHash);
+    ra.appendUInteger(r.txIndex);
+    ra.appendUTinyInt(r.type);
+    ra.appendUTinyInt(r.status);
+    ra.appendBlob(r.from);
+    if (r.to) ra.appendBlob(r.to);
+    else ra.appendNull();
+    if (r.contractAddress) ra.appendBlob(r.contractAddress);
+    else ra.appendNull();
+    ra.appendUBigInt(BigInt(r.gasUsed));
+    ra.appendUBigInt(BigInt(r.cumulativeGasUsed));
+    ra.appendUBigInt(r.effectiveGasPrice);
+    ra.appendUInteger(r.firstLogIndex);
+    ra.appendUInteger(r.logs.length);
+    ra.endRow();
+    for (let i = 0; i < r.logs.length; i++) {
+      const log = r.logs[i]!;
+      la.appendUBigInt(number);
+      la.appendBlob(b.hash);
+      la.appendBlob(r.txHash);
+      la.appendUInteger(r.txIndex);
+      la.appendUInteger(r.firstLogIndex + i);
+      la.appendBlob(log.address);
+      for (let t = 0; t < 4; t++) {
+        const topic = log.topics[t];
+        if (topic) la.appendBlob(topic);
+        else la.appendNull();
+      }
+      la.appendBlob(log.data);
+      la.endRow();
+    }
+  }
+}
