@@ -255,6 +255,8 @@ class Recorder {
   blocks = 0;
   /** Blocks that arrived before this time (the warm-up) are not measured. */
   measureFrom = Number.POSITIVE_INFINITY;
+  /** Optional per-block observer (bench/votePathTrace.ts): lane, arrival and durable times. */
+  onSample: ((lane: number, arrivedMs: number, durableMs: number) => void) | undefined;
 
   constructor(lanes: number, firstMeasured: number, expectedBlocks: number) {
     this.all = new ExactSamples(expectedBlocks);
@@ -276,6 +278,7 @@ class Recorder {
       if (t === undefined || t < this.measureFrom) continue;
       const ms = now - t;
       this.all.record(ms);
+      this.onSample?.(lane, t, now);
       this.blocks++;
       if (this.burstActive && lane !== this.burstLane) this.duringBurst.record(ms);
     }
@@ -514,6 +517,7 @@ export async function runSchedule(
   w: Workload,
   durationMs: number,
   burst: boolean,
+  onSample?: (lane: number, arrivedMs: number, durableMs: number) => void,
 ): Promise<RunResult> {
   const dir = mkdtempSync(join(root, `${side}-${config.lanes}x${config.blockBytes}-`));
   const rec = new Recorder(
@@ -521,6 +525,7 @@ export async function runSchedule(
     1,
     w.blocks.reduce((n, list) => n + list.length, w.burst.length),
   );
+  rec.onSample = onSample;
   const sink =
     side === 'cairn'
       ? await cairnSink(dir, w, rec)
