@@ -105,6 +105,9 @@ interface Split {
   laneBusyAtArrival: number;
   writeToIssueMs: number[];
   fsyncMs: number[];
+  /** fsync time of the blocks whose lane fsync overlapped another file's fsync, and of the rest. */
+  fsyncOverlappedMs: number[];
+  fsyncAloneMs: number[];
   afterMs: number[];
   inFlight: number[];
   otherOverlaps: number[];
@@ -118,6 +121,8 @@ const emptySplit = (): Split => ({
   laneBusyAtArrival: 0,
   writeToIssueMs: [],
   fsyncMs: [],
+  fsyncOverlappedMs: [],
+  fsyncAloneMs: [],
   afterMs: [],
   inFlight: [],
   otherOverlaps: [],
@@ -170,6 +175,9 @@ export async function run(args: string[]): Promise<void> {
             split.writeToIssueMs.push(ev.issuedMs - written);
           }
           split.fsyncMs.push(ev.completedMs - ev.issuedMs);
+          (ev.otherOverlaps > 0 ? split.fsyncOverlappedMs : split.fsyncAloneMs).push(
+            ev.completedMs - ev.issuedMs,
+          );
           split.afterMs.push(durableMs - ev.completedMs);
           split.inFlight.push(ev.inFlightAtIssue);
           split.otherOverlaps.push(ev.otherOverlaps);
@@ -198,6 +206,7 @@ export async function run(args: string[]): Promise<void> {
         (s.laneBusyAtArrival / Math.max(1, s.arrivalToWriteMs.length)).toFixed(3),
         fmt(med(s.writeToIssueMs)),
         fmt(med(s.fsyncMs)),
+        `${fmt(med(s.fsyncAloneMs))}/${fmt(med(s.fsyncOverlappedMs))}`,
         fmt(med(s.afterMs)),
         fmt(percentile(s.afterMs, 0.9)),
         med(s.inFlight).toFixed(0),
@@ -220,6 +229,7 @@ export async function run(args: string[]): Promise<void> {
       'lane busy at arrival',
       'write→issue',
       'fsync',
+      'fsync alone/overlapped',
       'after',
       'after p90',
       'in flight',
