@@ -11,7 +11,10 @@
  *  - after: completion callback → the vote gate opened (bookkeeping on the main thread, and
  *    whatever else ran first in that turn).
  * It also reports, per side, how many fdatasyncs were in flight when a lane's was issued, and how
- * many fsyncs of other files (CommitQC log, anchor, directories) overlapped a lane's fsync.
+ * many fsyncs of other files (CommitQC log, anchor) overlapped a lane's fsync, with the lane fsync
+ * time of each group. Read that split with care: a long lane fsync is more likely to overlap one of
+ * the ~10 other fsyncs a second, so "overlapped" is biased towards slow fsyncs whatever the cause.
+ * (Only async fdatasyncs are traced: directory fsyncs and synchronous ones are not.)
  * A diagnostic, not a bench with bars: its figures are same-run medians on a shared machine.
  */
 
