@@ -46,7 +46,6 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { GCProfiler, getHeapStatistics } from 'node:v8';
-import { LatencyHistogram } from '../src/consensus/metrics.ts';
 import { ConsensusPersistence } from '../src/consensus/persistence.ts';
 import { encodeSignedLaneProposal } from '../src/domain/codecs.ts';
 import { verifyLaneProposal } from '../src/domain/committee.ts';
@@ -211,19 +210,57 @@ interface Sink {
   fsyncs(): number;
 }
 
+/**
+ * Every latency sample of a run, kept exactly (a preallocated Float64Array, no allocation per
+ * sample), so quantiles are exact: a histogram's bucket width would be larger than the gap the
+ * Cairn ÷ raw ratio is judged on.
+ */
+export class ExactSamples {
+  private samples: Float64Array;
+  private n = 0;
+
+  constructor(capacity: number) {
+    this.samples = new Float64Array(Math.max(16, capacity));
+  }
+
+  record(ms: number): void {
+    if (this.n === this.samples.length) {
+      const grown = new Float64Array(this.samples.length * 2);
+      grown.set(this.samples);
+      this.samples = grown;
+    }
+    this.samples[this.n++] = ms;
+  }
+
+  get count(): number {
+    return this.n;
+  }
+
+  /** Nearest-rank quantile (q in 0..1), exact; 0 with no samples. */
+  quantileMs(q: number): number {
+    if (this.n === 0) return 0;
+    const sorted = this.samples.slice(0, this.n).sort();
+    return sorted[Math.min(this.n - 1, Math.max(0, Math.ceil(q * this.n) - 1))]!;
+  }
+}
+
 /** Arrival times and the latency recorder shared by both sinks. */
 class Recorder {
   readonly arrivals: number[][];
   readonly durableNext: number[];
-  readonly all = new LatencyHistogram();
-  readonly duringBurst = new LatencyHistogram();
+  readonly all: ExactSamples;
+  readonly duringBurst: ExactSamples;
   burstActive = false;
   burstLane = 0;
   blocks = 0;
   /** Blocks that arrived before this time (the warm-up) are not measured. */
   measureFrom = Number.POSITIVE_INFINITY;
+  /** Optional per-block observer (bench/votePathTrace.ts): lane, arrival and durable times. */
+  onSample: ((lane: number, arrivedMs: number, durableMs: number) => void) | undefined;
 
-  constructor(lanes: number, firstMeasured: number) {
+  constructor(lanes: number, firstMeasured: number, expectedBlocks: number) {
+    this.all = new ExactSamples(expectedBlocks);
+    this.duringBurst = new ExactSamples(expectedBlocks);
     this.arrivals = Array.from({ length: lanes }, () => []);
     this.durableNext = Array.from({ length: lanes }, () => firstMeasured);
   }
@@ -241,6 +278,7 @@ class Recorder {
       if (t === undefined || t < this.measureFrom) continue;
       const ms = now - t;
       this.all.record(ms);
+      this.onSample?.(lane, t, now);
       this.blocks++;
       if (this.burstActive && lane !== this.burstLane) this.duringBurst.record(ms);
     }
@@ -479,9 +517,15 @@ export async function runSchedule(
   w: Workload,
   durationMs: number,
   burst: boolean,
+  onSample?: (lane: number, arrivedMs: number, durableMs: number) => void,
 ): Promise<RunResult> {
   const dir = mkdtempSync(join(root, `${side}-${config.lanes}x${config.blockBytes}-`));
-  const rec = new Recorder(config.lanes, 1);
+  const rec = new Recorder(
+    config.lanes,
+    1,
+    w.blocks.reduce((n, list) => n + list.length, w.burst.length),
+  );
+  rec.onSample = onSample;
   const sink =
     side === 'cairn'
       ? await cairnSink(dir, w, rec)
@@ -758,6 +802,9 @@ export async function run(args: string[]): Promise<void> {
       otherLanesP99DuringBurstVsFsyncP99: round3(m.burstP99 / fsyncP99),
       voteP50VsRawLanesP50: round3(m.voteP50 / m.rawP50),
       voteP99VsRawLanesP99: round3(m.voteP99 / m.rawP99),
+      // The same p50 ratio taken within each round (Cairn and raw ran minutes apart at most), then
+      // the median: less exposed to load drift between rounds than a ratio of two medians.
+      voteP50VsRawLanesP50MedianOfRounds: round3(med((r) => r.cairn.p50Ms / r.raw.p50Ms)),
       otherLanesP99DuringBurstVsRawLanes: round3(m.burstP99 / m.rawBurstP99),
       // The same three bars applied to the raw-lanes baseline (no Cairn code): what the disk and
       // the runtime allow this workload at all.
@@ -810,7 +857,8 @@ export async function run(args: string[]): Promise<void> {
       console.log(
         `  round ${i + 1}: fsync p50/p99 ${fmt3(q(r.fsync, 0.5))}/${fmt3(q(r.fsync, 0.99))}  cairn ${fmt3(r.cairn.p50Ms)}/${fmt3(r.cairn.p99Ms)} ` +
           `(${r.cairn.blocks} blocks, ${r.cairn.fsyncs} fsyncs)  raw ${fmt3(r.raw.p50Ms)}/${fmt3(r.raw.p99Ms)}  ` +
-          `burst others cairn ${fmt3(r.cairnBurst.burst!.p99Ms)} raw ${fmt3(r.rawBurst.burst!.p99Ms)} p99`,
+          `burst others cairn ${fmt3(r.cairnBurst.burst!.p99Ms)} raw ${fmt3(r.rawBurst.burst!.p99Ms)} p99  ` +
+          `p50 ratio ${fmt3(r.cairn.p50Ms / r.raw.p50Ms)}`,
       );
     }
     for (const e of extra) {

@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<{ run: BenchRunner }>> = {
   consensus: () => import('./consensus.ts'),
   blocks: () => import('./blocks.ts'),
   laneLayouts: () => import('./laneLayouts.ts'),
+  votePathTrace: () => import('./votePathTrace.ts'),
   receipts: () => import('./receipts.ts'),
   state: () => import('./state.ts'),
 };

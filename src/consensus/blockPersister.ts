@@ -298,7 +298,8 @@ export class BlockPersister {
       return;
     }
     fast.startedMs = performance.now();
-    log.syncThen(fast.synced);
+    // The batch is everything the lane had: its write and fsync start now, not a microtask later.
+    log.syncThen(fast.synced, true);
   }
 
   /** The fast-path batch is durable: publish it, then prune below the anchor if that is due. */

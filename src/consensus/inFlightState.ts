@@ -286,7 +286,9 @@ export class InFlightState {
     q.blocks.set(n, { proposal: p, hash, arrivedAtMs: performance.now() });
     q.next = n + 1;
     q.lastHash = hash;
-    q.work.notify();
+    // `now`: the lane's state is complete, so an idle lane pipeline may write this block inside
+    // this call (as a raw per-lane writer would) instead of after the rest of the turn.
+    q.work.notify(true);
     // Half of the window used: a coalesced anchor write that is waiting should go now.
     if (n + 1 - q.admissionStart === this.admissionHalf) this.anchorWork.notify();
     return 'accepted';

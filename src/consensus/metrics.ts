@@ -3,9 +3,14 @@
  * (an array increment per sample) and bounded in memory (fixed log-scale buckets).
  */
 
-/** Log-scale histogram of millisecond latencies: 8 buckets per doubling from 1 µs to ~70 s. */
+/**
+ * Log-scale histogram of millisecond latencies: 128 buckets per doubling from 1 µs to ~70 s, so a
+ * quantile is known within 0.55 % (8 per doubling, as before, left only ~9 %: a ratio of two p50s
+ * could read 1.09 or 1.19 and nothing between). 26 doublings × 128 = 3,328 32-bit counts, 13 KiB
+ * per histogram; a sample costs one log2 and one increment.
+ */
 export class LatencyHistogram {
-  private static readonly SUB_BUCKETS = 8;
+  static readonly SUB_BUCKETS = 128;
   private static readonly MIN_MS = 0.001;
   private static readonly BUCKETS = 26 * LatencyHistogram.SUB_BUCKETS;
   private readonly counts = new Uint32Array(LatencyHistogram.BUCKETS);
@@ -36,7 +41,7 @@ export class LatencyHistogram {
     return this.maxSeenMs;
   }
 
-  /** Upper bound of the bucket holding quantile `q` (0..1); within 9% of the true value. */
+  /** Upper bound of the bucket holding quantile `q` (0..1); at most 0.55 % above the true value. */
   quantileMs(q: number): number {
     if (this.total === 0) return 0;
     const rank = Math.max(1, Math.ceil(q * this.total));

@@ -242,18 +242,26 @@ class LanePipeline {
       onDurable: (next) => loop.markLaneDurable(lane, next),
     };
     loop.laneSignal(lane).listen(this.wake);
-    this.wake(); // first look, as the async pipelines do on start
+    this.wake(false); // first look, as the async pipelines do on start
   }
 
-  /** The lane's signal: schedule a step (a microtask, so every push of this turn joins the batch). */
-  private readonly wake = (): void => {
+  /**
+   * The lane's signal. An admission (`now`) on an idle lane takes its step at once: the block is
+   * written and its fsync issued inside `pushBlock`, as a raw per-lane writer would; blocks pushed
+   * while that fsync runs form the next batch. Measured on the consensus bench (votePathTrace):
+   * with a microtask step, a lane's write waited for every other lane's admission and encoding in
+   * the same turn, 0.15 ms more from arrival to write than the raw lanes at p50. Any other wake
+   * (anchor moves, stop) schedules a microtask step, outside the notifier's bookkeeping.
+   */
+  private readonly wake = (now: boolean): void => {
     if (this.ended) return;
     if (this.active) {
       this.notified = true;
       return;
     }
     this.active = true;
-    runAsMicrotask(this.step);
+    if (now) this.step();
+    else runAsMicrotask(this.step);
   };
 
   private readonly step = (): void => {
@@ -265,7 +273,7 @@ class LanePipeline {
     try {
       if (!this.loop.startLaneWrite(this.lane, this.options, this.written)) {
         this.active = false;
-        if (this.notified) this.wake();
+        if (this.notified) this.wake(false);
       }
     } catch (err) {
       this.loop.failWith(err, this.name);

@@ -118,8 +118,8 @@ export class TypedLog<T> {
    * `sync()` with a callback: `done` runs once everything appended before the call is durable, or
    * with the error. The log's callback form allocates nothing per call (the lane fast path).
    */
-  syncThen(done: (err?: unknown) => void): void {
-    if (this.wal.syncThen !== undefined) this.wal.syncThen(done);
+  syncThen(done: (err?: unknown) => void, startNow = false): void {
+    if (this.wal.syncThen !== undefined) this.wal.syncThen(done, startNow);
     else this.wal.sync().then(() => done(), done);
   }
 

@@ -6,24 +6,28 @@
 export class Signal {
   private pending = false;
   private waiter: (() => void) | undefined;
-  private listener: (() => void) | undefined;
+  private listener: ((now: boolean) => void) | undefined;
 
   /**
    * Callback mode, for a consumer that is a state machine rather than an async loop: from now on
    * every `notify()` calls `listener` synchronously (so it should only schedule work) instead of
    * resolving a `wait()`. A notify remembered before the call is delivered at once.
    */
-  listen(listener: () => void): void {
+  listen(listener: (now: boolean) => void): void {
     this.listener = listener;
     if (this.pending) {
       this.pending = false;
-      listener();
+      listener(false);
     }
   }
 
-  notify(): void {
+  /**
+   * Wakes the consumer. `now` tells a listener that the notifier is at a point where the work may
+   * start inside this call (its own state is consistent); listeners may ignore it.
+   */
+  notify(now = false): void {
     if (this.listener) {
-      this.listener();
+      this.listener(now);
     } else if (this.waiter) {
       const w = this.waiter;
       this.waiter = undefined;

@@ -110,9 +110,11 @@ export interface WriteAheadLog {
   /**
    * `sync()` with a callback (no promise per call, for hot paths): `done` runs in a microtask once
    * every record appended before this call is durable, or with the latched error. Optional: callers
-   * fall back to `sync()` for logs without it.
+   * fall back to `sync()` for logs without it. `startNow`: the caller has appended everything it
+   * has for now (a single writer with its own batching), so the group commit may write and issue
+   * its fsync inside this call instead of in a microtask (`done` still runs later, never inside).
    */
-  syncThen?(done: (err?: unknown) => void): void;
+  syncThen?(done: (err?: unknown) => void, startNow?: boolean): void;
   /** Reads one record; OUT_OF_RANGE outside [firstIndex, nextIndex). */
   read(index: number): Uint8Array;
   /** Records in [from, to) in order (defaults: the whole log). */

@@ -317,14 +317,14 @@ export class Wal implements WriteAheadLog {
    * `sync()` with a callback instead of a promise (for hot paths: no allocation per call). `done`
    * runs in a microtask once everything appended before the call is durable, or with the error.
    */
-  syncThen(done: SyncCallback): void {
+  syncThen(done: SyncCallback, startNow = false): void {
     try {
       this.assertOpen('sync');
     } catch (err) {
       queueMicrotask(() => done(err));
       return;
     }
-    this.scheduler.waitForCallback(this.next, done);
+    this.scheduler.waitForCallback(this.next, done, startNow);
   }
 
   read(index: number): Uint8Array {

@@ -209,3 +209,43 @@ test('a caller released from a settle that runs callbacks at once may append and
   assert.deepEqual(order, ['first durable 1', 'second durable 2']);
   assert.equal(log.rounds, 2);
 });
+
+test('startNow: the round starts inside the call, the callback still runs later, and a round in flight is not overlapped', async () => {
+  const log = new FakeLog();
+  let release!: () => void;
+  log.roundWork = () => new Promise<void>((r) => (release = r));
+  log.append();
+  let firstDone = false;
+  log.scheduler.waitForCallback(log.next, () => (firstDone = true), true);
+  assert.equal(log.rounds, 1, 'the round started inside waitForCallback');
+  // A second writer with startNow while the first round is in flight: it waits for the next round.
+  log.append();
+  let secondDone = false;
+  log.scheduler.waitForCallback(log.next, () => (secondDone = true), true);
+  assert.equal(log.rounds, 1, 'no second round while one is in flight');
+  log.roundWork = async () => {};
+  release();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(firstDone, true);
+  assert.equal(secondDone, true);
+  assert.equal(log.rounds, 2);
+  assert.equal(log.maxConcurrentRounds, 1, 'rounds never overlap');
+  // A synchronous round: the callback is not called inside waitForCallback.
+  const sync = new CommitScheduler({
+    runRound: (end) => {
+      syncDurable = syncNext;
+      sync.settle();
+      end();
+    },
+    reached: () => syncDurable,
+    closed: () => false,
+  });
+  const syncNext = 1;
+  let syncDurable = 0;
+  let called = false;
+  sync.waitForCallback(syncNext, () => (called = true), true);
+  assert.equal(syncDurable, 1, 'the round ran inside the call');
+  assert.equal(called, false, 'the caller hears it in a microtask, never inside its own call');
+  await Promise.resolve();
+  assert.equal(called, true);
+});

@@ -1,0 +1,248 @@
+/**
+ * Where a vote's time goes: `npm run bench -- votePathTrace [--rounds N] [--ms N]`.
+ *
+ * Runs the consensus bench's steady schedule (40 lanes × 4 KiB × 50/s, no burst) for Cairn and for
+ * the raw per-lane baseline, alternating, with node:fs's `fdatasync`, `openSync` and `writevSync`
+ * wrapped (timestamps only), and splits each measured block's arrival → voteable time into:
+ *  - before: arrival → the fdatasync that made it durable was issued (batching, waiting for the
+ *    lane's previous fsync, encoding and the write);
+ *  - fsync: issue → completion callback (thread pool + device; this disk serializes concurrent
+ *    fdatasyncs, so it grows with how many are in flight);
+ *  - after: completion callback → the vote gate opened (bookkeeping on the main thread, and
+ *    whatever else ran first in that turn).
+ * It also reports, per side, how many fdatasyncs were in flight when a lane's was issued, and how
+ * many fsyncs of other files (CommitQC log, anchor) overlapped a lane's fsync, with the lane fsync
+ * time of each group. Read that split with care: a long lane fsync is more likely to overlap one of
+ * the ~10 other fsyncs a second, so "overlapped" is biased towards slow fsyncs whatever the cause.
+ * (Only async fdatasyncs are traced: directory fsyncs and synchronous ones are not.)
+ * A diagnostic, not a bench with bars: its figures are same-run medians on a shared machine.
+ */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MAIN, prepare, runSchedule, type Side } from './consensus.ts';
+import { percentile, printTable } from './support/stats.ts';
+import { rerunWithThreadPool } from './support/threadPool.ts';
+
+interface SyncEvent {
+  /** Lane index, or -1 for any other file (CommitQC log, anchor, directory). */
+  lane: number;
+  issuedMs: number;
+  completedMs: number;
+  /** fdatasyncs already in flight when this one was issued. */
+  inFlightAtIssue: number;
+  /** Other-file fsyncs in flight at any time during this one. */
+  otherOverlaps: number;
+}
+
+class FsTrace {
+  readonly fdLane = new Map<number, number>();
+  readonly lastLaneSync = new Map<number, SyncEvent>();
+  /** The lane's fsync before the last: still running at a block's arrival = the lane was busy. */
+  readonly prevLaneSync = new Map<number, SyncEvent>();
+  readonly lastWriteMs = new Map<number, number>();
+  readonly events: SyncEvent[] = [];
+  private readonly inFlight = new Set<SyncEvent>();
+  laneOfPath: (path: string) => number = () => -1;
+  on = false;
+
+  install(): void {
+    const fs = createRequire(import.meta.url)('node:fs') as typeof import('node:fs');
+    const openSync = fs.openSync;
+    const fdatasync = fs.fdatasync;
+    const writevSync = fs.writevSync;
+    const writeSync = fs.writeSync;
+    fs.openSync = ((path: string, ...rest: unknown[]) => {
+      const fd = (openSync as (...a: unknown[]) => number)(path, ...rest);
+      this.fdLane.set(fd, this.laneOfPath(String(path)));
+      return fd;
+    }) as typeof fs.openSync;
+    fs.writevSync = ((fd: number, ...rest: unknown[]) => {
+      const n = (writevSync as (...a: unknown[]) => number)(fd, ...rest);
+      const lane = this.fdLane.get(fd) ?? -1;
+      if (lane >= 0) this.lastWriteMs.set(lane, performance.now());
+      return n;
+    }) as typeof fs.writevSync;
+    fs.writeSync = ((fd: number, ...rest: unknown[]) => {
+      const n = (writeSync as (...a: unknown[]) => number)(fd, ...rest);
+      const lane = this.fdLane.get(fd) ?? -1;
+      if (lane >= 0) this.lastWriteMs.set(lane, performance.now());
+      return n;
+    }) as typeof fs.writeSync;
+    fs.fdatasync = ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+      const lane = this.fdLane.get(fd) ?? -1;
+      const ev: SyncEvent = {
+        lane,
+        issuedMs: performance.now(),
+        completedMs: 0,
+        inFlightAtIssue: this.inFlight.size,
+        otherOverlaps: 0,
+      };
+      if (lane < 0) for (const other of this.inFlight) other.otherOverlaps++;
+      else for (const other of this.inFlight) if (other.lane < 0) ev.otherOverlaps++;
+      this.inFlight.add(ev);
+      fdatasync(fd, (err) => {
+        ev.completedMs = performance.now();
+        this.inFlight.delete(ev);
+        if (this.on) this.events.push(ev);
+        if (lane >= 0) {
+          const prev = this.lastLaneSync.get(lane);
+          if (prev !== undefined) this.prevLaneSync.set(lane, prev);
+          this.lastLaneSync.set(lane, ev);
+        }
+        cb(err);
+      });
+    }) as typeof fs.fdatasync;
+    syncBuiltinESMExports();
+  }
+}
+
+interface Split {
+  totalMs: number[];
+  beforeMs: number[];
+  arrivalToWriteMs: number[];
+  /** arrival → write for blocks that found their lane idle (no fsync of it in flight). */
+  idleArrivalToWriteMs: number[];
+  laneBusyAtArrival: number;
+  writeToIssueMs: number[];
+  fsyncMs: number[];
+  /** fsync time of the blocks whose lane fsync overlapped another file's fsync, and of the rest. */
+  fsyncOverlappedMs: number[];
+  fsyncAloneMs: number[];
+  afterMs: number[];
+  inFlight: number[];
+  otherOverlaps: number[];
+}
+
+const emptySplit = (): Split => ({
+  totalMs: [],
+  beforeMs: [],
+  arrivalToWriteMs: [],
+  idleArrivalToWriteMs: [],
+  laneBusyAtArrival: 0,
+  writeToIssueMs: [],
+  fsyncMs: [],
+  fsyncOverlappedMs: [],
+  fsyncAloneMs: [],
+  afterMs: [],
+  inFlight: [],
+  otherOverlaps: [],
+});
+
+export async function run(args: string[]): Promise<void> {
+  if (rerunWithThreadPool(64)) return;
+  const arg = (name: string, dflt: number) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? Number(args[i + 1]) : dflt;
+  };
+  const rounds = arg('--rounds', 3);
+  const durationMs = arg('--ms', 3000);
+  const trace = new FsTrace();
+  trace.install();
+  const root = mkdtempSync(join(tmpdir(), 'cairn-vote-trace-'));
+  const splits: Record<'cairn' | 'raw', Split[]> = { cairn: [], raw: [] };
+  const otherSyncs: Record<'cairn' | 'raw', number[]> = { cairn: [], raw: [] };
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const both: Array<'cairn' | 'raw'> = r % 2 === 0 ? ['cairn', 'raw'] : ['raw', 'cairn'];
+      // --only cairn|raw: one side (e.g. under --cpu-prof).
+      const order = both.filter((side) => !args.includes('--only') || args.includes(side));
+      for (const side of order) {
+        const w = prepare(MAIN, durationMs, false);
+        const laneIds = w.f.lanes.map(String);
+        trace.laneOfPath =
+          side === 'cairn'
+            ? (path) => laneIds.findIndex((id) => path.includes(id))
+            : (path) => {
+                const m = /lane-(\d+)\.raw$/.exec(path);
+                return m ? Number(m[1]) : -1;
+              };
+        trace.events.length = 0;
+        trace.lastLaneSync.clear();
+        trace.prevLaneSync.clear();
+        const split = emptySplit();
+        const onSample = (lane: number, arrivedMs: number, durableMs: number) => {
+          trace.on = true;
+          const ev = trace.lastLaneSync.get(lane);
+          if (ev === undefined || ev.completedMs > durableMs) return;
+          split.totalMs.push(durableMs - arrivedMs);
+          split.beforeMs.push(ev.issuedMs - arrivedMs);
+          const written = trace.lastWriteMs.get(lane);
+          if (written !== undefined && written <= ev.issuedMs && written >= arrivedMs) {
+            split.arrivalToWriteMs.push(written - arrivedMs);
+            const prev = trace.prevLaneSync.get(lane);
+            if (prev !== undefined && prev.completedMs > arrivedMs) split.laneBusyAtArrival++;
+            else split.idleArrivalToWriteMs.push(written - arrivedMs);
+            split.writeToIssueMs.push(ev.issuedMs - written);
+          }
+          split.fsyncMs.push(ev.completedMs - ev.issuedMs);
+          (ev.otherOverlaps > 0 ? split.fsyncOverlappedMs : split.fsyncAloneMs).push(
+            ev.completedMs - ev.issuedMs,
+          );
+          split.afterMs.push(durableMs - ev.completedMs);
+          split.inFlight.push(ev.inFlightAtIssue);
+          split.otherOverlaps.push(ev.otherOverlaps);
+        };
+        await runSchedule(root, side as Side, MAIN, w, durationMs, false, onSample);
+        trace.on = false;
+        splits[side].push(split);
+        otherSyncs[side].push(trace.events.filter((e) => e.lane < 0).length);
+      }
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  const med = (xs: number[]) => (xs.length === 0 ? Number.NaN : percentile(xs, 0.5));
+  const fmt = (x: number) => x.toFixed(3);
+  const rows: string[][] = [];
+  for (const side of ['cairn', 'raw'] as const) {
+    for (const [i, s] of splits[side].entries()) {
+      rows.push([
+        `${side} ${i + 1}`,
+        String(s.totalMs.length),
+        fmt(med(s.totalMs)),
+        fmt(med(s.beforeMs)),
+        fmt(med(s.arrivalToWriteMs)),
+        fmt(med(s.idleArrivalToWriteMs)),
+        (s.laneBusyAtArrival / Math.max(1, s.arrivalToWriteMs.length)).toFixed(3),
+        fmt(med(s.writeToIssueMs)),
+        fmt(med(s.fsyncMs)),
+        `${fmt(med(s.fsyncAloneMs))}/${fmt(med(s.fsyncOverlappedMs))}`,
+        fmt(med(s.afterMs)),
+        fmt(percentile(s.afterMs, 0.9)),
+        med(s.inFlight).toFixed(0),
+        (s.otherOverlaps.filter((x) => x > 0).length / Math.max(1, s.otherOverlaps.length)).toFixed(3),
+        String(otherSyncs[side][i]),
+      ]);
+    }
+  }
+  console.log(
+    `vote path, ${MAIN.lanes} lanes × ${MAIN.blockBytes / 1024} KiB × ${MAIN.ratePerLane}/s, ${rounds} rounds of ${durationMs} ms per side (medians per block)`,
+  );
+  printTable(
+    [
+      'run',
+      'blocks',
+      'total',
+      'before',
+      'arrival→write',
+      'idle lane: arrival→write',
+      'lane busy at arrival',
+      'write→issue',
+      'fsync',
+      'fsync alone/overlapped',
+      'after',
+      'after p90',
+      'in flight',
+      'share w/ other fsync',
+      'other fsyncs',
+    ],
+    rows,
+  );
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await run(process.argv.slice(2));
+}
