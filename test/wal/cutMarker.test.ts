@@ -66,3 +66,63 @@ test('truncateBack writes CUT before cutting and clears it once the cut is fsync
   meta.close();
   await wal.close();
 });
+
+test('a second truncateBack queued behind the first still cuts under CUT (the first must not clear it)', async () => {
+  const fs = new SimulatedFileSystem({ seed: 6 });
+  const cutsSeen: Array<number | undefined> = [];
+  const open = fs.open.bind(fs);
+  fs.open = (...args: Parameters<typeof open>) => {
+    const h = open(...args);
+    if (!String(args[0]).endsWith('.wal')) return h;
+    const truncate = h.truncate.bind(h);
+    h.truncate = (length: number) => {
+      const meta = openWalMeta(fs, '/w', true);
+      cutsSeen.push(meta.state?.cutNext);
+      meta.close();
+      truncate(length);
+    };
+    return h;
+  };
+  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
+  await wal.sync();
+  // Two rollbacks in a row, the second issued before the first's disk work ran.
+  const first = wal.truncateBack(6);
+  const second = wal.truncateBack(3);
+  await Promise.all([first, second]);
+  assert.deepEqual(cutsSeen, [6, 3], 'each cut ran while the meta on disk said CUT at or below it');
+  const meta = openWalMeta(fs, '/w', true);
+  assert.equal(meta.state?.cutNext, undefined, 'cleared once the last cut was fsynced');
+  meta.close();
+  await wal.close();
+});
+
+test('a truncateFront issued while a cut is pending keeps CUT in the meta it writes', async () => {
+  const fs = new SimulatedFileSystem({ seed: 7 });
+  const cutsSeen: Array<number | undefined> = [];
+  const open = fs.open.bind(fs);
+  fs.open = (...args: Parameters<typeof open>) => {
+    const h = open(...args);
+    if (!String(args[0]).endsWith('.wal')) return h;
+    const truncate = h.truncate.bind(h);
+    h.truncate = (length: number) => {
+      const meta = openWalMeta(fs, '/w', true);
+      cutsSeen.push(meta.state?.cutNext);
+      meta.close();
+      truncate(length);
+    };
+    return h;
+  };
+  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
+  await wal.sync();
+  const back = wal.truncateBack(6);
+  const front = wal.truncateFront(2);
+  await Promise.all([back, front]);
+  assert.deepEqual(cutsSeen, [6], 'the cut ran while the meta on disk said CUT');
+  const meta = openWalMeta(fs, '/w', true);
+  assert.equal(meta.state?.cutNext, undefined, 'cleared once the cut was fsynced');
+  assert.equal(meta.state?.firstIndex, 2);
+  meta.close();
+  await wal.close();
+});
