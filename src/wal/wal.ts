@@ -222,15 +222,19 @@ export class Wal implements WriteAheadLog {
         throw ioFatal(`opening WAL tail segment in ${options.dir}`, err, { file: options.dir });
       }
       // The clean marker vouches that nothing follows the data; it must be gone before anything
-      // is written after it (on the thread pool; record writes wait for it).
-      if (recovered.meta.state?.clean !== undefined) {
+      // is written after it (on the thread pool; record writes wait for it). A CUT left by a crash
+      // inside a truncateBack goes in the same write: recovery cut and fsynced the tail, so no stale
+      // frame is left, and a CUT kept would disable the fsync proof for the records this session
+      // writes at or above its index (damage to acknowledged ones would read as a torn tail).
+      const leftover = recovered.meta.state;
+      if (leftover?.clean !== undefined || leftover?.cutNext !== undefined) {
         const state: MetaState = {
           firstIndex: recovered.firstIndex,
           durableNext: recovered.durableNext,
           clean: undefined,
         };
         void wal
-          .maintain('clearing the clean-close marker', async () => {
+          .maintain('clearing the clean-close or cut marker', async () => {
             await wal.meta.writeAsync(state);
             wal.persistedDurableNext = state.durableNext;
           })

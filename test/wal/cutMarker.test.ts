@@ -126,3 +126,34 @@ test('a truncateFront issued while a cut is pending keeps CUT in the meta it wri
   meta.close();
   await wal.close();
 });
+
+test('a CUT left by a crash inside a cut does not outlive the next writable open', async () => {
+  // Recovery repairs the tail of a log whose cut was interrupted (anything past its end goes, and
+  // the tail is fsynced), so no stale frame is left. A CUT still in the meta would keep disabling
+  // the fsync proof for every record the new session writes at or above the cut index: damage to
+  // records fsynced (and acknowledged) since would be cut as a torn tail instead of refused.
+  const fs = new SimulatedFileSystem({ seed: 8 });
+  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
+  await wal.sync();
+  await wal.close();
+  // The meta a power cut right after truncateBack(4)'s first meta write leaves (cut not yet run).
+  const crashed = openWalMeta(fs, '/w', false);
+  crashed.write({ firstIndex: 0, durableNext: 4, clean: undefined, cutNext: 4 });
+  crashed.close();
+
+  const reopened = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  // Records 10..14, each acknowledged (fsynced) before the next is written.
+  for (let i = 10; i < 15; i++) {
+    reopened.append([new Uint8Array(100).fill(i)]);
+    await reopened.sync();
+  }
+  // Power cut now (everything was fsynced), then bit rot in record 11 (frames are 24 + 100 bytes).
+  const image = fs.crash();
+  image.flipBit('/w/00000000000000000000.wal', 32 + 11 * 124 + 30, 1);
+  await assert.rejects(
+    Wal.open({ fs: image, dir: '/w', segmentBytes: 64 * 1024 }),
+    (e: unknown) => e instanceof CairnError && e.code === 'WAL_CORRUPT' && /fsynced/.test(e.message),
+    'damage to acknowledged record 11 is refused, not cut as a torn tail',
+  );
+});
