@@ -498,7 +498,9 @@ export class Wal implements WriteAheadLog {
       // The cut is durable: no stale frame is left above it, so the fsync proofs of frames written
       // from now on count again, unless another cut queued behind this one is still to run (its
       // index then stays in the meta: metaState carries the lowest cut still in flight).
-      this.cutsInFlight.splice(this.cutsInFlight.indexOf(newNext), 1);
+      const inFlight = this.cutsInFlight.indexOf(newNext);
+      invariant(inFlight >= 0, 'a cut is in flight until its own maintenance step ends');
+      this.cutsInFlight.splice(inFlight, 1);
       await this.meta.writeAsync(this.metaState());
       if (epoch === this.epoch && this.durability.mode !== 'none' && this.durable < newNext) {
         this.durable = newNext;
