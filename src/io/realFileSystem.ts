@@ -142,7 +142,10 @@ export class RealFileSystem implements FileSystem {
    * process included, e.g. one killed before its own directory fsync), so the skip happens only
    * when no entry changed since an fsync that made all of them durable. Timestamps are coarse (a
    * clock tick), so a directory is remembered only when its last change was at least
-   * DIR_QUIET_MS before the fsync started: a later change cannot then carry the same time.
+   * DIR_QUIET_MS before the fsync started: a later change cannot then carry the same time. Some
+   * file systems keep whole seconds (ext3, ext4 with 128-byte inodes, HFS+) or two (FAT): there a
+   * change at .6 s carries the same time as one at .1 s, so whole-second times count from the end of
+   * their (two-second) granule (see timeGranularityBoundNs).
    * Measured: opening 41 logs of one store fsynced the same ancestors 41 times (37% of a restart).
    */
   syncDir(path: string): void {
@@ -154,7 +157,9 @@ export class RealFileSystem implements FileSystem {
       if (known !== undefined && sameDirState(known, before)) return;
       fs.fsyncSync(fd);
       const quietSinceNs = BigInt(startedMs - DIR_QUIET_MS) * 1_000_000n;
-      if (before.mtimeNs <= quietSinceNs && before.ctimeNs <= quietSinceNs) {
+      // A time stamp covers a change made any time within the file system's granularity after it.
+      const lastChangeBoundNs = maxBigInt(before.mtimeNs, before.ctimeNs) + timeGranularityBoundNs(before);
+      if (lastChangeBoundNs <= quietSinceNs) {
         if (this.syncedDirs.size >= SYNCED_DIRS_MAX) this.syncedDirs.clear();
         this.syncedDirs.set(path, {
           dev: before.dev,
@@ -182,6 +187,26 @@ interface SyncedDir {
 const DIR_QUIET_MS = 100;
 /** Bound of the memo (cleared when full: it only saves fsyncs, never changes an outcome). */
 const SYNCED_DIRS_MAX = 4096;
+
+const NS_PER_SECOND = 1_000_000_000n;
+/** FAT keeps modification times in two-second steps, the coarsest in common use. */
+const COARSEST_TIME_GRANULARITY_NS = 2n * NS_PER_SECOND;
+
+/**
+ * How long after its time stamps the directory's last change may have happened. Times with a
+ * fraction come from a file system keeping at least milliseconds (within DIR_QUIET_MS). Whole-second
+ * times may come from one that keeps only seconds (or two): assume the coarsest. (On a finer file system
+ * both times rarely fall on a whole second; that only costs an fsync.)
+ */
+function timeGranularityBoundNs(st: fs.BigIntStats): bigint {
+  return st.mtimeNs % NS_PER_SECOND === 0n && st.ctimeNs % NS_PER_SECOND === 0n
+    ? COARSEST_TIME_GRANULARITY_NS
+    : 0n;
+}
+
+function maxBigInt(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
 
 function sameDirState(known: SyncedDir, now: fs.BigIntStats): boolean {
   return (

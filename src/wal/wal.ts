@@ -120,6 +120,12 @@ export class Wal implements WriteAheadLog {
   private syncsInFlight = 0;
   /** The durable marker as last written to the meta (records below it are known acknowledged). */
   private persistedDurableNext: number;
+  /**
+   * Cut indexes of truncateBack calls whose cut is not yet fsynced. Every meta write carries the
+   * lowest as CUT (see `metaState`): a meta written meanwhile by another call (a second rollback, a
+   * front truncation) must not clear the flag while some cut can still leave stale frames behind.
+   */
+  private readonly cutsInFlight: number[] = [];
   /** Disk work of truncations and reset still running; record writes wait for it. */
   private maintenance: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -216,15 +222,19 @@ export class Wal implements WriteAheadLog {
         throw ioFatal(`opening WAL tail segment in ${options.dir}`, err, { file: options.dir });
       }
       // The clean marker vouches that nothing follows the data; it must be gone before anything
-      // is written after it (on the thread pool; record writes wait for it).
-      if (recovered.meta.state?.clean !== undefined) {
+      // is written after it (on the thread pool; record writes wait for it). A CUT left by a crash
+      // inside a truncateBack goes in the same write: recovery cut and fsynced the tail, so no stale
+      // frame is left, and a CUT kept would disable the fsync proof for the records this session
+      // writes at or above its index (damage to acknowledged ones would read as a torn tail).
+      const leftover = recovered.meta.state;
+      if (leftover?.clean !== undefined || leftover?.cutNext !== undefined) {
         const state: MetaState = {
           firstIndex: recovered.firstIndex,
           durableNext: recovered.durableNext,
           clean: undefined,
         };
         void wal
-          .maintain('clearing the clean-close marker', async () => {
+          .maintain('clearing the clean-close or cut marker', async () => {
             await wal.meta.writeAsync(state);
             wal.persistedDurableNext = state.durableNext;
           })
@@ -454,7 +464,8 @@ export class Wal implements WriteAheadLog {
     // marker: acknowledged records are about to go on purpose, and a crash right after the cut
     // would otherwise read as damage to acknowledged data. (A rollback's cost: one mirrored meta
     // write. Until the next meta write, damage at or above the cut index reads as a torn tail.)
-    const cutState: MetaState = { ...this.metaState(), cutNext: newNext };
+    this.cutsInFlight.push(newNext);
+    const cutState = this.metaState();
     const metaWrite = this.meta.writeAsync(cutState);
     metaWrite.catch(() => undefined);
     await this.maintain('truncating the back of', async () => {
@@ -484,8 +495,12 @@ export class Wal implements WriteAheadLog {
       } finally {
         if (!stillTail) handle.close();
       }
-      // The cut is durable: no stale frame is left, so the fsync proofs of frames written from now
-      // on count again.
+      // The cut is durable: no stale frame is left above it, so the fsync proofs of frames written
+      // from now on count again, unless another cut queued behind this one is still to run (its
+      // index then stays in the meta: metaState carries the lowest cut still in flight).
+      const inFlight = this.cutsInFlight.indexOf(newNext);
+      invariant(inFlight >= 0, 'a cut is in flight until its own maintenance step ends');
+      this.cutsInFlight.splice(inFlight, 1);
       await this.meta.writeAsync(this.metaState());
       if (epoch === this.epoch && this.durability.mode !== 'none' && this.durable < newNext) {
         this.durable = newNext;
@@ -675,7 +690,14 @@ export class Wal implements WriteAheadLog {
 
   /** The meta state as of now (the clean marker is only ever written by close). */
   private metaState(): MetaState {
-    return { firstIndex: this.first, durableNext: Math.max(this.first, this.durable), clean: undefined };
+    const state: MetaState = {
+      firstIndex: this.first,
+      durableNext: Math.max(this.first, this.durable),
+      clean: undefined,
+    };
+    // A cut not yet fsynced keeps CUT set, whichever call writes the meta (see cutsInFlight).
+    if (this.cutsInFlight.length > 0) state.cutNext = Math.min(...this.cutsInFlight);
+    return state;
   }
 
   /**

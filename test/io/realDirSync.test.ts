@@ -82,6 +82,59 @@ test('a directory unchanged since this instance fsynced it is not fsynced again;
   }
 });
 
+/**
+ * ext3, ext4 with 128-byte inodes and HFS+ keep whole seconds (FAT: two): two entry changes half a
+ * second apart carry the same mtime and ctime there. The quiet period must then count from the end
+ * of that second, or an fsync between the two changes is remembered and the second change is never
+ * fsynced. Simulated here (the machine's disk keeps nanoseconds): fstat rounds to whole seconds, and
+ * the clock is set.
+ */
+test('on a file system with whole-second times, a change later in the same second is fsynced', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'cairn-dirsync-coarse-'));
+  const originalFstat = fsModule.fstatSync;
+  const originalNow = Date.now;
+  const secondMs = Math.floor(originalNow() / 1000) * 1000 - 10_000;
+  let nowMs = secondMs;
+  try {
+    const dir = join(root, 'logs');
+    mkdirSync(dir);
+    // Every change made below lands in the same whole second `secondMs`.
+    const wholeSecondNs = BigInt(secondMs) * 1_000_000n;
+    fsModule.fstatSync = ((fd: number, options?: { bigint?: boolean }) => {
+      const st = originalFstat(fd, options as { bigint: true });
+      if (options?.bigint === true) {
+        (st as fsModule.BigIntStats).mtimeNs = wholeSecondNs;
+        (st as fsModule.BigIntStats).ctimeNs = wholeSecondNs;
+      }
+      return st;
+    }) as typeof fsModule.fstatSync;
+    syncBuiltinESMExports();
+    Date.now = () => nowMs;
+    await countingFsyncs(async (count) => {
+      const fs = new RealFileSystem();
+      // An entry made at .100 s, the directory fsynced at .500 s (its time, .000, looks 500 ms old).
+      nowMs = secondMs + 500;
+      fs.syncDir(dir);
+      assert.equal(count(), 1);
+      // Another entry at .600 s: the file system records the same second for it.
+      writeFileSync(join(dir, 'segment'), 'x');
+      nowMs = secondMs + 700;
+      fs.syncDir(dir);
+      assert.equal(count(), 2, 'a change in the same second as the remembered fsync is fsynced');
+      // Once the whole second (two, for FAT) and the quiet period have passed, skipping is sound.
+      nowMs = secondMs + 2_200;
+      fs.syncDir(dir);
+      fs.syncDir(dir);
+      assert.equal(count(), 3, 'remembered only once no later change can carry the same time');
+    });
+  } finally {
+    fsModule.fstatSync = originalFstat;
+    syncBuiltinESMExports();
+    Date.now = originalNow;
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('a directory that is gone is an error, as before', () => {
   const fs = new RealFileSystem();
   assert.throws(() => fs.syncDir(join(tmpdir(), 'cairn-dirsync-missing-', String(process.pid))), {

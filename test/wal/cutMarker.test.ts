@@ -66,3 +66,94 @@ test('truncateBack writes CUT before cutting and clears it once the cut is fsync
   meta.close();
   await wal.close();
 });
+
+test('a second truncateBack queued behind the first still cuts under CUT (the first must not clear it)', async () => {
+  const fs = new SimulatedFileSystem({ seed: 6 });
+  const cutsSeen: Array<number | undefined> = [];
+  const open = fs.open.bind(fs);
+  fs.open = (...args: Parameters<typeof open>) => {
+    const h = open(...args);
+    if (!String(args[0]).endsWith('.wal')) return h;
+    const truncate = h.truncate.bind(h);
+    h.truncate = (length: number) => {
+      const meta = openWalMeta(fs, '/w', true);
+      cutsSeen.push(meta.state?.cutNext);
+      meta.close();
+      truncate(length);
+    };
+    return h;
+  };
+  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
+  await wal.sync();
+  // Two rollbacks in a row, the second issued before the first's disk work ran.
+  const first = wal.truncateBack(6);
+  const second = wal.truncateBack(3);
+  await Promise.all([first, second]);
+  assert.deepEqual(cutsSeen, [6, 3], 'each cut ran while the meta on disk said CUT at or below it');
+  const meta = openWalMeta(fs, '/w', true);
+  assert.equal(meta.state?.cutNext, undefined, 'cleared once the last cut was fsynced');
+  meta.close();
+  await wal.close();
+});
+
+test('a truncateFront issued while a cut is pending keeps CUT in the meta it writes', async () => {
+  const fs = new SimulatedFileSystem({ seed: 7 });
+  const cutsSeen: Array<number | undefined> = [];
+  const open = fs.open.bind(fs);
+  fs.open = (...args: Parameters<typeof open>) => {
+    const h = open(...args);
+    if (!String(args[0]).endsWith('.wal')) return h;
+    const truncate = h.truncate.bind(h);
+    h.truncate = (length: number) => {
+      const meta = openWalMeta(fs, '/w', true);
+      cutsSeen.push(meta.state?.cutNext);
+      meta.close();
+      truncate(length);
+    };
+    return h;
+  };
+  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
+  await wal.sync();
+  const back = wal.truncateBack(6);
+  const front = wal.truncateFront(2);
+  await Promise.all([back, front]);
+  assert.deepEqual(cutsSeen, [6], 'the cut ran while the meta on disk said CUT');
+  const meta = openWalMeta(fs, '/w', true);
+  assert.equal(meta.state?.cutNext, undefined, 'cleared once the cut was fsynced');
+  assert.equal(meta.state?.firstIndex, 2);
+  meta.close();
+  await wal.close();
+});
+
+test('a CUT left by a crash inside a cut does not outlive the next writable open', async () => {
+  // Recovery repairs the tail of a log whose cut was interrupted (anything past its end goes, and
+  // the tail is fsynced), so no stale frame is left. A CUT still in the meta would keep disabling
+  // the fsync proof for every record the new session writes at or above the cut index: damage to
+  // records fsynced (and acknowledged) since would be cut as a torn tail instead of refused.
+  const fs = new SimulatedFileSystem({ seed: 8 });
+  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
+  await wal.sync();
+  await wal.close();
+  // The meta a power cut right after truncateBack(4)'s first meta write leaves (cut not yet run).
+  const crashed = openWalMeta(fs, '/w', false);
+  crashed.write({ firstIndex: 0, durableNext: 4, clean: undefined, cutNext: 4 });
+  crashed.close();
+
+  const reopened = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  // Records 10..14, each acknowledged (fsynced) before the next is written.
+  for (let i = 10; i < 15; i++) {
+    reopened.append([new Uint8Array(100).fill(i)]);
+    await reopened.sync();
+  }
+  // Power cut now (everything was fsynced), then bit rot in record 11 (frames are 24 + 100 bytes).
+  const image = fs.crash();
+  image.flipBit('/w/00000000000000000000.wal', 32 + 11 * 124 + 30, 1);
+  await assert.rejects(
+    Wal.open({ fs: image, dir: '/w', segmentBytes: 64 * 1024 }),
+    (e: unknown) => e instanceof CairnError && e.code === 'WAL_CORRUPT' && /fsynced/.test(e.message),
+    'damage to acknowledged record 11 is refused, not cut as a torn tail',
+  );
+});
