@@ -72,6 +72,7 @@ import {
 import { type HashItem, HashPool, PARALLEL_MIN_ELEMENTS } from './hashPool.ts';
 import { LevelKvHost, type StateKvHost } from './kvHost.ts';
 import { LtHash, type LtHasher, sharedLtHasher } from './ltHash.ts';
+import { loadLtKernel } from './ltKernel.ts';
 import { readHeightModified, readLogical } from './reader.ts';
 import {
   BLOCK_RECORD_FIXED_BYTES,
@@ -471,14 +472,21 @@ export class StateStore {
     const overlay = new Map<string, RowChange & { kk: Uint8Array }>();
     /** Rows read before this block touched them (accounts, read-modify-write): their old values. */
     const readBefore = new Map<string, Uint8Array | undefined>();
+    // Accounts are read-modify-write: their committed rows are fetched in one engine `getMany`
+    // that runs while the other rows are routed, instead of one synchronous read per account.
+    const prefetch = this.prefetchAccounts(changeSets);
     const current = (kk: Uint8Array): Uint8Array | undefined => {
       const id = idOf(kk);
       const o = overlay.get(id);
       if (o) return o.value ?? undefined;
+      if (readBefore.has(id)) return readBefore.get(id);
       const v = this.readKk(id, kk);
       readBefore.set(id, v);
       return v;
     };
+    /** Account writes, applied in their order after the prefetch (other families never share a row). */
+    const accountWrites: { kind: 'nonce' | 'codeHash'; key: Uint8Array; value: Uint8Array; del: boolean }[] =
+      [];
     const put = (family: Family, key: Uint8Array, value: Uint8Array | null) => {
       // Every row must fit the export format, or an export of this state could never be imported.
       const longest = Math.max(key.length, value?.length ?? 0);
@@ -533,26 +541,30 @@ export class StateStore {
         } else if (kind === 'misc') {
           put('misc', miscPhysicalKey(EVM_MODULE, key), del ? null : encodeMisc(height, value));
         } else {
-          const phys = accountKey(key.subarray(1));
-          const kk = kvKey('account', phys);
-          const old = current(kk);
-          const acct: Account = old ? decodeAccount(old) : zeroAccount();
-          if (kind === 'nonce') {
-            if (del) acct.nonce = 0n;
-            else {
-              if (value.length !== 8) throw caller(`nonce value must be 8 bytes, got ${value.length}`);
-              acct.nonce = new DataView(value.buffer, value.byteOffset, 8).getBigUint64(0, false);
-            }
-          } else {
-            if (del) acct.codeHash = new Uint8Array(32);
-            else {
-              if (value.length !== 32) throw caller(`code hash value must be 32 bytes, got ${value.length}`);
-              acct.codeHash = value.slice();
-            }
-          }
-          put('account', phys, accountIsEmpty(acct) ? null : encodeAccount(height, acct));
+          accountWrites.push({ kind, key, value, del });
         }
       }
+    }
+    for (const [id, v] of await prefetch) readBefore.set(id, v);
+    for (const { kind, key, value, del } of accountWrites) {
+      const phys = accountKey(key.subarray(1));
+      const kk = kvKey('account', phys);
+      const old = current(kk);
+      const acct: Account = old ? decodeAccount(old) : zeroAccount();
+      if (kind === 'nonce') {
+        if (del) acct.nonce = 0n;
+        else {
+          if (value.length !== 8) throw caller(`nonce value must be 8 bytes, got ${value.length}`);
+          acct.nonce = new DataView(value.buffer, value.byteOffset, 8).getBigUint64(0, false);
+        }
+      } else {
+        if (del) acct.codeHash = new Uint8Array(32);
+        else {
+          if (value.length !== 32) throw caller(`code hash value must be 32 bytes, got ${value.length}`);
+          acct.codeHash = value.slice();
+        }
+      }
+      put('account', phys, accountIsEmpty(acct) ? null : encodeAccount(height, acct));
     }
     // Refuse a block whose WAL record would exceed the limit now, before hashing and before the
     // pending block grows: refused at commit, it would be stuck pending with no way forward.
@@ -578,7 +590,7 @@ export class StateStore {
     const olds = await this.oldValues(overlay, readBefore, (news) => {
       // Runs while the engine reads the old values: mix-ins need none.
       if (pool && news.length >= PARALLEL_MIN_ELEMENTS) return pool.apply(news, roots);
-      for (const it of news) this.hasher.mixIn(roots[it.family]!, it.key, it.neu!);
+      this.hasher.mixItems(roots, news);
       return undefined;
     });
     const outs: HashItem[] = [];
@@ -599,7 +611,7 @@ export class StateStore {
     if (pool && outs.length >= PARALLEL_MIN_ELEMENTS) {
       await pool.apply(outs, roots);
     } else {
-      for (const it of outs) this.hasher.mixOut(roots[it.family]!, it.key, it.old!);
+      this.hasher.mixItems(roots, outs);
     }
     // The overlay's rows go in as they are (their engine key `kk` saves re-encoding at commit).
     for (const [id, row] of overlay) this.pending.set(id, row);
@@ -607,6 +619,56 @@ export class StateStore {
     this.pendingHeight = height;
     this.pendingRecordBytes = recordBytes;
   }
+  /**
+   * The committed rows of the accounts `changeSets` writes that neither the pending block nor the
+   * read-only overlay holds, read in one engine `getMany` (by id). Malformed input is skipped here:
+   * the apply loop refuses it. Never rejects unhandled: the caller awaits it after routing, and if
+   * routing throws first, the read's outcome is dropped.
+   */
+  private prefetchAccounts(
+    changeSets: readonly (NamedChangeSet | null | undefined)[],
+  ): Promise<[string, Uint8Array | undefined][]> {
+    const ids: string[] = [];
+    const kks: Uint8Array[] = [];
+    const seen = new Set<string>();
+    for (const cs of changeSets) {
+      if (cs?.name !== EVM_MODULE || !Array.isArray(cs.pairs)) continue;
+      for (const pair of cs.pairs) {
+        const key = pair?.key;
+        if (!(key instanceof Uint8Array)) continue;
+        const kind = classifyEvmKey(key);
+        if (kind !== 'nonce' && kind !== 'codeHash') continue;
+        const kk = kvKey('account', accountKey(key.subarray(1)));
+        const id = idOf(kk);
+        if (seen.has(id) || this.pending.has(id) || (this.overlay.size > 0 && this.overlay.has(id))) continue;
+        seen.add(id);
+        ids.push(id);
+        kks.push(kk);
+      }
+    }
+    if (kks.length === 0) return Promise.resolve([]);
+    const kv = this.kv;
+    if (!kv) return Promise.reject(new CairnError('CLOSED', 'state store is closed'));
+    const reads: Promise<(Uint8Array | undefined)[]>[] = [];
+    for (let at = 0; at < kks.length; at += OLD_VALUE_READ_CHUNK) {
+      reads.push(kv.getMany(kks.slice(at, at + OLD_VALUE_READ_CHUNK)));
+    }
+    const all = Promise.all(reads).then(
+      (chunks) => {
+        const out: [string, Uint8Array | undefined][] = [];
+        let i = 0;
+        for (const chunk of chunks) for (const v of chunk) out.push([ids[i++]!, v]);
+        return out;
+      },
+      (err: unknown) => {
+        if (isCairnError(err)) throw err;
+        throw new CairnError('IO_FATAL', `state engine read failed: ${describe(err)}`, { cause: err });
+      },
+    );
+    all.catch(() => undefined);
+    return all;
+  }
+
   /**
    * The values the block's rows had before it, in `overlay` order: from the pending block, from the
    * reads the block already made, else from the engine in one `getMany` per chunk. `whileReading`
@@ -672,7 +734,8 @@ export class StateStore {
     const onFallback = (reason: string) =>
       this.warn('an LtHash worker failed; hashing continues on the writer thread', { error: reason });
     try {
-      this.pool = HashPool.create(this.hashWorkers, this.hasher, await loadBlake3Module(), onFallback);
+      const [module, kernel] = await Promise.all([loadBlake3Module(), loadLtKernel()]);
+      this.pool = HashPool.create(this.hashWorkers, this.hasher, module, onFallback, kernel);
     } catch (err) {
       // No worker threads here (a restricted runtime): hash on the writer thread, as with 0.
       this.poolUnavailable = true;
