@@ -545,29 +545,49 @@ export class StateStore {
         }
       }
     }
-    for (const [id, v] of await prefetch) readBefore.set(id, v);
-    for (const { kind, key, value, del } of accountWrites) {
-      const phys = accountKey(key.subarray(1));
-      const kk = kvKey('account', phys);
-      const old = current(kk);
-      const acct: Account = old ? decodeAccount(old) : zeroAccount();
-      if (kind === 'nonce') {
-        if (del) acct.nonce = 0n;
-        else {
-          if (value.length !== 8) throw caller(`nonce value must be 8 bytes, got ${value.length}`);
-          acct.nonce = new DataView(value.buffer, value.byteOffset, 8).getBigUint64(0, false);
+    // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
+    const roots = this.working.roots.map((r) => r.clone());
+    const stats = this.working.stats.map((s) => ({ ...s }));
+    const pool =
+      overlay.size + accountWrites.length >= PARALLEL_MIN_ELEMENTS ? await this.hashPool() : undefined;
+    // The rows routed so far (every family but accounts): their old values are read from the engine
+    // while their new values are mixed in, and meanwhile the accounts' prefetch completes.
+    const routed = overlay.size;
+    const routedOlds = this.oldValues(overlay, readBefore, (news) => {
+      if (pool && news.length >= PARALLEL_MIN_ELEMENTS) return pool.apply(news, roots);
+      this.hasher.mixItems(roots, news);
+      return undefined;
+    });
+    try {
+      for (const [id, v] of await prefetch) readBefore.set(id, v);
+      for (const { kind, key, value, del } of accountWrites) {
+        const phys = accountKey(key.subarray(1));
+        const kk = kvKey('account', phys);
+        const old = current(kk);
+        const acct: Account = old ? decodeAccount(old) : zeroAccount();
+        if (kind === 'nonce') {
+          if (del) acct.nonce = 0n;
+          else {
+            if (value.length !== 8) throw caller(`nonce value must be 8 bytes, got ${value.length}`);
+            acct.nonce = new DataView(value.buffer, value.byteOffset, 8).getBigUint64(0, false);
+          }
+        } else {
+          if (del) acct.codeHash = new Uint8Array(32);
+          else {
+            if (value.length !== 32) throw caller(`code hash value must be 32 bytes, got ${value.length}`);
+            acct.codeHash = value.slice();
+          }
         }
-      } else {
-        if (del) acct.codeHash = new Uint8Array(32);
-        else {
-          if (value.length !== 32) throw caller(`code hash value must be 32 bytes, got ${value.length}`);
-          acct.codeHash = value.slice();
-        }
+        put('account', phys, accountIsEmpty(acct) ? null : encodeAccount(height, acct));
       }
-      put('account', phys, accountIsEmpty(acct) ? null : encodeAccount(height, acct));
+    } catch (err) {
+      // Nothing is left running behind a refused block (the reads and the hash pool finish first).
+      await routedOlds.catch(() => undefined);
+      throw err;
     }
-    // Refuse a block whose WAL record would exceed the limit now, before hashing and before the
-    // pending block grows: refused at commit, it would be stuck pending with no way forward.
+    const olds = await routedOlds;
+    // Refuse a block whose WAL record would exceed the limit now, before the pending block grows:
+    // refused at commit, it would be stuck pending with no way forward.
     let recordBytes = this.pendingRecordBytes;
     for (const [id, row] of overlay) {
       const was = this.pending.get(id);
@@ -582,36 +602,39 @@ export class StateStore {
         { details: { height, bytes: recordBytes, limit: WAL_MAX_RECORD_BYTES } },
       );
     }
-    // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
-    const roots = this.working.roots.map((r) => r.clone());
-    const stats = this.working.stats.map((s) => ({ ...s }));
-    const rows = [...overlay.values()];
-    const pool = rows.length >= PARALLEL_MIN_ELEMENTS ? await this.hashPool() : undefined;
-    const olds = await this.oldValues(overlay, readBefore, (news) => {
-      // Runs while the engine reads the old values: mix-ins need none.
-      if (pool && news.length >= PARALLEL_MIN_ELEMENTS) return pool.apply(news, roots);
-      this.hasher.mixItems(roots, news);
-      return undefined;
-    });
-    const outs: HashItem[] = [];
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i]!;
+    // Mix-outs of every row with an old value, and the account rows' mix-ins (an account's value
+    // before the block is the one `current` read: from the pending block or the engine).
+    const rest: HashItem[] = [];
+    let i = 0;
+    for (const [id, row] of overlay) {
       const f = FAMILY_INDEX[row.family];
-      const old = olds[i];
-      if (old !== undefined && old.length > 0) {
-        outs.push({ family: f, key: row.key, old });
+      const old = i < routed ? olds[i] : readBefore.get(id);
+      const hasNew = row.value !== null && row.value.length > 0;
+      const hasOld = old !== undefined && old.length > 0;
+      if (hasOld) {
         stats[f]!.keys--;
         stats[f]!.bytes -= row.key.length + old.length;
       }
-      if (row.value !== null && row.value.length > 0) {
+      if (hasNew) {
         stats[f]!.keys++;
-        stats[f]!.bytes += row.key.length + row.value.length;
+        stats[f]!.bytes += row.key.length + row.value!.length;
       }
+      if (i >= routed && (hasOld || hasNew)) {
+        rest.push({
+          family: f,
+          key: row.key,
+          old: hasOld ? old : undefined,
+          neu: hasNew ? row.value! : undefined,
+        });
+      } else if (hasOld) {
+        rest.push({ family: f, key: row.key, old });
+      }
+      i++;
     }
-    if (pool && outs.length >= PARALLEL_MIN_ELEMENTS) {
-      await pool.apply(outs, roots);
+    if (pool && rest.length >= PARALLEL_MIN_ELEMENTS) {
+      await pool.apply(rest, roots);
     } else {
-      this.hasher.mixItems(roots, outs);
+      this.hasher.mixItems(roots, rest);
     }
     // The overlay's rows go in as they are (their engine key `kk` saves re-encoding at commit).
     for (const [id, row] of overlay) this.pending.set(id, row);
