@@ -7,7 +7,8 @@
  *  - commit(h): the block's physical row changes and the per-family LtHash after it go into WAL
  *    record h, which is fsynced (group commit) before anything else; then ONE engine batch carries
  *    the rows, the version record and, every `checkpointIntervalBlocks`, the checkpoint record. Only
- *    checkpoint batches are synced.
+ *    checkpoint batches are synced. commit(h) resolves once the WAL record is durable; the engine
+ *    batch is written behind it while block h+1 is built (reads see its rows in `inflight`).
  *  - LevelDB may keep any subset of the unsynced batches after a power cut. The synced checkpoint at
  *    height C guarantees everything up to C; open then re-applies WAL records C+1..tip in order. Each
  *    record holds the block's complete new rows (puts and deletes, the value bytes as stored) and the
@@ -257,6 +258,13 @@ export class StateStore {
     stats: FAMILIES.map(() => ({ keys: 0, bytes: 0 })),
   };
   private pending = new Map<string, PendingRow>();
+  /**
+   * The last committed block's rows while its engine batch is still being written (its WAL record
+   * is durable, so it is committed): reads consult them before the engine.
+   */
+  private inflight: Map<string, PendingRow> | undefined;
+  /** That engine write; never rejects (a failure latches the store). */
+  private engineWrite: Promise<void> | undefined;
   private pendingHeight = 0;
   /** Read-only opens: WAL rows above the engine's checkpoint, applied in memory only. */
   private overlay = new Map<string, RowChange>();
@@ -416,19 +424,19 @@ export class StateStore {
     height: number,
     changeSets: readonly (NamedChangeSet | null | undefined)[] | null,
   ): Promise<void> {
-    return this.enqueue(() => this.applyNow(height, changeSets ?? []));
+    return this.enqueue(() => this.applyNow(height, changeSets ?? []), true);
   }
 
   /** Persists the buffered block (possibly empty) as `height`; resolves once it is durable. */
   commit(height: number): Promise<number> {
-    return this.enqueue(() => this.commitNow(height));
+    return this.enqueue(() => this.commitNow(height), true);
   }
 
   commitBlock(height: number, changeSets: readonly NamedChangeSet[]): Promise<number> {
     return this.enqueue(async () => {
       await this.applyNow(height, changeSets);
       return this.commitNow(height);
-    });
+    }, true);
   }
 
   /**
@@ -663,7 +671,13 @@ export class StateStore {
         if (kind !== 'nonce' && kind !== 'codeHash') continue;
         const kk = kvKey('account', accountKey(key.subarray(1)));
         const id = idOf(kk);
-        if (seen.has(id) || this.pending.has(id) || (this.overlay.size > 0 && this.overlay.has(id))) continue;
+        if (
+          seen.has(id) ||
+          this.pending.has(id) ||
+          this.inflight?.has(id) ||
+          (this.overlay.size > 0 && this.overlay.has(id))
+        )
+          continue;
         seen.add(id);
         ids.push(id);
         kks.push(kk);
@@ -710,7 +724,7 @@ export class StateStore {
     const news: HashItem[] = [];
     let i = 0;
     for (const [id, row] of overlay) {
-      const p = this.pending.get(id);
+      const p = this.pending.get(id) ?? this.inflight?.get(id);
       if (p) olds[i] = p.value ?? undefined;
       else if (readBefore.has(id)) olds[i] = readBefore.get(id);
       else if (this.overlay.size > 0 && this.overlay.has(id))
@@ -819,13 +833,32 @@ export class StateStore {
       // An unwritten staged batch is dropped; the engine closes it when the store closes.
       throw this.latch.latch(err, `state WAL append of block ${height}`);
     }
-    try {
-      if (staged === undefined) throw stageError;
-      await staged.write({ sync: checkpoint });
-    } catch (err) {
-      throw this.latch.latch(err, `state engine batch of block ${height}`);
-    }
-    if (checkpoint) this.lastCheckpoint = height;
+    // The record is durable: the block is committed. Its engine batch goes out behind the previous
+    // block's (engine batches stay in height order, each after its own WAL record) and is written
+    // while the caller builds the next block; until it lands, reads find its rows in `inflight`.
+    // A failed batch latches the store: the next call rejects with its cause, and an open replays
+    // the block from the WAL.
+    await this.drainEngineWrite();
+    this.latch.check();
+    if (staged === undefined) throw this.latch.latch(stageError, `state engine batch of block ${height}`);
+    const batch = staged;
+    const rowsById = this.pending;
+    const write: Promise<void> = batch
+      .write({ sync: checkpoint })
+      .then(
+        () => {
+          if (checkpoint) this.lastCheckpoint = height;
+        },
+        (err: unknown) => {
+          this.latch.latch(err, `state engine batch of block ${height}`);
+        },
+      )
+      .finally(() => {
+        if (this.inflight === rowsById) this.inflight = undefined;
+        if (this.engineWrite === write) this.engineWrite = undefined;
+      });
+    this.inflight = rowsById;
+    this.engineWrite = write;
     this.committed = cloneMeta(after);
     this.pending = new Map();
     this.pendingHeight = 0;
@@ -1453,6 +1486,7 @@ export class StateStore {
     this.closing ??= (async () => {
       await this.settleBackground();
       await this.queue.catch(() => undefined);
+      await this.drainEngineWrite();
       await this.awaitCheckpointPreparation();
       await runAllThenThrowFirst([
         async () => {
@@ -1805,7 +1839,7 @@ export class StateStore {
   };
 
   private readKk(id: string, kk: Uint8Array, withPending = true): Uint8Array | undefined {
-    const p = withPending ? this.pending.get(id) : undefined;
+    const p = (withPending ? this.pending.get(id) : undefined) ?? this.inflight?.get(id);
     if (p) return p.value ?? undefined;
     if (this.overlay.size > 0) {
       const o = this.overlay.get(id);
@@ -1830,19 +1864,29 @@ export class StateStore {
     if (this.options.readOnly) throw caller('the state store was opened read-only');
   }
 
-  private enqueue<T>(fn: () => Promise<T> | T): Promise<T> {
+  /**
+   * `besideEngineWrite`: the step may run while the last commit's engine batch is being written
+   * (apply and commit, which read through `inflight`); every other step waits for that write first.
+   */
+  private enqueue<T>(fn: () => Promise<T> | T, besideEngineWrite = false): Promise<T> {
     if (this.closing) return Promise.reject(new CairnError('CLOSED', 'state store is closed'));
-    return this.queueStep(fn);
+    return this.queueStep(fn, besideEngineWrite);
   }
 
   /** Internal steps (snapshot retention) that may still run while close drains the queue. */
-  private queueStep<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(() => {
+  private queueStep<T>(fn: () => Promise<T> | T, besideEngineWrite = false): Promise<T> {
+    const run = this.queue.then(async () => {
+      if (!besideEngineWrite) await this.drainEngineWrite();
       this.latch.check();
       return fn();
     });
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** Waits until the last commit's engine batch is written or failed (then the store is latched). */
+  private async drainEngineWrite(): Promise<void> {
+    while (this.engineWrite) await this.engineWrite;
   }
 
   /** Waits for background snapshot steps; with `rethrow`, reports (once) the first one that failed. */
@@ -1873,6 +1917,7 @@ export class StateStore {
 
   /** Releases everything after a failed open. */
   private async abandon(): Promise<void> {
+    await this.drainEngineWrite();
     await this.awaitCheckpointPreparation().catch(() => undefined);
     await runAllThenThrowFirst([
       () => this.kv?.close(),
