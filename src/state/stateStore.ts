@@ -440,6 +440,14 @@ export class StateStore {
   }
 
   /**
+   * Resolves once every committed block's engine batch has been written (commit resolves at the
+   * WAL record's durability; the batch follows). Rejects if the store is latched.
+   */
+  engineWritten(): Promise<void> {
+    return this.enqueue(() => undefined);
+  }
+
+  /**
    * Seeds an empty store whose history starts at block `first` (> 0): afterwards the store is at
    * height first-1 with the empty root and the next commit is `first`. Atomic: one synced checkpoint
    * batch; the WAL is then positioned at `first` (an open after a crash in between does the same).
