@@ -136,9 +136,10 @@ export interface StateStoreOptions {
   /**
    * Worker threads that share a block's LtHash work with the writer thread (default
    * `suggestedHashWorkers()`: cores − 1, at most 3; 0 keeps all hashing on the writer). On the quiet
-   * two-core bench machine one worker measured 13–26 % more keys/s in three same-run comparisons
-   * (`npm run bench -- state` prints both); under heavy CPU contention from other processes it can
-   * be slower, so pass 0 where the node's other threads need the cores. They start with the first
+   * two-core bench machine one worker measured 13–26 % more keys/s in three same-run comparisons,
+   * before the SIMD element kernel made hashing ~3× cheaper (`npm run bench -- state` prints both;
+   * re-check there); under CPU contention from other processes it is slower (the kernel's writer
+   * thread alone then wins), so pass 0 where the node's other threads need the cores. They start with the first
    * block of at least 512 rows. Results are bit-identical either way; a failed worker falls back to
    * the writer thread.
    */
