@@ -139,9 +139,9 @@ export interface StateStoreOptions {
    * two-core bench machine one worker measured 13–26 % more keys/s in three same-run comparisons,
    * before the SIMD element kernel made hashing ~3× cheaper (`npm run bench -- state` prints both;
    * re-check there); under CPU contention from other processes it is slower (the kernel's writer
-   * thread alone then wins), so pass 0 where the node's other threads need the cores. They start with the first
-   * block of at least 512 rows. Results are bit-identical either way; a failed worker falls back to
-   * the writer thread.
+   * thread alone then wins), so pass 0 where the node's other threads need the cores. They start
+   * with the first block of at least 512 rows. Results are bit-identical either way; a failed worker
+   * falls back to the writer thread.
    */
   hashWorkers?: number;
   /**
