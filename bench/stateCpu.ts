@@ -6,7 +6,7 @@
  * thread's CPU is the critical path on an idle machine; the process total bounds throughput when
  * every core is busy. Same workload and store options as `npm run bench -- state`.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { makeWorkload, runCairn } from './state.ts';
 import { median } from './support/stats.ts';
 
@@ -21,6 +21,7 @@ function mainThreadCpuMs(): number {
 const blocks = Number(process.argv[2] ?? 40);
 const workersArg = process.argv[3];
 const hashWorkers = workersArg === undefined ? undefined : Number(workersArg);
+mkdirSync('.bench-tmp', { recursive: true });
 const workload = makeWorkload(blocks, 0x5eed5);
 await runCairn(workload.slice(0, 4), hashWorkers); // warm-up, discarded
 const cpu0 = process.cpuUsage();

@@ -18,16 +18,10 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe } from '../lib/errors.ts';
 import { BLAKE3_IO_BYTES } from './blake3Wasm.ts';
-import { LTHASH_LIMBS, LtHash, type LtHasher } from './ltHash.ts';
+import { type HashItem, LTHASH_LIMBS, LtHash, type LtHasher } from './ltHash.ts';
+import { KERNEL_ACC_BASE, KERNEL_MAX_INPUT } from './ltKernel.ts';
 
-export interface HashItem {
-  family: number;
-  key: Uint8Array;
-  /** Bytes to mix out (the row's previous value), if any. */
-  old?: Uint8Array | undefined;
-  /** Bytes to mix in (the row's new value), if any. */
-  neu?: Uint8Array | undefined;
-}
+export type { HashItem };
 
 /** Below this many element hashes a batch is hashed inline (the hand-off costs more than it saves). */
 export const PARALLEL_MIN_ELEMENTS = 512;
@@ -71,17 +65,31 @@ if (workerData.module) {
     return new Uint32Array(d.buffer, d.byteOffset, WORDS);
   };
 }
+let kernel;
+if (workerData.kernel) {
+  const { exports: kx } = await WebAssembly.instantiate(workerData.kernel, {});
+  kernel = { ex: kx, input: new Uint8Array(kx.memory.buffer, 0, ${KERNEL_MAX_INPUT + 64}), slots: new Uint32Array(kx.memory.buffer, ${KERNEL_ACC_BASE}, 4 * WORDS) };
+}
 parentPort.postMessage('ready');
 parentPort.on('message', ({ buf, ops, count, cursor }) => {
   const sums = new Uint32Array(4 * WORDS);
+  if (kernel) kernel.slots.fill(0);
   for (;;) {
     const first = Atomics.add(cursor, 0, ${CHUNK_OPS});
     if (first >= count) break;
     const last = Math.min(count, first + ${CHUNK_OPS});
     for (let n = first; n < last; n++) {
       const i = 4 * n;
+      const start = ops[i + 2];
+      const len = ops[i + 3] - start;
+      if (kernel && len <= ${KERNEL_MAX_INPUT}) {
+        kernel.input.set(buf.subarray(start, start + len));
+        kernel.input.fill(0, len, (len + 63) & ~63);
+        kernel.ex.mix(len, ${KERNEL_ACC_BASE} + ops[i] * ${LTHASH_LIMBS * 2}, ops[i + 1] > 0 ? 1 : 0);
+        continue;
+      }
       const base = ops[i] * WORDS;
-      const b = hashInto(buf.subarray(ops[i + 2], ops[i + 3]));
+      const b = hashInto(buf.subarray(start, start + len));
       if (ops[i + 1] > 0) {
         for (let j = 0; j < WORDS; j++) {
           const x = sums[base + j];
@@ -95,6 +103,14 @@ parentPort.on('message', ({ buf, ops, count, cursor }) => {
           sums[base + j] = ((x | 0x80008000) - (y & 0x7fff7fff)) ^ ((x ^ ~y) & 0x80008000);
         }
       }
+    }
+  }
+  if (kernel) {
+    const k = kernel.slots;
+    for (let j = 0; j < 4 * WORDS; j++) {
+      const x = sums[j];
+      const y = k[j];
+      sums[j] = ((x & 0x7fff7fff) + (y & 0x7fff7fff)) ^ ((x ^ y) & 0x80008000);
     }
   }
   parentPort.postMessage(sums, [sums.buffer]);
@@ -147,10 +163,11 @@ export class HashPool {
     hasher: LtHasher,
     module: WebAssembly.Module | undefined,
     onFallback: (reason: string) => void = () => undefined,
+    kernel?: WebAssembly.Module,
   ): HashPool {
     const hashWasm = pathToFileURL(createRequire(import.meta.url).resolve('hash-wasm')).href;
     const url = new URL(`data:text/javascript,${encodeURIComponent(WORKER_SOURCE(hashWasm))}`);
-    const list = Array.from({ length: workers }, () => new Worker(url, { workerData: { module } }));
+    const list = Array.from({ length: workers }, () => new Worker(url, { workerData: { module, kernel } }));
     return new HashPool(list, hasher, onFallback);
   }
 
@@ -186,19 +203,7 @@ export class HashPool {
       // This thread claims chunks too, into its own partial sums: if a worker fails, nobody knows
       // which chunks it had claimed, so everything is redone inline and the partials are dropped.
       const mine = [new LtHash(), new LtHash(), new LtHash(), new LtHash()];
-      for (;;) {
-        const first = Atomics.add(work.cursor, 0, CHUNK_OPS);
-        if (first >= work.count) break;
-        const last = Math.min(work.count, first + CHUNK_OPS);
-        for (let n = first; n < last; n++) {
-          const i = 4 * n;
-          this.hasher.mixSerialized(
-            mine[work.ops[i]!]!,
-            work.buf.subarray(work.ops[i + 2]!, work.ops[i + 3]!),
-            work.ops[i + 1]!,
-          );
-        }
-      }
+      this.hasher.mixClaimed(mine, work, work.count, work.cursor, CHUNK_OPS);
       const results = await Promise.allSettled(pending);
       const failure = results.find((r) => r.status === 'rejected');
       if (failure) {
@@ -217,11 +222,7 @@ export class HashPool {
   }
 
   private hashInline(items: readonly HashItem[], roots: LtHash[]): void {
-    for (const it of items) {
-      const r = roots[it.family]!;
-      if (it.old) this.hasher.mixOut(r, it.key, it.old);
-      if (it.neu) this.hasher.mixIn(r, it.key, it.neu);
-    }
+    this.hasher.mixItems(roots, items);
   }
 
   private fallBack(reason: unknown): void {

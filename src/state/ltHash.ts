@@ -4,11 +4,29 @@
  * truncated to 2048 bytes, read as little-endian limbs. The root is BLAKE3-256 of the 2048-byte
  * little-endian serialization of the sum. Additive, so order and chunking never matter.
  *
- * BLAKE3 comes from hash-wasm (WASM, ~5 µs per 2 KiB XOF here); the hashers are created once and
- * reused, and element hashes are read in place from the module's memory (blake3Wasm.ts).
+ * Element hashes of inputs up to 1 KiB (every EVM row) run in the SIMD kernel of ltKernel.ts, which
+ * also does the limb sums; longer inputs, and runtimes without WebAssembly SIMD, use hash-wasm's
+ * BLAKE3 module in place (blake3Wasm.ts). Either way the bits are the same (tests compare them).
  */
 import { createBLAKE3, type IHasher } from 'hash-wasm';
 import { BLAKE3_IO_BYTES, Blake3Direct, loadBlake3Module } from './blake3Wasm.ts';
+import { KERNEL_MAX_INPUT, KERNEL_SLOTS, LtKernel, loadLtKernel } from './ltKernel.ts';
+
+/** One row's element hashes for a batch: H(key, old) mixed out, H(key, neu) mixed in, into `family`. */
+export interface HashItem {
+  family: number;
+  key: Uint8Array;
+  /** Bytes to mix out (the row's previous value), if any. */
+  old?: Uint8Array | undefined;
+  /** Bytes to mix in (the row's new value), if any. */
+  neu?: Uint8Array | undefined;
+}
+
+/** Element inputs packed in one buffer: op n is (family, sign, start, end) at ops[4n..4n+3]. */
+export interface PackedOps {
+  buf: Uint8Array;
+  ops: Int32Array;
+}
 
 export const LTHASH_LIMBS = 1024;
 export const LTHASH_BYTES = 2048;
@@ -129,21 +147,120 @@ export class LtHasher {
     private readonly xof: IHasher,
     private readonly checksumHasher: IHasher,
     private readonly direct: Blake3Direct | undefined,
+    private readonly kernel: LtKernel | undefined,
   ) {}
 
-  static async create(options: { direct?: boolean } = {}): Promise<LtHasher> {
-    const [xof, sum, module] = await Promise.all([
+  /** `direct: false` / `kernel: false`: do without hash-wasm's module in place / the SIMD kernel. */
+  static async create(options: { direct?: boolean; kernel?: boolean } = {}): Promise<LtHasher> {
+    const [xof, sum, module, kernelModule] = await Promise.all([
       createBLAKE3(LTHASH_BYTES * 8),
       createBLAKE3(256),
       options.direct === false || !HOST_LITTLE_ENDIAN ? undefined : loadBlake3Module(),
+      options.kernel === false || !HOST_LITTLE_ENDIAN ? undefined : loadLtKernel(),
     ]);
     const direct = module ? await Blake3Direct.instantiate(module) : undefined;
-    return new LtHasher(xof, sum, direct);
+    const kernel = kernelModule ? await LtKernel.instantiate(kernelModule) : undefined;
+    return new LtHasher(xof, sum, direct, kernel);
   }
 
   /** Whether element hashes use the module directly (for tests and the bench). */
   get usesDirectWasm(): boolean {
     return this.direct !== undefined;
+  }
+
+  /** Whether element hashes of inputs ≤ 1 KiB use the SIMD kernel (for tests and the bench). */
+  get usesKernel(): boolean {
+    return this.kernel !== undefined;
+  }
+
+  /**
+   * Adds Σ(H(key, neu) − H(key, old)) of `items` into `roots[item.family]` (≤ 4 roots). Empty keys
+   * or values are not members and are skipped. With the kernel, the roots are loaded into its
+   * accumulators once, every short input is hashed and summed there, and the sums are stored back.
+   */
+  mixItems(roots: readonly LtHash[], items: readonly HashItem[]): void {
+    const k = this.kernel;
+    if (!k || roots.length > KERNEL_SLOTS) {
+      for (const it of items) {
+        const r = roots[it.family]!;
+        if (it.old) this.mixOut(r, it.key, it.old);
+        if (it.neu) this.mixIn(r, it.key, it.neu);
+      }
+      return;
+    }
+    for (let f = 0; f < roots.length; f++) k.slot(f).set(roots[f]!.words32());
+    let long: HashItem[] | undefined;
+    const input = k.input;
+    for (const it of items) {
+      const key = it.key;
+      if (key.length === 0) continue;
+      const old = it.old;
+      const neu = it.neu;
+      if (
+        (old !== undefined && 8 + key.length + old.length > KERNEL_MAX_INPUT) ||
+        (neu !== undefined && 8 + key.length + neu.length > KERNEL_MAX_INPUT)
+      ) {
+        long ??= [];
+        long.push(it);
+        continue;
+      }
+      if (old !== undefined && old.length > 0) {
+        writeInput(input, key, old);
+        k.mix(8 + key.length + old.length, it.family, -1);
+      }
+      if (neu !== undefined && neu.length > 0) {
+        writeInput(input, key, neu);
+        k.mix(8 + key.length + neu.length, it.family, 1);
+      }
+    }
+    for (let f = 0; f < roots.length; f++) roots[f]!.words32().set(k.slot(f));
+    if (long) {
+      for (const it of long) {
+        const r = roots[it.family]!;
+        if (it.old) this.mixOut(r, it.key, it.old);
+        if (it.neu) this.mixIn(r, it.key, it.neu);
+      }
+    }
+  }
+
+  /**
+   * Mixes packed ops into `roots` (4), claiming `chunkOps` at a time from the shared `cursor` until
+   * `count` are claimed (other threads claim from the same cursor).
+   */
+  mixClaimed(
+    roots: readonly LtHash[],
+    packed: PackedOps,
+    count: number,
+    cursor: Int32Array,
+    chunkOps: number,
+  ): void {
+    const k = this.kernel;
+    const { buf, ops } = packed;
+    if (k) for (let f = 0; f < roots.length; f++) k.slot(f).set(roots[f]!.words32());
+    try {
+      for (;;) {
+        const first = Atomics.add(cursor, 0, chunkOps);
+        if (first >= count) break;
+        const last = Math.min(count, first + chunkOps);
+        for (let n = first; n < last; n++) {
+          const i = 4 * n;
+          const start = ops[i + 2]!;
+          const end = ops[i + 3]!;
+          if (k && end - start <= KERNEL_MAX_INPUT) {
+            k.input.set(buf.subarray(start, end));
+            k.mix(end - start, ops[i]!, ops[i + 1]!);
+          } else if (k) {
+            // Into the kernel's slot, which holds this family's running sum.
+            const words = this.serializedWords(buf.subarray(start, end));
+            addOrSub(k.slot(ops[i]!), words, ops[i + 1]!);
+          } else {
+            this.mixSerialized(roots[ops[i]!]!, buf.subarray(start, end), ops[i + 1]!);
+          }
+        }
+      }
+    } finally {
+      if (k) for (let f = 0; f < roots.length; f++) roots[f]!.words32().set(k.slot(f));
+    }
   }
 
   /** `u32le(len k) ‖ k ‖ u32le(len v) ‖ v`, the element-hash input (exposed for vectors). */
@@ -198,6 +315,20 @@ export class LtHasher {
    * (`serializeKV` layout, non-empty key and value).
    */
   mixSerialized(acc: LtHash, input: Uint8Array, sign: number): void {
+    const k = this.kernel;
+    if (k && input.length <= KERNEL_MAX_INPUT) {
+      const slot = k.slot(0);
+      slot.set(acc.words32());
+      k.input.set(input);
+      k.mix(input.length, 0, sign);
+      acc.words32().set(slot);
+      return;
+    }
+    addOrSub(acc.words32(), this.serializedWords(input), sign);
+  }
+
+  /** H of an already serialized input as 512 host-order words, valid until the next call. */
+  private serializedWords(input: Uint8Array): Uint32Array {
     let words: Uint32Array;
     const direct = this.direct;
     if (direct && input.length <= BLAKE3_IO_BYTES) {
@@ -213,18 +344,33 @@ export class LtHasher {
       for (let i = 0; i < LTHASH_LIMBS; i++) limbs[i] = bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
       words = words32(limbs);
     }
-    if (sign > 0) acc.addWords(words);
-    else acc.subWords(words);
+    return words;
   }
 
   mixIn(acc: LtHash, key: Uint8Array, value: Uint8Array): void {
+    if (this.kernelMix(acc, key, value, 1)) return;
     const h = this.elementWords(key, value);
     if (h) acc.addWords(h);
   }
 
   mixOut(acc: LtHash, key: Uint8Array, value: Uint8Array): void {
+    if (this.kernelMix(acc, key, value, -1)) return;
     const h = this.elementWords(key, value);
     if (h) acc.subWords(h);
+  }
+
+  /** One element through the kernel (accumulator copied in and out); false when it does not apply. */
+  private kernelMix(acc: LtHash, key: Uint8Array, value: Uint8Array, sign: number): boolean {
+    const k = this.kernel;
+    if (!k || key.length === 0 || value.length === 0) return false;
+    const need = 8 + key.length + value.length;
+    if (need > KERNEL_MAX_INPUT) return false;
+    const slot = k.slot(0);
+    slot.set(acc.words32());
+    writeInput(k.input, key, value);
+    k.mix(need, 0, sign);
+    acc.words32().set(slot);
+    return true;
   }
 
   /** The 32-byte root: BLAKE3-256 of the 2048-byte serialization. */
@@ -232,6 +378,23 @@ export class LtHasher {
     this.checksumHasher.init();
     this.checksumHasher.update(hash.toBytes());
     return this.checksumHasher.digest('binary');
+  }
+}
+
+/** `a += b` (sign > 0) or `a -= b` limb-wise over 512 words (SWAR, as `LtHash.addWords`). */
+function addOrSub(a: Uint32Array, b: Uint32Array, sign: number): void {
+  if (sign > 0) {
+    for (let i = 0; i < LTHASH_WORDS; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      a[i] = ((x & LOW15) + (y & LOW15)) ^ ((x ^ y) & HIGH1);
+    }
+  } else {
+    for (let i = 0; i < LTHASH_WORDS; i++) {
+      const x = a[i]!;
+      const y = b[i]!;
+      a[i] = ((x | HIGH1) - (y & LOW15)) ^ ((x ^ ~y) & HIGH1);
+    }
   }
 }
 

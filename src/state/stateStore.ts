@@ -7,7 +7,8 @@
  *  - commit(h): the block's physical row changes and the per-family LtHash after it go into WAL
  *    record h, which is fsynced (group commit) before anything else; then ONE engine batch carries
  *    the rows, the version record and, every `checkpointIntervalBlocks`, the checkpoint record. Only
- *    checkpoint batches are synced.
+ *    checkpoint batches are synced. commit(h) resolves once the WAL record is durable; the engine
+ *    batch is written behind it while block h+1 is built (reads see its rows in `inflight`).
  *  - LevelDB may keep any subset of the unsynced batches after a power cut. The synced checkpoint at
  *    height C guarantees everything up to C; open then re-applies WAL records C+1..tip in order. Each
  *    record holds the block's complete new rows (puts and deletes, the value bytes as stored) and the
@@ -72,6 +73,7 @@ import {
 import { type HashItem, HashPool, PARALLEL_MIN_ELEMENTS } from './hashPool.ts';
 import { LevelKvHost, type StateKvHost } from './kvHost.ts';
 import { LtHash, type LtHasher, sharedLtHasher } from './ltHash.ts';
+import { loadLtKernel } from './ltKernel.ts';
 import { readHeightModified, readLogical } from './reader.ts';
 import {
   BLOCK_RECORD_FIXED_BYTES,
@@ -134,11 +136,12 @@ export interface StateStoreOptions {
   /**
    * Worker threads that share a block's LtHash work with the writer thread (default
    * `suggestedHashWorkers()`: cores − 1, at most 3; 0 keeps all hashing on the writer). On the quiet
-   * two-core bench machine one worker measured 13–26 % more keys/s in three same-run comparisons
-   * (`npm run bench -- state` prints both); under heavy CPU contention from other processes it can
-   * be slower, so pass 0 where the node's other threads need the cores. They start with the first
-   * block of at least 512 rows. Results are bit-identical either way; a failed worker falls back to
-   * the writer thread.
+   * two-core bench machine one worker measured 13–26 % more keys/s in three same-run comparisons,
+   * before the SIMD element kernel made hashing ~3× cheaper (`npm run bench -- state` prints both;
+   * re-check there); under CPU contention from other processes it is slower (the kernel's writer
+   * thread alone then wins), so pass 0 where the node's other threads need the cores. They start
+   * with the first block of at least 512 rows. Results are bit-identical either way; a failed worker
+   * falls back to the writer thread.
    */
   hashWorkers?: number;
   /**
@@ -256,6 +259,13 @@ export class StateStore {
     stats: FAMILIES.map(() => ({ keys: 0, bytes: 0 })),
   };
   private pending = new Map<string, PendingRow>();
+  /**
+   * The last committed block's rows while its engine batch is still being written (its WAL record
+   * is durable, so it is committed): reads consult them before the engine.
+   */
+  private inflight: Map<string, PendingRow> | undefined;
+  /** That engine write; never rejects (a failure latches the store). */
+  private engineWrite: Promise<void> | undefined;
   private pendingHeight = 0;
   /** Read-only opens: WAL rows above the engine's checkpoint, applied in memory only. */
   private overlay = new Map<string, RowChange>();
@@ -415,19 +425,27 @@ export class StateStore {
     height: number,
     changeSets: readonly (NamedChangeSet | null | undefined)[] | null,
   ): Promise<void> {
-    return this.enqueue(() => this.applyNow(height, changeSets ?? []));
+    return this.enqueue(() => this.applyNow(height, changeSets ?? []), true);
   }
 
   /** Persists the buffered block (possibly empty) as `height`; resolves once it is durable. */
   commit(height: number): Promise<number> {
-    return this.enqueue(() => this.commitNow(height));
+    return this.enqueue(() => this.commitNow(height), true);
   }
 
   commitBlock(height: number, changeSets: readonly NamedChangeSet[]): Promise<number> {
     return this.enqueue(async () => {
       await this.applyNow(height, changeSets);
       return this.commitNow(height);
-    });
+    }, true);
+  }
+
+  /**
+   * Resolves once every committed block's engine batch has been written (commit resolves at the
+   * WAL record's durability; the batch follows). Rejects if the store is latched.
+   */
+  engineWritten(): Promise<void> {
+    return this.enqueue(() => undefined);
   }
 
   /**
@@ -471,14 +489,21 @@ export class StateStore {
     const overlay = new Map<string, RowChange & { kk: Uint8Array }>();
     /** Rows read before this block touched them (accounts, read-modify-write): their old values. */
     const readBefore = new Map<string, Uint8Array | undefined>();
+    // Accounts are read-modify-write: their committed rows are fetched in one engine `getMany`
+    // that runs while the other rows are routed, instead of one synchronous read per account.
+    const prefetch = this.prefetchAccounts(changeSets);
     const current = (kk: Uint8Array): Uint8Array | undefined => {
       const id = idOf(kk);
       const o = overlay.get(id);
       if (o) return o.value ?? undefined;
+      if (readBefore.has(id)) return readBefore.get(id);
       const v = this.readKk(id, kk);
       readBefore.set(id, v);
       return v;
     };
+    /** Account writes, applied in their order after the prefetch (other families never share a row). */
+    const accountWrites: { kind: 'nonce' | 'codeHash'; key: Uint8Array; value: Uint8Array; del: boolean }[] =
+      [];
     const put = (family: Family, key: Uint8Array, value: Uint8Array | null) => {
       // Every row must fit the export format, or an export of this state could never be imported.
       const longest = Math.max(key.length, value?.length ?? 0);
@@ -533,29 +558,53 @@ export class StateStore {
         } else if (kind === 'misc') {
           put('misc', miscPhysicalKey(EVM_MODULE, key), del ? null : encodeMisc(height, value));
         } else {
-          const phys = accountKey(key.subarray(1));
-          const kk = kvKey('account', phys);
-          const old = current(kk);
-          const acct: Account = old ? decodeAccount(old) : zeroAccount();
-          if (kind === 'nonce') {
-            if (del) acct.nonce = 0n;
-            else {
-              if (value.length !== 8) throw caller(`nonce value must be 8 bytes, got ${value.length}`);
-              acct.nonce = new DataView(value.buffer, value.byteOffset, 8).getBigUint64(0, false);
-            }
-          } else {
-            if (del) acct.codeHash = new Uint8Array(32);
-            else {
-              if (value.length !== 32) throw caller(`code hash value must be 32 bytes, got ${value.length}`);
-              acct.codeHash = value.slice();
-            }
-          }
-          put('account', phys, accountIsEmpty(acct) ? null : encodeAccount(height, acct));
+          accountWrites.push({ kind, key, value, del });
         }
       }
     }
-    // Refuse a block whose WAL record would exceed the limit now, before hashing and before the
-    // pending block grows: refused at commit, it would be stuck pending with no way forward.
+    // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
+    const roots = this.working.roots.map((r) => r.clone());
+    const stats = this.working.stats.map((s) => ({ ...s }));
+    const pool =
+      overlay.size + accountWrites.length >= PARALLEL_MIN_ELEMENTS ? await this.hashPool() : undefined;
+    // The rows routed so far (every family but accounts): their old values are read from the engine
+    // while their new values are mixed in, and meanwhile the accounts' prefetch completes.
+    const routed = overlay.size;
+    const routedOlds = this.oldValues(overlay, readBefore, (news) => {
+      if (pool && news.length >= PARALLEL_MIN_ELEMENTS) return pool.apply(news, roots);
+      this.hasher.mixItems(roots, news);
+      return undefined;
+    });
+    try {
+      for (const [id, v] of await prefetch) readBefore.set(id, v);
+      for (const { kind, key, value, del } of accountWrites) {
+        const phys = accountKey(key.subarray(1));
+        const kk = kvKey('account', phys);
+        const old = current(kk);
+        const acct: Account = old ? decodeAccount(old) : zeroAccount();
+        if (kind === 'nonce') {
+          if (del) acct.nonce = 0n;
+          else {
+            if (value.length !== 8) throw caller(`nonce value must be 8 bytes, got ${value.length}`);
+            acct.nonce = new DataView(value.buffer, value.byteOffset, 8).getBigUint64(0, false);
+          }
+        } else {
+          if (del) acct.codeHash = new Uint8Array(32);
+          else {
+            if (value.length !== 32) throw caller(`code hash value must be 32 bytes, got ${value.length}`);
+            acct.codeHash = value.slice();
+          }
+        }
+        put('account', phys, accountIsEmpty(acct) ? null : encodeAccount(height, acct));
+      }
+    } catch (err) {
+      // Nothing is left running behind a refused block (the reads and the hash pool finish first).
+      await routedOlds.catch(() => undefined);
+      throw err;
+    }
+    const olds = await routedOlds;
+    // Refuse a block whose WAL record would exceed the limit now, before the pending block grows:
+    // refused at commit, it would be stuck pending with no way forward.
     let recordBytes = this.pendingRecordBytes;
     for (const [id, row] of overlay) {
       const was = this.pending.get(id);
@@ -570,36 +619,39 @@ export class StateStore {
         { details: { height, bytes: recordBytes, limit: WAL_MAX_RECORD_BYTES } },
       );
     }
-    // Hash on copies; swap in only after everything succeeded (atomic apply, A20).
-    const roots = this.working.roots.map((r) => r.clone());
-    const stats = this.working.stats.map((s) => ({ ...s }));
-    const rows = [...overlay.values()];
-    const pool = rows.length >= PARALLEL_MIN_ELEMENTS ? await this.hashPool() : undefined;
-    const olds = await this.oldValues(overlay, readBefore, (news) => {
-      // Runs while the engine reads the old values: mix-ins need none.
-      if (pool && news.length >= PARALLEL_MIN_ELEMENTS) return pool.apply(news, roots);
-      for (const it of news) this.hasher.mixIn(roots[it.family]!, it.key, it.neu!);
-      return undefined;
-    });
-    const outs: HashItem[] = [];
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i]!;
+    // Mix-outs of every row with an old value, and the account rows' mix-ins (an account's value
+    // before the block is the one `current` read: from the pending block or the engine).
+    const rest: HashItem[] = [];
+    let i = 0;
+    for (const [id, row] of overlay) {
       const f = FAMILY_INDEX[row.family];
-      const old = olds[i];
-      if (old !== undefined && old.length > 0) {
-        outs.push({ family: f, key: row.key, old });
+      const old = i < routed ? olds[i] : readBefore.get(id);
+      const hasNew = row.value !== null && row.value.length > 0;
+      const hasOld = old !== undefined && old.length > 0;
+      if (hasOld) {
         stats[f]!.keys--;
         stats[f]!.bytes -= row.key.length + old.length;
       }
-      if (row.value !== null && row.value.length > 0) {
+      if (hasNew) {
         stats[f]!.keys++;
-        stats[f]!.bytes += row.key.length + row.value.length;
+        stats[f]!.bytes += row.key.length + row.value!.length;
       }
+      if (i >= routed && (hasOld || hasNew)) {
+        rest.push({
+          family: f,
+          key: row.key,
+          old: hasOld ? old : undefined,
+          neu: hasNew ? row.value! : undefined,
+        });
+      } else if (hasOld) {
+        rest.push({ family: f, key: row.key, old });
+      }
+      i++;
     }
-    if (pool && outs.length >= PARALLEL_MIN_ELEMENTS) {
-      await pool.apply(outs, roots);
+    if (pool && rest.length >= PARALLEL_MIN_ELEMENTS) {
+      await pool.apply(rest, roots);
     } else {
-      for (const it of outs) this.hasher.mixOut(roots[it.family]!, it.key, it.old!);
+      this.hasher.mixItems(roots, rest);
     }
     // The overlay's rows go in as they are (their engine key `kk` saves re-encoding at commit).
     for (const [id, row] of overlay) this.pending.set(id, row);
@@ -607,6 +659,62 @@ export class StateStore {
     this.pendingHeight = height;
     this.pendingRecordBytes = recordBytes;
   }
+  /**
+   * The committed rows of the accounts `changeSets` writes that neither the pending block nor the
+   * read-only overlay holds, read in one engine `getMany` (by id). Malformed input is skipped here:
+   * the apply loop refuses it. Never rejects unhandled: the caller awaits it after routing, and if
+   * routing throws first, the read's outcome is dropped.
+   */
+  private prefetchAccounts(
+    changeSets: readonly (NamedChangeSet | null | undefined)[],
+  ): Promise<[string, Uint8Array | undefined][]> {
+    const ids: string[] = [];
+    const kks: Uint8Array[] = [];
+    const seen = new Set<string>();
+    for (const cs of changeSets) {
+      if (cs?.name !== EVM_MODULE || !Array.isArray(cs.pairs)) continue;
+      for (const pair of cs.pairs) {
+        const key = pair?.key;
+        if (!(key instanceof Uint8Array)) continue;
+        const kind = classifyEvmKey(key);
+        if (kind !== 'nonce' && kind !== 'codeHash') continue;
+        const kk = kvKey('account', accountKey(key.subarray(1)));
+        const id = idOf(kk);
+        if (
+          seen.has(id) ||
+          this.pending.has(id) ||
+          this.inflight?.has(id) ||
+          (this.overlay.size > 0 && this.overlay.has(id))
+        )
+          continue;
+        seen.add(id);
+        ids.push(id);
+        kks.push(kk);
+      }
+    }
+    if (kks.length === 0) return Promise.resolve([]);
+    const kv = this.kv;
+    if (!kv) return Promise.reject(new CairnError('CLOSED', 'state store is closed'));
+    const reads: Promise<(Uint8Array | undefined)[]>[] = [];
+    for (let at = 0; at < kks.length; at += OLD_VALUE_READ_CHUNK) {
+      reads.push(kv.getMany(kks.slice(at, at + OLD_VALUE_READ_CHUNK)));
+    }
+    const all = Promise.all(reads).then(
+      (chunks) => {
+        const out: [string, Uint8Array | undefined][] = [];
+        let i = 0;
+        for (const chunk of chunks) for (const v of chunk) out.push([ids[i++]!, v]);
+        return out;
+      },
+      (err: unknown) => {
+        if (isCairnError(err)) throw err;
+        throw new CairnError('IO_FATAL', `state engine read failed: ${describe(err)}`, { cause: err });
+      },
+    );
+    all.catch(() => undefined);
+    return all;
+  }
+
   /**
    * The values the block's rows had before it, in `overlay` order: from the pending block, from the
    * reads the block already made, else from the engine in one `getMany` per chunk. `whileReading`
@@ -625,7 +733,7 @@ export class StateStore {
     const news: HashItem[] = [];
     let i = 0;
     for (const [id, row] of overlay) {
-      const p = this.pending.get(id);
+      const p = this.pending.get(id) ?? this.inflight?.get(id);
       if (p) olds[i] = p.value ?? undefined;
       else if (readBefore.has(id)) olds[i] = readBefore.get(id);
       else if (this.overlay.size > 0 && this.overlay.has(id))
@@ -672,7 +780,8 @@ export class StateStore {
     const onFallback = (reason: string) =>
       this.warn('an LtHash worker failed; hashing continues on the writer thread', { error: reason });
     try {
-      this.pool = HashPool.create(this.hashWorkers, this.hasher, await loadBlake3Module(), onFallback);
+      const [module, kernel] = await Promise.all([loadBlake3Module(), loadLtKernel()]);
+      this.pool = HashPool.create(this.hashWorkers, this.hasher, module, onFallback, kernel);
     } catch (err) {
       // No worker threads here (a restricted runtime): hash on the writer thread, as with 0.
       this.poolUnavailable = true;
@@ -733,13 +842,32 @@ export class StateStore {
       // An unwritten staged batch is dropped; the engine closes it when the store closes.
       throw this.latch.latch(err, `state WAL append of block ${height}`);
     }
-    try {
-      if (staged === undefined) throw stageError;
-      await staged.write({ sync: checkpoint });
-    } catch (err) {
-      throw this.latch.latch(err, `state engine batch of block ${height}`);
-    }
-    if (checkpoint) this.lastCheckpoint = height;
+    // The record is durable: the block is committed. Its engine batch goes out behind the previous
+    // block's (engine batches stay in height order, each after its own WAL record) and is written
+    // while the caller builds the next block; until it lands, reads find its rows in `inflight`.
+    // A failed batch latches the store: the next call rejects with its cause, and an open replays
+    // the block from the WAL.
+    await this.drainEngineWrite();
+    this.latch.check();
+    if (staged === undefined) throw this.latch.latch(stageError, `state engine batch of block ${height}`);
+    const batch = staged;
+    const rowsById = this.pending;
+    const write: Promise<void> = batch
+      .write({ sync: checkpoint })
+      .then(
+        () => {
+          if (checkpoint) this.lastCheckpoint = height;
+        },
+        (err: unknown) => {
+          this.latch.latch(err, `state engine batch of block ${height}`);
+        },
+      )
+      .finally(() => {
+        if (this.inflight === rowsById) this.inflight = undefined;
+        if (this.engineWrite === write) this.engineWrite = undefined;
+      });
+    this.inflight = rowsById;
+    this.engineWrite = write;
     this.committed = cloneMeta(after);
     this.pending = new Map();
     this.pendingHeight = 0;
@@ -1367,6 +1495,7 @@ export class StateStore {
     this.closing ??= (async () => {
       await this.settleBackground();
       await this.queue.catch(() => undefined);
+      await this.drainEngineWrite();
       await this.awaitCheckpointPreparation();
       await runAllThenThrowFirst([
         async () => {
@@ -1719,7 +1848,7 @@ export class StateStore {
   };
 
   private readKk(id: string, kk: Uint8Array, withPending = true): Uint8Array | undefined {
-    const p = withPending ? this.pending.get(id) : undefined;
+    const p = (withPending ? this.pending.get(id) : undefined) ?? this.inflight?.get(id);
     if (p) return p.value ?? undefined;
     if (this.overlay.size > 0) {
       const o = this.overlay.get(id);
@@ -1744,19 +1873,29 @@ export class StateStore {
     if (this.options.readOnly) throw caller('the state store was opened read-only');
   }
 
-  private enqueue<T>(fn: () => Promise<T> | T): Promise<T> {
+  /**
+   * `besideEngineWrite`: the step may run while the last commit's engine batch is being written
+   * (apply and commit, which read through `inflight`); every other step waits for that write first.
+   */
+  private enqueue<T>(fn: () => Promise<T> | T, besideEngineWrite = false): Promise<T> {
     if (this.closing) return Promise.reject(new CairnError('CLOSED', 'state store is closed'));
-    return this.queueStep(fn);
+    return this.queueStep(fn, besideEngineWrite);
   }
 
   /** Internal steps (snapshot retention) that may still run while close drains the queue. */
-  private queueStep<T>(fn: () => Promise<T> | T): Promise<T> {
-    const run = this.queue.then(() => {
+  private queueStep<T>(fn: () => Promise<T> | T, besideEngineWrite = false): Promise<T> {
+    const run = this.queue.then(async () => {
+      if (!besideEngineWrite) await this.drainEngineWrite();
       this.latch.check();
       return fn();
     });
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** Waits until the last commit's engine batch is written or failed (then the store is latched). */
+  private async drainEngineWrite(): Promise<void> {
+    while (this.engineWrite) await this.engineWrite;
   }
 
   /** Waits for background snapshot steps; with `rethrow`, reports (once) the first one that failed. */
@@ -1787,6 +1926,7 @@ export class StateStore {
 
   /** Releases everything after a failed open. */
   private async abandon(): Promise<void> {
+    await this.drainEngineWrite();
     await this.awaitCheckpointPreparation().catch(() => undefined);
     await runAllThenThrowFirst([
       () => this.kv?.close(),

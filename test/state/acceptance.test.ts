@@ -88,13 +88,18 @@ test('A2/A3: engine batches lost after the WAL record was durable are replayed (
   const roots: string[] = [];
   let s = await openSim(env, { checkpointIntervalBlocks: 100 });
   await commitRange(s, 1, 6, roots);
+  await s.engineWritten();
   // A2: the engine write of block 7 fails after its WAL record is durable.
   await s.applyChangeSets(7, [evm([{ key: storageKey(1, 1), value: word(77) }])]);
   const workingRoot = toHex(s.workingRoot());
   const engine = [...env.host.engines.values()].at(-1)!;
   engine.failNextWrites(1);
-  await assert.rejects(s.commit(7), expectCode('IO_FATAL'));
-  await assert.rejects(s.commit(8), expectCode('IO_FATAL'), 'latched after a failed write');
+  // Block 7 is committed once its WAL record is durable (its engine batch is written behind it);
+  // the failed batch latches the store, so the next call rejects with the engine's error.
+  assert.equal(await s.commit(7), 7);
+  await assert.rejects(s.engineWritten(), expectCode('IO_FATAL'), 'the batch behind block 7 failed');
+  await assert.rejects(s.commitBlock(8, blockAt(8)), expectCode('IO_FATAL'), 'latched after a failed write');
+  await assert.rejects(s.commit(8), expectCode('IO_FATAL'), 'still latched');
   // A3: and every unsynced engine batch is lost in the crash (only the synced baseline survives).
   env = crashEnv(env, new Rng(3), { engine: 'none' });
   s = await openSim(env, { checkpointIntervalBlocks: 100 });
