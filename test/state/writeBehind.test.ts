@@ -10,7 +10,7 @@ import type { KvBatch } from '../../src/kv/orderedKv.ts';
 import { toHex } from '../../src/lib/bytes.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
-import type { NamedChangeSet, StateStore } from '../../src/state/stateStore.ts';
+import type { NamedChangeSet } from '../../src/state/stateStore.ts';
 import type { MemoryKv } from '../../src/testing/memoryKv.ts';
 import {
   codeHashKey,
