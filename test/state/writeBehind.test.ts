@@ -203,3 +203,46 @@ test('write-behind: close() rejects for a batch that failed behind an acknowledg
   assert.throws(() => s.get('evm', storageKey(1, 1)), expectCode('IO_FATAL'));
   await assert.rejects(s.close(), expectCode('IO_FATAL'));
 });
+
+test('write-behind: WAL truncation waits for a held checkpoint batch; a crash meanwhile replays from the durable checkpoint', async () => {
+  const expected: string[] = [];
+  {
+    const ref = await openSim(simEnv(), { checkpointIntervalBlocks: 4 });
+    for (let h = 1; h <= 12; h++) {
+      await ref.commitBlock(h, blockAt(h));
+      expected[h] = toHex(ref.committedRoot());
+    }
+    await ref.close();
+  }
+  let env = simEnv();
+  // Small WAL segments, snapshots every 4 blocks, a window of 4: retention truncates the WAL front.
+  const options = {
+    checkpointIntervalBlocks: 4,
+    snapshotIntervalBlocks: 4,
+    retainBlocks: 4,
+    walSegmentBytes: 4096,
+  };
+  const s = await openSim(env, options);
+  for (let h = 1; h <= 11; h++) await s.commitBlock(h, blockAt(h));
+  await s.engineWritten();
+  await s.snapshot();
+  const before = s.describe();
+  assert.ok(before.wal.first > 1, 'retention truncates the WAL front in this configuration');
+  const gate = new WriteGate(engineOf(env));
+  gate.hold();
+  // Block 12 is a checkpoint block and a snapshot block: its synced batch is held, and the snapshot
+  // (with its retention) is queued behind it.
+  assert.equal(await s.commitBlock(12, blockAt(12)), 12);
+  await settle();
+  const during = s.describe();
+  assert.equal(during.checkpoint, before.checkpoint, 'the held checkpoint is not counted as durable');
+  assert.equal(during.wal.first, before.wal.first, 'no WAL record was dropped while the batch is held');
+  assert.ok(during.wal.first <= before.checkpoint + 1, 'replay from the durable checkpoint stays possible');
+  // The process dies with the batch still held: the engine lost it (and every unsynced batch).
+  env = crashEnv(env, new Rng(5), { engine: 'none' });
+  const again = await openSim(env, options);
+  assert.equal(again.version, 12);
+  assert.equal(toHex(again.committedRoot()), expected[12]);
+  assert.ok((await again.verify()).ok);
+  await again.close();
+});
