@@ -128,10 +128,16 @@ export class ParquetWindowWriter {
     // in-memory table, so under load (blocks staged ahead at every rotation) the stage would grow
     // by a whole window per rotation until the memory limit failed a stage.
     if (this.stagedNext > last + 1) {
+      // Until both tables are carried over the stage is unusable (a failure between them would
+      // leave one table without the blocks ahead): the next write then stages from its entries.
+      const stagedNext = this.stagedNext;
+      this.stagedFirst = -1;
+      this.stagedNext = -1;
       await this.carryOver('stage_receipts', RECEIPT_COLUMNS, last);
       await this.carryOver('stage_logs', LOG_COLUMNS, last);
       for (const n of [...this.emptyBlocks.keys()]) if (n <= last) this.emptyBlocks.delete(n);
       this.stagedFirst = last + 1;
+      this.stagedNext = stagedNext;
     } else {
       await this.resetStage(last + 1);
     }
