@@ -123,16 +123,36 @@ export class ParquetWindowWriter {
     const logRows = await this.copy(
       `COPY (SELECT * FROM stage_logs WHERE ${range} ORDER BY ${order}) TO ${sqlString(logsPath)} (${options})`,
     );
-    // Later blocks staged ahead of this window stay for the next one.
+    // Later blocks staged ahead of this window stay for the next one. They are carried into fresh
+    // tables rather than the window's rows DELETEd: DuckDB keeps the memory of deleted rows in an
+    // in-memory table, so under load (blocks staged ahead at every rotation) the stage would grow
+    // by a whole window per rotation until the memory limit failed a stage.
     if (this.stagedNext > last + 1) {
-      await this.c.run(`DELETE FROM stage_receipts WHERE block_number <= ${last}`);
-      await this.c.run(`DELETE FROM stage_logs WHERE block_number <= ${last}`);
+      // Until both tables are carried over the stage is unusable (a failure between them would
+      // leave one table without the blocks ahead): the next write then stages from its entries.
+      const stagedNext = this.stagedNext;
+      this.stagedFirst = -1;
+      this.stagedNext = -1;
+      await this.carryOver('stage_receipts', RECEIPT_COLUMNS, last);
+      await this.carryOver('stage_logs', LOG_COLUMNS, last);
       for (const n of [...this.emptyBlocks.keys()]) if (n <= last) this.emptyBlocks.delete(n);
       this.stagedFirst = last + 1;
+      this.stagedNext = stagedNext;
     } else {
       await this.resetStage(last + 1);
     }
     return { receiptRows, logRows };
+  }
+
+  /** Replaces stage table `table` by a fresh one (same declared columns) holding its rows above `last`. */
+  private async carryOver(table: string, columns: string, last: number): Promise<void> {
+    const keep = `${table}_keep`;
+    await this.c.run(
+      `CREATE OR REPLACE TEMP TABLE ${keep} AS SELECT * FROM ${table} WHERE block_number > ${last}`,
+    );
+    await this.c.run(`CREATE OR REPLACE TEMP TABLE ${table} (${columns})`);
+    await this.c.run(`INSERT INTO ${table} SELECT * FROM ${keep}`);
+    await this.c.run(`DROP TABLE ${keep}`);
   }
 
   /** Runs a COPY and returns the row count DuckDB reports for it. */

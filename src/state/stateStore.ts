@@ -266,6 +266,11 @@ export class StateStore {
   private inflight: Map<string, PendingRow> | undefined;
   /** That engine write; never rejects (a failure latches the store). */
   private engineWrite: Promise<void> | undefined;
+  /**
+   * Set when such a write failed. Its block was already acknowledged, so no commit reported the
+   * failure; close() rejects with it, since close may be the caller's only remaining call.
+   */
+  private engineWriteFailed = false;
   private pendingHeight = 0;
   /** Read-only opens: WAL rows above the engine's checkpoint, applied in memory only. */
   private overlay = new Map<string, RowChange>();
@@ -860,6 +865,7 @@ export class StateStore {
         },
         (err: unknown) => {
           this.latch.latch(err, `state engine batch of block ${height}`);
+          this.engineWriteFailed = true;
         },
       )
       .finally(() => {
@@ -1516,6 +1522,12 @@ export class StateStore {
       ]);
       this.kv = undefined;
       this.lock = undefined;
+      // An engine batch written behind an acknowledged commit failed (perhaps during this close's
+      // own drain): the store is latched and nothing else may have told the caller. The block is
+      // safe in the WAL (the next open replays it), but a close that resolved would let a node shut
+      // down believing its engine healthy (disk full, EIO). Other latches rejected the call that
+      // caused them (a WAL latch also fails the WAL's close above); their close is unchanged.
+      if (this.engineWriteFailed && this.latch.error) throw this.latch.error;
     })();
     return this.closing;
   }
