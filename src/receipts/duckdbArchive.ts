@@ -18,6 +18,12 @@ export interface DuckDbArchiveOptions {
   /** DuckDB memory limit (each of the two instances). Default '512MB'. */
   memoryLimit?: string;
   /**
+   * Where both instances spill when a query or a window's sort outgrows `memoryLimit`. Without it
+   * DuckDB uses `.tmp` under the process's working directory, which may be read-only (a service
+   * started in `/`) or another disk: the store passes a directory inside its own. Scratch only.
+   */
+  spillDirectory?: string;
+  /**
    * A prebuilt JavaScript bundle of archiveWriterWorker.ts for the writer thread, when this process
    * runs bundled code (no TypeScript sources beside it). Default: the TypeScript module, via tsx.
    */
@@ -81,6 +87,9 @@ export class DuckDbArchive implements ArchiveEngine {
         const instance = await DuckDBInstance.create(':memory:', {
           threads: String(this.options.threads ?? 2),
           memory_limit: this.options.memoryLimit ?? '512MB',
+          ...(this.options.spillDirectory === undefined
+            ? {}
+            : { temp_directory: this.options.spillDirectory }),
         });
         return { instance };
       } catch (err) {
@@ -108,6 +117,7 @@ export class DuckDbArchive implements ArchiveEngine {
       {
         threads: this.options.threads ?? 2,
         memoryLimit: this.options.memoryLimit ?? '512MB',
+        ...(this.options.spillDirectory === undefined ? {} : { spillDirectory: this.options.spillDirectory }),
         rowGroupRows: this.rowGroupRows,
         logOrder: this.logOrder,
       },

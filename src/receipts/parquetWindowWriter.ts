@@ -12,6 +12,8 @@ import type { BlockEntry } from './types.ts';
 export interface ParquetWriterOptions {
   threads: number;
   memoryLimit: string;
+  /** DuckDB's spill directory (see DuckDbArchiveOptions.spillDirectory). */
+  spillDirectory?: string;
   rowGroupRows: number;
   logOrder: 'address' | 'block';
 }
@@ -42,6 +44,7 @@ export class ParquetWindowWriter {
     const instance = await DuckDBInstance.create(':memory:', {
       threads: String(options.threads),
       memory_limit: options.memoryLimit,
+      ...(options.spillDirectory === undefined ? {} : { temp_directory: options.spillDirectory }),
     });
     const writer = new ParquetWindowWriter(instance, await instance.connect(), options);
     await writer.resetStage(0);

@@ -1,10 +1,11 @@
 import path from 'node:path';
 import { openAbFile } from '../io/abFile.ts';
 import type { AbSnapshotFile } from '../io/abFile.types.ts';
+import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
-import { openIndexCopy } from '../kv/indexCopy.ts';
+import { openIndexCopy, removeTree } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
@@ -41,6 +42,11 @@ export interface ReceiptStoreOptions {
   dir: string;
   /** Cairn's own files (WAL, manifest, archive files' fsync/rename). Default: the real file system. */
   fs?: FileSystem;
+  /**
+   * Take the directory lock (`LOCK`, `.lock/`: one writer process per directory; a second opener
+   * gets LOCKED before it touches the WAL). Default: on for writable opens on the real file system.
+   */
+  lockDir?: boolean;
   /** Hot-tier engine. Default: classic-level at `<dir>/hot`. */
   kv?: OrderedKv;
   /** LevelDB block cache of the default hot-tier engine. Default 64 MiB. */
@@ -123,6 +129,8 @@ interface View {
 }
 
 const MANIFEST = 'MANIFEST';
+/** DuckDB's spill files (scratch; see DuckDbArchiveOptions.spillDirectory). */
+export const SPILL_DIR = 'duckdb-spill';
 const WRITE_GROUP = 256;
 
 /** A window whose files are being written: temporary names until finishConversion lists them. */
@@ -156,6 +164,8 @@ export class ReceiptStore {
   private closed = false;
   /** The window whose files the engine is writing, if any (one at a time; see rotateDue). */
   private conversion: Conversion | undefined;
+  /** Held from open to close (writable opens on the real file system, see `lockDir`). */
+  private dirLock: DirLock | undefined;
   private readonly blocksPerFile: number;
   private readonly archiveDir: string;
 
@@ -193,6 +203,22 @@ export class ReceiptStore {
       );
     }
     const fs = options.fs ?? realFileSystem;
+    // Before anything is read or repaired: a second writer would recover (cut) a live WAL.
+    const lock =
+      !options.readOnly && (options.lockDir ?? fs === realFileSystem)
+        ? await acquireDirLock(options.dir)
+        : undefined;
+    try {
+      const store = await ReceiptStore.openLocked(options, fs);
+      store.dirLock = lock;
+      return store;
+    } catch (err) {
+      await lock?.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async openLocked(options: ReceiptStoreOptions, fs: FileSystem): Promise<ReceiptStore> {
     const archiveDir = path.join(options.dir, 'archive');
     if (options.readOnly) {
       if (!fs.exists(archiveDir)) {
@@ -236,7 +262,15 @@ export class ReceiptStore {
           cacheBytes: options.hotCacheBytes ?? 64 << 20,
         }));
       opened.push(kv);
-      const engine = options.archive ?? (await DuckDbArchive.open());
+      let engine = options.archive;
+      if (engine === undefined) {
+        // DuckDB spills inside the store (not under the process's working directory); what a
+        // killed process left there is scratch, removed before the engine starts. A read-only
+        // open writes nothing here and keeps DuckDB's default.
+        const spillDirectory = options.readOnly ? undefined : path.join(options.dir, SPILL_DIR);
+        if (spillDirectory !== undefined) removeTree(fs, spillDirectory);
+        engine = await DuckDbArchive.open(spillDirectory === undefined ? {} : { spillDirectory });
+      }
       opened.push(engine);
       const store = new ReceiptStore(
         fs,
@@ -1351,6 +1385,7 @@ export class ReceiptStore {
         await step(() => this.hot.kv.close());
         await step(() => this.engine.close());
         await step(() => this.manifest.close());
+        await step(() => this.dirLock?.release());
         const err = this.latch.error ?? first;
         if (err) throw err;
       })
