@@ -13,6 +13,32 @@ import { damageToSyncedData } from '../../src/wal/recovery.ts';
 import type { IntactFramesAfter } from '../../src/wal/segmentFile.ts';
 import { Wal } from '../../src/wal/wal.ts';
 
+/**
+ * A WAL on a simulated disk with 10 synced records, and the CUT index the meta on disk holds at the
+ * moment each segment is truncated (each cut).
+ */
+async function walWatchingCuts(seed: number) {
+  const fs = new SimulatedFileSystem({ seed });
+  const cutsSeen: Array<number | undefined> = [];
+  const open = fs.open.bind(fs);
+  fs.open = (...args: Parameters<typeof open>) => {
+    const h = open(...args);
+    if (!String(args[0]).endsWith('.wal')) return h;
+    const truncate = h.truncate.bind(h);
+    h.truncate = (length: number) => {
+      const meta = openWalMeta(fs, '/w', true);
+      cutsSeen.push(meta.state?.cutNext);
+      meta.close();
+      truncate(length);
+    };
+    return h;
+  };
+  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
+  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
+  await wal.sync();
+  return { fs, cutsSeen, wal };
+}
+
 test('meta: the cut index round-trips; CUT with CLEAN is refused', () => {
   const state = decodeMeta(encodeMeta({ firstIndex: 3, durableNext: 5, clean: undefined, cutNext: 9 }), 'm');
   assert.equal(state.cutNext, 9);
@@ -40,25 +66,7 @@ test('a frame at or past the cut proves nothing about damage at or past the cut'
 });
 
 test('truncateBack writes CUT before cutting and clears it once the cut is fsynced', async () => {
-  const fs = new SimulatedFileSystem({ seed: 5 });
-  // Look at the meta on disk at the moment a segment is truncated (the cut).
-  const cutsSeen: Array<number | undefined> = [];
-  const open = fs.open.bind(fs);
-  fs.open = (...args: Parameters<typeof open>) => {
-    const h = open(...args);
-    if (!String(args[0]).endsWith('.wal')) return h;
-    const truncate = h.truncate.bind(h);
-    h.truncate = (length: number) => {
-      const meta = openWalMeta(fs, '/w', true);
-      cutsSeen.push(meta.state?.cutNext);
-      meta.close();
-      truncate(length);
-    };
-    return h;
-  };
-  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
-  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
-  await wal.sync();
+  const { fs, cutsSeen, wal } = await walWatchingCuts(5);
   await wal.truncateBack(4);
   assert.deepEqual(cutsSeen, [4], 'the meta said CUT at 4 before the truncate');
   const meta = openWalMeta(fs, '/w', true);
@@ -68,24 +76,7 @@ test('truncateBack writes CUT before cutting and clears it once the cut is fsync
 });
 
 test('a second truncateBack queued behind the first still cuts under CUT (the first must not clear it)', async () => {
-  const fs = new SimulatedFileSystem({ seed: 6 });
-  const cutsSeen: Array<number | undefined> = [];
-  const open = fs.open.bind(fs);
-  fs.open = (...args: Parameters<typeof open>) => {
-    const h = open(...args);
-    if (!String(args[0]).endsWith('.wal')) return h;
-    const truncate = h.truncate.bind(h);
-    h.truncate = (length: number) => {
-      const meta = openWalMeta(fs, '/w', true);
-      cutsSeen.push(meta.state?.cutNext);
-      meta.close();
-      truncate(length);
-    };
-    return h;
-  };
-  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
-  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
-  await wal.sync();
+  const { fs, cutsSeen, wal } = await walWatchingCuts(6);
   // Two rollbacks in a row, the second issued before the first's disk work ran.
   const first = wal.truncateBack(6);
   const second = wal.truncateBack(3);
@@ -98,24 +89,7 @@ test('a second truncateBack queued behind the first still cuts under CUT (the fi
 });
 
 test('a truncateFront issued while a cut is pending keeps CUT in the meta it writes', async () => {
-  const fs = new SimulatedFileSystem({ seed: 7 });
-  const cutsSeen: Array<number | undefined> = [];
-  const open = fs.open.bind(fs);
-  fs.open = (...args: Parameters<typeof open>) => {
-    const h = open(...args);
-    if (!String(args[0]).endsWith('.wal')) return h;
-    const truncate = h.truncate.bind(h);
-    h.truncate = (length: number) => {
-      const meta = openWalMeta(fs, '/w', true);
-      cutsSeen.push(meta.state?.cutNext);
-      meta.close();
-      truncate(length);
-    };
-    return h;
-  };
-  const wal = await Wal.open({ fs, dir: '/w', segmentBytes: 64 * 1024 });
-  for (let i = 0; i < 10; i++) wal.append([new Uint8Array(100).fill(i)]);
-  await wal.sync();
+  const { fs, cutsSeen, wal } = await walWatchingCuts(7);
   const back = wal.truncateBack(6);
   const front = wal.truncateFront(2);
   await Promise.all([back, front]);
