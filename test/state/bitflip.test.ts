@@ -62,7 +62,9 @@ test('bit flips in the state WAL: a typed error or the exact root, never a diffe
     const s = await openSim(env, { checkpointIntervalBlocks: 100, walSegmentBytes: 1 << 20 });
     for (let h = 1; h <= 6; h++) await s.commitBlock(h, randomBlock(new Rng(h * 31), 15));
     const root = toHex(s.committedRoot());
-    const walBytes = (s as unknown as { wal: { segments(): { bytes: number }[] } }).wal.segments()[0]!.bytes;
+    const walBytes = (
+      s as unknown as { core: { wal: { segments(): { bytes: number }[] } } }
+    ).core.wal.segments()[0]!.bytes;
     // A process crash: the engine kept its unsynced batches (so it can tell when the WAL lost the
     // blocks it holds) but has no synced checkpoint above 0, so every block is replayed.
     env = crashEnv(env, rng, { engine: 'all' });
@@ -111,7 +113,7 @@ test('a bit flip in the last WAL record after a clean close is refused (durable 
     let env = simEnv(loseEngine ? 2 : 1);
     const s = await openSim(env, { checkpointIntervalBlocks: 100, snapshotIntervalBlocks: 0 });
     for (let h = 1; h <= 5; h++) await s.commitBlock(h, randomBlock(new Rng(h * 37), 15));
-    const wal = (s as unknown as { wal: { segments(): { bytes: number }[] } }).wal;
+    const wal = (s as unknown as { core: { wal: { segments(): { bytes: number }[] } } }).core.wal;
     const before = wal.segments()[0]!.bytes;
     await s.commitBlock(6, randomBlock(new Rng(6 * 37), 15));
     const end = wal.segments()[0]!.bytes;

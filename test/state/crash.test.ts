@@ -142,7 +142,7 @@ const imports = scenario('export and import over existing state', async (store, 
     // The stream being imported: a different history at height 5, built once (same for every run).
     const side = await StateStore.open({
       dataDir: '/side',
-      fs: (store as unknown as { fs: SimulatedFileSystem }).fs,
+      fs: (store as unknown as { core: { fs: SimulatedFileSystem } }).core.fs,
       kvHost: s.host!,
       ...OPTIONS,
     });
