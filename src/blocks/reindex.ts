@@ -1,8 +1,8 @@
 import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
+import { removeTreeBestEffort as removeTree } from '../io/removeTree.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
-import { removeTree } from '../kv/indexCopy.ts';
 import { CairnError } from '../lib/errors.ts';
 import { INDEX_DIR, VALUE_LOG_DIR } from '../records/openRecordStore.ts';
 import { openBlockStore } from './openBlockStore.ts';

@@ -3,8 +3,12 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type FileSystem, readWholeFile, writeFully } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
+import { removeTreeBestEffort } from '../io/removeTree.ts';
 import { ClassicLevelKv } from './classicLevelKv.ts';
 import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
+
+/** Scratch cleanup, for callers of these copies (and the receipt store's spill directory). */
+export { removeTreeBestEffort } from '../io/removeTree.ts';
 
 /**
  * A private scratch copy of a LevelDB directory, for inspection tools. Opening LevelDB in place
@@ -21,9 +25,9 @@ export async function openIndexCopy(source: string, fs: FileSystem = realFileSys
     fs.mkdir(target);
     if (fs.exists(source)) copyFlatDir(fs, source, target);
     const kv = await ClassicLevelKv.open(target);
-    return new DisposableKv(kv, () => removeTree(fs, scratch));
+    return new DisposableKv(kv, () => removeTreeBestEffort(fs, scratch));
   } catch (err) {
-    removeTree(fs, scratch);
+    removeTreeBestEffort(fs, scratch);
     throw err;
   }
 }
@@ -49,21 +53,6 @@ function copyFlatDir(fs: FileSystem, source: string, target: string): void {
     } finally {
       handle.close();
     }
-  }
-}
-
-/** Removes a directory tree (best effort: a scratch copy or a replaced index). */
-export function removeTree(fs: FileSystem, dir: string): void {
-  try {
-    if (!fs.exists(dir)) return;
-    for (const name of fs.readdir(dir)) {
-      const full = path.join(dir, name);
-      if (fs.stat(full).isDirectory) removeTree(fs, full);
-      else fs.unlink(full);
-    }
-    fs.rmdir(dir);
-  } catch {
-    // best effort
   }
 }
 

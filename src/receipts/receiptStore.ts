@@ -5,7 +5,7 @@ import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
-import { openIndexCopy, removeTree } from '../kv/indexCopy.ts';
+import { openIndexCopy, removeTreeBestEffort as removeTree } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';

@@ -6,10 +6,11 @@
  * safe whatever subset of unsynced engine batches survived).
  */
 import * as path from 'node:path';
+import { removeTree } from '../io/removeTree.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError } from '../lib/errors.ts';
 import { decodeMetaFrom, writeBlockBatch } from './blockBatch.ts';
-import { removeDirAtomic, removeTree } from './files.ts';
+import { removeDirAtomic } from './files.ts';
 import { CHECKPOINT_KEY, emptyMeta, encodeMeta, VERSION_KEY } from './records.ts';
 import { readSnapshot, snapshotName } from './snapshots.ts';
 import { walRecords } from './stateWal.ts';

@@ -8,6 +8,7 @@
 import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { mkdirDurable, readWholeFile, writeFully } from '../io/fileSystem.ts';
+import { removeTree } from '../io/removeTree.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { crc32c } from '../lib/crc32c.ts';
 import { CairnError, errnoCode } from '../lib/errors.ts';
@@ -57,17 +58,6 @@ export function removeFileDurable(fs: FileSystem, file: string): void {
   if (!fs.exists(file)) return;
   fs.unlink(file);
   fs.syncDir(path.dirname(file));
-}
-
-/** Deletes a directory tree (no durability on its own; callers rename to `-removing` first). */
-export function removeTree(fs: FileSystem, target: string): void {
-  if (!fs.exists(target)) return;
-  if (!fs.stat(target).isDirectory) {
-    fs.unlink(target);
-    return;
-  }
-  for (const name of fs.readdir(target)) removeTree(fs, path.join(target, name));
-  fs.rmdir(target);
 }
 
 /**

@@ -9,10 +9,11 @@
  */
 import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
+import { removeTree } from '../io/removeTree.ts';
 import { ClassicLevelKv, type ClassicLevelKvOptions } from '../kv/classicLevelKv.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError, describe, errnoCode } from '../lib/errors.ts';
-import { copyFileDurable, ensureDir, removeTree } from './files.ts';
+import { copyFileDurable, ensureDir } from './files.ts';
 
 export interface CheckpointResult {
   kv: OrderedKv;

@@ -8,10 +8,11 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { removeTree } from '../io/removeTree.ts';
 import { CairnError, describe } from '../lib/errors.ts';
 import { decodeMetaFrom, writeCheckpoint } from './blockBatch.ts';
 import { rebuildEngineFrom, replayWal } from './engineRebuild.ts';
-import { ensureDir, removeTree, sweepLeftovers } from './files.ts';
+import { ensureDir, sweepLeftovers } from './files.ts';
 import { discardInterruptedImport } from './importState.ts';
 import { readRollbackIntent } from './markerFiles.ts';
 import { CHECKPOINT_KEY, kvKey, VERSION_KEY } from './records.ts';

@@ -6,9 +6,10 @@
  * failure there is a warning that leaves CURRENT unchanged.
  */
 import * as path from 'node:path';
+import { removeTree } from '../io/removeTree.ts';
 import { describe, ioFatal } from '../lib/errors.ts';
 import { writeCheckpoint } from './blockBatch.ts';
-import { ensureDir, fileChecksum, removeTree } from './files.ts';
+import { ensureDir, fileChecksum } from './files.ts';
 import { LtHash } from './ltHash.ts';
 import type { MetaRecord } from './records.ts';
 import { applyRetention } from './retention.ts';

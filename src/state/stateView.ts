@@ -5,12 +5,13 @@
  */
 import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
+import { removeTree } from '../io/removeTree.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError } from '../lib/errors.ts';
 import { decodeMetaFrom, writeBlockBatch } from './blockBatch.ts';
 import { FAMILIES, type Family } from './encoding.ts';
 import { materializeEngine } from './engineRebuild.ts';
-import { ensureDir, removeTree } from './files.ts';
+import { ensureDir } from './files.ts';
 import { LtHash, type LtHasher } from './ltHash.ts';
 import { readHeightModified, readLogical } from './reader.ts';
 import { CHECKPOINT_KEY, familyTag, kvKey, type MetaRecord } from './records.ts';

@@ -16,11 +16,11 @@
 import * as path from 'node:path';
 import type { DirLock } from '../io/dirLock.ts';
 import type { FileSystem } from '../io/fileSystem.ts';
+import { removeTree } from '../io/removeTree.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { CairnError, describe, FatalLatch, isCairnError } from '../lib/errors.ts';
 import type { Wal } from '../wal/wal.ts';
 import { FAMILIES, type Family } from './encoding.ts';
-import { removeTree } from './files.ts';
 import type { HashPool } from './hashPool.ts';
 import type { StateKvHost } from './kvHost.ts';
 import { LtHash, type LtHasher } from './ltHash.ts';
