@@ -24,12 +24,7 @@ import type { StoreCore } from './storeCore.ts';
 export async function rebuildEngineFrom(core: StoreCore, base: number): Promise<void> {
   const tmp = `${core.kvDir}-tmp`;
   await buildEngine(core, base, tmp);
-  await core.awaitCheckpointPreparation();
-  if (core.kv) {
-    const kv = core.kv;
-    core.kv = undefined;
-    await kv.close();
-  }
+  await core.closeEngine();
   removeDirAtomic(core.fs, core.kvDir);
   core.fs.rename(tmp, core.kvDir);
   core.fs.syncDir(core.dataDir);
@@ -86,7 +81,7 @@ async function openChecked(core: StoreCore, dir: string, base: number): Promise<
   return kv;
 }
 
-/** Re-applies WAL records committed+1..to onto the engine (pure overwrites; see the file comment). */
+/** Re-applies WAL records committed+1..to onto the engine (pure overwrites; see stateStore.ts). */
 export async function replayWal(core: StoreCore, to: number): Promise<void> {
   for (const rec of walRecords(core, core.committed.height, to)) {
     await writeBlockBatch(core.kv!, rec.rows, rec.after, false);

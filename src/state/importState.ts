@@ -6,14 +6,13 @@
  * refused stream) leave an empty, usable store; the store's own failures latch it, and the next open
  * finds the marker and wipes the half import (`discardInterruptedImport`).
  */
-import * as path from 'node:path';
 import { toHex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
 import { writeCheckpoint } from './blockBatch.ts';
 import { checkStoredValue, FAMILIES, FAMILY_INDEX, familyOfPhysicalKey } from './encoding.ts';
 import { rebuildEngineFrom } from './engineRebuild.ts';
 import { ExportReader } from './exportFormat.ts';
-import { removeDirAtomic, removeFileDurable } from './files.ts';
+import { removeDirAtomic } from './files.ts';
 import { LtHash } from './ltHash.ts';
 import {
   readImportMarker,
@@ -22,6 +21,7 @@ import {
   writeImportMarker,
 } from './markerFiles.ts';
 import { emptyMeta, kvKey, type MetaRecord } from './records.ts';
+import { removeCurrent } from './snapshots.ts';
 import { snapshotNow } from './snapshotWriter.ts';
 import { openStateWal } from './stateWal.ts';
 import type { StoreCore } from './storeCore.ts';
@@ -173,12 +173,7 @@ export async function importState(
 
 /** Removes engine, snapshots, CURRENT and WAL (import start, or an interrupted import at open). */
 async function wipeAll(core: StoreCore): Promise<void> {
-  await core.awaitCheckpointPreparation();
-  if (core.kv) {
-    const kv = core.kv;
-    core.kv = undefined;
-    await kv.close();
-  }
+  await core.closeEngine();
   if (core.wal) {
     const wal = core.wal;
     core.wal = undefined;
@@ -187,7 +182,7 @@ async function wipeAll(core: StoreCore): Promise<void> {
   removeDirAtomic(core.fs, core.kvDir);
   removeDirAtomic(core.fs, core.snapshotsDir);
   removeDirAtomic(core.fs, core.walDir);
-  removeFileDurable(core.fs, path.join(core.dataDir, 'CURRENT'));
+  removeCurrent(core.fs, core.dataDir);
   removeRollbackIntent(core.fs, core.dataDir);
   core.committed = emptyMeta(0);
   core.lastCheckpoint = 0;

@@ -9,9 +9,16 @@ import * as path from 'node:path';
 import { CairnError, describe, ioFatal } from '../lib/errors.ts';
 import { writeCheckpoint } from './blockBatch.ts';
 import { rebuildEngineFrom, replayWal } from './engineRebuild.ts';
-import { removeDirAtomic, removeFileDurable } from './files.ts';
+import { removeDirAtomic } from './files.ts';
 import { removeRollbackIntent, writeRollbackIntent } from './markerFiles.ts';
-import { listSnapshotHeights, readCurrent, readSnapshot, snapshotName, writeCurrent } from './snapshots.ts';
+import {
+  listSnapshotHeights,
+  readCurrent,
+  readSnapshot,
+  removeCurrent,
+  snapshotName,
+  writeCurrent,
+} from './snapshots.ts';
 import { caller, type StoreCore } from './storeCore.ts';
 
 /**
@@ -50,7 +57,7 @@ export async function rollbackTo(core: StoreCore, target: number): Promise<void>
     } catch (err) {
       // Nothing but cached snapshots changed yet: undo the pointer and the intent (A11).
       try {
-        if (previousCurrent === undefined) removeFileDurable(core.fs, path.join(core.dataDir, 'CURRENT'));
+        if (previousCurrent === undefined) removeCurrent(core.fs, core.dataDir);
         else writeCurrent(core.fs, core.dataDir, previousCurrent);
         removeRollbackIntent(core.fs, core.dataDir);
       } catch (undoErr) {
@@ -95,7 +102,7 @@ export function reachableBase(core: StoreCore, height: number, what: string): nu
 
 export function pointCurrentAt(core: StoreCore, base: number): void {
   if (base > 0) writeCurrent(core.fs, core.dataDir, base);
-  else removeFileDurable(core.fs, path.join(core.dataDir, 'CURRENT'));
+  else removeCurrent(core.fs, core.dataDir);
 }
 
 export function removeSnapshotsAbove(core: StoreCore, target: number): void {

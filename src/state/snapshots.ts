@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { FileSystem } from '../io/fileSystem.ts';
 import { padIndex } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
-import { fileChecksum, readRecordFile, writeRecordFile } from './files.ts';
+import { fileChecksum, readRecordFile, removeFileDurable, writeRecordFile } from './files.ts';
 import { decodeMeta, encodeMeta, META_BYTES, type MetaRecord } from './records.ts';
 
 export const SNAPSHOTS_DIR = 'snapshots';
@@ -172,4 +172,9 @@ export function writeCurrent(fs: FileSystem, dataDir: string, height: number): v
   const body = new Uint8Array(8);
   new DataView(body.buffer).setBigUint64(0, BigInt(height), false);
   writeRecordFile(fs, path.join(dataDir, CURRENT_FILE), CURRENT_MAGIC, body);
+}
+
+/** No CURRENT: the store vouches for no snapshot (its history starts from the empty state). */
+export function removeCurrent(fs: FileSystem, dataDir: string): void {
+  removeFileDurable(fs, path.join(dataDir, CURRENT_FILE));
 }

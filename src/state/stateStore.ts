@@ -17,6 +17,12 @@
  *    recorded ones. No old value is read during replay, so no surviving later batch can mislead it.
  *  - One writer: every mutation runs on one promise queue; reads see committed rows plus the
  *    pending block's overlay.
+ *
+ * This file is the public API (everything callers import from src/state comes from here) and does
+ * little itself: `storeCore.ts` holds one open store's state and its writer queue, and each job has
+ * its own module: applyBlock (change sets → rows, LtHash), commitBlock (WAL first, engine batch
+ * behind the ack), blockBatch, stateWal, engineRebuild (snapshot clone + replay), snapshotWriter,
+ * retention, rollback, markerFiles, recovery (open), stateView, exportState, importState, verify.
  */
 import * as os from 'node:os';
 import { acquireDirLock } from '../io/dirLock.ts';
@@ -76,8 +82,8 @@ export function suggestedHashWorkers(): number {
 }
 
 /**
- * The public face of the store: every call checks and queues, then hands the work to the module
- * that does that job (module map in ARCHITECTURE.md). What one open store holds is `StoreCore`.
+ * The public face of the store: reads answer here; every other call hands the work to the module
+ * that does that job (see the file comment). What one open store holds is `StoreCore`.
  */
 export class StateStore {
   readonly warnings: string[];

@@ -248,6 +248,16 @@ export class StoreCore {
     await p;
   }
 
+  /** Closes the live engine (after any flush it is running) before its directory is replaced. */
+  async closeEngine(): Promise<void> {
+    await this.awaitCheckpointPreparation();
+    if (this.kv) {
+      const kv = this.kv;
+      this.kv = undefined;
+      await kv.close();
+    }
+  }
+
   // ---- small shared steps -----------------------------------------------------------------------
 
   /** Working state = committed state, no pending block. */
