@@ -53,6 +53,7 @@ function describeType(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
 }
 
+/** Adds a block's change sets at `height` (the next one) to the pending block, all or nothing. */
 export async function applyBlock(
   core: StoreCore,
   height: number,

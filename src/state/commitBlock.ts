@@ -13,6 +13,7 @@ import { scheduleAutoSnapshot } from './snapshotWriter.ts';
 import { WAL_MAX_RECORD_BYTES } from './stateWal.ts';
 import { cloneMeta, type StoreCore } from './storeCore.ts';
 
+/** Commits the pending block as `height` (the next one); resolves once its WAL record is durable. */
 export async function commitPendingBlock(core: StoreCore, height: number): Promise<number> {
   core.checkWritable();
   const expected = core.committed.height + 1;
