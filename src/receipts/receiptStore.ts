@@ -268,7 +268,11 @@ export class ReceiptStore {
         // killed process left there is scratch, removed before the engine starts. A read-only
         // open writes nothing here and keeps DuckDB's default.
         const spillDirectory = options.readOnly ? undefined : path.join(options.dir, SPILL_DIR);
-        if (spillDirectory !== undefined) removeTree(fs, spillDirectory);
+        if (spillDirectory !== undefined) {
+          removeTree(fs, spillDirectory);
+          // DuckDB creates only the last level of each instance's own subdirectory in it.
+          fs.mkdir(spillDirectory);
+        }
         engine = await DuckDbArchive.open(spillDirectory === undefined ? {} : { spillDirectory });
       }
       opened.push(engine);
