@@ -9,13 +9,14 @@
 // failed reading its spill files): Parquet files with foreign bytes, checksummed after the fact.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { test } from 'node:test';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { encodeBlockEntry, normalizeBlock } from '../../src/receipts/codec.ts';
 import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
+import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import type { BlockReceiptsInput } from '../../src/receipts/types.ts';
-import { blockHash, txHash } from './support/fixtures.ts';
+import { blockHash, makeBlock, txHash } from './support/fixtures.ts';
 import { withTempDir } from './support/harness.ts';
 
 /** Blocks heavy enough (about 50 MB as staged) that staging and sorting them spills at 24 MB. */
@@ -115,5 +116,53 @@ test('windows written from a spilled stage are intact after a query spilled on t
     } finally {
       await archive.close();
     }
+  });
+});
+
+/** The temp_directory setting of a store's query instance (private: read through its reader). */
+async function querySpillDirOf(store: ReceiptStore): Promise<string> {
+  const engine = (store as unknown as { engine: DuckDbArchive }).engine;
+  const withReader = (
+    engine as unknown as {
+      withReader<T>(
+        fn: (c: { runAndReadAll(sql: string): Promise<{ getRows(): unknown[][] }> }) => Promise<T>,
+      ): Promise<T>;
+    }
+  ).withReader.bind(engine);
+  return String(
+    await withReader(
+      async (c) => (await c.runAndReadAll("SELECT current_setting('temp_directory')")).getRows()[0]![0],
+    ),
+  );
+}
+
+test('read-only opens spill into a private directory of their own (not .tmp under the working directory), removed at close', async () => {
+  await withTempDir(async (dir) => {
+    const writer = await ReceiptStore.open({ dir, blocksPerFile: 8 });
+    await writer.putBlock(makeBlock(3, 0));
+    await writer.close();
+    const a = await ReceiptStore.open({ dir, blocksPerFile: 8, readOnly: true });
+    const b = await ReceiptStore.open({ dir, blocksPerFile: 8, readOnly: true });
+    let spillA: string;
+    let spillB: string;
+    try {
+      spillA = await querySpillDirOf(a);
+      spillB = await querySpillDirOf(b);
+      console.log(`read-only spill directories: ${spillA} ${spillB}`);
+      for (const s of [spillA, spillB]) {
+        assert.ok(isAbsolute(s), `spill directory ${s} is relative to the working directory`);
+        assert.ok(!s.startsWith(process.cwd()), `spill directory ${s} is under the working directory`);
+        assert.ok(
+          !s.startsWith(dir),
+          `spill directory ${s} is inside the store (a read-only open writes nothing there)`,
+        );
+      }
+      assert.notEqual(spillA, spillB, 'two read-only opens share a spill directory (same-named spill files)');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    for (const s of [spillA, spillB])
+      assert.equal(existsSync(dirname(s)), false, `${dirname(s)} left after close`);
   });
 });
