@@ -19,6 +19,7 @@ import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
 import { ConsensusFixture } from '../../src/testing/consensusFixture.ts';
 import { DROP_ALL, SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
+import { GatedFileSystem } from './helpers.ts';
 import { options } from './workload.ts';
 
 interface Capture {
@@ -132,4 +133,109 @@ test('votes released from the fsync completion are durable; pushes made inside t
     `reviewInline: ${images} power-cut images checked, ${inCallback} pushes made inside vote callbacks`,
   );
   assert.ok(images > 0 && inCallback > 0, 'the workload exercised the callback path');
+});
+
+for (const [op, error] of [
+  ['writev', 'EIO'],
+  ['syncAsync', 'EIO'],
+] as const) {
+  test(`an inline lane write whose ${op} fails (${error}) latches: no vote, the same error everywhere after, other lanes stop too`, async () => {
+    const f = new ConsensusFixture({ lanes: 2, seed: 5, payloadBytes: 100, sign: false });
+    const [lane, other] = [f.laneAt(0), f.laneAt(1)];
+    const fs = new SimulatedFileSystem({ seed: 5 });
+    let fatal: Error | undefined;
+    const cp = await ConsensusPersistence.open({ ...options(fs, f), onFatal: (e) => (fatal = e) });
+    // Block 0 of each lane creates its log (the slow path); block 1 is then an inline write.
+    for (const l of [lane, other]) {
+      cp.pushBlock(f.produceBlock(l));
+      assert.equal(await cp.waitVoteable(l, 0), 'durable');
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const fault = fs.injectFault({ op, nth: 1, error, pathIncludes: lane });
+    const b1 = f.produceBlock(lane);
+    assert.equal(cp.pushBlock(b1), 'accepted');
+    if (op === 'writev') assert.equal(fault.firedCount, 1, 'the write ran inside pushBlock');
+    const vote = cp.waitVoteable(lane, 1);
+    const voteErr = await vote.then(
+      () => assert.fail('a vote for a block whose write failed'),
+      (e: unknown) => e as Error,
+    );
+    assert.equal(fault.firedCount, 1);
+    assert.ok(fatal !== undefined, 'onFatal was called');
+    assert.equal(voteErr, fatal, 'the vote waiter got the latched error');
+    assert.equal(cp.voteableNext(lane), 1);
+    assert.throws(
+      () => cp.pushBlock(f.produceBlock(other)),
+      (e) => e === fatal,
+      'a later push rejects with the cause',
+    );
+    await assert.rejects(cp.waitVoteable(other, 1), (e) => e === fatal);
+    await cp.close().catch(() => undefined);
+    // What recovery finds is a prefix: block 0, and block 1 only if its bytes reached the disk.
+    const again = await ConsensusPersistence.open(options(fs.crashImage(DROP_ALL), f));
+    try {
+      assert.ok(again.nextBlock(lane) >= 1);
+      for (let n = 0; n < again.nextBlock(lane); n++) {
+        assert.ok(
+          bytesEqual(
+            encodeSignedLaneProposal(again.block(lane, n)!),
+            encodeSignedLaneProposal(f.block(lane, n)),
+          ),
+        );
+      }
+    } finally {
+      await again.close();
+    }
+  });
+}
+
+test('close() while an inline write waits for its fsync: close waits for it, the vote is durable or CLOSED, recovery agrees', async () => {
+  const f = new ConsensusFixture({ lanes: 2, seed: 9, payloadBytes: 100, sign: false });
+  const lane = f.laneAt(0);
+  const fs = new GatedFileSystem(new SimulatedFileSystem({ seed: 9 }), lane);
+  const cp = await ConsensusPersistence.open(options(fs as unknown as SimulatedFileSystem, f));
+  cp.pushBlock(f.produceBlock(lane));
+  assert.equal(await cp.waitVoteable(lane, 0), 'durable');
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  fs.hold();
+  const syncs = fs.gatedSyncs;
+  cp.pushBlock(f.produceBlock(lane));
+  assert.equal(fs.gatedSyncs, syncs + 1, 'the fsync started inside pushBlock');
+  const vote = cp.waitVoteable(lane, 1).then(
+    (s) => s,
+    (e: unknown) => e as Error,
+  );
+  let closed = false;
+  const closing = cp.close().then(() => (closed = true));
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.equal(closed, false, 'close waits for the fsync in flight');
+  // A push while close runs is not written (the pipelines are stopping): it is refused, or
+  // accepted and its vote waiter gets CLOSED, never 'durable'.
+  let late: Promise<unknown> = Promise.resolve('refused');
+  try {
+    cp.pushBlock(f.produceBlock(lane));
+    late = cp.waitVoteable(lane, 2).then(
+      (s) => s,
+      (e: unknown) => e,
+    );
+  } catch (e) {
+    assert.ok(isCairnError(e, 'CLOSED'), String(e));
+  }
+  fs.release();
+  await closing;
+  const outcome = await vote;
+  const lateOutcome = await late;
+  assert.ok(
+    lateOutcome === 'refused' || isCairnError(lateOutcome, 'CLOSED'),
+    `late push: ${String(lateOutcome)}`,
+  );
+  const image = (fs.inner as SimulatedFileSystem).crashImage(DROP_ALL);
+  const again = await ConsensusPersistence.open(options(image, f));
+  try {
+    assert.ok(again.nextBlock(lane) <= 2, 'the block pushed during close was not written');
+    if (outcome === 'durable') assert.equal(again.nextBlock(lane), 2, 'a block voted durable is on disk');
+    else assert.ok(isCairnError(outcome, 'CLOSED'), `vote outcome ${String(outcome)}`);
+  } finally {
+    await again.close();
+  }
 });
