@@ -287,7 +287,11 @@ export class ReceiptStore {
         }
         const spillDirectory = privateSpill ?? path.join(options.dir, SPILL_DIR);
         // DuckDB creates only the last level of each instance's own subdirectory in it.
-        fs.mkdir(spillDirectory);
+        try {
+          fs.mkdir(spillDirectory);
+        } catch (err) {
+          throw ioFatal(`creating ${spillDirectory}`, err, { file: spillDirectory });
+        }
         engine = await DuckDbArchive.open({ spillDirectory });
       }
       opened.push(engine);
