@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { DuckDBConnection, DuckDBInstance, DuckDBValue } from '@duckdb/node-api';
 import { toHex } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
@@ -18,9 +19,10 @@ export interface DuckDbArchiveOptions {
   /** DuckDB memory limit (each of the two instances). Default '512MB'. */
   memoryLimit?: string;
   /**
-   * Where both instances spill when a query or a window's sort outgrows `memoryLimit`. Without it
-   * DuckDB uses `.tmp` under the process's working directory, which may be read-only (a service
-   * started in `/`) or another disk: the store passes a directory inside its own. Scratch only.
+   * Where the instances spill when a query, the stage or a window's sort outgrows `memoryLimit`:
+   * each in a subdirectory of its own (`query/`, `writer/`; see SPILL_SUBDIRS). Without it DuckDB
+   * uses `.tmp` under the process's working directory, which may be read-only (a service started in
+   * `/`) or another disk: the store passes a directory inside its own. Scratch only.
    */
   spillDirectory?: string;
   /**
@@ -29,6 +31,15 @@ export interface DuckDbArchiveOptions {
    */
   writerThreadScript?: string;
 }
+
+/**
+ * One spill directory per instance. DuckDB names its spill files by block size and a counter of its
+ * own (duckdb_temp_storage_S128K-0.tmp, ...), so two instances sharing a directory open the same
+ * files and overwrite each other's spilled blocks: measured (test/receipts/reviewSpill.test.ts), a
+ * query spilling while the writer thread's stage was spilled made the writer read foreign bytes
+ * (wrong windows, or a crash of the process).
+ */
+export const SPILL_SUBDIRS = { query: 'query', writer: 'writer' } as const;
 
 function blobLiteral(bytes: Uint8Array): string {
   return `from_hex('${toHex(bytes)}')`;
@@ -89,7 +100,7 @@ export class DuckDbArchive implements ArchiveEngine {
           memory_limit: this.options.memoryLimit ?? '512MB',
           ...(this.options.spillDirectory === undefined
             ? {}
-            : { temp_directory: this.options.spillDirectory }),
+            : { temp_directory: path.join(this.options.spillDirectory, SPILL_SUBDIRS.query) }),
         });
         return { instance };
       } catch (err) {
@@ -117,7 +128,9 @@ export class DuckDbArchive implements ArchiveEngine {
       {
         threads: this.options.threads ?? 2,
         memoryLimit: this.options.memoryLimit ?? '512MB',
-        ...(this.options.spillDirectory === undefined ? {} : { spillDirectory: this.options.spillDirectory }),
+        ...(this.options.spillDirectory === undefined
+          ? {}
+          : { spillDirectory: path.join(this.options.spillDirectory, SPILL_SUBDIRS.writer) }),
         rowGroupRows: this.rowGroupRows,
         logOrder: this.logOrder,
       },

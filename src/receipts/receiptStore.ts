@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { openAbFile } from '../io/abFile.ts';
 import type { AbSnapshotFile } from '../io/abFile.types.ts';
@@ -166,6 +168,8 @@ export class ReceiptStore {
   private conversion: Conversion | undefined;
   /** Held from open to close (writable opens on the real file system, see `lockDir`). */
   private dirLock: DirLock | undefined;
+  /** A read-only open's own spill directory (outside the store), removed at close. */
+  private privateSpill: string | undefined;
   private readonly blocksPerFile: number;
   private readonly archiveDir: string;
 
@@ -263,13 +267,32 @@ export class ReceiptStore {
         }));
       opened.push(kv);
       let engine = options.archive;
+      let privateSpill: string | undefined;
       if (engine === undefined) {
         // DuckDB spills inside the store (not under the process's working directory); what a
         // killed process left there is scratch, removed before the engine starts. A read-only
-        // open writes nothing here and keeps DuckDB's default.
-        const spillDirectory = options.readOnly ? undefined : path.join(options.dir, SPILL_DIR);
-        if (spillDirectory !== undefined) removeTree(fs, spillDirectory);
-        engine = await DuckDbArchive.open(spillDirectory === undefined ? {} : { spillDirectory });
+        // open writes nothing in the store (a writer may own it) and must not share DuckDB's
+        // default `.tmp` under the working directory with other processes either (same-named
+        // spill files, see SPILL_SUBDIRS): it spills into a private scratch directory, removed
+        // at close (a killed process leaves it in the system's temporary directory).
+        if (options.readOnly) {
+          privateSpill = path.join(
+            tmpdir(),
+            `cairn-receipts-spill-${process.pid}-${randomBytes(6).toString('hex')}`,
+          );
+          const scratch = privateSpill;
+          opened.push({ close: () => removeTree(fs, scratch) });
+        } else {
+          removeTree(fs, path.join(options.dir, SPILL_DIR));
+        }
+        const spillDirectory = privateSpill ?? path.join(options.dir, SPILL_DIR);
+        // DuckDB creates only the last level of each instance's own subdirectory in it.
+        try {
+          fs.mkdir(spillDirectory);
+        } catch (err) {
+          throw ioFatal(`creating ${spillDirectory}`, err, { file: spillDirectory });
+        }
+        engine = await DuckDbArchive.open({ spillDirectory });
       }
       opened.push(engine);
       const store = new ReceiptStore(
@@ -281,6 +304,7 @@ export class ReceiptStore {
         new HotTier(kv, options.postingBucketBlocks ?? DEFAULT_POSTING_BUCKET_BLOCKS),
         engine,
       );
+      store.privateSpill = privateSpill;
       await store.recover();
       return store;
     } catch (err) {
@@ -1384,6 +1408,8 @@ export class ReceiptStore {
         await step(() => this.wal.close());
         await step(() => this.hot.kv.close());
         await step(() => this.engine.close());
+        const spill = this.privateSpill;
+        if (spill !== undefined) removeTree(this.fs, spill);
         await step(() => this.manifest.close());
         await step(() => this.dirLock?.release());
         const err = this.latch.error ?? first;

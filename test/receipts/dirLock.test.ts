@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isCairnError } from '../../src/lib/errors.ts';
-import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
+import { DuckDbArchive, SPILL_SUBDIRS } from '../../src/receipts/duckdbArchive.ts';
 import { ReceiptStore, SPILL_DIR } from '../../src/receipts/receiptStore.ts';
 import { makeBlock } from './support/fixtures.ts';
 import { withTempDir } from './support/harness.ts';
@@ -58,7 +58,8 @@ test('DuckDB spills inside the store: leftovers of a killed process are removed 
     writeFileSync(join(dir, SPILL_DIR, 'duckdb_temp_storage-0.tmp'), 'left by a killed process');
     const store = await ReceiptStore.open({ dir, blocksPerFile: 8 });
     try {
-      assert.equal(existsSync(join(dir, SPILL_DIR)), false, 'leftover spill files were not removed');
+      // (The open recreates the directory empty: the instances' subdirectories go inside it.)
+      assert.deepEqual(readdirSync(join(dir, SPILL_DIR)), [], 'leftover spill files were not removed');
     } finally {
       await store.close();
     }
@@ -69,6 +70,7 @@ test('DuckDbArchive passes spillDirectory to DuckDB (temp_directory), which spil
   await withTempDir(async (dir) => {
     mkdirSync(dir, { recursive: true });
     const spill = join(dir, 'spill');
+    mkdirSync(spill); // the store creates it; DuckDB creates the instance's own level inside
     const archive = await DuckDbArchive.open({ spillDirectory: spill, memoryLimit: '32MB', threads: 1 });
     // The archive's reader connections are private; a test reads the engine's setting through them.
     const withReader = (
@@ -82,7 +84,11 @@ test('DuckDbArchive passes spillDirectory to DuckDB (temp_directory), which spil
       const setting = await withReader(
         async (c) => (await c.runAndReadAll("SELECT current_setting('temp_directory')")).getRows()[0]![0],
       );
-      assert.equal(setting, spill);
+      assert.equal(
+        setting,
+        join(spill, SPILL_SUBDIRS.query),
+        'the query instance spills in its own subdirectory',
+      );
       // A sort of ~150 MB under a 32 MB limit has to spill.
       const spilled = await withReader(async (c) => {
         await c.runAndReadAll(
