@@ -518,6 +518,8 @@ export async function runSchedule(
   durationMs: number,
   burst: boolean,
   onSample?: (lane: number, arrivedMs: number, durableMs: number) => void,
+  /** Called at every iteration of the schedule's ~1 ms loop (bench/votePathTrace.ts: stalls). */
+  onTick?: (nowMs: number) => void,
 ): Promise<RunResult> {
   const dir = mkdtempSync(join(root, `${side}-${config.lanes}x${config.blockBytes}-`));
   const rec = new Recorder(
@@ -574,6 +576,7 @@ export async function runSchedule(
       burstDrainMs = performance.now() - burstStartedAt;
     }
     sink.tick?.(now);
+    onTick?.(now);
     await sleep(1);
   }
   const gc = gcWindow.stop();
