@@ -286,7 +286,8 @@ class Recorder {
   }
 }
 
-async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink> {
+/** `qcFlow` false: no CommitQC / AppQC is pushed (a diagnostic side: what the QC flow costs the lanes). */
+async function cairnSink(dir: string, w: Workload, rec: Recorder, qcFlow = true): Promise<Sink> {
   const f = w.f;
   const cp = await ConsensusPersistence.open({
     fs: new RealFileSystem(),
@@ -320,7 +321,7 @@ async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink>
       }
     },
     tick: (now) => {
-      if (now < nextQCAt) return;
+      if (!qcFlow || now < nextQCAt) return;
       nextQCAt += 100;
       // Finalize only blocks that became voteable (a real CommitQC covers certified blocks).
       const qc = f.nextCommitQC({ upTo: (lane) => cp.voteableNext(lane) });
@@ -508,7 +509,8 @@ function rawSharedLogSink(dir: string, w: Workload, rec: Recorder, laneCopies: b
   };
 }
 
-export type Side = 'cairn' | 'raw' | 'raw-shared-log' | 'raw-shared-log+lane-files';
+/** `cairn-no-qc`: Cairn without the CommitQC / AppQC flow (no CommitQC log or anchor writes). */
+export type Side = 'cairn' | 'cairn-no-qc' | 'raw' | 'raw-shared-log' | 'raw-shared-log+lane-files';
 
 export async function runSchedule(
   root: string,
@@ -529,8 +531,8 @@ export async function runSchedule(
   );
   rec.onSample = onSample;
   const sink =
-    side === 'cairn'
-      ? await cairnSink(dir, w, rec)
+    side === 'cairn' || side === 'cairn-no-qc'
+      ? await cairnSink(dir, w, rec, side === 'cairn')
       : side === 'raw'
         ? rawLanesSink(dir, w, rec)
         : rawSharedLogSink(dir, w, rec, side === 'raw-shared-log+lane-files');

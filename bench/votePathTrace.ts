@@ -1,5 +1,5 @@
 /**
- * Where a vote's time goes: `npm run bench -- votePathTrace [--rounds N] [--ms N]`.
+ * Where a vote's time goes: `npm run bench -- votePathTrace [--rounds N] [--ms N] [--sides a,b,c]`.
  *
  * Runs the consensus bench's steady schedule (40 lanes × 4 KiB × 50/s, no burst) for Cairn and for
  * the raw per-lane baseline, alternating, with node:fs's `fdatasync`, `openSync` and `writevSync`
@@ -15,6 +15,15 @@
  * time of each group. Read that split with care: a long lane fsync is more likely to overlap one of
  * the ~10 other fsyncs a second, so "overlapped" is biased towards slow fsyncs whatever the cause.
  * (Only async fdatasyncs are traced: directory fsyncs and synchronous ones are not.)
+ *
+ * Then the slowest 1 % of each round's blocks, classified: did a GC pause ('gc' performance
+ * entries) overlap the block's arrival → voteable window, was an anchor or CommitQC-log fsync in
+ * flight when the lane's was issued (ahead of it on a disk that serializes fdatasyncs), was the
+ * lane's previous fsync still running at arrival, did the schedule's 1 ms loop stall ≥ 3 ms (a long
+ * main-thread turn, or the process off the CPU). Each flag is printed with its share of the tail
+ * and of all blocks: only a flag much more common in the tail than overall explains the tail.
+ * `--sides cairn,cairn-no-qc,raw` adds Cairn without the CommitQC / AppQC flow (no CommitQC log
+ * or anchor writes, no QC handling on the main thread): the QC flow's share of the tail, measured.
  * A diagnostic, not a bench with bars: its figures are same-run medians on a shared machine.
  */
 
@@ -280,11 +289,11 @@ function classifyTail(
 }
 
 /** The tail table: per side, the rounds' breakdowns summed (counts) or pooled (times). */
-function printTail(tails: Record<'cairn' | 'raw', TailBreakdown[]>, rounds: number): void {
+function printTail(tails: Record<string, TailBreakdown[]>, sides: readonly Side[], rounds: number): void {
   const fmt = (x: number) => x.toFixed(3);
   const rows: string[][] = [];
-  for (const side of ['cairn', 'raw'] as const) {
-    const list = tails[side];
+  for (const side of sides) {
+    const list = tails[side] ?? [];
     if (list.length === 0) continue;
     const sum = (pick: (t: TailBreakdown) => number) => list.reduce((n, t) => n + pick(t), 0);
     const pool = (pick: (t: TailBreakdown) => number[]) => list.flatMap(pick);
@@ -374,19 +383,22 @@ export async function run(args: string[]): Promise<void> {
   const trace = new FsTrace();
   trace.install();
   const root = mkdtempSync(join(tmpdir(), 'cairn-vote-trace-'));
-  const splits: Record<'cairn' | 'raw', Split[]> = { cairn: [], raw: [] };
-  const tails: Record<'cairn' | 'raw', TailBreakdown[]> = { cairn: [], raw: [] };
-  const otherSyncs: Record<'cairn' | 'raw', number[]> = { cairn: [], raw: [] };
+  // --sides cairn,cairn-no-qc,raw: which sides run (default cairn,raw); the order rotates per round.
+  const sidesArg = args.indexOf('--sides');
+  const sides = (sidesArg >= 0 ? args[sidesArg + 1]!.split(',') : ['cairn', 'raw']) as Side[];
+  const splits: Record<string, Split[]> = Object.fromEntries(sides.map((x) => [x, []]));
+  const tails: Record<string, TailBreakdown[]> = Object.fromEntries(sides.map((x) => [x, []]));
+  const otherSyncs: Record<string, number[]> = Object.fromEntries(sides.map((x) => [x, []]));
   try {
     for (let r = 0; r < rounds; r++) {
-      const both: Array<'cairn' | 'raw'> = r % 2 === 0 ? ['cairn', 'raw'] : ['raw', 'cairn'];
-      // --only cairn|raw: one side (e.g. under --cpu-prof).
+      const both = sides.map((_, i) => sides[(r + i) % sides.length]!);
+      // --only <side>: one side (e.g. under --cpu-prof).
       const order = both.filter((side) => !args.includes('--only') || args.includes(side));
       for (const side of order) {
         const w = prepare(MAIN, durationMs, false);
         const laneIds = w.f.lanes.map(String);
         trace.laneOfPath =
-          side === 'cairn'
+          side !== 'raw'
             ? (path) => {
                 const lane = laneIds.findIndex((id) => path.includes(id));
                 return lane >= 0 ? lane : otherFileKind(path);
@@ -436,15 +448,15 @@ export async function run(args: string[]): Promise<void> {
           split.inFlight.push(ev.inFlightAtIssue);
           split.otherOverlaps.push(ev.otherOverlaps);
         };
-        await runSchedule(root, side as Side, MAIN, w, durationMs, false, onSample, (now) => ticks.push(now));
+        await runSchedule(root, side, MAIN, w, durationMs, false, onSample, (now) => ticks.push(now));
         trace.on = false;
         for (const e of gcObserver.takeRecords()) {
           gcs.push({ startMs: e.startTime, endMs: e.startTime + e.duration });
         }
         gcObserver.disconnect();
-        tails[side].push(classifyTail(samples, gcs, ticks));
-        splits[side].push(split);
-        otherSyncs[side].push(trace.events.filter((e) => e.lane < 0).length);
+        tails[side]!.push(classifyTail(samples, gcs, ticks));
+        splits[side]!.push(split);
+        otherSyncs[side]!.push(trace.events.filter((e) => e.lane < 0).length);
       }
     }
   } finally {
@@ -453,8 +465,8 @@ export async function run(args: string[]): Promise<void> {
   const med = (xs: number[]) => (xs.length === 0 ? Number.NaN : percentile(xs, 0.5));
   const fmt = (x: number) => x.toFixed(3);
   const rows: string[][] = [];
-  for (const side of ['cairn', 'raw'] as const) {
-    for (const [i, s] of splits[side].entries()) {
+  for (const side of sides) {
+    for (const [i, s] of splits[side]!.entries()) {
       rows.push([
         `${side} ${i + 1}`,
         String(s.totalMs.length),
@@ -470,7 +482,7 @@ export async function run(args: string[]): Promise<void> {
         fmt(percentile(s.afterMs, 0.9)),
         med(s.inFlight).toFixed(0),
         (s.otherOverlaps.filter((x) => x > 0).length / Math.max(1, s.otherOverlaps.length)).toFixed(3),
-        String(otherSyncs[side][i]),
+        String(otherSyncs[side]![i]),
       ]);
     }
   }
@@ -497,7 +509,7 @@ export async function run(args: string[]): Promise<void> {
     ],
     rows,
   );
-  printTail(tails, rounds);
+  printTail(tails, sides, rounds);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
