@@ -3,7 +3,7 @@
  * window (the consensus bench's steady 40 × 4 KiB run, no burst), for a change whose effect is
  * smaller than the drift between two bench runs on a shared machine:
  *   git archive <commit> | tar -x -C /tmp/before && ln -s "$PWD/node_modules" /tmp/before/
- *   node --import tsx bench/abConsensus.ts /tmp/before "$PWD" [rounds=6]
+ *   node --import tsx bench/abConsensus.ts /tmp/before "$PWD" [rounds=6] [--after-side cairn-no-qc]
  * Each round runs before, after and raw (the order rotates) and prints their exact p50s and p99s
  * with the load average; the last line gives the medians of the per-round ratios, p50 and p99.
  * A round's p99 comes from ~5,000 votes (2.5 s × 40 lanes × 50/s): the top 50 of them, so a single
@@ -19,7 +19,12 @@ type ConsensusBench = typeof import('./consensus.ts');
 
 export async function main(args: string[]): Promise<void> {
   if (rerunWithThreadPool(64)) return;
-  const [beforeDir, afterDir, roundsArg] = args;
+  // --after-side cairn-no-qc: the "after" checkout runs that side instead of 'cairn' (e.g. both
+  // checkouts the same, to measure what the CommitQC / AppQC flow costs the lanes).
+  const sideFlag = args.indexOf('--after-side');
+  const afterSide = (sideFlag >= 0 ? args[sideFlag + 1] : 'cairn') as 'cairn' | 'cairn-no-qc';
+  const [beforeDir, afterDir, roundsArg] =
+    sideFlag >= 0 ? args.filter((_, i) => i < sideFlag || i > sideFlag + 1) : args;
   if (!beforeDir || !afterDir) {
     console.error('usage: bench/abConsensus.ts <before checkout> <after checkout> [rounds]');
     process.exitCode = 2;
@@ -41,7 +46,8 @@ export async function main(args: string[]): Promise<void> {
         const kind = kinds[(r + i) % kinds.length]!;
         const m = kind === 'before' ? before : after;
         const w = m.prepare(m.MAIN, 2500, false);
-        const out = await m.runSchedule(root, kind === 'raw' ? 'raw' : 'cairn', m.MAIN, w, 2500, false);
+        const side = kind === 'raw' ? 'raw' : kind === 'after' ? afterSide : 'cairn';
+        const out = await m.runSchedule(root, side, m.MAIN, w, 2500, false);
         p50[kind].push(out.p50Ms);
         p99[kind].push(out.p99Ms);
       }

@@ -389,6 +389,8 @@ export async function run(args: string[]): Promise<void> {
   const splits: Record<string, Split[]> = Object.fromEntries(sides.map((x) => [x, []]));
   const tails: Record<string, TailBreakdown[]> = Object.fromEntries(sides.map((x) => [x, []]));
   const otherSyncs: Record<string, number[]> = Object.fromEntries(sides.map((x) => [x, []]));
+  /** "<side> <file kind>" → every fdatasync's issue → completion time (all rounds). */
+  const fsyncByKind = new Map<string, number[]>();
   try {
     for (let r = 0; r < rounds; r++) {
       const both = sides.map((_, i) => sides[(r + i) % sides.length]!);
@@ -457,6 +459,19 @@ export async function run(args: string[]): Promise<void> {
         tails[side]!.push(classifyTail(samples, gcs, ticks));
         splits[side]!.push(split);
         otherSyncs[side]!.push(trace.events.filter((e) => e.lane < 0).length);
+        for (const e of trace.events) {
+          const kind =
+            e.lane === ANCHOR_FILE
+              ? 'anchor'
+              : e.lane === COMMITQC_FILE
+                ? 'commitqc'
+                : e.lane >= 0
+                  ? 'lane'
+                  : 'other';
+          const key = `${side} ${kind}`;
+          if (!fsyncByKind.has(key)) fsyncByKind.set(key, []);
+          fsyncByKind.get(key)!.push(e.completedMs - e.issuedMs);
+        }
       }
     }
   } finally {
@@ -508,6 +523,11 @@ export async function run(args: string[]): Promise<void> {
       'other fsyncs',
     ],
     rows,
+  );
+  console.log(
+    `fdatasync issue → completion by file, all rounds (p50 / p99 ms, count): ${[...fsyncByKind]
+      .map(([k, xs]) => `${k} ${fmt(percentile(xs, 0.5))} / ${fmt(percentile(xs, 0.99))} (${xs.length})`)
+      .join('; ')}`,
   );
   printTail(tails, sides, rounds);
 }
