@@ -19,10 +19,11 @@ type ConsensusBench = typeof import('./consensus.ts');
 
 export async function main(args: string[]): Promise<void> {
   if (rerunWithThreadPool(64)) return;
-  // --after-side cairn-no-qc: the "after" checkout runs that side instead of 'cairn' (e.g. both
-  // checkouts the same, to measure what the CommitQC / AppQC flow costs the lanes).
+  // --after-side cairn-no-qc|raw+qc: the "after" checkout runs that side instead of 'cairn' (e.g.
+  // both checkouts the same, to measure what the CommitQC / AppQC flow costs the lanes, or what
+  // the raw lanes pay for the same CommitQC and anchor fsyncs).
   const sideFlag = args.indexOf('--after-side');
-  const afterSide = (sideFlag >= 0 ? args[sideFlag + 1] : 'cairn') as 'cairn' | 'cairn-no-qc';
+  const afterSide = (sideFlag >= 0 ? args[sideFlag + 1] : 'cairn') as 'cairn' | 'cairn-no-qc' | 'raw+qc';
   const [beforeDir, afterDir, roundsArg] =
     sideFlag >= 0 ? args.filter((_, i) => i < sideFlag || i > sideFlag + 1) : args;
   if (!beforeDir || !afterDir) {

@@ -22,8 +22,9 @@
  * lane's previous fsync still running at arrival, did the schedule's 1 ms loop stall ≥ 3 ms (a long
  * main-thread turn, or the process off the CPU). Each flag is printed with its share of the tail
  * and of all blocks: only a flag much more common in the tail than overall explains the tail.
- * `--sides cairn,cairn-no-qc,raw` adds Cairn without the CommitQC / AppQC flow (no CommitQC log
- * or anchor writes, no QC handling on the main thread): the QC flow's share of the tail, measured.
+ * `--sides cairn,cairn-no-qc,raw,raw+qc` adds Cairn without the CommitQC / AppQC flow (no CommitQC log
+ * or anchor writes, no QC handling on the main thread): the QC flow's share of the tail, measured;
+ * and the raw lanes plus raw CommitQC / anchor files at the same cadence (the layout's own limit).
  * A diagnostic, not a bench with bars: its figures are same-run medians on a shared machine.
  */
 
@@ -399,16 +400,15 @@ export async function run(args: string[]): Promise<void> {
       for (const side of order) {
         const w = prepare(MAIN, durationMs, false);
         const laneIds = w.f.lanes.map(String);
-        trace.laneOfPath =
-          side !== 'raw'
-            ? (path) => {
-                const lane = laneIds.findIndex((id) => path.includes(id));
-                return lane >= 0 ? lane : otherFileKind(path);
-              }
-            : (path) => {
-                const m = /lane-(\d+)\.raw$/.exec(path);
-                return m ? Number(m[1]) : -1;
-              };
+        trace.laneOfPath = !side.startsWith('raw')
+          ? (path) => {
+              const lane = laneIds.findIndex((id) => path.includes(id));
+              return lane >= 0 ? lane : otherFileKind(path);
+            }
+          : (path) => {
+              const m = /lane-(\d+)\.raw$/.exec(path);
+              return m ? Number(m[1]) : otherFileKind(path);
+            };
         trace.events.length = 0;
         trace.lastLaneSync.clear();
         trace.prevLaneSync.clear();
