@@ -39,6 +39,9 @@ export async function main(args: string[]): Promise<void> {
   type Kind = (typeof kinds)[number];
   const p50: Record<Kind, number[]> = { before: [], after: [], raw: [] };
   const p99: Record<Kind, number[]> = { before: [], after: [], raw: [] };
+  /** Heap bytes allocated per block and GC pause (ms) in the timed window: stable under load. */
+  const alloc: Record<Kind, number[]> = { before: [], after: [], raw: [] };
+  const gcPause: Record<Kind, number[]> = { before: [], after: [], raw: [] };
   const loads: number[] = [];
   const fmt = (x: number) => x.toFixed(3);
   try {
@@ -51,6 +54,8 @@ export async function main(args: string[]): Promise<void> {
         const out = await m.runSchedule(root, side, m.MAIN, w, 2500, false);
         p50[kind].push(out.p50Ms);
         p99[kind].push(out.p99Ms);
+        alloc[kind].push(out.allocBytesPerBlock);
+        gcPause[kind].push(out.gcPauseMs);
       }
       // The 1-minute load average at the end of the round: a ratio taken under a load spike is
       // worth less, and the reader should see it next to the figures.
@@ -64,7 +69,8 @@ export async function main(args: string[]): Promise<void> {
           `p50 before ${fmt(b50)} after ${fmt(a50)} raw ${fmt(raw50)} ms ` +
           `(before/raw ${fmt(b50 / raw50)} after/raw ${fmt(a50 / raw50)} after/before ${fmt(a50 / b50)}); ` +
           `p99 before ${fmt(b99)} after ${fmt(a99)} raw ${fmt(raw99)} ms ` +
-          `(before/raw ${fmt(b99 / raw99)} after/raw ${fmt(a99 / raw99)} after/before ${fmt(a99 / b99)})`,
+          `(before/raw ${fmt(b99 / raw99)} after/raw ${fmt(a99 / raw99)} after/before ${fmt(a99 / b99)}); ` +
+          `alloc B/block before ${alloc.before[r]!.toFixed(0)} after ${alloc.after[r]!.toFixed(0)}`,
       );
     }
   } finally {
@@ -78,6 +84,10 @@ export async function main(args: string[]): Promise<void> {
   console.log(
     `medians of per-round ratios (${rounds} rounds, load ${fmt(Math.min(...loads))}–${fmt(Math.max(...loads))}): ` +
       `${line('p50', p50)}; ${line('p99', p99)}`,
+  );
+  console.log(
+    `medians: alloc B/block before ${med(alloc.before).toFixed(0)} after ${med(alloc.after).toFixed(0)} raw ${med(alloc.raw).toFixed(0)}; ` +
+      `GC pause ms in the 2.5 s window before ${fmt(med(gcPause.before))} after ${fmt(med(gcPause.after))} raw ${fmt(med(gcPause.raw))}`,
   );
 }
 
