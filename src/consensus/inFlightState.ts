@@ -42,7 +42,8 @@ class LaneQueue {
   readonly blocks = new LaneBlockRing();
   /**
    * The lane's batch, refilled by every `takeLaneBatch` (the lane has one write at a time, and the
-   * batch is not used after it): a batch allocates no arrays of its own.
+   * batch is not used after it): a batch allocates no arrays of its own. It keeps the last batch's
+   * blocks referenced until the next one, at most one batch's bytes per lane (the batch limits).
    */
   readonly batch: { anchorQC: CommitQC | undefined; proposals: SignedLaneProposal[]; headerHashes: Hash[] } =
     {
