@@ -35,6 +35,7 @@ import {
   closeSync,
   fdatasync,
   fdatasyncSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   rmSync,
@@ -286,7 +287,8 @@ class Recorder {
   }
 }
 
-async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink> {
+/** `qcFlow` false: no CommitQC / AppQC is pushed (a diagnostic side: what the QC flow costs the lanes). */
+async function cairnSink(dir: string, w: Workload, rec: Recorder, qcFlow = true): Promise<Sink> {
   const f = w.f;
   const cp = await ConsensusPersistence.open({
     fs: new RealFileSystem(),
@@ -320,7 +322,7 @@ async function cairnSink(dir: string, w: Workload, rec: Recorder): Promise<Sink>
       }
     },
     tick: (now) => {
-      if (now < nextQCAt) return;
+      if (!qcFlow || now < nextQCAt) return;
       nextQCAt += 100;
       // Finalize only blocks that became voteable (a real CommitQC covers certified blocks).
       const qc = f.nextCommitQC({ upTo: (lane) => cp.voteableNext(lane) });
@@ -363,7 +365,78 @@ function laneFile(dir: string, w: Workload, i: number): number {
   return preallocatedFile(join(dir, `lane-${i}.raw`), framedBytes(records) + (1 << 20));
 }
 
-function rawLanesSink(dir: string, w: Workload, rec: Recorder): Sink {
+/** Bytes of one encoded CommitQC and prune anchor of the 40-lane fixture (measured, unsigned). */
+const RAW_COMMITQC_BYTES = 5830;
+const RAW_ANCHOR_BYTES = 8484;
+
+/**
+ * The other files Cairn's layout needs, with none of Cairn: a CommitQC record appended to its own
+ * preallocated file and fdatasynced every 100 ms (one at a time; a QC due while one is in flight
+ * joins the next), and an anchor image rewritten in place and fdatasynced once a second. Same
+ * sizes and cadence as the bench's QC flow into Cairn (anchor writes coalesced to one a second).
+ */
+function rawQcFiles(dir: string): {
+  tick(now: number): void;
+  busy(): boolean;
+  close(): void;
+  fsyncs(): number;
+} {
+  mkdirSync(join(dir, 'commitqcs'));
+  const qcFd = preallocatedFile(join(dir, 'commitqcs', 'log.raw'), 4 << 20);
+  const anchorFd = preallocatedFile(join(dir, 'anchor.raw'), 64 << 10);
+  const qcRecord = new Uint8Array(RAW_COMMITQC_BYTES).fill(7);
+  const anchorImage = new Uint8Array(RAW_ANCHOR_BYTES).fill(9);
+  let qcPos = 0;
+  let qcDue = 0;
+  let qcBusy = false;
+  let anchorBusy = false;
+  let nextQCAt = performance.now() + 100;
+  let nextAnchorAt = performance.now() + 1000;
+  let fsyncs = 0;
+  const flushQCs = () => {
+    if (qcBusy || qcDue === 0) return;
+    qcBusy = true;
+    for (; qcDue > 0; qcDue--) {
+      writeSync(qcFd, qcRecord, 0, qcRecord.byteLength, qcPos);
+      qcPos += qcRecord.byteLength;
+    }
+    fdatasync(qcFd, (err) => {
+      if (err) throw err;
+      fsyncs++;
+      qcBusy = false;
+      flushQCs();
+    });
+  };
+  return {
+    tick: (now) => {
+      if (now >= nextQCAt) {
+        nextQCAt += 100;
+        qcDue++;
+        flushQCs();
+      }
+      if (now >= nextAnchorAt && !anchorBusy) {
+        nextAnchorAt += 1000;
+        anchorBusy = true;
+        writeSync(anchorFd, anchorImage, 0, anchorImage.byteLength, 0);
+        fdatasync(anchorFd, (err) => {
+          if (err) throw err;
+          fsyncs++;
+          anchorBusy = false;
+        });
+      }
+    },
+    busy: () => qcBusy || anchorBusy,
+    close: () => {
+      closeSync(qcFd);
+      closeSync(anchorFd);
+    },
+    fsyncs: () => fsyncs,
+  };
+}
+
+/** `qcFiles`: the raw lanes plus `rawQcFiles` (side 'raw+qc'). */
+function rawLanesSink(dir: string, w: Workload, rec: Recorder, qcFiles = false): Sink {
+  const others = qcFiles ? rawQcFiles(dir) : undefined;
   const lanes = w.encoded.map((_, i) => {
     return {
       fd: laneFile(dir, w, i),
@@ -417,11 +490,13 @@ function rawLanesSink(dir: string, w: Workload, rec: Recorder): Sink {
       l.queued = base + w.burstEncoded.length;
       flush(0);
     },
+    ...(others ? { tick: others.tick } : {}),
     close: async () => {
-      while (lanes.some((l) => l.busy)) await sleep(1);
+      while (lanes.some((l) => l.busy) || others?.busy()) await sleep(1);
       for (const l of lanes) closeSync(l.fd);
+      others?.close();
     },
-    fsyncs: () => fsyncs,
+    fsyncs: () => fsyncs + (others?.fsyncs() ?? 0),
   };
 }
 
@@ -508,7 +583,17 @@ function rawSharedLogSink(dir: string, w: Workload, rec: Recorder, laneCopies: b
   };
 }
 
-export type Side = 'cairn' | 'raw' | 'raw-shared-log' | 'raw-shared-log+lane-files';
+/**
+ * `cairn-no-qc`: Cairn without the CommitQC / AppQC flow (no CommitQC log or anchor writes);
+ * `raw+qc`: the raw lanes plus a raw CommitQC file and anchor file at the QC flow's cadence.
+ */
+export type Side =
+  | 'cairn'
+  | 'cairn-no-qc'
+  | 'raw'
+  | 'raw+qc'
+  | 'raw-shared-log'
+  | 'raw-shared-log+lane-files';
 
 export async function runSchedule(
   root: string,
@@ -518,6 +603,8 @@ export async function runSchedule(
   durationMs: number,
   burst: boolean,
   onSample?: (lane: number, arrivedMs: number, durableMs: number) => void,
+  /** Called at every iteration of the schedule's ~1 ms loop (bench/votePathTrace.ts: stalls). */
+  onTick?: (nowMs: number) => void,
 ): Promise<RunResult> {
   const dir = mkdtempSync(join(root, `${side}-${config.lanes}x${config.blockBytes}-`));
   const rec = new Recorder(
@@ -527,11 +614,13 @@ export async function runSchedule(
   );
   rec.onSample = onSample;
   const sink =
-    side === 'cairn'
-      ? await cairnSink(dir, w, rec)
+    side === 'cairn' || side === 'cairn-no-qc'
+      ? await cairnSink(dir, w, rec, side === 'cairn')
       : side === 'raw'
         ? rawLanesSink(dir, w, rec)
-        : rawSharedLogSink(dir, w, rec, side === 'raw-shared-log+lane-files');
+        : side === 'raw+qc'
+          ? rawLanesSink(dir, w, rec, true)
+          : rawSharedLogSink(dir, w, rec, side === 'raw-shared-log+lane-files');
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   // The pre-generated workload (tens of MB of blocks) is young garbage-collector data: collect it
   // now, or its promotion lands in the first milliseconds of the timed run, on either side.
@@ -574,6 +663,7 @@ export async function runSchedule(
       burstDrainMs = performance.now() - burstStartedAt;
     }
     sink.tick?.(now);
+    onTick?.(now);
     await sleep(1);
   }
   const gc = gcWindow.stop();

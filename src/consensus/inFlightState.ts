@@ -13,6 +13,7 @@ import type {
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
 import { Signal, ThresholdWaiters } from '../lib/waiters.ts';
+import { LaneBlockRing } from './laneBlockRing.ts';
 import type { PersistenceMetrics } from './metrics.ts';
 
 /**
@@ -33,15 +34,23 @@ export type PushResult = 'accepted' | 'duplicate' | 'pruned';
 /** How a voteable wait ended: the block is durable, or it fell below the anchor before it was. */
 export type VoteableStatus = 'durable' | 'pruned';
 
-interface QueuedBlock {
-  proposal: SignedLaneProposal;
-  /** Header hash, computed once at admission (the lane log's parent check reuses it). */
-  hash: Hash;
-  arrivedAtMs: number;
-}
-
 class LaneQueue {
-  readonly blocks = new Map<number, QueuedBlock>();
+  /**
+   * Held blocks with their header hash (computed once at admission: the lane log's parent check
+   * reuses it) and arrival time.
+   */
+  readonly blocks = new LaneBlockRing();
+  /**
+   * The lane's batch, refilled by every `takeLaneBatch` (the lane has one write at a time, and the
+   * batch is not used after it): a batch allocates no arrays of its own. It keeps the last batch's
+   * blocks referenced until the next one, at most one batch's bytes per lane (the batch limits).
+   */
+  readonly batch: { anchorQC: CommitQC | undefined; proposals: SignedLaneProposal[]; headerHashes: Hash[] } =
+    {
+      anchorQC: undefined,
+      proposals: [],
+      headerHashes: [],
+    };
   /** Oldest block kept (the memory prune point's lane first: the anchor's, capped by the block store). */
   first = 0;
   /** Number the next pushed block must carry. */
@@ -75,13 +84,17 @@ export interface InFlightStateOptions {
   verifySignatures?: boolean;
 }
 
+/** A lane's batch: valid until the lane's next `takeLaneBatch` (its arrays are reused). */
 export interface LaneBatch {
   /** Durable anchor CommitQC (justifies truncation), if any. */
-  anchorQC: CommitQC | undefined;
-  proposals: SignedLaneProposal[];
+  readonly anchorQC: CommitQC | undefined;
+  readonly proposals: readonly SignedLaneProposal[];
   /** Header hash of each proposal (computed at admission). */
-  headerHashes: Hash[];
+  readonly headerHashes: readonly Hash[];
 }
+
+const NO_PROPOSALS: readonly SignedLaneProposal[] = [];
+const NO_HASHES: readonly Hash[] = [];
 
 export interface CommitQCBatch {
   anchorQC: CommitQC | undefined;
@@ -190,7 +203,7 @@ export class InFlightState {
       q.next = first;
       for (const p of loaded?.blocks ?? []) {
         const hash = hashBlockHeader(p.block.header);
-        q.blocks.set(p.block.header.blockNumber, { proposal: p, hash, arrivedAtMs: now });
+        q.blocks.append(p.block.header.blockNumber, p, hash, now);
         q.next = p.block.header.blockNumber + 1;
         q.lastHash = hash;
       }
@@ -226,8 +239,8 @@ export class InFlightState {
     const n = h.blockNumber;
     if (n < q.first) return 'pruned';
     if (n < q.next) {
-      const held = q.blocks.get(n);
-      if (held && !bytesEqual(encodeSignedLaneProposal(held.proposal), encodeSignedLaneProposal(p))) {
+      const held = q.blocks.proposal(n);
+      if (held && !bytesEqual(encodeSignedLaneProposal(held), encodeSignedLaneProposal(p))) {
         throw new CairnError(
           'CONFLICT',
           `${blockWhere(h)}: a different block with this number was already accepted`,
@@ -283,7 +296,7 @@ export class InFlightState {
         { details: { lane: h.lane, blockNumber: n } },
       );
     }
-    q.blocks.set(n, { proposal: p, hash, arrivedAtMs: performance.now() });
+    q.blocks.append(n, p, hash, performance.now());
     q.next = n + 1;
     q.lastHash = hash;
     // `now`: the lane's state is complete, so an idle lane pipeline may write this block inside
@@ -417,7 +430,7 @@ export class InFlightState {
     for (const q of this.lanes.values()) {
       const first = laneRangeOf(commitQC, q.lane).first;
       if (first <= q.first) continue;
-      for (let n = q.first; n < Math.min(first, q.next); n++) q.blocks.delete(n);
+      q.blocks.dropBelow(first);
       q.first = first;
       if (q.next < first) {
         q.next = first;
@@ -467,7 +480,7 @@ export class InFlightState {
 
   /** Block `n` of `lane` if it is held in memory (accepted and not pruned). */
   block(lane: LaneId, n: number): SignedLaneProposal | undefined {
-    return this.lane(lane).blocks.get(n)?.proposal;
+    return this.lane(lane).blocks.proposal(n);
   }
 
   /** Resolves when block `n` of `lane` is voteable: 'durable' (on disk) or 'pruned' (below the anchor). */
@@ -583,18 +596,31 @@ export class InFlightState {
       const durableFirst = anchorQC ? laneRangeOf(anchorQC, lane).first : 0;
       if (durableFirst < start) return this.deferOnAnchor();
     }
-    const proposals: SignedLaneProposal[] = [];
-    const headerHashes: Hash[] = [];
+    const batch = q.batch;
+    const { proposals, headerHashes } = batch;
+    let count = 0;
     let bytes = 0;
-    for (let n = start; n < q.next && proposals.length < maxBlocks; n++) {
-      const b = q.blocks.get(n)!;
-      if (proposals.length > 0 && bytes + b.proposal.block.payload.byteLength > maxBytes) break;
-      proposals.push(b.proposal);
-      headerHashes.push(b.hash);
-      bytes += b.proposal.block.payload.byteLength;
+    for (let n = start; n < q.next && count < maxBlocks; n++) {
+      const p = q.blocks.proposal(n)!;
+      const payloadBytes = p.block.payload.byteLength;
+      if (count > 0 && bytes + payloadBytes > maxBytes) break;
+      proposals[count] = p;
+      headerHashes[count] = q.blocks.hash(n);
+      count++;
+      bytes += payloadBytes;
     }
-    if (proposals.length === 0 && !anchorMoved) return undefined;
-    return { anchorQC, proposals, headerHashes };
+    if (count === 0) {
+      // An anchor-only batch (rare): its own object, so the lane's arrays are never emptied (V8
+      // would give an emptied array a new backing store on its next write).
+      return anchorMoved ? { anchorQC, proposals: NO_PROPOSALS, headerHashes: NO_HASHES } : undefined;
+    }
+    // Shrinking keeps the backing store (V8 trims in place, if at all): no allocation.
+    if (proposals.length !== count) {
+      proposals.length = count;
+      headerHashes.length = count;
+    }
+    batch.anchorQC = anchorQC;
+    return batch;
   }
 
   /** Whether the lane has blocks waiting (the pipeline re-checks after each batch). */
@@ -609,8 +635,8 @@ export class InFlightState {
     if (next > q.durableNext) q.durableNext = next;
     const now = performance.now();
     for (let n = Math.max(q.voteableNext, q.first); n < next; n++) {
-      const b = q.blocks.get(n);
-      if (b) this.metrics.arrivalToVoteable.record(now - b.arrivedAtMs);
+      const arrivedAtMs = q.blocks.arrivedAtMs(n);
+      if (!Number.isNaN(arrivedAtMs)) this.metrics.arrivalToVoteable.record(now - arrivedAtMs);
     }
     this.advanceVoteable(q, next);
   }

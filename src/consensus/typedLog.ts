@@ -54,8 +54,8 @@ export class TypedLog<T> {
   append(values: readonly T[]): void {
     if (values.length === 0) return;
     let expected = this.wal.nextIndex;
-    for (const v of values) {
-      const index = this.indexOf(v);
+    for (let i = 0; i < values.length; i++) {
+      const index = this.indexOf(values[i]!);
       if (index !== expected) {
         throw new CairnError(
           'OUT_OF_ORDER',
@@ -93,16 +93,16 @@ export class TypedLog<T> {
       payloads[0] = w.written();
     } else {
       const ends: number[] = [];
-      for (const v of values) {
-        encodeInto(w, v);
+      for (let i = 0; i < values.length; i++) {
+        encodeInto(w, values[i]!);
         ends.push(w.size);
       }
       const all = w.written();
       payloads = [];
       let start = 0;
-      for (const end of ends) {
-        payloads.push(all.subarray(start, end));
-        start = end;
+      for (let i = 0; i < ends.length; i++) {
+        payloads.push(all.subarray(start, ends[i]!));
+        start = ends[i]!;
       }
     }
     if (payloads[0]!.buffer.byteLength > SCRATCH_KEEP_BYTES) this.scratch = undefined;

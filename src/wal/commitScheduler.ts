@@ -77,6 +77,23 @@ function addCallback(group: WaiterGroup, done: SyncCallback): void {
   group.more[group.moreCount++] = done;
 }
 
+/**
+ * Calls one waiter. Callbacks must not throw, but one that does must neither stop the release of
+ * the others (they would wait forever: an app that survives the throw through an
+ * uncaughtException handler would hang) nor disturb the log's bookkeeping around the release: the
+ * throw is re-raised in a microtask of its own, where it surfaces as an uncaught exception.
+ */
+function callOne(done: SyncCallback, err: unknown, failed: boolean): void {
+  try {
+    if (failed) done(err);
+    else done();
+  } catch (thrown) {
+    queueMicrotask(() => {
+      throw thrown;
+    });
+  }
+}
+
 /** What the scheduler needs from its log. */
 export interface CommitRoundHost {
   /**
@@ -164,7 +181,8 @@ export class CommitScheduler {
   /**
    * As `waitFor`, but `done` is called (in a microtask, like a promise reaction: after the round
    * that covers `target`, or at once when it is already reached) instead of settling a promise.
-   * `done` must not throw. `startNow`: when no round is running or scheduled, the round starts
+   * `done` must not throw (one that does is re-raised as an uncaught exception, after every other
+   * caller of its round was called). `startNow`: when no round is running or scheduled, the round starts
    * inside this call (the host writes and issues its fsync now) rather than in a microtask: for a
    * single writer that batches on its own, the microtask only delays its fsync behind whatever
    * else the turn does (measured on the consensus bench: every lane's admission and encoding in
@@ -328,15 +346,9 @@ export class CommitScheduler {
     group.error = undefined;
     if (more !== undefined) group.more = undefined;
     if (this.pool.size < GROUP_POOL_LIMIT) this.pool.push(group);
-    if (callback !== undefined) {
-      if (failed) callback(err);
-      else callback();
-    }
+    if (callback !== undefined) callOne(callback, err, failed);
     if (more !== undefined) {
-      for (let i = 0; i < moreCount; i++) {
-        if (failed) more[i]!(err);
-        else more[i]!();
-      }
+      for (let i = 0; i < moreCount; i++) callOne(more[i]!, err, failed);
     }
     if (promised) {
       if (failed) reject!(err);

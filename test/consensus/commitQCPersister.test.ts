@@ -79,9 +79,9 @@ test('truncation below the anchor keeps the anchor road; stale anchors change no
   assert.equal(persister.first, 3);
   await persister.pruneAndPersist(qcs[3], qcs.slice(5, 8));
   await persister.close();
-  let loaded: CommitQC[];
-  ({ persister, loaded } = await open(fs));
-  assert.deepEqual(roads(loaded), [3, 4, 5, 6, 7]);
+  const reopened = await open(fs);
+  persister = reopened.persister;
+  assert.deepEqual(roads(reopened.loaded), [3, 4, 5, 6, 7]);
   await persister.close();
 });
 
@@ -97,9 +97,9 @@ test('anchor past every QC: the log is emptied, re-positioned and the anchor QC 
   assert.deepEqual([r.repositioned, r.appended, persister.first, persister.next], [true, 2, 10, 12]);
   assert.deepEqual(published, [11]);
   await persister.close();
-  let loaded: CommitQC[];
-  ({ persister, loaded } = await open(fs));
-  assert.deepEqual(roads(loaded), [10, 11]);
+  const reopened = await open(fs);
+  persister = reopened.persister;
+  assert.deepEqual(roads(reopened.loaded), [10, 11]);
   await persister.close();
 });
 
