@@ -452,8 +452,9 @@ function laterIntactFrames(
  * marker) in the tail segment, given the intact frames found after it. Returns why it is damage to
  * synced data, or undefined for a torn tail.
  *
- * Versions 2 and 3: a frame records `syncedNext`, the index below which every record had been fsynced when
- * the frame was written. If an intact later frame has syncedNext > damagedIndex, an fsync covering
+ * Versions 2 and 3: a frame records `syncedNext`, the index below which every record had been
+ * fsynced when the frame was written (and in version 3 only a frame sealed with the segment's salt
+ * is intact: bytes inside a payload cannot pose as one). If an intact later frame has syncedNext > damagedIndex, an fsync covering
  * the damaged record completed before that frame was written: the damage hit synced data. Otherwise
  * every intact later frame was written before any fsync covered the damaged record, so none of them
  * was acknowledged either (an acknowledged one would need that fsync): they are part of the torn,
