@@ -96,7 +96,9 @@ for (const name of ['clean', 'killed'] as const) {
       assert.equal(wal.nextIndex, expected.next);
       assert.deepEqual(layout(wal), expected.segments);
       assert.equal(warnings.length, expected.warnings.length, warnings.join('; '));
-      expected.warnings.forEach((re, i) => assert.match(warnings[i]!, re));
+      expected.warnings.forEach((re, i) => {
+        assert.match(warnings[i]!, re);
+      });
       assertRecords(wal, 0, expected.next);
     } finally {
       await wal.close();
