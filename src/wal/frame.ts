@@ -5,9 +5,10 @@ import { crc32c } from '../lib/crc32c.ts';
  * One WAL record on disk. The layout depends on the segment's format version (segmentFile.ts);
  * every frame of a segment has the same layout.
  *
- * Version 2 (every segment created by this build), 24-byte header:
+ * Version 3 (every segment created by this build) and version 2, 24-byte header:
  *
- *   offset 0  crc32c      u32 LE  over bytes [4, 24 + payloadLength)
+ *   offset 0  crc32c      u32 LE  over bytes [4, 24 + payloadLength), seeded with the segment's salt
+ *                                 (version 3) or 0 (version 2)
  *   offset 4  length      u32 LE  payload bytes
  *   offset 8  index       u64 LE  the record's log index
  *   offset 16 syncedNext  u64 LE  every record below this index had been fsynced when this frame
@@ -15,21 +16,37 @@ import { crc32c } from '../lib/crc32c.ts';
  *   offset 24 payload
  *
  * Version 1 (segments of earlier builds; read, and sealed at the first writable open unless empty), 16-byte header:
- * the same without `syncedNext`, the CRC covering [4, 16 + payloadLength).
+ * the same without `syncedNext`, the CRC (unseeded) covering [4, 16 + payloadLength).
  *
  * The index sits inside the checksum so that a stale but intact frame left behind at the wrong
  * position (after a back truncation, or a reordered torn write) never passes as the expected record.
  * `syncedNext` lets recovery tell a torn tail from damage to synced data: a damaged record below the
  * `syncedNext` of an intact frame after it had been fsynced before that frame was written.
+ *
+ * The salt (version 3): a random u32 drawn when the segment file gets its header, stored in that
+ * header and never anywhere else, used as the initial value of every frame CRC of the segment. A
+ * payload is caller data; without the salt, bytes inside a payload can form a frame that passes every
+ * check, and recovery's search for intact frames after a torn record would take it as proof that
+ * synced data was damaged. With it, bytes nobody on the node wrote as a frame of this very segment
+ * verify with probability 2^-32 whatever their content (the seed enters the CRC through an
+ * invertible map, so a uniform salt gives a uniform CRC), the bound a 32-bit CRC has anyway.
+ * Seeding costs nothing: the CRC starts from the salt instead of from 0.
+ *
  * A header of zero bytes marks the end of data in a preallocated segment: no real frame can have
- * it, because the CRC of a zero length and zero index is not zero.
+ * it, because the CRC of a zero length and zero index is not zero (unseeded), and a salt under which
+ * it would be zero is never drawn (segmentFile.ts `drawSegmentSalt`).
  */
-export type FrameFormat = 1 | 2;
+export type FrameFormat = 1 | 2 | 3;
 /** The format of segments this build creates. */
-export const CURRENT_FRAME_FORMAT: FrameFormat = 2;
+export const CURRENT_FRAME_FORMAT: FrameFormat = 3;
 export const FRAME_HEADER_BYTES_V1 = 16;
-/** Header bytes of the current format. */
+/** Header bytes of the current format (versions 2 and 3). */
 export const FRAME_HEADER_BYTES = 24;
+
+/** True if frames of this format carry `syncedNext` (versions 2 and 3). */
+export function carriesSyncedNext(format: FrameFormat): boolean {
+  return format !== 1;
+}
 
 const TWO_POW_32 = 2 ** 32;
 
@@ -46,6 +63,7 @@ export function encodeFrame(
   payload: Uint8Array,
   syncedNext = 0,
   format: FrameFormat = CURRENT_FRAME_FORMAT,
+  salt = 0,
 ): Uint8Array {
   const frame = layoutFrameInto(
     Buffer.allocUnsafe(frameHeaderBytes(format) + payload.byteLength),
@@ -53,7 +71,7 @@ export function encodeFrame(
     payload,
     format,
   );
-  sealFrame(frame, format, syncedNext);
+  sealFrame(frame, format, syncedNext, salt);
   return frame;
 }
 
@@ -75,15 +93,18 @@ export function layoutFrameInto(
   return frame;
 }
 
-/** Fills in `syncedNext` (version 2) and the CRC of a laid-out frame. */
-export function sealFrame(frame: Buffer, format: FrameFormat, syncedNext: number): void {
-  if (format === 2) {
+/**
+ * Fills in `syncedNext` (versions 2 and 3) and the CRC of a laid-out frame. `salt` is the segment's
+ * (0 for versions 1 and 2: an unseeded CRC).
+ */
+export function sealFrame(frame: Buffer, format: FrameFormat, syncedNext: number, salt: number): void {
+  if (format !== 1) {
     const index = frame.readUInt32LE(12) * TWO_POW_32 + frame.readUInt32LE(8);
     if (syncedNext > index) invariant(false, `frame ${index} claims records up to ${syncedNext} synced`);
     frame.writeUInt32LE(syncedNext % TWO_POW_32, 16);
     frame.writeUInt32LE(Math.floor(syncedNext / TWO_POW_32), 20);
   }
-  frame.writeUInt32LE(crc32c(frame.subarray(4)), 0);
+  frame.writeUInt32LE(crc32c(frame.subarray(4), salt), 0);
 }
 
 /** The payload bytes of a laid-out frame (a view). */
@@ -163,7 +184,7 @@ export interface FrameHeader {
   crc: number;
   payloadBytes: number;
   index: number;
-  /** Version 2 only (0 in version 1). NaN above 2^53, like the index. */
+  /** Versions 2 and 3 (0 in version 1). NaN above 2^53, like the index. */
   syncedNext: number;
 }
 
@@ -180,7 +201,7 @@ export function decodeFrameHeader(buf: Uint8Array, offset: number, format: Frame
     crc: view.getUint32(0, true),
     payloadBytes: view.getUint32(4, true),
     index: u64At(view, 8),
-    syncedNext: format === 2 ? u64At(view, 16) : 0,
+    syncedNext: format !== 1 ? u64At(view, 16) : 0,
   };
 }
 
@@ -190,13 +211,17 @@ export function isZeroHeader(buf: Uint8Array, offset: number, format: FrameForma
   return true;
 }
 
-/** True if the frame occupying `buf[offset, offset + header + payload)` has a matching CRC. */
+/**
+ * True if the frame occupying `buf[offset, offset + header + payload)` has a matching CRC under the
+ * segment's `salt` (0 for versions 1 and 2).
+ */
 export function frameChecksumMatches(
   buf: Uint8Array,
   offset: number,
   header: FrameHeader,
   format: FrameFormat,
+  salt: number,
 ): boolean {
   const end = offset + frameHeaderBytes(format) + header.payloadBytes;
-  return crc32c(buf.subarray(offset + 4, end)) === header.crc;
+  return crc32c(buf.subarray(offset + 4, end), salt) === header.crc;
 }

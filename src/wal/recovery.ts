@@ -8,6 +8,7 @@ import { type MetaState, openWalMeta, type WalMeta } from './meta.ts';
 import {
   createSegmentFileAsync,
   decodeSegmentHeader,
+  drawSegmentSalt,
   findIntactFramesAfter,
   hasNonZeroBytes,
   type IntactFramesAfter,
@@ -241,6 +242,7 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
       offsets: scanned.offsets,
       endOffset: scanned.endOffset,
       format: scanned.format,
+      salt: scanned.salt,
     });
   }
 
@@ -298,11 +300,13 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
       // The log is empty at `firstIndex` and no segment continues there (fresh log, or records
       // between the old end and the durable first index were never synced). Start a segment at
       // that index so later appends stay contiguous inside their segment, then drop the old ones.
+      const salt = drawSegmentSalt();
       const created = await createSegmentFileAsync(
         fs,
         dir,
         firstIndex,
         options.preallocate ? options.segmentBytes : 0,
+        salt,
       );
       created.close();
       if (durableFirst === undefined)
@@ -318,6 +322,7 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         offsets: [],
         endOffset: SEGMENT_HEADER_BYTES,
         format: CURRENT_FRAME_FORMAT,
+        salt,
       });
       nextIndex = firstIndex;
     }
@@ -333,18 +338,21 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         handle.close();
       }
     }
-    // A tail written by an earlier build (frame format 1) is sealed here, now that it is fsynced,
-    // and records go to a new version-2 segment: version-1 frames carry no syncedNext, so a power
-    // cut in records appended to that tail would meet the old rule, which refuses an ordinary torn
-    // tail whose pages reached the disk out of order. (An empty version-1 tail has nothing to seal
-    // and keeps its name; its first frames still follow the old rule.)
+    // A tail written by an earlier build (frame format 1 or 2) is sealed here, now that it is
+    // fsynced, and records go to a new version-3 segment: version-1 frames carry no syncedNext, so a
+    // power cut in records appended to that tail would meet the old rule, which refuses an ordinary
+    // torn tail whose pages reached the disk out of order; version-2 frames carry no salt, so a frame
+    // forged inside a torn record's payload would pass as proof of damage to synced data. (An empty
+    // old tail has nothing to seal and keeps its name; its first frames still follow its format.)
     const last = segments[segments.length - 1];
     if (last !== undefined && last.format !== CURRENT_FRAME_FORMAT && last.offsets.length > 0) {
+      const salt = drawSegmentSalt();
       const created = await createSegmentFileAsync(
         fs,
         dir,
         nextIndex,
         options.preallocate ? options.segmentBytes : 0,
+        salt,
       );
       created.close();
       segments.push({
@@ -353,6 +361,7 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
         offsets: [],
         endOffset: SEGMENT_HEADER_BYTES,
         format: CURRENT_FRAME_FORMAT,
+        salt,
       });
     }
   } catch (err) {
@@ -392,6 +401,7 @@ function scanOne(
   endOffset: number;
   fileBytes: number;
   format: FrameFormat;
+  salt: number;
   defect: { offset: number; reason: string } | undefined;
 } {
   return withHandle(fs, file, (handle) => {
@@ -405,7 +415,12 @@ function scanOne(
         `header says first index ${header.firstIndex} but the file name says ${nameIndex}`,
       );
     }
-    return { ...scanSegment(handle, nameIndex, fileBytes, header.format), fileBytes, format: header.format };
+    return {
+      ...scanSegment(handle, nameIndex, fileBytes, header),
+      fileBytes,
+      format: header.format,
+      salt: header.salt,
+    };
   });
 }
 
@@ -416,7 +431,7 @@ function scanOne(
 function laterIntactFrames(
   handle: FileHandle,
   segmentFirstIndex: number,
-  scanned: { fileBytes: number; format: FrameFormat },
+  scanned: { fileBytes: number; format: FrameFormat; salt: number },
   from: number,
   minIndex: number,
   damagedIndex: number,
@@ -427,6 +442,7 @@ function laterIntactFrames(
     fileBytes: scanned.fileBytes,
     segmentFirstIndex,
     format: scanned.format,
+    salt: scanned.salt,
     stopAboveSyncedNext: damagedIndex,
   });
 }
@@ -436,8 +452,9 @@ function laterIntactFrames(
  * marker) in the tail segment, given the intact frames found after it. Returns why it is damage to
  * synced data, or undefined for a torn tail.
  *
- * Version 2: a frame records `syncedNext`, the index below which every record had been fsynced when
- * the frame was written. If an intact later frame has syncedNext > damagedIndex, an fsync covering
+ * Versions 2 and 3: a frame records `syncedNext`, the index below which every record had been
+ * fsynced when the frame was written (and in version 3 only a frame sealed with the segment's salt
+ * is intact: bytes inside a payload cannot pose as one). If an intact later frame has syncedNext > damagedIndex, an fsync covering
  * the damaged record completed before that frame was written: the damage hit synced data. Otherwise
  * every intact later frame was written before any fsync covered the damaged record, so none of them
  * was acknowledged either (an acknowledged one would need that fsync): they are part of the torn,

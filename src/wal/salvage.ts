@@ -40,7 +40,7 @@ export interface SalvagePlan {
         /** Intact frames found after the damage (evidence of what is being cut). */
         intactAfter: { index: number; offset: number } | undefined;
         /**
-         * Why an intact later frame proves the damaged record was fsynced (a version-2 frame written
+         * Why an intact later frame proves the damaged record was fsynced (a version-2/3 frame written
          * after an fsync that covered it), or undefined. A proven cut loses acknowledged records.
          */
         syncedProof: string | undefined;
@@ -110,13 +110,13 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
           'problem' in header ? `bad segment header: ${header.problem}` : 'header and file name disagree';
         return { dir, firstIndex, durableNext, cut: cutAt(0, entry.firstIndex, reason) };
       }
-      const scan = scanSegment(handle, entry.firstIndex, fileBytes, header.format);
+      const scan = scanSegment(handle, entry.firstIndex, fileBytes, header);
       const next = entry.firstIndex + scan.offsets.length;
       const isLast = i === listed.length - 1;
       // The same search and decision as recovery's (recovery.ts). A version-1 frame proves nothing
       // about fsyncs (the old rule refuses on any intact later frame): that is what salvage is for.
       const proof = (found: IntactFramesAfter): string | undefined =>
-        header.format === 2 ? damageToSyncedData(2, next, found, state?.cutNext) : undefined;
+        header.format !== 1 ? damageToSyncedData(header.format, next, found, state?.cutNext) : undefined;
       const laterFrames = (from: number, minIndex: number): IntactFramesAfter =>
         findIntactFramesAfter(handle, {
           from,
@@ -124,6 +124,7 @@ export function planSalvage(fs: FileSystem, dir: string): SalvagePlan {
           fileBytes,
           segmentFirstIndex: entry.firstIndex,
           format: header.format,
+          salt: header.salt,
           stopAboveSyncedNext: next,
         });
       if (scan.defect) {

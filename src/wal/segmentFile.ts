@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { readAt, writeFully } from '../io/fileSystem.ts';
@@ -7,7 +8,9 @@ import { crc32c } from '../lib/crc32c.ts';
 import { CairnError } from '../lib/errors.ts';
 import {
   CURRENT_FRAME_FORMAT,
+  carriesSyncedNext,
   decodeFrameHeader,
+  FRAME_HEADER_BYTES,
   type FrameFormat,
   type FrameHeader,
   frameChecksumMatches,
@@ -19,17 +22,41 @@ import {
  * One segment file: `<20-digit first index>.wal`.
  *
  *   offset 0   magic        8 bytes  "CAIRNWAL"
- *   offset 8   version      u32 LE   2 (1: written by earlier builds; its frames have the
- *                                   version-1 layout, see frame.ts)
- *   offset 12  reserved     u32      0
+ *   offset 8   version      u32 LE   3 (1 and 2: written by earlier builds; their frames have the
+ *                                   version-1 / version-2 layout, see frame.ts)
+ *   offset 12  salt         u32 LE   version 3: the seed of every frame CRC of this segment, drawn at
+ *                                   random when the header is written; versions 1 and 2: 0
  *   offset 16  firstIndex   u64 LE   equals the number in the file name
- *   offset 24  headerCrc    u32 LE   crc32c of bytes [0, 24)
+ *   offset 24  headerCrc    u32 LE   crc32c of bytes [0, 24) (so it covers the salt)
  *   offset 28  reserved     u32      0
  *   offset 32  frames (see frame.ts), then zeros up to the preallocated size
  */
 export const SEGMENT_HEADER_BYTES = 32;
-/** The version of segments this build creates; it reads 1 and 2 (the version is the frame format). */
+/** The version of segments this build creates; it reads 1, 2 and 3 (the version is the frame format). */
 export const SEGMENT_FORMAT_VERSION: FrameFormat = CURRENT_FRAME_FORMAT;
+
+/** What a segment header says about the frames after it. */
+export interface SegmentLayout {
+  /** The frame format (frame.ts). */
+  format: FrameFormat;
+  /** The CRC seed of every frame of the segment: the salt (version 3), 0 for versions 1 and 2. */
+  salt: number;
+}
+
+const ZERO_FRAME_HEADER_TAIL = new Uint8Array(FRAME_HEADER_BYTES - 4);
+
+/**
+ * A fresh salt for a version-3 segment header, from the operating system's CSPRNG: it must be
+ * unpredictable to whoever chooses record payloads, and differ between two lives of the same file
+ * name. Never 0 (the unseeded CRC, which anyone can compute) and never the one value under which an
+ * all-zero frame header would pass its own checksum (the zero header must stay the end of data).
+ */
+export function drawSegmentSalt(): number {
+  for (;;) {
+    const salt = randomBytes(4).readUInt32LE(0);
+    if (salt !== 0 && crc32c(ZERO_FRAME_HEADER_TAIL, salt) !== 0) return salt;
+  }
+}
 const MAGIC = new TextEncoder().encode('CAIRNWAL');
 const SEGMENT_NAME = /^(\d{20})\.wal$/;
 
@@ -55,23 +82,33 @@ export function listSegments(fs: FileSystem, dir: string): { name: string; first
   return out.sort((a, b) => a.firstIndex - b.firstIndex);
 }
 
+/**
+ * The header of a new segment. `salt` is only stored by version 3 (callers draw it with
+ * `drawSegmentSalt` and keep it: every frame of the segment is sealed with it).
+ */
 export function encodeSegmentHeader(
   firstIndex: number,
   format: FrameFormat = SEGMENT_FORMAT_VERSION,
+  salt = 0,
 ): Uint8Array {
+  invariant(format === 3 || salt === 0, `a version-${format} segment header has no salt`);
   const buf = new Uint8Array(SEGMENT_HEADER_BYTES);
   const view = new DataView(buf.buffer);
   buf.set(MAGIC, 0);
   view.setUint32(8, format, true);
+  view.setUint32(12, salt, true);
   view.setBigUint64(16, BigInt(firstIndex), true);
   view.setUint32(24, crc32c(buf.subarray(0, 24)), true);
   return buf;
 }
 
-/** Returns the first index and format stored in a header, or a reason why the header is not valid. */
+/**
+ * Returns the first index, format and salt stored in a header, or a reason why the header is not
+ * valid.
+ */
 export function decodeSegmentHeader(
   buf: Uint8Array,
-): { firstIndex: number; format: FrameFormat } | { problem: string } {
+): ({ firstIndex: number } & SegmentLayout) | { problem: string } {
   if (buf.byteLength < SEGMENT_HEADER_BYTES) {
     return { problem: `header is ${buf.byteLength} bytes, expected ${SEGMENT_HEADER_BYTES}` };
   }
@@ -79,34 +116,37 @@ export function decodeSegmentHeader(
   if (crc32c(buf.subarray(0, 24)) !== view.getUint32(24, true))
     return { problem: 'header checksum mismatch' };
   for (let i = 0; i < MAGIC.length; i++) if (buf[i] !== MAGIC[i]) return { problem: 'bad magic' };
-  // The reserved words are outside the checksum: they must be zero, so no header bit goes unchecked.
-  if (view.getUint32(12, true) !== 0 || view.getUint32(28, true) !== 0) {
-    return { problem: 'reserved header bytes are not zero' };
-  }
+  // Bytes 28-31 are outside the checksum: they must be zero, so no header bit goes unchecked.
+  if (view.getUint32(28, true) !== 0) return { problem: 'reserved header bytes are not zero' };
   const version = view.getUint32(8, true);
-  if (version !== 1 && version !== 2) {
-    return { problem: `unsupported format version ${version} (this build reads 1 and 2)` };
+  if (version !== 1 && version !== 2 && version !== 3) {
+    return { problem: `unsupported format version ${version} (this build reads 1, 2 and 3)` };
   }
+  // Bytes 12-15: the salt of version 3, reserved (zero) before it.
+  const salt = view.getUint32(12, true);
+  if (version !== 3 && salt !== 0) return { problem: 'reserved header bytes are not zero' };
   const first = view.getBigUint64(16, true);
   if (first > BigInt(Number.MAX_SAFE_INTEGER))
     return { problem: `first index ${first} is not a safe integer` };
-  return { firstIndex: Number(first), format: version };
+  return { firstIndex: Number(first), format: version, salt };
 }
 
 /**
- * Creates a segment durably: header written, zeros preallocated, file fsynced, then the directory
- * fsynced so the entry survives power loss. Returns the open handle positioned for appends.
+ * Creates a segment (current format, with `salt`, see `drawSegmentSalt`) durably: header written,
+ * zeros preallocated, file fsynced, then the directory fsynced so the entry survives power loss.
+ * Returns the open handle positioned for appends.
  */
 export function createSegmentFile(
   fs: FileSystem,
   dir: string,
   firstIndex: number,
   preallocateBytes: number,
+  salt: number,
 ): FileHandle {
   const file = path.join(dir, segmentFileName(firstIndex));
   const handle = fs.open(file, { create: true, exclusive: true });
   try {
-    writeFully(handle, [encodeSegmentHeader(firstIndex)], 0);
+    writeFully(handle, [encodeSegmentHeader(firstIndex, SEGMENT_FORMAT_VERSION, salt)], 0);
     if (preallocateBytes > SEGMENT_HEADER_BYTES) handle.allocate(preallocateBytes);
     handle.sync();
     fs.syncDir(dir);
@@ -155,11 +195,12 @@ export async function createSegmentFileAsync(
   dir: string,
   firstIndex: number,
   preallocateBytes: number,
+  salt: number,
 ): Promise<FileHandle> {
   const file = path.join(dir, segmentFileName(firstIndex));
   const handle = fs.open(file, { create: true, exclusive: true });
   try {
-    writeFully(handle, [encodeSegmentHeader(firstIndex)], 0);
+    writeFully(handle, [encodeSegmentHeader(firstIndex, SEGMENT_FORMAT_VERSION, salt)], 0);
     if (preallocateBytes > SEGMENT_HEADER_BYTES) await allocateInSlices(handle, preallocateBytes);
     await handle.syncAsync();
     fs.syncDir(dir);
@@ -212,8 +253,9 @@ export function scanSegment(
   handle: FileHandle,
   firstIndex: number,
   fileBytes: number,
-  format: FrameFormat,
+  layout: SegmentLayout,
 ): SegmentScan {
+  const { format, salt } = layout;
   const headerBytes = frameHeaderBytes(format);
   const offsets: number[] = [];
   let buf: Uint8Array = new Uint8Array(0);
@@ -258,7 +300,7 @@ export function scanSegment(
         },
       };
     }
-    if (!frameChecksumMatches(buf, offset - bufStart, header, format)) {
+    if (!frameChecksumMatches(buf, offset - bufStart, header, format, salt)) {
       return { offsets, endOffset: offset, defect: { offset, reason: 'frame checksum mismatch' } };
     }
     if (header.index !== expected) {
@@ -307,6 +349,8 @@ export interface IntactFrameSearch {
   /** The segment's first index and format: frame i of a segment lies at or after 32 + (i - first) * header. */
   segmentFirstIndex: number;
   format: FrameFormat;
+  /** The segment's CRC seed (its salt; 0 for versions 1 and 2): only frames sealed with it are intact. */
+  salt: number;
   /**
    * Stop as soon as a frame's `syncedNext` exceeds this (the proof recovery looks for). Version 1
    * frames carry no such field: their search stops at the first intact frame.
@@ -377,13 +421,13 @@ function intactFrameAt(
   const frameEnd = at + headerBytes + payloadBytes;
   if (frameEnd > search.fileBytes) return undefined;
   let syncedNext = 0;
-  if (search.format === 2) {
+  if (carriesSyncedNext(search.format)) {
     const syncedHigh = view.getUint32(local + 20, true);
     if (syncedHigh >= 0x20_0000) return undefined;
     syncedNext = syncedHigh * 2 ** 32 + view.getUint32(local + 16, true);
     if (syncedNext > index) return undefined;
   }
-  if (prefix.range(at + 4, frameEnd) !== view.getUint32(local, true)) return undefined;
+  if (prefix.range(at + 4, frameEnd, search.salt) !== view.getUint32(local, true)) return undefined;
   return { frame: { offset: at, index, syncedNext }, frameEnd };
 }
 
@@ -396,6 +440,9 @@ const PREFIX_CRC_STEP_BYTES = 512;
  * length would make the search quadratic in the segment size. Instead, with C(x) = crc32c of bytes
  * [base, x), the CRC register algebra gives crc32c([a, b)) = C(b) xor Z(b - a, C(a)), where Z(n, c)
  * is the register change of n zero bytes (a linear map over GF(2), applied by repeated squaring).
+ * A seeded CRC (a version-3 frame: crc32c continuing from the salt s) differs from the unseeded one
+ * by Z(b - a, s), by the same linearity, so crc32c([a, b), s) = C(b) xor Z(b - a, C(a) xor s): the
+ * prefix table stays unseeded, and a seed costs one xor per candidate.
  * C is kept at every PREFIX_CRC_STEP_BYTES, extended lazily as far as asked; bytes from `dataEnd` on
  * are known zeros, handled by Z too. Memory: one number per step of data actually reached.
  */
@@ -408,8 +455,9 @@ class PrefixCrc {
     private readonly dataEnd: number,
   ) {}
 
-  range(a: number, b: number): number {
-    return (this.at(b) ^ zeroBytesShift(this.at(a), b - a)) >>> 0;
+  /** crc32c of file bytes [a, b), continuing from `seed` (0: a plain CRC). */
+  range(a: number, b: number, seed: number): number {
+    return (this.at(b) ^ zeroBytesShift((this.at(a) ^ seed) >>> 0, b - a)) >>> 0;
   }
 
   /** crc32c of file bytes [base, x). */
@@ -518,8 +566,9 @@ export function readFrame(
   offset: number,
   frameBytes: number,
   expectedIndex: number,
-  format: FrameFormat,
+  layout: SegmentLayout,
 ): Uint8Array {
+  const { format, salt } = layout;
   const headerBytes = frameHeaderBytes(format);
   const corrupt = (reason: string): CairnError =>
     new CairnError('WAL_CORRUPT', `record ${expectedIndex} in ${file} at offset ${offset}: ${reason}`, {
@@ -534,7 +583,7 @@ export function readFrame(
       `length field says ${header.payloadBytes} payload bytes, expected ${frameBytes - headerBytes}`,
     );
   }
-  if (!frameChecksumMatches(buf, 0, header, format)) throw corrupt('checksum mismatch');
+  if (!frameChecksumMatches(buf, 0, header, format, salt)) throw corrupt('checksum mismatch');
   if (header.index !== expectedIndex) throw corrupt(`frame holds index ${header.index}`);
   return buf.subarray(headerBytes);
 }

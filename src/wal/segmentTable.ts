@@ -15,6 +15,8 @@ export interface SegmentState {
   endOffset: number;
   /** The segment's format version, i.e. the layout of its frames (frame.ts). */
   format: FrameFormat;
+  /** The seed of the segment's frame CRCs: its salt (version 3), 0 for versions 1 and 2. */
+  salt: number;
 }
 
 export function segmentNextIndex(seg: SegmentState): number {

@@ -2,7 +2,12 @@ import * as path from 'node:path';
 import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { writeFully } from '../io/fileSystem.ts';
 import { type CairnError, ioFatal } from '../lib/errors.ts';
-import { allocateInSlices, encodeSegmentHeader, segmentFileName } from './segmentFile.ts';
+import {
+  allocateInSlices,
+  encodeSegmentHeader,
+  SEGMENT_FORMAT_VERSION,
+  segmentFileName,
+} from './segmentFile.ts';
 import { runZeroFillSlice } from './zeroFillGate.ts';
 
 /**
@@ -95,15 +100,17 @@ export class SpareSegment {
   }
 
   /**
-   * Turns the ready spare into segment `firstIndex` (durably, see the class comment) and returns
-   * a handle on it opened by its new name. The caller must have checked `ready`.
+   * Turns the ready spare into segment `firstIndex` with CRC seed `salt` (durably, see the class
+   * comment) and returns a handle on it opened by its new name. The caller must have checked
+   * `ready`. The header, and so the salt, is written only now: a spare kept across a clean close
+   * and adopted gets a fresh salt like any other.
    */
-  take(firstIndex: number): FileHandle {
+  take(firstIndex: number, salt: number): FileHandle {
     const spare = this.handle!;
     this.handle = undefined;
     const target = path.join(this.dir, segmentFileName(firstIndex));
     try {
-      writeFully(spare, [encodeSegmentHeader(firstIndex)], 0);
+      writeFully(spare, [encodeSegmentHeader(firstIndex, SEGMENT_FORMAT_VERSION, salt)], 0);
       spare.sync();
     } finally {
       spare.close();

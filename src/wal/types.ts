@@ -74,7 +74,10 @@ export interface SegmentInfo {
   nextIndex: number;
   bytes: number;
   sealed: boolean;
-  /** Segment format version: 2 (frames carry the synced index), or 1 (written by earlier builds). */
+  /**
+   * Segment format version: 3 (frames carry the synced index, CRCs seeded with the segment's salt),
+   * or 2 / 1 (written by earlier builds).
+   */
   formatVersion: number;
 }
 

@@ -21,6 +21,7 @@ import { type RecoveredLog, recoverLog } from './recovery.ts';
 import {
   createSegmentFile,
   createSegmentFileAsync,
+  drawSegmentSalt,
   readFrame,
   SEGMENT_HEADER_BYTES,
   scanSegment,
@@ -355,7 +356,7 @@ export class Wal implements WriteAheadLog {
     const seg = this.table.segmentFor(index);
     const { offset, end } = this.table.frameRange(seg, index);
     try {
-      return readFrame(this.handleFor(seg), seg.file, offset, end - offset, index, seg.format);
+      return readFrame(this.handleFor(seg), seg.file, offset, end - offset, index, seg);
     } catch (err) {
       if (err instanceof CairnError) throw err;
       throw ioFatal(`reading record ${index} from ${seg.file}`, err, { file: seg.file, offset });
@@ -507,8 +508,9 @@ export class Wal implements WriteAheadLog {
       }
       // The cut's fsync covered every record left below it (earlier segments are sealed).
       if (epoch === this.epoch && this.syncedNext < newNext) this.syncedNext = newNext;
-      // A version-1 segment (an earlier build's) became the tail again: seal it (just fsynced) so new
-      // records go to a version-2 segment, whose frames carry syncedNext for the torn-tail decision.
+      // A segment of an earlier build (version 1 or 2) became the tail again: seal it (just fsynced)
+      // so new records go to a version-3 segment, whose frames carry syncedNext and the salt the
+      // torn-tail decision relies on.
       if (
         epoch === this.epoch &&
         stillTail &&
@@ -544,6 +546,7 @@ export class Wal implements WriteAheadLog {
           offsets: [],
           endOffset: SEGMENT_HEADER_BYTES,
           format: CURRENT_FRAME_FORMAT,
+          salt: drawSegmentSalt(),
         };
     const old = this.table.replaceAll([newTail]);
     if (!reuseTail) this.retireTail();
@@ -565,7 +568,7 @@ export class Wal implements WriteAheadLog {
       await metaWrite;
       this.persistedDurableNext = state.durableNext;
       if (!reuseTail) {
-        this.tailHandle = await this.newSegmentFileAsync(target);
+        this.tailHandle = await this.newSegmentFileAsync(target, newTail.salt);
         if (this.spareAlwaysReady) this.spare?.prepare();
       }
       if (epoch === this.epoch && this.durable < target) this.durable = target;
@@ -594,7 +597,7 @@ export class Wal implements WriteAheadLog {
     let prevNext: number | undefined;
     for (const seg of this.table.all) {
       const handle = this.handleFor(seg);
-      const scan = scanSegment(handle, seg.firstIndex, seg.endOffset, seg.format);
+      const scan = scanSegment(handle, seg.firstIndex, seg.endOffset, seg);
       if (scan.defect) {
         throw new CairnError(
           'WAL_CORRUPT',
@@ -962,7 +965,7 @@ export class Wal implements WriteAheadLog {
       }
       invariant(segmentNextIndex(tail) === this.writtenNext, 'the tail segment ends at the written index');
       // Sealed now rather than at append: an fsync that completed since then is recorded too.
-      for (const frame of batch) sealFrame(frame, tail.format, this.syncedNext);
+      for (const frame of batch) sealFrame(frame, tail.format, this.syncedNext, tail.salt);
       try {
         writeFully(this.tailHandle!, coalesceAdjacent(batch), tail.endOffset);
       } catch (err) {
@@ -1018,8 +1021,9 @@ export class Wal implements WriteAheadLog {
     if (this.durability.mode !== 'none' && this.durable < nextFirst) this.durable = nextFirst;
     if (this.syncedNext < nextFirst) this.syncedNext = nextFirst;
     let handle: FileHandle;
+    const salt = drawSegmentSalt();
     try {
-      handle = this.newSegmentFile(nextFirst);
+      handle = this.newSegmentFile(nextFirst, salt);
     } catch (err) {
       throw ioFatal(`creating segment ${nextFirst} in ${this.dir}`, err, { file: this.dir });
     }
@@ -1032,6 +1036,7 @@ export class Wal implements WriteAheadLog {
       offsets: [],
       endOffset: SEGMENT_HEADER_BYTES,
       format: CURRENT_FRAME_FORMAT,
+      salt,
     });
     if (old.format !== CURRENT_FRAME_FORMAT) this.relayoutPending(old.format);
   }
@@ -1057,15 +1062,15 @@ export class Wal implements WriteAheadLog {
    * A durable, empty segment starting at `firstIndex`: the spare when one is ready (a header
    * write, an fdatasync, a rename), else created and preallocated here, synchronously.
    */
-  private newSegmentFile(firstIndex: number): FileHandle {
-    if (this.spare?.ready) return this.spare.take(firstIndex);
-    return createSegmentFile(this.fs, this.dir, firstIndex, this.preallocateBytes());
+  private newSegmentFile(firstIndex: number, salt: number): FileHandle {
+    if (this.spare?.ready) return this.spare.take(firstIndex, salt);
+    return createSegmentFile(this.fs, this.dir, firstIndex, this.preallocateBytes(), salt);
   }
 
   /** As `newSegmentFile`, but zeros are written between event-loop turns and fsynced off-thread. */
-  private async newSegmentFileAsync(firstIndex: number): Promise<FileHandle> {
-    if (this.spare?.ready) return this.spare.take(firstIndex);
-    return createSegmentFileAsync(this.fs, this.dir, firstIndex, this.preallocateBytes());
+  private async newSegmentFileAsync(firstIndex: number, salt: number): Promise<FileHandle> {
+    if (this.spare?.ready) return this.spare.take(firstIndex, salt);
+    return createSegmentFileAsync(this.fs, this.dir, firstIndex, this.preallocateBytes(), salt);
   }
 
   /** A background step (spare preparation) failed: latch, as for any failed write or fsync. */

@@ -197,7 +197,7 @@ describe('fuzz: WAL decoders', () => {
   /** A segment file: a valid header for index 0 followed by fuzzed frame bytes. */
   function segmentWith(body: Uint8Array, format: FrameFormat): { fs: SimulatedFileSystem; file: string } {
     const fs = new SimulatedFileSystem({ seed: 1 });
-    const header = encodeSegmentHeader(0, format);
+    const header = encodeSegmentHeader(0, format, saltOf(format));
     const bytes = new Uint8Array(header.byteLength + body.byteLength);
     bytes.set(header);
     bytes.set(body, header.byteLength);
@@ -206,10 +206,15 @@ describe('fuzz: WAL decoders', () => {
     return { fs, file };
   }
 
-  /** Version 1: crc32c(length|index|payload) | u32 length | u64 index | payload; version 2 adds syncedNext. */
+  /** A fixed salt for version 3 (versions 1 and 2 have none). */
+  const saltOf = (format: FrameFormat): number => (format === 3 ? 0x9e37_79b9 : 0);
+  /**
+   * Version 1: crc32c(length|index|payload) | u32 length | u64 index | payload; version 2 adds
+   * syncedNext; version 3 seeds the CRC with the segment's salt.
+   */
   const frames = (count: number, format: FrameFormat): Uint8Array => {
     const parts = Array.from({ length: count }, (_, i) =>
-      encodeFrame(i, new Uint8Array(i * 7).fill(i + 1), Math.max(0, i - 2), format),
+      encodeFrame(i, new Uint8Array(i * 7).fill(i + 1), Math.max(0, i - 2), format, saltOf(format)),
     );
     return Buffer.concat(parts);
   };
@@ -218,18 +223,19 @@ describe('fuzz: WAL decoders', () => {
     frames(4, format),
     frames(9, format),
   ];
-  const FORMATS: FrameFormat[] = [1, 2];
+  const FORMATS: FrameFormat[] = [1, 2, 3];
 
   for (const format of FORMATS)
     test(`frame scan (format ${format}): scanSegment, findIntactFramesAfter and readFrame over fuzzed segments`, () => {
       fc.assert(
         fc.property(around(frameBodies(format)), fc.nat(), (body, pick) => {
           const { fs, file } = segmentWith(body, format);
+          const layout = { format, salt: saltOf(format) };
           const h = fs.open(file, { readOnly: true });
           try {
             const size = h.size();
             typedOnly('scanSegment', body, () => {
-              const scan = scanSegment(h, 0, size, format);
+              const scan = scanSegment(h, 0, size, layout);
               assert.ok(scan.endOffset <= size);
               if (scan.defect) {
                 const found = findIntactFramesAfter(h, {
@@ -238,6 +244,7 @@ describe('fuzz: WAL decoders', () => {
                   fileBytes: size,
                   segmentFirstIndex: 0,
                   format,
+                  salt: layout.salt,
                   stopAboveSyncedNext: scan.offsets.length,
                 });
                 // Whatever it reports is a plausible frame: index and synced index consistent.
@@ -253,9 +260,9 @@ describe('fuzz: WAL decoders', () => {
                 const k = pick % scan.offsets.length;
                 const at = scan.offsets[k]!;
                 const end = scan.offsets[k + 1] ?? scan.endOffset;
-                readFrame(h, file, at, end - at, k, format);
+                readFrame(h, file, at, end - at, k, layout);
                 // A wrong length (the index is derived data), possibly shorter than a header.
-                readFrame(h, file, at, Math.max(0, end - at + (pick % 3) - 1), k, format);
+                readFrame(h, file, at, Math.max(0, end - at + (pick % 3) - 1), k, layout);
               }
             });
           } finally {

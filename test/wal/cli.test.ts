@@ -50,7 +50,7 @@ test('wal inspect prints segments and range; --json is machine-readable', async 
   assert.match(table.out, /records\s+\[0, 50\)\s+count 50/);
   assert.match(
     table.out,
-    new RegExp(`00000000000000000000\\.wal\\s+0\\s+17\\s+${SEGMENT_BYTES}\\s+v2\\s+sealed`),
+    new RegExp(`00000000000000000000\\.wal\\s+0\\s+17\\s+${SEGMENT_BYTES}\\s+v3\\s+sealed`),
   );
   const json = JSON.parse((await run('wal', 'inspect', '--json', dir)).out);
   assert.equal(json.nextIndex, 50);

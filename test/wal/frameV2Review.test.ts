@@ -96,7 +96,7 @@ function naiveIntactFrames(bytes: Uint8Array, search: IntactFrameSearch): Intact
       index <= search.segmentFirstIndex + Math.floor((at - SEGMENT_HEADER_BYTES) / FRAME_HEADER_BYTES) &&
       frameEnd <= search.fileBytes &&
       syncedNext <= index;
-    if (!plausible || crc32c(bytes.subarray(at + 4, frameEnd)) !== view.getUint32(at, true)) {
+    if (!plausible || crc32c(bytes.subarray(at + 4, frameEnd), search.salt) !== view.getUint32(at, true)) {
       at++;
       continue;
     }
@@ -122,7 +122,10 @@ test('the bounded search finds the same intact frames as a full checksum of ever
   for (let trial = 0; trial < 6; trial++) {
     const fileBytes = rng.int(64 * 1024, 2_200_000);
     const bytes = new Uint8Array(fileBytes);
-    bytes.set(encodeSegmentHeader(0), 0);
+    // Version 3 with a random salt (the search seeds its CRC algebra with it); 0 now and then, which
+    // is the unseeded CRC of version 2.
+    const salt = rng.bool(0.2) ? 0 : rng.nextU32();
+    bytes.set(encodeSegmentHeader(0, 3, salt), 0);
     let at = SEGMENT_HEADER_BYTES + rng.int(0, 64);
     let index = 1;
     while (at < fileBytes) {
@@ -135,7 +138,9 @@ test('the bounded search finds the same intact frames as a full checksum of ever
       const big = rng.bool(0.1);
       const payload = rng.bytes(big ? rng.int(300_000, 700_000) : rng.int(0, 3000));
       if (rng.bool(0.3)) payload.fill(0, rng.int(0, payload.byteLength + 1)); // ends in zeros
-      const frame = encodeFrame(index, payload, rng.int(0, index + 1));
+      // Now and then a frame sealed with another salt: never intact in this segment.
+      const foreign = rng.bool(0.1);
+      const frame = encodeFrame(index, payload, rng.int(0, index + 1), 3, foreign ? salt ^ 1 : salt);
       if (at + frame.byteLength > fileBytes) break;
       bytes.set(frame, at);
       if (rng.bool(0.2)) {
@@ -155,7 +160,8 @@ test('the bounded search finds the same intact frames as a full checksum of ever
           minIndex: rng.int(0, 4),
           fileBytes,
           segmentFirstIndex: 0,
-          format: 2,
+          format: 3,
+          salt,
           stopAboveSyncedNext: rng.bool(0.5) ? Number.MAX_SAFE_INTEGER : rng.int(0, index),
         };
         assert.deepEqual(
@@ -326,7 +332,7 @@ test('version-2 frames with extreme lengths, indexes and syncedNext behind a val
 
       const h = sim.open(TAIL, { readOnly: true });
       try {
-        const scan = scanSegment(h, 0, fileBytes, 2);
+        const scan = scanSegment(h, 0, fileBytes, { format: 2, salt: 0 });
         for (const off of scan.offsets) {
           const v = new DataView(bytes.buffer, off);
           assert.ok(
@@ -341,6 +347,7 @@ test('version-2 frames with extreme lengths, indexes and syncedNext behind a val
             fileBytes,
             segmentFirstIndex: 0,
             format: 2,
+            salt: 0,
             stopAboveSyncedNext: scan.offsets.length,
           });
           for (const f of [found.first, found.highest]) {
@@ -396,7 +403,7 @@ function durableEnd(sim: SimulatedFileSystem, dir: string): { first: number; end
         first = header.firstIndex;
         expected = first;
       } else if (header.firstIndex !== expected) break;
-      const scan = scanSegment(h, header.firstIndex, h.size(), header.format);
+      const scan = scanSegment(h, header.firstIndex, h.size(), header);
       expected = header.firstIndex + scan.offsets.length;
       if (scan.defect) break;
     } finally {
@@ -527,7 +534,7 @@ test('no frame is written claiming records fsynced that a power cut keeping only
  * format; damage in the sealed version-1 segment is corruption that salvage refuses below the
  * durable marker.
  */
-test('a mixed version-1/version-2 log: verify, read-only open and salvage read each segment in its format', async () => {
+test('a mixed version-1/version-3 log: verify, read-only open and salvage read each segment in its format', async () => {
   const sim = new SimulatedFileSystem({ seed: 31 });
   const dir = '/mixed';
   const segmentBytes = 64 * 1024;
@@ -544,7 +551,7 @@ test('a mixed version-1/version-2 log: verify, read-only open and salvage read e
       ro.segments().map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]),
       [
         [0, 5, 1],
-        [5, 10, 2],
+        [5, 10, 3],
       ],
     );
     ro.verify();
@@ -575,7 +582,7 @@ test('a mixed version-1/version-2 log: verify, read-only open and salvage read e
  * must not go to it as version-1 frames: those carry no syncedNext, and finding F1 (an ordinary power
  * cut refused as WAL_CORRUPT) would be back for that segment until it filled.
  */
-test('after truncateBack into a sealed version-1 segment, new records go to a version-2 segment', async () => {
+test('after truncateBack into a sealed version-1 segment, new records go to a version-3 segment', async () => {
   const sim = new SimulatedFileSystem({ seed: 41 });
   const dir = '/back';
   const segmentBytes = 64 * 1024;
@@ -594,7 +601,7 @@ test('after truncateBack into a sealed version-1 segment, new records go to a ve
   for (let i = 3; i < 6; i++) wal.append([payload(i + 100)]);
   await wal.sync(); // records 0..5 acknowledged
   const formats = wal.segments().map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]);
-  assert.deepEqual(formats.at(-1), [3, 6, 2], JSON.stringify(formats));
+  assert.deepEqual(formats.at(-1), [3, 6, 3], JSON.stringify(formats));
 
   // And the consequence: three more records, power cut before their fsync, a page of the first lost.
   sim.crashAfter(sim.mutationCount + 1, { data: 'keep', dirOps: 'keep' });

@@ -4,7 +4,12 @@ import * as path from 'node:path';
 import type { FileHandle, FileStat, FileSystem, OpenOptions } from '../../src/io/fileSystem.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { encodeFrame } from '../../src/wal/frame.ts';
-import { encodeSegmentHeader, SEGMENT_HEADER_BYTES, segmentFileName } from '../../src/wal/segmentFile.ts';
+import {
+  decodeSegmentHeader,
+  encodeSegmentHeader,
+  SEGMENT_HEADER_BYTES,
+  segmentFileName,
+} from '../../src/wal/segmentFile.ts';
 
 /** A fresh directory under the OS temp dir; `cleanup` removes it. */
 export function tempDir(prefix = 'cairn-wal-'): { dir: string; cleanup: () => void } {
@@ -255,4 +260,19 @@ export function writeV1Segment(
   const file = `${dir}/${segmentFileName(firstIndex)}`;
   fs.writeFileBytes(file, bytes);
   return file;
+}
+
+/**
+ * A complete frame for record `index` as the segment whose first bytes are `segmentStart` would hold
+ * it: that segment's format and salt (so it verifies there, as a frame the log wrote would).
+ */
+export function frameForSegment(
+  segmentStart: Uint8Array,
+  index: number,
+  payload: Uint8Array,
+  syncedNext = 0,
+): Uint8Array {
+  const header = decodeSegmentHeader(segmentStart.subarray(0, SEGMENT_HEADER_BYTES));
+  if ('problem' in header) throw new Error(`not a segment header: ${header.problem}`);
+  return encodeFrame(index, payload, syncedNext, header.format, header.salt);
 }

@@ -4,10 +4,10 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
 import { type CairnError, isCairnError } from '../../src/lib/errors.ts';
-import { encodeFrame, FRAME_HEADER_BYTES } from '../../src/wal/frame.ts';
+import { FRAME_HEADER_BYTES } from '../../src/wal/frame.ts';
 import type { WalOptions } from '../../src/wal/types.ts';
 import { Wal } from '../../src/wal/wal.ts';
-import { enc, payloadFor, tempDir, WrappingFileSystem } from './helpers.ts';
+import { enc, frameForSegment, payloadFor, tempDir, WrappingFileSystem } from './helpers.ts';
 
 let dir: string;
 let cleanup: () => void;
@@ -65,6 +65,11 @@ function segmentFiles(): string[] {
     .map((n) => path.join(dir, n));
 }
 
+/** A frame that verifies in segment `file` (its format and salt). */
+function frameIn(file: string, index: number, payload: Uint8Array, syncedNext = 0): Uint8Array {
+  return frameForSegment(nodeFs.readFileSync(file), index, payload, syncedNext);
+}
+
 function patch(file: string, offset: number, bytes: Uint8Array): void {
   const fd = nodeFs.openSync(file, 'r+');
   nodeFs.writeSync(fd, bytes, 0, bytes.byteLength, offset);
@@ -84,7 +89,7 @@ describe('WAL recovery: torn tail', () => {
     await build(30);
     const tail = segmentFiles().at(-1)!;
     const end = await dataEnd(tail);
-    const torn = encodeFrame(30, payloadFor(30, 50)).subarray(0, 40);
+    const torn = frameIn(tail, 30, payloadFor(30, 50)).subarray(0, 40);
     patch(tail, end, torn);
     const { wal, warnings } = await openWithWarnings();
     assert.equal(wal.nextIndex, 30);
@@ -124,7 +129,7 @@ describe('WAL recovery: torn tail', () => {
     const end = await dataEnd(tail);
     // A whole valid frame beyond a zero gap whose synced index (6) says records 0..5 had been
     // fsynced before it was written: record 5's header was zeroed on synced data. Loud.
-    patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20), 6));
+    patch(tail, end + 200, frameIn(tail, 9, payloadFor(9, 20), 6));
     const err = await expectCorrupt();
     assert.match(
       err.message,
@@ -138,7 +143,7 @@ describe('WAL recovery: torn tail', () => {
     const end = await dataEnd(tail);
     // Synced index 5: record 5 was never covered by an fsync when record 9 was written, so neither
     // was acknowledged; page writeback kept the later page and lost the earlier one. Cut and erase.
-    patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20), 5));
+    patch(tail, end + 200, frameIn(tail, 9, payloadFor(9, 20), 5));
     const { wal, warnings } = await openWithWarnings();
     assert.equal(wal.nextIndex, 5);
     assert.match(warnings[0]!.message, /non-zero bytes after the end of data \(1 intact later frame/);
@@ -155,7 +160,7 @@ describe('WAL recovery: torn tail', () => {
     const tail = segmentFiles().at(-1)!;
     const end = await dataEnd(tail);
     // Part of a frame for index 9 beyond a zero gap: from a write that never synced.
-    patch(tail, end + 200, encodeFrame(9, payloadFor(9, 20)).subarray(0, 30));
+    patch(tail, end + 200, frameIn(tail, 9, payloadFor(9, 20)).subarray(0, 30));
     const { wal, warnings } = await openWithWarnings();
     assert.equal(wal.nextIndex, 5);
     assert.match(warnings[0]!.message, /non-zero bytes after the end/);
@@ -169,7 +174,7 @@ describe('WAL recovery: torn tail', () => {
     await build(3);
     const tail = segmentFiles().at(-1)!;
     const end = await dataEnd(tail);
-    patch(tail, end, encodeFrame(7, payloadFor(7, 10)));
+    patch(tail, end, frameIn(tail, 7, payloadFor(7, 10)));
     const { wal, warnings } = await openWithWarnings();
     assert.equal(wal.nextIndex, 3);
     assert.match(warnings[0]!.message, /index 7, expected 3/);
@@ -282,7 +287,7 @@ describe('WAL recovery: corruption is loud', () => {
   test('a frame holding the wrong index inside a sealed segment is corruption', async () => {
     await build(60);
     const sealed = segmentFiles()[0]!;
-    patch(sealed, 32, encodeFrame(999, payloadFor(0, 50)));
+    patch(sealed, 32, frameIn(sealed, 999, payloadFor(0, 50)));
     const err = await expectCorrupt();
     assert.match(err.message, /index 999, expected 0/);
   });

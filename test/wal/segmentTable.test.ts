@@ -6,7 +6,14 @@ import { READ_HANDLE_CACHE, type SegmentState, SegmentTable } from '../../src/wa
 
 function seg(firstIndex: number, records: number): SegmentState {
   const offsets = Array.from({ length: records }, (_, i) => 32 + i * 20);
-  return { file: `/w/${firstIndex}.wal`, firstIndex, offsets, endOffset: 32 + records * 20, format: 2 };
+  return {
+    file: `/w/${firstIndex}.wal`,
+    firstIndex,
+    offsets,
+    endOffset: 32 + records * 20,
+    format: 3,
+    salt: 1,
+  };
 }
 
 test('segmentFor finds the segment holding each index; frameRange gives its bytes', () => {

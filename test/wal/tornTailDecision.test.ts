@@ -23,14 +23,18 @@ const SEGMENT_BYTES = 64 * 1024;
 const PAYLOAD = 100;
 const TAIL = `${DIR}/${segmentFileName(0)}`;
 
+/** The salt of the version-3 segments crafted here (versions 1 and 2 have none). */
+const CRAFTED_SALT = 0x5eed_1234;
+const saltFor = (format: FrameFormat): number => (format === 3 ? CRAFTED_SALT : 0);
+
 /** A tail segment holding frames 0..n-1 with the given syncedNext values (no meta: marker 0). */
 function craftSegment(fs: SimulatedFileSystem, format: FrameFormat, synced: readonly number[]): number[] {
   const bytes = new Uint8Array(SEGMENT_BYTES);
-  bytes.set(encodeSegmentHeader(0, format), 0);
+  bytes.set(encodeSegmentHeader(0, format, saltFor(format)), 0);
   const offsets: number[] = [];
   let at = SEGMENT_HEADER_BYTES;
   synced.forEach((s, i) => {
-    const frame = encodeFrame(i, payloadFor(i, PAYLOAD), s, format);
+    const frame = encodeFrame(i, payloadFor(i, PAYLOAD), s, format, saltFor(format));
     bytes.set(frame, at);
     offsets.push(at);
     at += frame.byteLength;
@@ -84,62 +88,65 @@ function syncedNextOnDisk(fs: SimulatedFileSystem, file = TAIL): number[] {
   return out;
 }
 
-describe('format 2: damage at d with intact later frames', () => {
-  for (const how of ['flip', 'zero-header'] as const) {
-    test(`${how}: a later frame with syncedNext > d proves d was fsynced: WAL_CORRUPT`, async () => {
-      const fs = new SimulatedFileSystem({ seed: 1 });
-      // Records 0..4 synced together; 5..7 written after that fsync (syncedNext 5).
-      const offsets = craftSegment(fs, 2, [0, 0, 0, 0, 0, 5, 5, 5]);
-      damage(fs, offsets[3]!, how, 2);
+for (const format of [2, 3] as const)
+  describe(`format ${format}: damage at d with intact later frames`, () => {
+    for (const how of ['flip', 'zero-header'] as const) {
+      test(`${how}: a later frame with syncedNext > d proves d was fsynced: WAL_CORRUPT`, async () => {
+        const fs = new SimulatedFileSystem({ seed: 1 });
+        // Records 0..4 synced together; 5..7 written after that fsync (syncedNext 5).
+        const offsets = craftSegment(fs, format, [0, 0, 0, 0, 0, 5, 5, 5]);
+        damage(fs, offsets[3]!, how, format);
+        const err = await openError(fs);
+        assert.equal(err.code, 'WAL_CORRUPT');
+        assert.equal(err.details.offset, offsets[3]);
+        assert.match(
+          err.message,
+          /record 5 at offset \d+ after it is intact and was written after records below 5/,
+        );
+      });
+
+      test(`${how}: later frames with syncedNext <= d are an unsynced tail written out of order: cut at d`, async () => {
+        const fs = new SimulatedFileSystem({ seed: 2 });
+        const offsets = craftSegment(fs, format, [0, 0, 0, 3, 3, 3, 3, 3]);
+        damage(fs, offsets[3]!, how, format);
+        const warnings: string[] = [];
+        const wal = await open(fs, warnings);
+        assert.equal(wal.nextIndex, 3);
+        assert.ok(
+          warnings.some((w) => /torn tail truncated/.test(w) && /4 intact later frame\(s\)/.test(w)),
+          warnings.join('; '),
+        );
+        await wal.close();
+        const bytes = fs.readFileBytes(TAIL);
+        assert.ok(
+          bytes.subarray(offsets[3]!).every((b) => b === 0),
+          'the later frames are erased',
+        );
+        assert.equal(bytes.byteLength, SEGMENT_BYTES, 'preallocated again');
+      });
+    }
+
+    test('the proof may sit in any later frame, not only the first one', async () => {
+      const fs = new SimulatedFileSystem({ seed: 3 });
+      // 4..6 were written before the fsync of 0..3 completed; 7 after it.
+      const offsets = craftSegment(fs, format, [0, 0, 0, 0, 0, 0, 0, 4]);
+      damage(fs, offsets[2]!, 'flip', format);
       const err = await openError(fs);
       assert.equal(err.code, 'WAL_CORRUPT');
-      assert.equal(err.details.offset, offsets[3]);
-      assert.match(
-        err.message,
-        /record 5 at offset \d+ after it is intact and was written after records below 5/,
-      );
+      assert.match(err.message, /record 7 at offset \d+ after it is intact/);
     });
 
-    test(`${how}: later frames with syncedNext <= d are an unsynced tail written out of order: cut at d`, async () => {
-      const fs = new SimulatedFileSystem({ seed: 2 });
-      const offsets = craftSegment(fs, 2, [0, 0, 0, 3, 3, 3, 3, 3]);
-      damage(fs, offsets[3]!, how, 2);
-      const warnings: string[] = [];
-      const wal = await open(fs, warnings);
-      assert.equal(wal.nextIndex, 3);
-      assert.ok(
-        warnings.some((w) => /torn tail truncated/.test(w) && /4 intact later frame\(s\)/.test(w)),
-        warnings.join('; '),
-      );
-      await wal.close();
-      const bytes = fs.readFileBytes(TAIL);
-      assert.ok(
-        bytes.subarray(offsets[3]!).every((b) => b === 0),
-        'the later frames are erased',
-      );
-      assert.equal(bytes.byteLength, SEGMENT_BYTES, 'preallocated again');
+    test('the proof is found behind a second damaged frame too', async () => {
+      const fs = new SimulatedFileSystem({ seed: 4 });
+      const offsets = craftSegment(fs, format, [0, 0, 0, 0, 0, 0, 0, 4, 4]);
+      damage(fs, offsets[2]!, 'flip', format);
+      damage(fs, offsets[7]!, 'flip', format);
+      const err = await openError(fs);
+      assert.match(err.message, /record 8 at offset \d+ after it is intact/);
     });
-  }
-
-  test('the proof may sit in any later frame, not only the first one', async () => {
-    const fs = new SimulatedFileSystem({ seed: 3 });
-    // 4..6 were written before the fsync of 0..3 completed; 7 after it.
-    const offsets = craftSegment(fs, 2, [0, 0, 0, 0, 0, 0, 0, 4]);
-    damage(fs, offsets[2]!, 'flip', 2);
-    const err = await openError(fs);
-    assert.equal(err.code, 'WAL_CORRUPT');
-    assert.match(err.message, /record 7 at offset \d+ after it is intact/);
   });
 
-  test('the proof is found behind a second damaged frame too', async () => {
-    const fs = new SimulatedFileSystem({ seed: 4 });
-    const offsets = craftSegment(fs, 2, [0, 0, 0, 0, 0, 0, 0, 4, 4]);
-    damage(fs, offsets[2]!, 'flip', 2);
-    damage(fs, offsets[7]!, 'flip', 2);
-    const err = await openError(fs);
-    assert.match(err.message, /record 8 at offset \d+ after it is intact/);
-  });
-
+describe('the durable marker', () => {
   test('below the durable marker damage is corruption whatever the later frames say', async () => {
     const fs = new SimulatedFileSystem({ seed: 5 });
     const wal = await open(fs);
@@ -152,7 +159,7 @@ describe('format 2: damage at d with intact later frames', () => {
   });
 });
 
-describe('format 2: what the log writes', () => {
+describe('what the log writes (format 3)', () => {
   test('each frame carries the index below which every record was fsynced when it was written', async () => {
     const fs = new SimulatedFileSystem({ seed: 6 });
     const wal = await open(fs);
@@ -229,7 +236,7 @@ describe('format 1 segments (earlier builds)', () => {
     await wal.close();
   });
 
-  test('a version-1 tail is sealed at open: new records go to a version-2 segment', async () => {
+  test('a version-1 tail is sealed at open: new records go to a version-3 segment', async () => {
     const fs = new SimulatedFileSystem({ seed: 12 });
     const payloads = Array.from({ length: 5 }, (_, i) => payloadFor(i, PAYLOAD));
     writeV1Segment(fs, DIR, 0, payloads, SEGMENT_BYTES);
@@ -241,7 +248,7 @@ describe('format 1 segments (earlier builds)', () => {
       wal.segments().map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]),
       [
         [0, 5, 1],
-        [5, 7, 2],
+        [5, 7, 3],
       ],
     );
     assert.equal(wal.segments()[0]!.bytes, SEGMENT_HEADER_BYTES + 5 * (FRAME_HEADER_BYTES_V1 + PAYLOAD));
@@ -257,7 +264,7 @@ describe('format 1 segments (earlier builds)', () => {
     await again.close();
   });
 
-  test('after an empty version-1 tail is sealed the new segment is version 2, buffered frames included', async () => {
+  test('after an empty version-1 tail is sealed the new segment is version 3, buffered frames included', async () => {
     const fs = new SimulatedFileSystem({ seed: 13 });
     const small = 32 + 4 * (FRAME_HEADER_BYTES_V1 + PAYLOAD); // four v1 frames fill it
     // An empty version-1 tail is kept (nothing to seal at open) and receives version-1 frames.
@@ -272,7 +279,7 @@ describe('format 1 segments (earlier builds)', () => {
       segs.map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]),
       [
         [0, 4, 1],
-        [4, 7, 2],
+        [4, 7, 3],
       ],
     );
     assert.deepEqual(syncedNextOnDisk(fs, segs[1]!.file), [4, 4, 4], 'the sealed segment was fsynced first');
