@@ -9,8 +9,14 @@ import { decodeEmptyBlocks, EMPTY_BLOCKS_KEY, LOG_SELECT, sqlString } from './pa
 import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
 
 export interface DuckDbArchiveOptions {
-  /** DuckDB worker threads. Default 2. */
+  /** DuckDB worker threads of the writer thread's instance (window files). Default 2. */
   threads?: number;
+  /**
+   * DuckDB threads of the query instance (this thread's). Default 1: a selective log query touches
+   * one or two row groups per file, too little work to split, and a second thread cost more CPU
+   * than it saved on a loaded 2-core machine (same-process A/B, see the receipts bench notes).
+   */
+  queryThreads?: number;
   /** Rows per Parquet row group (DuckDB rounds up to a multiple of 2,048). Default 10,240. */
   rowGroupRows?: number;
   /** Order of the rows in a logs file. Default 'address' (measured: see bench/receipts.ts). */
@@ -85,12 +91,22 @@ export class DuckDbArchive implements ArchiveEngine {
       try {
         const { DuckDBInstance } = await import('@duckdb/node-api');
         const instance = await DuckDBInstance.create(':memory:', {
-          threads: String(this.options.threads ?? 2),
+          threads: String(this.options.queryThreads ?? 1),
           memory_limit: this.options.memoryLimit ?? '512MB',
           ...(this.options.spillDirectory === undefined
             ? {}
             : { temp_directory: this.options.spillDirectory }),
         });
+        // Each query otherwise reads and parses the footer of every file it names again. The cache
+        // lives as long as this instance (one store open) and is keyed by path and modification
+        // time; a listed file's bytes never change while it is listed (a damaged trailing file is
+        // rewritten at open, before this instance exists). Only settable once Parquet is loaded.
+        const c = await instance.connect();
+        try {
+          await c.run('SET GLOBAL parquet_metadata_cache = true');
+        } finally {
+          c.closeSync();
+        }
         return { instance };
       } catch (err) {
         throw engineError('start', err);
