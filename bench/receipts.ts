@@ -335,10 +335,15 @@ export async function run(args: string[]): Promise<void> {
             },
             async () => {
               const t = nowMs();
+              // CPU time of the whole process (DuckDB's threads included): steadier than wall time
+              // on a shared machine, where a query's wall time includes waiting for a core.
+              const cpu = process.cpuUsage();
               const filter = { fromBlock: q.from, toBlock: q.to, addresses: [q.address] };
               const rows =
                 shape === 'archive10k' ? await store.getArchivedLogs(filter) : await store.getLogs(filter);
               push(`cairn.${shape}`, nowMs() - t);
+              const used = process.cpuUsage(cpu);
+              push(`cairnCpu.${shape}`, (used.user + used.system) / 1000);
               return rows.map((r) => key(r.blockNumber, r.logIndex));
             },
           ];
@@ -433,6 +438,7 @@ export async function run(args: string[]): Promise<void> {
           logsAddress10kP99Ms: p99('cairn.a10k'),
           archiveLogsAddress10kP50Ms: p50('cairn.archive10k'),
           archiveLogsAddress10kP99Ms: p99('cairn.archive10k'),
+          archiveLogsAddress10kCpuP50Ms: p50('cairnCpu.archive10k'),
           mismatches,
         },
         baseline: {

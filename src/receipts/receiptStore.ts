@@ -14,6 +14,7 @@ import { crc32c } from '../lib/crc32c.ts';
 import { CairnError, FatalLatch, ioFatal, isCairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
+import { checkArchiveFile } from './archiveFileCheck.ts';
 import { loadBloomHasher, logsBloom } from './bloom.ts';
 import { decodeBlockEntry, encodeBlockEntry, entryChecksum, normalizeBlock } from './codec.ts';
 import { DuckDbArchive } from './duckdbArchive.ts';
@@ -112,8 +113,11 @@ interface LiveFile {
   refs: number;
   /** Set once the manifest no longer lists it: deleted when the last reader releases it. */
   doomed: boolean;
-  /** Set once its bytes matched the manifest's checksums in this process (files are immutable). */
-  verified?: boolean;
+  /**
+   * The check of each file against the manifest before the engine first reads it, started once per
+   * process (the files are immutable; see checkBeforeRead). Settled: the file may be read, or not.
+   */
+  checks?: { receipts?: Promise<void>; logs?: Promise<void> };
 }
 
 /**
@@ -981,24 +985,48 @@ export class ReceiptStore {
   }
 
   /**
-   * Checksums each file against the manifest before the engine first reads it (once per process:
-   * the files are immutable). Open only checks the sizes of older files, and a Parquet reader
-   * handed damaged bytes may fail with a parse error or, worse, return altered values.
+   * Resolves once both files of each pair matched the manifest's size and checksum; CORRUPT if one
+   * did not. Open only checks the sizes of older files, and a Parquet
+   * reader handed damaged bytes may fail with a parse error or, worse, return altered values, so
+   * the engine never reads a file before this. Each file is checked once per process (files are
+   * immutable), by the first read that needs it, concurrent reads sharing the check; the check
+   * yields to the event loop between reads (archiveFileCheck.ts), so a first read of a large file
+   * delays only itself. An I/O error fails the reads waiting for it and the next read checks
+   * again; a mismatch stays CORRUPT.
    */
-  private verifyBeforeRead(files: readonly LiveFile[]): void {
+  private async checkBeforeRead(files: readonly LiveFile[]): Promise<void> {
+    const pending: Promise<void>[] = [];
     for (const f of files) {
-      if (f.verified) continue;
-      const problem = this.checkFileFully(f.entry);
-      if (problem !== undefined) {
-        throw new CairnError(
-          'CORRUPT',
-          `archive file for blocks ${f.entry.first}..${f.entry.last}: ${problem}`,
-          {
-            details: { first: f.entry.first, last: f.entry.last },
-          },
-        );
+      for (const w of ['receipts', 'logs'] as const) {
+        f.checks ??= {};
+        const checks = f.checks;
+        let p = checks[w];
+        if (p === undefined) {
+          p = this.checkFile(f, w);
+          checks[w] = p;
+          // Observed here so that a check nobody awaits any more (its read was aborted) is not an
+          // unhandled rejection; an I/O failure is forgotten so that a later read tries again.
+          p.catch((err: unknown) => {
+            if (!isCairnError(err, 'CORRUPT') && checks[w] === p) checks[w] = undefined;
+          });
+        }
+        pending.push(p);
       }
-      f.verified = true;
+    }
+    await Promise.all(pending);
+  }
+
+  private async checkFile(f: LiveFile, which: 'receipts' | 'logs'): Promise<void> {
+    const ref = f.entry[which];
+    const problem = await checkArchiveFile(this.fs, which === 'receipts' ? f.receiptsPath : f.logsPath, ref);
+    if (problem !== undefined) {
+      throw new CairnError(
+        'CORRUPT',
+        `archive file for blocks ${f.entry.first}..${f.entry.last}: ${problem}`,
+        {
+          details: { first: f.entry.first, last: f.entry.last },
+        },
+      );
     }
   }
 
@@ -1080,7 +1108,7 @@ export class ReceiptStore {
       if (!file) {
         throw new CairnError('CORRUPT', `no archive file holds block ${loc.block} (floor ${view.floor})`);
       }
-      this.verifyBeforeRead([file]);
+      await this.checkBeforeRead([file]);
       const found = await this.engine.readReceipt(file.receiptsPath, file.logsPath, loc.block, loc.txIndex);
       if (!found)
         throw new CairnError(
@@ -1224,14 +1252,16 @@ export class ReceiptStore {
   }
 
   /** Matching logs of the view's archive files over `nf`'s range, at most maxResults + 1 of them. */
-  private queryArchive(
+  private async queryArchive(
     view: View,
     nf: NormalizedFilter,
     maxResults: number,
     signal: AbortSignal | undefined,
   ): Promise<Log[]> {
     const hit = view.files.filter((f) => f.entry.last >= nf.fromBlock && f.entry.first <= nf.toBlock);
-    this.verifyBeforeRead(hit);
+    await this.checkBeforeRead(hit);
+    // The caller has answered ABORTED already if the signal fired during the check.
+    checkAbort(signal);
     return this.engine.queryLogs(
       hit.map((f) => f.logsPath),
       nf,
