@@ -442,8 +442,8 @@ export class ReceiptStore {
     if (blocks.length === 0) return;
     const batch = this.hot.kv.batch();
     for (const b of blocks) {
-      const { payload, bodies } = encodeBlockEntry(b);
-      this.hot.stageBlock(batch, b, bodies, entryChecksum(payload));
+      const { payload } = encodeBlockEntry(b);
+      this.hot.stageBlock(batch, b, payload, entryChecksum(payload));
     }
     await this.hot.writeBatch(batch, false, 'apply');
     this.hot.postingsWritten();
@@ -522,8 +522,7 @@ export class ReceiptStore {
   }
 
   private async writeGroup(group: QueuedWrite<BlockEntry>[]): Promise<void> {
-    const accepted: { w: QueuedWrite<BlockEntry>; crc: number; payload: Uint8Array; bodies: Uint8Array[] }[] =
-      [];
+    const accepted: { w: QueuedWrite<BlockEntry>; crc: number; payload: Uint8Array }[] = [];
     const pending = new Map<number, { hash: Uint8Array; crc: number }>();
     let next = this.latest + 1;
     try {
@@ -555,7 +554,7 @@ export class ReceiptStore {
           );
           continue;
         }
-        const { payload, bodies } = encodeBlockEntry(e);
+        const { payload } = encodeBlockEntry(e);
         const crc = entryChecksum(payload);
         if (e.number < next) {
           const err = this.resubmission(e, crc, pending);
@@ -568,14 +567,14 @@ export class ReceiptStore {
         } catch (err) {
           throw this.latch.latch(err, 'receipt WAL append');
         }
-        accepted.push({ w, crc, payload, bodies });
+        accepted.push({ w, crc, payload });
         pending.set(e.number, { hash: e.hash, crc });
         next++;
       }
       if (accepted.length === 0) return;
       await this.walCall('fsync', () => this.wal.sync());
       const batch = this.hot.kv.batch();
-      for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.bodies, a.crc);
+      for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.payload, a.crc);
       await this.hot.writeBatch(batch, false, 'apply');
       this.hot.postingsWritten();
     } catch (err) {
