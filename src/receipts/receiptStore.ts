@@ -2,7 +2,7 @@ import path from 'node:path';
 import { openAbFile } from '../io/abFile.ts';
 import type { AbSnapshotFile } from '../io/abFile.types.ts';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
-import type { FileSystem } from '../io/fileSystem.ts';
+import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
 import { openIndexCopy, removeTree } from '../kv/indexCopy.ts';
@@ -152,6 +152,12 @@ interface Conversion {
   names: { receipts: string; logs: string };
   tmp: { receipts: string; logs: string };
   rows: Promise<{ receiptRows: number; logRows: number }>;
+  /**
+   * Both temporary files checksummed and fsynced once the engine is done (receipts, logs). Runs as
+   * soon as `rows` resolves, off the write loop: the fsyncs no longer hold up the writes queued
+   * behind the rotation's task. Rejects with the typed I/O error; finishConversion latches it.
+   */
+  sealed: Promise<{ crc: number; bytes: number }[]>;
   /** Rewrites the trailing listed file (recovery) instead of adding one. */
   replaces?: boolean;
 }
@@ -480,28 +486,41 @@ export class ReceiptStore {
     const sizeProblem = this.checkFileSize(f);
     if (sizeProblem) return sizeProblem;
     for (const ref of [f.receipts, f.logs]) {
-      const { crc } = this.checksumFile(this.filePath(ref), false);
+      const { crc } = this.checksumFile(this.filePath(ref));
       if (crc !== ref.crc32c) return `${ref.name} fails its checksum`;
     }
     return undefined;
   }
 
-  /** CRC-32C and size of a file read through Cairn's file system; optionally fsyncs it. */
-  private checksumFile(file: string, sync: boolean): { crc: number; bytes: number } {
-    return this.fsCall(`checksumming ${file}`, () => {
-      const h = this.fs.open(file, sync ? {} : { readOnly: true });
+  /**
+   * CRC-32C and size of each file, each fsynced (asynchronously: the event loop keeps serving the
+   * write path). Errors are typed I/O errors; the caller latches them.
+   */
+  private async sealTmpFiles(files: readonly string[]): Promise<{ crc: number; bytes: number }[]> {
+    const out: { crc: number; bytes: number }[] = [];
+    for (const file of files) {
       try {
-        const size = h.size();
-        const buf = new Uint8Array(Math.min(size, 1 << 20));
-        let crc = 0;
-        for (let pos = 0; pos < size; ) {
-          const n = h.read(buf, 0, Math.min(buf.length, size - pos), pos);
-          if (n <= 0) throw new Error(`short read at ${pos} of ${size}`);
-          crc = crc32c(buf.subarray(0, n), crc);
-          pos += n;
+        const h = this.fs.open(file, {});
+        try {
+          const sum = crcOfHandle(h);
+          await h.syncAsync();
+          out.push(sum);
+        } finally {
+          h.close();
         }
-        if (sync) h.sync();
-        return { crc, bytes: size };
+      } catch (err) {
+        throw ioFatal(`checksumming and syncing ${file}`, err, { file });
+      }
+    }
+    return out;
+  }
+
+  /** CRC-32C and size of a file read through Cairn's file system. */
+  private checksumFile(file: string): { crc: number; bytes: number } {
+    return this.fsCall(`checksumming ${file}`, () => {
+      const h = this.fs.open(file, { readOnly: true });
+      try {
+        return crcOfHandle(h);
       } finally {
         h.close();
       }
@@ -727,7 +746,9 @@ export class ReceiptStore {
     }
     // Observed by finishConversion; until then a rejection must not count as unhandled.
     rows.catch(() => undefined);
-    const c: Conversion = { first, last, names, tmp, rows };
+    const sealed = rows.then(() => this.sealTmpFiles([tmp.receipts, tmp.logs]));
+    sealed.catch(() => undefined);
+    const c: Conversion = { first, last, names, tmp, rows, sealed };
     this.conversion = c;
     return c;
   }
@@ -750,10 +771,22 @@ export class ReceiptStore {
       this.conversion = undefined;
       return;
     }
+    let sums: { crc: number; bytes: number }[];
+    try {
+      sums = await c.sealed;
+    } catch (err) {
+      this.conversion = undefined;
+      if (this.latch.error) return;
+      throw this.latch.latch(err, 'archive rotation');
+    }
+    if (this.latch.error) {
+      this.conversion = undefined;
+      return;
+    }
     const refs: FileRef[] = [];
-    for (const which of ['receipts', 'logs'] as const) {
+    for (const [i, which] of (['receipts', 'logs'] as const).entries()) {
       const name = c.names[which];
-      const { crc, bytes } = this.checksumFile(c.tmp[which], true);
+      const { crc, bytes } = sums[i]!;
       this.fsCall(`renaming ${name}`, () => this.fs.rename(c.tmp[which], path.join(this.archiveDir, name)));
       refs.push({ name, bytes, crc32c: crc });
     }
@@ -1414,6 +1447,20 @@ export interface VerifyReport {
   archiveLogRows: number;
   walBlocks: number;
   problems: string[];
+}
+
+/** CRC-32C and size of an open file, read in bounded chunks. */
+function crcOfHandle(h: FileHandle): { crc: number; bytes: number } {
+  const size = h.size();
+  const buf = new Uint8Array(Math.min(size, 1 << 20));
+  let crc = 0;
+  for (let pos = 0; pos < size; ) {
+    const n = h.read(buf, 0, Math.min(buf.length, size - pos), pos);
+    if (n <= 0) throw new Error(`short read at ${pos} of ${size}`);
+    crc = crc32c(buf.subarray(0, n), crc);
+    pos += n;
+  }
+  return { crc, bytes: size };
 }
 
 function toReceipt(block: number, blockHash: Uint8Array, r: StoredReceipt): Receipt {
