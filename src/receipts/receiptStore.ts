@@ -156,6 +156,8 @@ interface Conversion {
    * Both temporary files checksummed and fsynced once the engine is done (receipts, logs). Runs as
    * soon as `rows` resolves, off the write loop: the fsyncs no longer hold up the writes queued
    * behind the rotation's task. Rejects with the typed I/O error; finishConversion latches it.
+   * Crash order is unchanged: finishConversion renames only after this fsync completed, so a listed
+   * file's bytes are durable; a crash before the rename leaves unlisted `.tmp` files (deleted at open).
    */
   sealed: Promise<{ crc: number; bytes: number }[]>;
   /** Rewrites the trailing listed file (recovery) instead of adding one. */
@@ -769,6 +771,8 @@ export class ReceiptStore {
     }
     if (this.latch.error) {
       this.conversion = undefined;
+      // Nothing of this window will be listed; its sealing still touches the temporary files.
+      await c.sealed.catch(() => undefined);
       return;
     }
     let sums: { crc: number; bytes: number }[];
