@@ -18,11 +18,15 @@ export type WriterRequest =
 
 export type WriterReply =
   | { id: number; ok: true; receiptRows: number; logRows: number }
-  | { id: number; ok: false; message: string };
+  | { id: number; ok: false; message: string }
+  /** The window was not (fully) staged, as after a failed staging: send its entries. */
+  | { id: number; ok: false; needsEntries: true; message: string };
 
 interface Pending {
   resolve: (rows: { receiptRows: number; logRows: number }) => void;
   reject: (err: unknown) => void;
+  /** Sends the window again with its entries; undefined once they were sent (one retry at most). */
+  resend: (() => void) | undefined;
 }
 
 /** Packs entries into one transferable buffer (a view may sit in a larger buffer a clone would copy whole). */
@@ -121,21 +125,44 @@ export class ArchiveWriterThread {
       this.stagedFirst = last + 1;
       this.stagedNext = last + 1;
     }
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+    const send = (
+      entriesGiven: { packed: Uint8Array<ArrayBuffer>; ends: Uint32Array<ArrayBuffer> } | undefined,
+      p: Pending,
+    ): void => {
+      const id = this.nextId++;
+      this.pending.set(id, p);
       this.worker.ref();
       const request: WriterRequest = {
         type: 'write',
         id,
         first,
         last,
-        packed: given?.packed,
-        ends: given?.ends,
+        packed: entriesGiven?.packed,
+        ends: entriesGiven?.ends,
         receiptsPath,
         logsPath,
       };
-      this.post(request, given ? [given.packed.buffer, given.ends.buffer] : []);
+      this.post(request, entriesGiven ? [entriesGiven.packed.buffer, entriesGiven.ends.buffer] : []);
+    };
+    return new Promise((resolve, reject) => {
+      const p: Pending = { resolve, reject, resend: undefined };
+      // A window the thread should have staged but has not (a staging failed: a damaged entry, an
+      // engine error on an append) is written once more from `entries` (the WAL, which holds every
+      // block of it): a failure of the in-memory stage alone does not poison the store.
+      if (covered) {
+        p.resend = () => {
+          p.resend = undefined;
+          let again: ReturnType<typeof pack>;
+          try {
+            again = pack(entries());
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          send(again, p);
+        };
+      }
+      send(given, p);
     });
   }
 
@@ -153,6 +180,7 @@ export class ArchiveWriterThread {
     this.pending.delete(m.id);
     if (this.pending.size === 0) this.worker.unref();
     if (m.ok) p.resolve({ receiptRows: m.receiptRows, logRows: m.logRows });
+    else if ('needsEntries' in m && p.resend) p.resend();
     else {
       p.reject(
         new CairnError('IO_FATAL', `archive engine (DuckDB, writer thread) failed: ${m.message}`, {

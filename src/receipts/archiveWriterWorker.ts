@@ -49,7 +49,14 @@ async function handle(m: WriterRequest): Promise<void> {
   let reply: WriterReply;
   try {
     const entries = m.packed && m.ends ? unpack(m.packed, m.ends) : undefined;
-    const rows = await (await writer).write(m.first, m.last, entries, m.receiptsPath, m.logsPath);
+    const w = await writer;
+    if (entries === undefined && !w.covers(m.first, m.last)) {
+      const why = stageError === undefined ? 'not staged' : `an earlier staging failed: ${stageError}`;
+      stageError = undefined;
+      port!.postMessage({ id: m.id, ok: false, needsEntries: true, message: why } satisfies WriterReply);
+      return;
+    }
+    const rows = await w.write(m.first, m.last, entries, m.receiptsPath, m.logsPath);
     reply = { id: m.id, ok: true, ...rows };
   } catch (err) {
     const earlier = stageError === undefined ? '' : ` (an earlier staging failed: ${stageError})`;

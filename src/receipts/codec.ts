@@ -213,9 +213,15 @@ function writeReceiptBody(
   return pos + 4;
 }
 
-export function decodeBlockEntry(bytes: Uint8Array): BlockEntry & { bodies: Uint8Array[] } {
+/**
+ * Decodes a block entry after checking its CRC. That CRC covers every body, so the bodies' own CRCs
+ * are not checked again here (each byte is checksummed once on this path). `views`: byte fields are
+ * views into `bytes` (for a caller that owns the buffer, like the archive writer thread with the
+ * entries transferred to it); by default each body is copied out once and its fields view the copy.
+ */
+export function decodeBlockEntry(bytes: Uint8Array, views = false): BlockEntry & { bodies: Uint8Array[] } {
   const what = 'receipt WAL entry';
-  const r = new ByteReader(checkCrc(bytes, what), what);
+  const r = new ByteReader(checkCrc(bytes, what), what, !views);
   const version = r.u8();
   if (version !== BLOCK_ENTRY_VERSION) throw corrupt(what, `unknown version ${version}`);
   const number = r.u64();
@@ -226,10 +232,77 @@ export function decodeBlockEntry(bytes: Uint8Array): BlockEntry & { bodies: Uint
   for (let i = 0; i < count; i++) {
     const body = r.bytes(r.u32());
     bodies.push(body);
-    receipts.push(decodeReceiptBody(body).receipt);
+    if (body.length < 5) throw corrupt(what, `receipt body ${i} is ${body.length} bytes`);
+    receipts.push(readBodyFields(body.subarray(0, body.length - 4), what).receipt);
   }
   if (r.remaining !== 0) throw corrupt(what, `${r.remaining} trailing bytes`);
   return { number, hash, receipts, bodies };
+}
+
+/** Offset of the tx index inside a receipt body (version 1, block hash 32, tx hash 32). */
+const BODY_TX_INDEX_OFFSET = 65;
+/** Bytes of a block entry before its first body: version, number, hash, receipt count. */
+const ENTRY_HEADER_BYTES = 45;
+
+/**
+ * The receipt bodies of a stored block entry (the hot tier keeps a block's entry as one value), as
+ * views, WITHOUT checking the entry's CRC: each body carries its own CRC, checked when it is
+ * decoded, and the framing is checked here (the bodies must end exactly at the entry's CRC), so
+ * every byte a reader uses is covered by a checksum or a structural check.
+ */
+export function entryBodies(entry: Uint8Array, what = 'hot-tier block entry'): Uint8Array[] {
+  const count = entryHeader(entry, what);
+  const bodies: Uint8Array[] = new Array(count);
+  let pos = ENTRY_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    const end = bodyEnd(entry, pos, what);
+    bodies[i] = entry.subarray(pos + 4, end);
+    pos = end;
+  }
+  if (pos !== entry.length - 4) throw corrupt(what, `${entry.length - 4 - pos} bytes after the last body`);
+  return bodies;
+}
+
+/**
+ * The body of receipt `txIndex` in a stored block entry (a view, its own CRC not yet checked), or
+ * undefined when the block has no such receipt. Walks the length fields only: a point read does not
+ * checksum the whole block.
+ */
+export function findReceiptBody(
+  entry: Uint8Array,
+  txIndex: number,
+  what = 'hot-tier block entry',
+): Uint8Array | undefined {
+  const count = entryHeader(entry, what);
+  let pos = ENTRY_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    const end = bodyEnd(entry, pos, what);
+    const at = pos + 4 + BODY_TX_INDEX_OFFSET;
+    if (at + 4 > end) throw corrupt(what, `body ${i} is ${end - pos - 4} bytes`);
+    const bodyTxIndex =
+      (entry[at]! | (entry[at + 1]! << 8) | (entry[at + 2]! << 16) | (entry[at + 3]! << 24)) >>> 0;
+    if (bodyTxIndex === txIndex) return entry.subarray(pos + 4, end);
+    pos = end;
+  }
+  return undefined;
+}
+
+/** Checks an entry's version and size; returns its receipt count. */
+function entryHeader(entry: Uint8Array, what: string): number {
+  if (entry.length < ENTRY_HEADER_BYTES + 4) throw corrupt(what, `${entry.length} bytes is too short`);
+  if (entry[0] !== BLOCK_ENTRY_VERSION) throw corrupt(what, `unknown version ${entry[0]}`);
+  return (entry[41]! | (entry[42]! << 8) | (entry[43]! << 16) | (entry[44]! << 24)) >>> 0;
+}
+
+/** End offset of the length-prefixed body starting at `pos` (bounds-checked against the entry's CRC). */
+function bodyEnd(entry: Uint8Array, pos: number, what: string): number {
+  if (pos + 4 > entry.length - 4) throw corrupt(what, `truncated at byte ${pos}`);
+  const length =
+    (entry[pos]! | (entry[pos + 1]! << 8) | (entry[pos + 2]! << 16) | (entry[pos + 3]! << 24)) >>> 0;
+  const end = pos + 4 + length;
+  if (end > entry.length - 4)
+    throw corrupt(what, `body at byte ${pos} runs past the entry (${length} bytes)`);
+  return end;
 }
 
 /**
@@ -250,7 +323,12 @@ export function encodeReceiptBody(blockHash: Uint8Array, receipt: StoredReceipt)
 /** Decodes a body; byte fields are views into `bytes` (callers pass a buffer they own). */
 export function decodeReceiptBody(bytes: Uint8Array): { blockHash: Uint8Array; receipt: StoredReceipt } {
   const what = 'hot-tier receipt body';
-  const r = new ByteReader(checkCrc(bytes, what), what, false);
+  return readBodyFields(checkCrc(bytes, what), what);
+}
+
+/** The fields of a body whose CRC was checked (or is covered by its entry's); views into `body`. */
+function readBodyFields(body: Uint8Array, what: string): { blockHash: Uint8Array; receipt: StoredReceipt } {
+  const r = new ByteReader(body, what, false);
   const version = r.u8();
   if (version !== RECEIPT_BODY_VERSION) throw corrupt(what, `unknown version ${version}`);
   const blockHash = r.bytes(32);

@@ -72,7 +72,8 @@ export class ParquetWindowWriter {
     const la = await this.c.createAppender('stage_logs');
     try {
       for (let i = 0; i < entries.length; i++) {
-        const b = decodeBlockEntry(entries[i]!);
+        // Views into the buffer this thread was given (the appender copies every value).
+        const b = decodeBlockEntry(entries[i]!, true);
         if (b.number !== first + i) {
           throw new Error(`staged entry ${i} is block ${b.number}, expected ${first + i}`);
         }

@@ -1,7 +1,8 @@
 // The archive writer thread (DuckDB on a worker thread, archiveWriterThread.ts): staged and
-// unstaged windows give the same files, and every failure — an engine error, a damaged staged
-// entry, the thread dying — is a typed fatal error that poisons the receipt store, whose close()
-// still returns.
+// unstaged windows give the same files; a failed staging (memory only) is retried once from the
+// window's WAL entries; every other failure — an engine error, a damaged entry given from the WAL,
+// the thread dying — is a typed fatal error that poisons the receipt store, whose close() still
+// returns.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -111,6 +112,77 @@ test('a writer thread that dies poisons the store: the rotation fails fatally, l
     try {
       assert.equal(again.ranges().latest, 7);
       assert.equal(again.ranges().archivedThrough, 7);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+test('a failed staging is not fatal: the window is written once more from its WAL entries', async () => {
+  await withTempDir(async (dir) => {
+    const archive = await DuckDbArchive.open();
+    try {
+      const { entries } = entriesOf(0, 9);
+      const damaged = entries.map((e) => e.slice());
+      damaged[5]![damaged[5]!.length - 1]! ^= 0xff; // the entry's CRC: staging blocks 0..9 fails
+      archive.stageEntries(0, damaged);
+      let asked = 0;
+      const rows = await archive.writeWindowEntries(
+        0,
+        9,
+        () => {
+          asked++;
+          return entries;
+        },
+        join(dir, 'r'),
+        join(dir, 'l'),
+      );
+      assert.equal(asked, 1, 'the entries were asked for once, after the thread found the stage unusable');
+      const back = await archive.readBlocks(join(dir, 'r'), join(dir, 'l'));
+      assert.deepEqual(
+        back.map((b) => encodeBlockEntry(b).payload),
+        entries,
+        'the files hold the intact entries',
+      );
+      assert.equal(
+        rows.receiptRows,
+        back.reduce((s, b) => s + b.receipts.length, 0),
+      );
+    } finally {
+      await archive.close();
+    }
+  });
+});
+
+test('a receipt store whose writer thread fails to stage a batch archives the window anyway (error injection)', async () => {
+  await withTempDir(async (dir) => {
+    mkdirSync(dir, { recursive: true });
+    const archive = await DuckDbArchive.open();
+    // The third staged batch reaches the thread damaged (as a failed append would leave the stage).
+    let batches = 0;
+    const stage = archive.stageEntries.bind(archive);
+    archive.stageEntries = (first, entries) => {
+      batches++;
+      if (batches !== 3) return stage(first, entries);
+      const copy = entries.map((e) => e.slice());
+      copy[0]![copy[0]!.length - 1]! ^= 0xff;
+      stage(first, copy);
+    };
+    const store = await ReceiptStore.open({ dir, blocksPerFile: 8, archive });
+    try {
+      for (let n = 0; n < 20; n++) await store.putBlock(makeBlock(SEED, n));
+      await store.waitForArchive();
+      assert.ok(batches >= 3, `the injected failure ran (${batches} batches staged)`);
+      assert.equal(store.ranges().archivedThrough, 15);
+      assert.deepEqual((await store.verify()).problems, []);
+      await store.putBlock(makeBlock(SEED, 20)); // not poisoned
+    } finally {
+      await store.close();
+    }
+    const again = await ReceiptStore.open({ dir, blocksPerFile: 8 });
+    try {
+      assert.deepEqual((await again.verify()).problems, []);
+      assert.equal(again.ranges().latest, 20);
     } finally {
       await again.close();
     }

@@ -1,10 +1,11 @@
-// The hot tier's posting layout (version 2: postings packed per bucket of blocks, the filling bucket
-// in memory): a hot tier of another layout or bucket span is rebuilt at open, a damaged bucket is
-// CORRUPT rather than a silently short answer, and prunes that cut through a bucket leave no posting
-// of a pruned block behind.
+// The hot tier's layout (version 3: postings packed per bucket of blocks, the filling bucket in
+// memory; a block's receipt bodies in one value): a hot tier of another layout or bucket span is
+// rebuilt at open, a damaged bucket or block value is CORRUPT rather than a silently short or wrong
+// answer, and prunes that cut through a bucket leave no posting of a pruned block behind.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isCairnError } from '../../src/lib/errors.ts';
+import { entryBodies } from '../../src/receipts/codec.ts';
 import { decodePostings, type Posting } from '../../src/receipts/postings.ts';
 import type { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import type { LogFilter } from '../../src/receipts/types.ts';
@@ -72,6 +73,63 @@ test('a hot tier of layout 1, or of another bucket span, is emptied and rebuilt 
   assert.notDeepEqual(await keysWithPrefix(sim, 0x41), bucketKeys);
 });
 
+test('a hot tier of layout 2 (one body key per receipt) is rebuilt with one value per block', async () => {
+  const sim = simSetup(6);
+  const options = { blocksPerFile: 8, postingBucketBlocks: 4 };
+  let store = await sim.open(options);
+  for (const b of blocks) await store.putBlock(b);
+  await store.close();
+  sim.restartKv();
+  const blockValues = await sim.kv.range({
+    gte: Uint8Array.of(0x72),
+    lt: Uint8Array.of(0x73),
+    limit: 100_000,
+  });
+  assert.ok(blockValues.length > 0);
+  assert.ok(
+    blockValues.every((e) => e.key.length === 9),
+    'layout 3 keys a block value by block number alone',
+  );
+
+  // Rewrite it as layout 2: version 2, and 'r' block txIndex → receipt body for every receipt.
+  const version = new Uint8Array(8);
+  new DataView(version.buffer).setUint32(0, 2);
+  new DataView(version.buffer).setUint32(4, 4);
+  const batch = sim.kv.batch().put(Uint8Array.of(0x6d, 0x56), version);
+  for (const e of blockValues) {
+    batch.del(e.key);
+    for (const body of entryBodies(e.value)) {
+      const key = new Uint8Array(13);
+      key.set(e.key);
+      key.set(body.subarray(65, 69).slice().reverse(), 9); // tx index: little-endian in the body, big-endian in the key
+      batch.put(key, body.slice());
+    }
+  }
+  await batch.write({ sync: true });
+  sim.restartKv();
+
+  store = await sim.open(options);
+  try {
+    await assertAnswers(store, 0, BLOCKS - 1);
+    for (const b of blocks) {
+      for (const r of b.receipts) {
+        const got = await store.getReceipt(r.txHash);
+        assert.equal(got?.blockNumber, b.number);
+        assert.equal(got?.logs.length, r.logs.length);
+      }
+    }
+  } finally {
+    await store.close();
+  }
+  sim.restartKv();
+  const after = await sim.kv.range({ gte: Uint8Array.of(0x72), lt: Uint8Array.of(0x73), limit: 100_000 });
+  assert.deepEqual(
+    after.map((e) => Buffer.from(e.key).toString('hex')),
+    blockValues.map((e) => Buffer.from(e.key).toString('hex')),
+    'no layout-2 body key survives the rebuild',
+  );
+});
+
 test('a damaged posting bucket is CORRUPT, not a short answer', async () => {
   const sim = simSetup(4);
   const store = await sim.open({ blocksPerFile: 8, postingBucketBlocks: 4 });
@@ -86,6 +144,56 @@ test('a damaged posting bucket is CORRUPT, not a short answer', async () => {
     await assert.rejects(store.getLogs({ addresses: [address], fromBlock: 0, toBlock: BLOCKS - 1 }), (e) =>
       isCairnError(e, 'CORRUPT'),
     );
+  } finally {
+    await store.close();
+  }
+});
+
+test('a damaged block value (a body byte, or the receipt count) is CORRUPT on every read path', async () => {
+  const sim = simSetup(7);
+  const store = await sim.open({ blocksPerFile: 1000, postingBucketBlocks: 4 });
+  try {
+    for (const b of blocks) await store.putBlock(b);
+    const target = blocks.find((b) => b.receipts.length >= 2 && b.receipts[1]!.logs.length > 0)!;
+    const key = new Uint8Array(9);
+    key[0] = 0x72;
+    new DataView(key.buffer).setBigUint64(1, BigInt(target.number));
+    const good = sim.kv.get(key)!;
+    const corruptOn = async (damaged: Uint8Array, what: string): Promise<void> => {
+      await sim.kv.batch().put(key, damaged).write({ sync: true });
+      const r = target.receipts[1]!;
+      const isCorrupt = (e: unknown) => isCairnError(e, 'CORRUPT');
+      await assert.rejects(store.getReceipt(r.txHash), isCorrupt, `${what}: by hash`);
+      const at = { fromBlock: target.number, toBlock: target.number };
+      await assert.rejects(store.getLogs(at), isCorrupt, `${what}: scan`);
+      await assert.rejects(
+        store.getLogs({ ...at, addresses: [r.logs[0]!.address] }),
+        isCorrupt,
+        `${what}: postings`,
+      );
+    };
+    // The last byte of the second body's data region (before its CRC): inside the second receipt.
+    const bodies = entryBodies(good);
+    const secondEnd = bodies[1]!.byteOffset - good.byteOffset + bodies[1]!.length;
+    const flipped = good.slice();
+    flipped[secondEnd - 5]! ^= 0x10;
+    await corruptOn(flipped, 'body byte');
+    // A count of one more receipt than the value holds: the framing runs past the entry.
+    const counted = good.slice();
+    new DataView(counted.buffer).setUint32(41, bodies.length + 1, true);
+    await sim.kv.batch().put(key, counted).write({ sync: true });
+    await assert.rejects(store.getLogs({ fromBlock: target.number, toBlock: target.number }), (e) =>
+      isCairnError(e, 'CORRUPT'),
+    );
+    // One fewer: a scan must not silently drop the last receipt.
+    const fewer = good.slice();
+    new DataView(fewer.buffer).setUint32(41, bodies.length - 1, true);
+    await sim.kv.batch().put(key, fewer).write({ sync: true });
+    await assert.rejects(store.getLogs({ fromBlock: target.number, toBlock: target.number }), (e) =>
+      isCairnError(e, 'CORRUPT'),
+    );
+    await sim.kv.batch().put(key, good).write({ sync: true });
+    assert.equal((await store.getReceipt(target.receipts[1]!.txHash))?.blockNumber, target.number);
   } finally {
     await store.close();
   }

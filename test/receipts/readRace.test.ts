@@ -11,7 +11,7 @@ import { simSetup } from './support/harness.ts';
 
 // Every test here holds a read at a gate: a regression shows as a hang, so each has a bound.
 
-const BODY_PREFIX = 0x72; // hot tier receipt bodies ('r', hotTier.ts)
+const BODY_PREFIX = 0x72; // hot tier receipt bodies ('r' block: one value per block, hotTier.ts)
 
 /**
  * An OrderedKv that holds the next armed read of receipt bodies (a range scan or a getMany) at a
@@ -79,10 +79,10 @@ class GatedKv implements OrderedKv {
   }
 }
 
-/** Hot-tier receipt bodies of blocks [from, to) (what the KV holds, not what a read says). */
+/** Hot-tier body values (one per block with receipts) of blocks [from, to) (what the KV holds, not what a read says). */
 async function bodyCount(kv: OrderedKv, from: number, to: number): Promise<number> {
   const key = (block: number) => {
-    const k = new Uint8Array(13);
+    const k = new Uint8Array(9);
     k[0] = BODY_PREFIX;
     new DataView(k.buffer).setBigUint64(1, BigInt(block));
     return k;
@@ -179,41 +179,45 @@ test('the hot-body prune of a rotation waits for the reads below the new hot flo
 test('hot-floor race, selective filter: a rotation during the body fetch is neither a missing block nor a false PRUNED', {
   timeout: 60_000,
 }, async () => {
-  // Enough matching receipts in the hot window that the bodies come in one getMany (the gate).
+  // Enough matching blocks in the hot window (one value per block) that they come in one getMany
+  // (the gate): windows of 300 blocks, 100 kept hot, so the hot part of the query is blocks 600..898.
   const address = ADDRESSES[0]!;
-  const wide = (n: number): BlockReceiptsInput => ({
+  const narrow = (n: number): BlockReceiptsInput => ({
     number: n,
     hash: blockHash(n),
-    receipts: Array.from({ length: 80 }, (_, i) => ({
-      txHash: txHash(n, i),
-      txIndex: i,
-      type: 2,
-      status: 1 as const,
-      from: ADDRESSES[1]!,
-      to: ADDRESSES[2]!,
-      contractAddress: undefined,
-      gasUsed: 21_000,
-      cumulativeGasUsed: 21_000 * (i + 1),
-      effectiveGasPrice: 1n,
-      logs: [{ address, topics: [], data: Uint8Array.of(n, i) }],
-    })),
+    receipts: [
+      {
+        txHash: txHash(n, 0),
+        txIndex: 0,
+        type: 2,
+        status: 1 as const,
+        from: ADDRESSES[1]!,
+        to: ADDRESSES[2]!,
+        contractAddress: undefined,
+        gasUsed: 21_000,
+        cumulativeGasUsed: 21_000,
+        effectiveGasPrice: 1n,
+        logs: [{ address, topics: [], data: Uint8Array.of(n & 255, n >> 8) }],
+      },
+    ],
   });
-  const blocks = Array.from({ length: 12 }, (_, n) => wide(n));
+  const blocks = Array.from({ length: 900 }, (_, n) => narrow(n));
   const { gated, open, expect } = setup(52, blocks);
-  const store = await open();
+  const store = await open({ blocksPerFile: 300, hotRetentionBlocks: 100 });
   try {
-    for (const b of blocks.slice(0, 11)) await store.putBlock(b);
+    await Promise.all(blocks.slice(0, 899).map((b) => store.putBlock(b)));
     await writerIdle(store);
-    const f = { fromBlock: 0, toBlock: 10, addresses: [address] };
+    assert.equal(store.ranges().hotFloor, 600);
+    const f = { fromBlock: 0, toBlock: 898, addresses: [address] };
     const atGate = gated.arm();
     const query = store.getLogs(f);
     await atGate;
-    await store.putBlock(blocks[11]!);
+    await store.putBlock(blocks[899]!);
     await writerIdle(store);
-    assert.equal(store.ranges().hotFloor, 8);
+    assert.equal(store.ranges().hotFloor, 800);
     assert.equal(store.ranges().floor, 0, 'nothing is pruned: a PRUNED answer would be false');
     gated.open();
-    assert.deepEqual(logKeys(await query), expect(f, 0, 10));
+    assert.deepEqual(logKeys(await query), expect(f, 0, 898));
   } finally {
     await store.close();
   }
