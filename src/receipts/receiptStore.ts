@@ -4,17 +4,16 @@ import path from 'node:path';
 import { openAbFile } from '../io/abFile.ts';
 import type { AbSnapshotFile } from '../io/abFile.types.ts';
 import { acquireDirLock, type DirLock } from '../io/dirLock.ts';
-import type { FileHandle, FileSystem } from '../io/fileSystem.ts';
+import type { FileSystem } from '../io/fileSystem.ts';
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { ClassicLevelKv } from '../kv/classicLevelKv.ts';
 import { openIndexCopy, removeTreeBestEffort as removeTree } from '../kv/indexCopy.ts';
 import type { OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
-import { crc32c } from '../lib/crc32c.ts';
 import { CairnError, FatalLatch, ioFatal, isCairnError } from '../lib/errors.ts';
 import { Wal } from '../wal/wal.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
-import { checkArchiveFile } from './archiveFileCheck.ts';
+import { checkArchiveFile, crcOfOpenFile, crcOfOpenFileSync, type FileSum } from './archiveFileCheck.ts';
 import { loadBloomHasher, logsBloom } from './bloom.ts';
 import { decodeBlockEntry, encodeBlockEntry, entryChecksum, normalizeBlock } from './codec.ts';
 import { DuckDbArchive } from './duckdbArchive.ts';
@@ -168,7 +167,7 @@ interface Conversion {
    * Crash order is unchanged: finishConversion renames only after this fsync completed, so a listed
    * file's bytes are durable; a crash before the rename leaves unlisted `.tmp` files (deleted at open).
    */
-  sealed: Promise<{ crc: number; bytes: number }[]>;
+  sealed: Promise<FileSum[]>;
   /** Rewrites the trailing listed file (recovery) instead of adding one. */
   replaces?: boolean;
 }
@@ -526,16 +525,17 @@ export class ReceiptStore {
   }
 
   /**
-   * CRC-32C and size of each file, each fsynced (asynchronously: the event loop keeps serving the
-   * write path). Errors are typed I/O errors; the caller latches them.
+   * CRC-32C and size of each file, each fsynced. Both run without holding the event loop (the sum a
+   * chunk per turn, the fsync on the thread pool), so the write path keeps serving meanwhile. Errors
+   * are typed I/O errors; the caller latches them.
    */
-  private async sealTmpFiles(files: readonly string[]): Promise<{ crc: number; bytes: number }[]> {
-    const out: { crc: number; bytes: number }[] = [];
+  private async sealTmpFiles(files: readonly string[]): Promise<FileSum[]> {
+    const out: FileSum[] = [];
     for (const file of files) {
       try {
         const h = this.fs.open(file, {});
         try {
-          const sum = crcOfHandle(h);
+          const sum = await crcOfOpenFile(h);
           await h.syncAsync();
           out.push(sum);
         } finally {
@@ -549,11 +549,11 @@ export class ReceiptStore {
   }
 
   /** CRC-32C and size of a file read through Cairn's file system. */
-  private checksumFile(file: string): { crc: number; bytes: number } {
+  private checksumFile(file: string): FileSum {
     return this.fsCall(`checksumming ${file}`, () => {
       const h = this.fs.open(file, { readOnly: true });
       try {
-        return crcOfHandle(h);
+        return crcOfOpenFileSync(h);
       } finally {
         h.close();
       }
@@ -806,7 +806,7 @@ export class ReceiptStore {
       await c.sealed.catch(() => undefined);
       return;
     }
-    let sums: { crc: number; bytes: number }[];
+    let sums: FileSum[];
     try {
       sums = await c.sealed;
     } catch (err) {
@@ -1510,20 +1510,6 @@ export interface VerifyReport {
   archiveLogRows: number;
   walBlocks: number;
   problems: string[];
-}
-
-/** CRC-32C and size of an open file, read in bounded chunks. */
-function crcOfHandle(h: FileHandle): { crc: number; bytes: number } {
-  const size = h.size();
-  const buf = new Uint8Array(Math.min(size, 1 << 20));
-  let crc = 0;
-  for (let pos = 0; pos < size; ) {
-    const n = h.read(buf, 0, Math.min(buf.length, size - pos), pos);
-    if (n <= 0) throw new Error(`short read at ${pos} of ${size}`);
-    crc = crc32c(buf.subarray(0, n), crc);
-    pos += n;
-  }
-  return { crc, bytes: size };
 }
 
 function toReceipt(block: number, blockHash: Uint8Array, r: StoredReceipt): Receipt {
