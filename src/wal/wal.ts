@@ -859,6 +859,12 @@ export class Wal implements WriteAheadLog {
       this.scheduler.rejectAll(this.latch.error);
       return;
     }
+    // Taken before the wait for the spare below: a truncateBack or reset during that wait changes
+    // the epoch and clears unsyncedWrites (its maintenance step fsyncs the cut tail later), so this
+    // round must then not call the records it wrote before the wait durable: they were never
+    // fsynced. (Taken after the wait, a cut of a round that had written records and was waiting for
+    // the spare acknowledged them without any fsync.)
+    const epoch = this.epoch;
     if (!this.writeOrReject()) return;
     // The tail is full and its successor is being prepared: wait for it here, off the main
     // thread's critical path, rather than writing a whole segment of zeros synchronously.
@@ -875,7 +881,6 @@ export class Wal implements WriteAheadLog {
       return;
     }
     const target = this.writtenNext;
-    const epoch = this.epoch;
     if (this.unsyncedWrites) {
       this.unsyncedWrites = false;
       const handle = this.tailHandle!;
