@@ -56,6 +56,8 @@ test('A/B file: every crash point of several workloads loads the last acknowledg
         seed: (seed + round * 101 + i) >>> 0,
         points: { mode: 'every' },
         policies: Object.values(POLICIES),
+        // The sweep's own seed is derived: only the top seed replays it.
+        replay: `CAIRN_SEED=${seed} npm test -- test/crash/ab-power-loss (round ${round}, workload ${i})`,
       });
       total += result.crashStates;
     }

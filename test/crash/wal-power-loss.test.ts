@@ -116,6 +116,9 @@ async function sweep(
         seed: (seed + round * 7919 + i) >>> 0,
         points: isSmall ? { mode: 'every' } : { mode: 'sample', count: 150, maxAdjacent: 400 },
         policies,
+        // The sweep's own seed is derived: only the top seed replays it (the focused way to replay
+        // one scenario seed is a test like test/wal/cutDuringSpareWait.test.ts).
+        replay: `CAIRN_SEED=${seed} npm test -- test/crash/wal-power-loss (round ${round}, scenario seed ${(seed + round * 7919 + i) >>> 0})`,
       };
       const result = await runCrashSweep(scenario(spec, tally), options);
       total += result.crashStates;

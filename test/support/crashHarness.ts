@@ -50,6 +50,8 @@ export interface CrashContext {
   crashedAt?: string;
   /** Kill-then-crash sweeps: mutation of the first process after which it was killed, or 'end'. */
   killedAfter?: number | 'end';
+  /** How to replay this failure (see SweepOptions.replay); default `CAIRN_SEED=<seed>`. */
+  replay?: string;
 }
 
 export interface CrashScenario<S> {
@@ -104,6 +106,12 @@ export interface SweepOptions {
   policies?: readonly NamedPolicy[];
   /** Also check images after the completed workload (default true). */
   includeEnd?: boolean;
+  /**
+   * The command that replays this sweep, printed in every failure. Default `CAIRN_SEED=<seed>`,
+   * which is right only when `seed` IS the test's top seed: a test that derives per-scenario seeds
+   * from it must pass the command that sets the top seed (and names the test file).
+   */
+  replay?: string;
 }
 
 export interface SweepResult {
@@ -128,6 +136,7 @@ export async function runCrashSweep<S>(
   options: SweepOptions,
 ): Promise<SweepResult> {
   const { seed } = options;
+  const replay = options.replay ?? `CAIRN_SEED=${seed}`;
   const policies = options.policies ?? [POLICIES.random];
   if (policies.length === 0) throw new RangeError('runCrashSweep needs at least one policy');
 
@@ -153,7 +162,7 @@ export async function runCrashSweep<S>(
       if (!fs.crashed) {
         throw new Error(
           `${scenario.name}: workload failed before crash point ${point} without a crash ` +
-            `(replay: CAIRN_SEED=${seed}): ${describeError(err)}`,
+            `(replay: ${replay}): ${describeError(err)}`,
           { cause: err },
         );
       }
@@ -161,7 +170,7 @@ export async function runCrashSweep<S>(
     if (!fs.crashed) {
       throw new Error(
         `${scenario.name}: the run never reached mutation ${point} of ${mutations}: the workload is not ` +
-          `deterministic for seed ${seed}`,
+          `deterministic for seed ${seed} (replay: ${replay})`,
       );
     }
     const m = trace[point - 1];
@@ -174,6 +183,7 @@ export async function runCrashSweep<S>(
         point,
         mutations,
         policy: named.name,
+        replay,
         ...(m ? { crashedAt: `${m.op} ${m.path}` } : {}),
       };
       await checkOrExplain(scenario, image, state, ctx);
@@ -190,6 +200,7 @@ export async function runCrashSweep<S>(
         point: 'end',
         mutations,
         policy: named.name,
+        replay,
       };
       await checkOrExplain(scenario, probe.crashImage(named.policy), probeState, ctx);
       crashStates++;
@@ -204,7 +215,7 @@ export function describeContext(ctx: CrashContext): string {
     ctx.killedAfter === undefined ? '' : `first process killed after mutation ${ctx.killedAfter}, then `;
   return (
     `[${ctx.scenario}] ${kill}crash after mutation ${ctx.point}/${ctx.mutations}${at}, policy ${ctx.policy}; ` +
-    `replay: CAIRN_SEED=${ctx.seed}`
+    `replay: ${ctx.replay ?? `CAIRN_SEED=${ctx.seed}`}`
   );
 }
 
