@@ -25,6 +25,7 @@ import {
   newWalState,
   newWalTally,
   runWalWorkload,
+  WAL_LARGE_TRUNCATIONS,
   type WalCheckTally,
   type WalState,
   type WalWorkloadSpec,
@@ -84,18 +85,7 @@ const LARGE: WalWorkloadSpec[] = [
     preallocate: true,
     ...base,
   },
-  {
-    name: 'wal-large-4k-truncations',
-    steps: 300,
-    segmentBytes: 4096,
-    maxPayloadBytes: 400,
-    syncOffThread: false,
-    preallocate: true,
-    truncateFrontP: 0.08,
-    truncateBackP: 0.08,
-    resetP: 0.02,
-    reopenP: 0.03,
-  },
+  WAL_LARGE_TRUNCATIONS,
 ];
 
 async function sweep(

@@ -47,6 +47,23 @@ export interface WalWorkloadSpec {
   endWithTruncations?: boolean;
 }
 
+/**
+ * The truncation-heavy workload of the WAL power-loss suite (4 KiB segments, every maintenance
+ * operation often): shared with the regression tests that replay one of its crash points.
+ */
+export const WAL_LARGE_TRUNCATIONS: WalWorkloadSpec = {
+  name: 'wal-large-4k-truncations',
+  steps: 300,
+  segmentBytes: 4096,
+  maxPayloadBytes: 400,
+  syncOffThread: false,
+  preallocate: true,
+  truncateFrontP: 0.08,
+  truncateBackP: 0.08,
+  resetP: 0.02,
+  reopenP: 0.03,
+};
+
 interface SyncToken {
   target: number;
 }

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CommitScheduler, MAX_CHAINED_ROUNDS } from '../../src/wal/commitScheduler.ts';
+import { immediateRoundLog } from './helpers.ts';
 
 /** A fake log: `next` grows with appends, a round makes everything durable after `roundWork`. */
 class FakeLog {
@@ -180,20 +181,7 @@ test('a failed round gives every callback the error; later callers of a recovere
 test('a caller released from a settle that runs callbacks at once may append and sync again', async () => {
   // The host settles with `now` (as the WAL does from an fsync completion) and ends its round only
   // after: the callback's new sync must be covered by a round that starts after that.
-  const log = new FakeLog();
-  const scheduler = new CommitScheduler({
-    runRound: (end) => {
-      log.rounds++;
-      const target = log.next;
-      setImmediate(() => {
-        log.durable = target;
-        scheduler.settle(true);
-        end();
-      });
-    },
-    reached: () => log.durable,
-    closed: () => false,
-  });
+  const { log, scheduler } = immediateRoundLog(true);
   const order: string[] = [];
   log.append();
   await new Promise<void>((resolve) => {

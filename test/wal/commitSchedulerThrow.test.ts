@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CommitScheduler } from '../../src/wal/commitScheduler.ts';
+import { immediateRoundLog } from './helpers.ts';
 
 /**
  * Runs `body` with the process's uncaughtException listeners (the test runner's among them)
@@ -27,31 +28,12 @@ async function catchingUncaught(body: (thrown: unknown[]) => Promise<void>): Pro
   }
 }
 
-/** A log whose rounds complete from a fresh task; `settleNow` picks how callers are released. */
-function fakeLog(settleNow: boolean) {
-  const log = { next: 0, durable: 0, rounds: 0 };
-  const scheduler = new CommitScheduler({
-    runRound: (end) => {
-      log.rounds++;
-      const target = log.next;
-      setImmediate(() => {
-        log.durable = target;
-        scheduler.settle(settleNow);
-        end();
-      });
-    },
-    reached: () => log.durable,
-    closed: () => false,
-  });
-  return { log, scheduler };
-}
-
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 for (const settleNow of [false, true]) {
   test(`a throwing callback does not stop its round's other callers (${settleNow ? 'settled at once' : 'released in a microtask'})`, async () => {
     await catchingUncaught(async (thrown) => {
-      const { log, scheduler } = fakeLog(settleNow);
+      const { log, scheduler } = immediateRoundLog(settleNow);
       const heard: string[] = [];
       const boom = new Error('callback broke its contract');
       log.next = 1;

@@ -19,22 +19,10 @@ import {
   newWalState,
   newWalTally,
   runWalWorkload,
-  type WalWorkloadSpec,
+  WAL_LARGE_TRUNCATIONS,
 } from '../support/walModel.ts';
 
-// Same spec as 'wal-large-4k-truncations' in test/crash/wal-power-loss.test.ts.
-const SPEC: WalWorkloadSpec = {
-  name: 'wal-large-4k-truncations',
-  steps: 300,
-  segmentBytes: 4096,
-  maxPayloadBytes: 400,
-  syncOffThread: false,
-  preallocate: true,
-  truncateFrontP: 0.08,
-  truncateBackP: 0.08,
-  resetP: 0.02,
-  reopenP: 0.03,
-};
+const SPEC = WAL_LARGE_TRUNCATIONS;
 const SCENARIO_SEED = 785115160;
 const CRASH_AFTER = 565;
 

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { FileHandle, FileStat, FileSystem, OpenOptions } from '../../src/io/fileSystem.ts';
 import { realFileSystem } from '../../src/io/realFileSystem.ts';
+import { CommitScheduler } from '../../src/wal/commitScheduler.ts';
 import { encodeFrame } from '../../src/wal/frame.ts';
 import {
   decodeSegmentHeader,
@@ -275,4 +276,34 @@ export function frameForSegment(
   const header = decodeSegmentHeader(segmentStart.subarray(0, SEGMENT_HEADER_BYTES));
   if ('problem' in header) throw new Error(`not a segment header: ${header.problem}`);
   return encodeFrame(index, payload, syncedNext, header.format, header.salt);
+}
+
+/**
+ * A commit scheduler over a fake log whose rounds complete from a fresh task (as an fsync does):
+ * the round makes everything appended so far durable, then settles with `settleNow` (true: callers
+ * released inside the settle, as the WAL does from an fsync completion) before it ends.
+ */
+export function immediateRoundLog(settleNow: boolean) {
+  const log = {
+    next: 0,
+    durable: 0,
+    rounds: 0,
+    append(): void {
+      log.next++;
+    },
+  };
+  const scheduler = new CommitScheduler({
+    runRound: (end) => {
+      log.rounds++;
+      const target = log.next;
+      setImmediate(() => {
+        log.durable = target;
+        scheduler.settle(settleNow);
+        end();
+      });
+    },
+    reached: () => log.durable,
+    closed: () => false,
+  });
+  return { log, scheduler };
 }
