@@ -37,6 +37,12 @@ async function commitRange(s: StateStore, from: number, to: number, roots: strin
   }
 }
 
+/** The store stands at `version` with the root recorded for it when that block was committed. */
+function assertAt(s: StateStore, version: number, roots: readonly string[]): void {
+  assert.equal(s.version, version);
+  assert.equal(toHex(s.committedRoot()), roots[version]);
+}
+
 async function assertVerified(s: StateStore): Promise<void> {
   const r = await s.verify();
   assert.ok(r.ok, `full scan disagrees: ${JSON.stringify(r.families.filter((f) => !f.ok))}`);
@@ -69,16 +75,14 @@ test('A1: snapshot at 2, commits to 5, reopen (and catch-up from the snapshot wi
   await s.close();
   env = restartEnv(env);
   s = await openSim(env);
-  assert.equal(s.version, 5);
-  assert.equal(toHex(s.committedRoot()), roots[5]);
+  assertAt(s, 5, roots);
   await assertVerified(s);
   await s.close();
   // Engine directory lost: newest snapshot + WAL replay rebuilds it.
   env = restartEnv(env);
   env.fs.rename(path.join(DIR, 'kv'), path.join(DIR, 'lost-kv'));
   s = await openSim(env);
-  assert.equal(s.version, 5);
-  assert.equal(toHex(s.committedRoot()), roots[5]);
+  assertAt(s, 5, roots);
   await assertVerified(s);
   await s.close();
 });
@@ -125,8 +129,7 @@ test('A4: engine ahead of the WAL is refused (DATA_LOSS) unless told to discard;
   await wal.close();
   await assert.rejects(openSim(env, { checkpointIntervalBlocks: 100 }), expectCode('DATA_LOSS'));
   s = await openSim(env, { checkpointIntervalBlocks: 100, discardBlocksAboveWal: true });
-  assert.equal(s.version, 2);
-  assert.equal(toHex(s.committedRoot()), roots[2]);
+  assertAt(s, 2, roots);
   assert.equal(s.get('evm', storageKey(9, 9)), undefined, 'the orphan row is gone');
   await assertVerified(s);
   await s.commitBlock(3, blockAt(3));
@@ -151,8 +154,7 @@ test('A5: a WAL starting above checkpoint+1 is a GAP error; starting exactly at 
       continue;
     }
     const s2 = await openSim(env);
-    assert.equal(s2.version, 6);
-    assert.equal(toHex(s2.committedRoot()), roots[6]);
+    assertAt(s2, 6, roots);
     await s2.close();
   }
 });
@@ -167,8 +169,7 @@ test('A6: WAL deleted after a snapshot at S opens at S with the same root and ac
   env = restartEnv(env);
   env.fs.rename(path.join(DIR, 'wal'), path.join(DIR, 'gone'));
   s = await openSim(env);
-  assert.equal(s.version, 3);
-  assert.equal(toHex(s.committedRoot()), roots[3]);
+  assertAt(s, 3, roots);
   await s.commitBlock(4, blockAt(4));
   await s.close();
   env = restartEnv(env);
@@ -213,21 +214,19 @@ test('A8/A9: rollback between the snapshot and the tip, and exactly onto a snaps
   s = await openSim(env);
   await s.commitBlock(7, [evm([{ key: storageKey(99, 5), value: word(5) }])]);
   await s.rollback(4);
-  assert.equal(s.version, 4);
-  assert.equal(toHex(s.committedRoot()), roots[4]);
+  assertAt(s, 4, roots);
   assert.equal(s.get('evm', storageKey(99, 5)), undefined, 'later keys absent');
   await assertVerified(s);
   assert.deepEqual(await walRangeOf(s), { first: 1, next: 5 });
   // A9: onto the snapshot boundary; the next commit is target+1; a restart lands on the new tip.
   await s.rollback(2);
-  assert.equal(toHex(s.committedRoot()), roots[2]);
+  assertAt(s, 2, roots);
   assert.deepEqual(await walRangeOf(s), { first: 1, next: 3 });
   await s.commitBlock(3, blockAt(3));
   await s.close();
   env = restartEnv(env);
   s = await openSim(env);
-  assert.equal(s.version, 3);
-  assert.equal(toHex(s.committedRoot()), roots[3]);
+  assertAt(s, 3, roots);
   await s.close();
 });
 
@@ -270,7 +269,7 @@ test('A10 (mid-chain): a store imported at 10 cannot roll back below 10', async 
   await commitRange(s, 11, 12, roots);
   await assert.rejects(s.rollback(5), expectCode('OUT_OF_RANGE'));
   await s.rollback(11);
-  assert.equal(toHex(s.committedRoot()), roots[11]);
+  assertAt(s, 11, roots);
   await s.close();
 });
 
@@ -324,11 +323,11 @@ test('A13: WAL truncation after snapshots, reopen, rollback to the older retaine
   await s.close();
   env = restartEnv(env);
   s = await openSim(env, { snapshotIntervalBlocks: 5, retainBlocks: 5, walSegmentBytes: 2048 });
-  assert.equal(toHex(s.committedRoot()), roots[12]);
+  assertAt(s, 12, roots);
   const d = s.describe();
   assert.ok(d.wal.first > 1 && d.snapshots.includes(5), JSON.stringify(d));
   await s.rollback(5);
-  assert.equal(toHex(s.committedRoot()), roots[5]);
+  assertAt(s, 5, roots);
   await assertVerified(s);
   await s.close();
 });
@@ -427,21 +426,18 @@ test('A18: export, import into a store with stale data, reopen, and a second imp
   let s = await openSim(env);
   await s.commitBlock(1, [evm([{ key: storageKey(77, 7), value: word(7) }])]);
   await s.importState(chunks, { expectedRoot: exported.root, onProgress: (p) => progress.push(p.rows) });
-  assert.equal(s.version, 6);
-  assert.equal(toHex(s.committedRoot()), roots[6]);
+  assertAt(s, 6, roots);
   assert.equal(s.get('evm', storageKey(77, 7)), undefined, 'stale rows are gone');
   assert.equal(progress.at(-1), exported.rows);
   await assertVerified(s);
   await s.commitBlock(7, blockAt(7));
-  assert.equal(toHex(s.committedRoot()), roots[7]);
+  assertAt(s, 7, roots);
   await s.close();
   env = restartEnv(env);
   s = await openSim(env);
-  assert.equal(s.version, 7);
-  assert.equal(toHex(s.committedRoot()), roots[7]);
+  assertAt(s, 7, roots);
   await s.importState(chunks);
-  assert.equal(s.version, 6);
-  assert.equal(toHex(s.committedRoot()), roots[6]);
+  assertAt(s, 6, roots);
   await s.close();
 });
 
@@ -496,8 +492,7 @@ test('a refused import (CONFLICT) does not latch: later calls work and the purge
   await s.close();
   env = restartEnv(env);
   s = await openSim(env);
-  assert.equal(s.version, 2);
-  assert.equal(toHex(s.committedRoot()), roots[2]);
+  assertAt(s, 2, roots);
   await s.close();
 });
 

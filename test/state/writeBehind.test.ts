@@ -98,15 +98,20 @@ async function reference(): Promise<{ root4: string; root5: string }> {
   return { root4, root5 };
 }
 
-test('write-behind: reads and the next block see a committed block whose engine batch is still held', async () => {
-  const expected = await reference();
-  const env = simEnv();
+/** Blocks 1-3 committed and in the engine; the engine's next batches are held at the gate. */
+async function threeBlocksThenHold(env: SimEnv) {
   const s = await openSim(env, { checkpointIntervalBlocks: 100 });
   for (let h = 1; h <= 3; h++) await s.commitBlock(h, blockAt(h));
   await s.engineWritten();
   const engine = engineOf(env);
   const gate = new WriteGate(engine);
   gate.hold();
+  return { s, engine, gate };
+}
+
+test('write-behind: reads and the next block see a committed block whose engine batch is still held', async () => {
+  const expected = await reference();
+  const { s, gate } = await threeBlocksThenHold(simEnv());
   assert.equal(await s.commitBlock(4, block4()), 4, 'block 4 is acknowledged with its batch held');
   assert.equal(gate.waiting, 1, 'the batch of block 4 is in flight');
   assert.equal(toHex(s.committedRoot()), expected.root4);
@@ -137,12 +142,7 @@ test('write-behind: reads and the next block see a committed block whose engine 
 
 test('write-behind: the next block hashes against the held batch (account read-modify-write, delete)', async () => {
   const expected = await reference();
-  const env = simEnv();
-  const s = await openSim(env, { checkpointIntervalBlocks: 100 });
-  for (let h = 1; h <= 3; h++) await s.commitBlock(h, blockAt(h));
-  await s.engineWritten();
-  const gate = new WriteGate(engineOf(env));
-  gate.hold();
+  const { s, gate } = await threeBlocksThenHold(simEnv());
   await s.commitBlock(4, block4());
   // Block 5 is applied and hashed while block 4's batch is still held: its old values (the account
   // row, the slot it deletes) can only come from the committed block in flight.
@@ -164,12 +164,7 @@ test('write-behind: the next block hashes against the held batch (account read-m
 test('write-behind: a held batch that fails during close() makes close reject; the block survives from the WAL', async () => {
   const expected = await reference();
   let env = simEnv();
-  const s = await openSim(env, { checkpointIntervalBlocks: 100 });
-  for (let h = 1; h <= 3; h++) await s.commitBlock(h, blockAt(h));
-  await s.engineWritten();
-  const engine = engineOf(env);
-  const gate = new WriteGate(engine);
-  gate.hold();
+  const { s, engine, gate } = await threeBlocksThenHold(env);
   assert.equal(await s.commitBlock(4, block4()), 4);
   engine.failNextWrites(1, 'ENOSPC');
   const closing = s.close();
