@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { CairnError, describe } from '../lib/errors.ts';
+import { isEngineOutOfMemory } from './duckdbLimits.ts';
 import type { ParquetWriterOptions } from './parquetWindowWriter.ts';
 
 export type WriterRequest =
@@ -27,6 +28,8 @@ interface Pending {
   reject: (err: unknown) => void;
   /** Sends the window again with its entries; undefined once they were sent (one retry at most). */
   resend: (() => void) | undefined;
+  first: number;
+  last: number;
 }
 
 /** Packs entries into one transferable buffer (a view may sit in a larger buffer a clone would copy whole). */
@@ -65,7 +68,10 @@ export class ArchiveWriterThread {
   private stagedFirst = 0;
   private stagedNext = 0;
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(
+    private readonly worker: Worker,
+    private readonly options: ParquetWriterOptions,
+  ) {
     worker.unref();
     worker.on('message', (m: WriterReply) => this.onReply(m));
     worker.on('error', (err) => this.fail(`failed: ${describe(err)}`, err));
@@ -84,7 +90,9 @@ export class ArchiveWriterThread {
    * beside this one.
    */
   static start(options: ParquetWriterOptions, script?: string): ArchiveWriterThread {
-    if (script !== undefined) return new ArchiveWriterThread(new Worker(script, { workerData: options }));
+    if (script !== undefined) {
+      return new ArchiveWriterThread(new Worker(script, { workerData: options }), options);
+    }
     // The thread runs a TypeScript module; tsx (a runtime dependency) loads it whether or not this
     // process was started with tsx's loader.
     const entry = new URL('./archiveWriterWorker.ts', import.meta.url).href;
@@ -93,7 +101,7 @@ export class ArchiveWriterThread {
       `const { tsImport } = await import(${JSON.stringify(tsx)});\n` +
       `await tsImport(${JSON.stringify(entry)}, ${JSON.stringify(entry)});\n`;
     const url = new URL(`data:text/javascript,${encodeURIComponent(source)}`);
-    return new ArchiveWriterThread(new Worker(url, { workerData: options }));
+    return new ArchiveWriterThread(new Worker(url, { workerData: options }), options);
   }
 
   /** Offers blocks [first, first + entries.length) for staging. Never throws: a failure shows at the next write. */
@@ -145,7 +153,7 @@ export class ArchiveWriterThread {
       this.post(request, entriesGiven ? [entriesGiven.packed.buffer, entriesGiven.ends.buffer] : []);
     };
     return new Promise((resolve, reject) => {
-      const p: Pending = { resolve, reject, resend: undefined };
+      const p: Pending = { resolve, reject, resend: undefined, first, last };
       // A window the thread should have staged but has not (a staging failed: a damaged entry, an
       // engine error on an append) is written once more from `entries` (the WAL, which holds every
       // block of it): a failure of the in-memory stage alone does not poison the store.
@@ -181,13 +189,29 @@ export class ArchiveWriterThread {
     if (this.pending.size === 0) this.worker.unref();
     if (m.ok) p.resolve({ receiptRows: m.receiptRows, logRows: m.logRows });
     else if ('needsEntries' in m && p.resend) p.resend();
-    else {
-      p.reject(
-        new CairnError('IO_FATAL', `archive engine (DuckDB, writer thread) failed: ${m.message}`, {
-          details: { reason: m.message },
-        }),
-      );
+    else p.reject(this.engineFailure(p, m.message));
+  }
+
+  /**
+   * The error of a failed window write. Running out of memory and spill space is told apart: the
+   * store cannot archive that window with these limits, and the message says which to raise (the
+   * window stays in the receipt WAL; a reopen with higher limits archives it).
+   */
+  private engineFailure(p: Pending, message: string): CairnError {
+    if (!isEngineOutOfMemory(message)) {
+      return new CairnError('IO_FATAL', `archive engine (DuckDB, writer thread) failed: ${message}`, {
+        details: { reason: message },
+      });
     }
+    const { memoryLimit, maxSpillSize } = this.options;
+    return new CairnError(
+      'RESOURCE_EXHAUSTED',
+      `archive writer (DuckDB) ran out of memory and spill space writing blocks ${p.first}..${p.last} ` +
+        `(memoryLimit ${memoryLimit}, maxSpillSize ${maxSpillSize ?? "DuckDB's default"}): raise them ` +
+        '(ReceiptStoreOptions.duckdb) and reopen; the window stays in the receipt WAL and is archived ' +
+        `at the next open. DuckDB: ${message}`,
+      { details: { reason: message, first: p.first, last: p.last, memoryLimit, maxSpillSize } },
+    );
   }
 
   private fail(what: string, cause?: unknown): void {
