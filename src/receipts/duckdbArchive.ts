@@ -197,7 +197,7 @@ export class DuckDbArchive implements ArchiveEngine {
     return this.writeWindowEntries(
       first,
       last,
-      () => blocks.map((b) => encodeBlockEntry(b).payload),
+      (from, to) => blocks.slice(from - first, to - first + 1).map((b) => encodeBlockEntry(b).payload),
       receiptsPath,
       logsPath,
     );
@@ -215,7 +215,7 @@ export class DuckDbArchive implements ArchiveEngine {
   async writeWindowEntries(
     first: number,
     last: number,
-    entries: () => readonly Uint8Array[],
+    entries: (from: number, to: number) => readonly Uint8Array[],
     receiptsPath: string,
     logsPath: string,
   ): Promise<{ receiptRows: number; logRows: number }> {

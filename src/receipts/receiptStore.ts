@@ -773,7 +773,13 @@ export class ReceiptStore {
     try {
       const engine = this.engine;
       rows = engine.writeWindowEntries
-        ? engine.writeWindowEntries(first, last, () => this.walEntries(first, last), tmp.receipts, tmp.logs)
+        ? engine.writeWindowEntries(
+            first,
+            last,
+            (from, to) => this.walEntries(from, to),
+            tmp.receipts,
+            tmp.logs,
+          )
         : engine.writeWindow(
             this.walEntries(first, last).map((e) => decodeBlockEntry(e)),
             tmp.receipts,

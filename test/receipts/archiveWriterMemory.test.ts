@@ -291,3 +291,55 @@ test('both DuckDB instances run with the configured spill cap', async () => {
     }
   });
 });
+
+test('an unstaged window goes to the writer thread in pieces read from the WAL one at a time, in order with stagings', {
+  timeout: 60_000,
+}, async () => {
+  const rng = new Rng(seedFromEnv());
+  // ~24 MB of entries: three pieces of at most ~8 MB (SEND_PIECE_BYTES) and a block.
+  const entries = Array.from(
+    { length: 400 },
+    (_, n) => encodeBlockEntry(normalizeBlock(heavyBlock(rng, n))).payload,
+  );
+  const blockBytes = entries[0]!.length;
+  await withTempDir(async (dir) => {
+    const archive = await DuckDbArchive.open({ spillDirectory: dir, threads: 1 });
+    try {
+      const asked: [number, number, number][] = [];
+      const fromWal = (from: number, to: number): Uint8Array[] => {
+        const piece = entries.slice(from, to + 1);
+        asked.push([from, to, piece.reduce((s, e) => s + e.length, 0)]);
+        return piece;
+      };
+      const first = archive.writeWindowEntries(0, 299, fromWal, join(dir, 'r0'), join(dir, 'l0'));
+      // Acknowledged blocks staged while the window is being sent: they must reach the thread after
+      // the window's pieces and write (else they would restart its stage midway).
+      archive.stageEntries(300, entries.slice(300, 350));
+      archive.stageEntries(350, entries.slice(350, 400));
+      assert.deepEqual(await first, { receiptRows: 300 * 40, logRows: 300 * 160 });
+      assert.equal(asked[0]![0], 0);
+      assert.equal(asked.at(-1)![1], 299);
+      for (let i = 1; i < asked.length; i++)
+        assert.equal(asked[i]![0], asked[i - 1]![1] + 1, 'consecutive pieces');
+      assert.ok(asked.length >= 3, `pieces asked: ${JSON.stringify(asked)}`);
+      for (const [from, to, bytes] of asked) {
+        assert.ok(bytes <= (8 << 20) + blockBytes, `piece ${from}..${to} holds ${bytes} bytes`);
+      }
+      const count = asked.length;
+      const second = await archive.writeWindowEntries(300, 399, fromWal, join(dir, 'r1'), join(dir, 'l1'));
+      assert.equal(asked.length, count, 'the blocks staged meanwhile cover the next window');
+      assert.equal(second.receiptRows, 100 * 40);
+      for (const [k, from] of [0, 300].entries()) {
+        const back = await archive.readBlocks(join(dir, `r${k}`), join(dir, `l${k}`));
+        const want = entries.slice(from, k === 0 ? 300 : 400);
+        assert.ok(
+          back.length === want.length &&
+            back.every((b, i) => Buffer.compare(encodeBlockEntry(b).payload, want[i]!) === 0),
+          `window ${k} reads back as its entries`,
+        );
+      }
+    } finally {
+      await archive.close();
+    }
+  });
+});
