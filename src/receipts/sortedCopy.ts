@@ -23,6 +23,8 @@ export interface SortedCopy {
   bytes: number;
   /** Most estimated bytes one sort may hold (see ParquetWriterOptions.sortSliceBytes). */
   sliceBytes: number;
+  /** Rows of the key sample (default SAMPLE_ROWS; tests use fewer to sample on small tables). */
+  sampleRows?: number;
   /** File to write and the COPY options. */
   path: string;
   copyOptions: string;
@@ -97,7 +99,7 @@ async function copyRows(c: DuckDBConnection, sql: string): Promise<number> {
 
 /** Keys (as SQL literals) where a new slice starts, ascending; empty: one slice. */
 async function sliceBoundaries(c: DuckDBConnection, s: SortedCopy): Promise<string[][]> {
-  const step = Math.max(1, Math.ceil(s.rows / SAMPLE_ROWS));
+  const step = Math.max(1, Math.ceil(s.rows / (s.sampleRows ?? SAMPLE_ROWS)));
   const order = s.key.map((k) => k.name).join(', ');
   const sample = step === 1 ? '' : ` AND rowid % ${step} = 0`;
   const result = await c.stream(

@@ -15,6 +15,7 @@ import { encodeBlockEntry, normalizeBlock } from '../../src/receipts/codec.ts';
 import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
 import { ParquetWindowWriter, type ParquetWriterOptions } from '../../src/receipts/parquetWindowWriter.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
+import { copySorted } from '../../src/receipts/sortedCopy.ts';
 import type { BlockReceiptsInput } from '../../src/receipts/types.ts';
 import { blockHash, makeBlock, txHash } from './support/fixtures.ts';
 import { withTempDir } from './support/harness.ts';
@@ -340,6 +341,48 @@ test('an unstaged window goes to the writer thread in pieces read from the WAL o
       }
     } finally {
       await archive.close();
+    }
+  });
+});
+
+test('sorted copy from a key sample (every n-th row): slices cover every row once, in key order', async () => {
+  await withTempDir(async (dir) => {
+    const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+    const c = await instance.connect();
+    try {
+      // 30,000 rows, a skewed BLOB key (a third of the rows share one value) and varying payloads.
+      await c.run(
+        "CREATE TEMP TABLE t AS SELECT CASE WHEN x % 3 = 0 THEN from_hex('aa') ELSE hash(x % 97)::VARCHAR::BLOB END AS k, " +
+          "x AS n, repeat('p', (x * 7919) % 300)::BLOB AS payload FROM range(0, 30000) r(x) ORDER BY hash(x)",
+      );
+      const spec = {
+        table: 't',
+        columns: 'k BLOB, n UBIGINT, payload BLOB',
+        where: 'n >= 5',
+        key: [
+          { name: 'k', type: 'BLOB' },
+          { name: 'n', type: 'integer' },
+        ] as const,
+        rowBytesSql: '64 + octet_length(payload)',
+        rows: 29_995,
+        bytes: 29_995 * 214,
+        copyOptions: 'FORMAT parquet',
+      };
+      const sliced = await copySorted(c, {
+        ...spec,
+        sliceBytes: 200_000,
+        sampleRows: 1_000,
+        path: join(dir, 'sliced.parquet'),
+      });
+      const whole = await copySorted(c, { ...spec, sliceBytes: 1 << 30, path: join(dir, 'whole.parquet') });
+      assert.ok(sliced.slices > 20, `slices: ${sliced.slices}`);
+      assert.deepEqual([sliced.rows, whole.rows, whole.slices], [29_995, 29_995, 1]);
+      const { rows, firstDiff } = await compareFiles(join(dir, 'sliced.parquet'), join(dir, 'whole.parquet'));
+      assert.deepEqual(rows, [29_995, 29_995]);
+      assert.equal(firstDiff, -1, `the files differ first at row ${firstDiff}`);
+    } finally {
+      c.closeSync();
+      instance.closeSync();
     }
   });
 });
