@@ -64,9 +64,10 @@ function pack(entries: readonly Uint8Array[]): {
 /**
  * The parent's side of the archive writer thread: a worker with its own DuckDB instance that stages
  * acknowledged blocks and writes a window's Parquet files (parquetWindowWriter.ts), so that this
- * work runs on another core than the receipt store's write path. Requests run in order. Any engine
- * failure, a crash of the thread or its exit rejects the write with a typed IO_FATAL error (the
- * store latches it like any write-path I/O error); after the thread died every later write fails
+ * work runs on another core than the receipt store's write path. Requests run in order. An engine
+ * out of memory and spill space rejects the write with RESOURCE_EXHAUSTED naming the limits; any
+ * other engine failure, a crash of the thread or its exit with a typed IO_FATAL error (the store
+ * latches either like any write-path I/O error); after the thread died every later write fails
  * with that same error. `close()` lets the queued work finish, then stops the thread.
  */
 export class ArchiveWriterThread {
@@ -273,10 +274,14 @@ export class ArchiveWriterThread {
     if (p === undefined) return;
     this.pending.delete(m.id);
     this.unrefWhenIdle();
-    if (m.ok && 'staged' in m) p.reject(new Error(`writer thread answered write ${m.id} as a staging`));
+    if (m.ok && 'staged' in m) p.reject(this.engineFailure(p, `answered write ${m.id} as a staging`));
     else if (m.ok) p.resolve({ receiptRows: m.receiptRows, logRows: m.logRows });
     else if ('needsEntries' in m && p.resend) p.resend();
     else p.reject(this.engineFailure(p, m.message));
+  }
+
+  private unrefWhenIdle(): void {
+    if (this.pending.size === 0 && this.stageAcks.size === 0) this.worker.unref();
   }
 
   /**
@@ -284,10 +289,6 @@ export class ArchiveWriterThread {
    * store cannot archive that window with these limits, and the message says which to raise (the
    * window stays in the receipt WAL; a reopen with higher limits archives it).
    */
-  private unrefWhenIdle(): void {
-    if (this.pending.size === 0 && this.stageAcks.size === 0) this.worker.unref();
-  }
-
   private engineFailure(p: Pick<Pending, 'first' | 'last'>, message: string): CairnError {
     if (!isEngineOutOfMemory(message)) {
       return new CairnError('IO_FATAL', `archive engine (DuckDB, writer thread) failed: ${message}`, {

@@ -28,7 +28,7 @@ export interface ParquetWriterOptions {
   sortSliceBytes?: number;
 }
 
-/** Rows and estimated sort bytes of one staged block (see ROW_BYTES). */
+/** Rows and estimated sort bytes of one staged block (see RECEIPT_ROW_BYTES, LOG_ROW_FIXED_BYTES). */
 interface StagedSize {
   receiptRows: number;
   receiptBytes: number;
