@@ -25,6 +25,11 @@ export const ErrorCodes = {
   LOCKED: 'transient',
   BACKPRESSURE: 'transient',
   IO_FATAL: 'fatal',
+  /**
+   * An engine ran out of the memory or scratch space it was configured with, writing derived data
+   * the store cannot go on without (an archive window): the message names the settings to raise.
+   */
+  RESOURCE_EXHAUSTED: 'fatal',
   WAL_CORRUPT: 'fatal',
   AB_CORRUPT: 'fatal',
   DECODE: 'fatal',

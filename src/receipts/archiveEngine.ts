@@ -25,14 +25,16 @@ export interface ArchiveEngine {
    */
   stageEntries?(first: number, entries: readonly Uint8Array[]): void;
   /**
-   * Optional form of `writeWindow` taking the window's encoded receipt-WAL entries: `entries` is
-   * called at most once, before this returns, and only if the engine has not staged the whole window
-   * through `stageEntries`. The rows written must be those of the entries.
+   * Optional form of `writeWindow` taking the window's encoded receipt-WAL entries: `entries(from,
+   * to)` gives those of blocks [from, to] ⊆ [first, last]. It is called only if the engine has not
+   * staged the whole window through `stageEntries`, for consecutive pieces of the window (so that
+   * the whole window need not be in memory at once), each call synchronous, once per piece; and
+   * once more per piece at most if a staging failed. The rows written must be those of the entries.
    */
   writeWindowEntries?(
     first: number,
     last: number,
-    entries: () => readonly Uint8Array[],
+    entries: (from: number, to: number) => readonly Uint8Array[],
     receiptsPath: string,
     logsPath: string,
   ): Promise<{ receiptRows: number; logRows: number }>;

@@ -1,8 +1,9 @@
 /**
  * Entry of the archive writer thread (started by archiveWriterThread.ts): runs the requests of its
  * parent in arrival order on one ParquetWindowWriter and answers each `write` with its row counts or
- * the engine's error message. A failed `stage` is remembered and reported with the next `write`
- * (which fails unless it was given the window's entries and could stage them afresh).
+ * the engine's error message. A failed `stage` of acknowledged blocks is remembered and reported
+ * with the next `write` (which asks for the window's entries); a `stage` with an id (a piece of a
+ * window sent from the WAL) is answered when done, or with its failure.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { describe } from '../lib/errors.ts';
@@ -32,8 +33,12 @@ async function handle(m: WriterRequest): Promise<void> {
   if (m.type === 'stage') {
     try {
       await (await writer).stage(m.first, unpack(m.packed, m.ends));
+      if (m.id !== undefined) port!.postMessage({ id: m.id, ok: true, staged: true } satisfies WriterReply);
     } catch (err) {
-      stageError ??= describe(err);
+      // A piece of a window sent from the WAL is answered at once (its write is not sent).
+      if (m.id !== undefined)
+        port!.postMessage({ id: m.id, ok: false, message: describe(err) } satisfies WriterReply);
+      else stageError ??= describe(err);
     }
     return;
   }

@@ -11,6 +11,12 @@ import { CairnError, describe } from '../lib/errors.ts';
 import type { ArchiveEngine } from './archiveEngine.ts';
 import { ArchiveWriterThread } from './archiveWriterThread.ts';
 import { encodeBlockEntry } from './codec.ts';
+import {
+  capSpill,
+  DEFAULT_MAX_SPILL_SIZE,
+  DEFAULT_MEMORY_LIMIT,
+  isEngineOutOfMemory,
+} from './duckdbLimits.ts';
 import type { NormalizedFilter } from './logFilter.ts';
 import { decodeEmptyBlocks, EMPTY_BLOCKS_KEY, LOG_SELECT, sqlString } from './parquetSchema.ts';
 import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
@@ -38,6 +44,14 @@ export interface DuckDbArchiveOptions {
    * `/`) or another disk: the store passes a directory inside its own. Scratch only.
    */
   spillDirectory?: string;
+  /**
+   * Most bytes each instance may spill (DuckDB's max_temp_directory_size; the query instance and the
+   * writer thread's each have this cap). Default '16GiB' (DEFAULT_MAX_SPILL_SIZE); DuckDB's own
+   * default is 90% of the free disk space. A query that would exceed it fails with LIMIT_EXCEEDED
+   * (the store stays usable); a window write that would, with RESOURCE_EXHAUSTED (see
+   * ParquetWriterOptions.maxSpillSize: a window spills up to about twice its rows' size).
+   */
+  maxSpillSize?: string;
   /**
    * A prebuilt JavaScript bundle of archiveWriterWorker.ts for the writer thread, when this process
    * runs bundled code (no TypeScript sources beside it). Default: the TypeScript module, via tsx.
@@ -71,6 +85,15 @@ function optionalBlob(v: DuckDBValue): Uint8Array | undefined {
 }
 
 function engineError(what: string, err: unknown): CairnError {
+  // Not the store's failure: this one query needed more memory or spill space than the instance's
+  // limits, and the instance is usable for the next one.
+  if (isEngineOutOfMemory(describe(err))) {
+    return new CairnError(
+      'LIMIT_EXCEEDED',
+      `archive engine (DuckDB) ${what} needed more than its memory limit and spill cap (DuckDbArchiveOptions memoryLimit, maxSpillSize): ${describe(err)}`,
+      { cause: err },
+    );
+  }
   return new CairnError('IO_FATAL', `archive engine (DuckDB) ${what} failed: ${describe(err)}`, {
     cause: err,
   });
@@ -110,7 +133,7 @@ export class DuckDbArchive implements ArchiveEngine {
         const { DuckDBInstance } = await import('@duckdb/node-api');
         const instance = await DuckDBInstance.create(':memory:', {
           threads: String(this.options.queryThreads ?? 1),
-          memory_limit: this.options.memoryLimit ?? '512MB',
+          memory_limit: this.options.memoryLimit ?? DEFAULT_MEMORY_LIMIT,
           ...(this.options.spillDirectory === undefined
             ? {}
             : { temp_directory: path.join(this.options.spillDirectory, SPILL_SUBDIRS.query) }),
@@ -122,6 +145,7 @@ export class DuckDbArchive implements ArchiveEngine {
         const c = await instance.connect();
         try {
           await c.run('SET GLOBAL parquet_metadata_cache = true');
+          await capSpill(c, this.options.maxSpillSize ?? DEFAULT_MAX_SPILL_SIZE);
         } finally {
           c.closeSync();
         }
@@ -150,7 +174,8 @@ export class DuckDbArchive implements ArchiveEngine {
     this.writerThread ??= ArchiveWriterThread.start(
       {
         threads: this.options.threads ?? 2,
-        memoryLimit: this.options.memoryLimit ?? '512MB',
+        memoryLimit: this.options.memoryLimit ?? DEFAULT_MEMORY_LIMIT,
+        maxSpillSize: this.options.maxSpillSize ?? DEFAULT_MAX_SPILL_SIZE,
         ...(this.options.spillDirectory === undefined
           ? {}
           : { spillDirectory: path.join(this.options.spillDirectory, SPILL_SUBDIRS.writer) }),
@@ -172,7 +197,7 @@ export class DuckDbArchive implements ArchiveEngine {
     return this.writeWindowEntries(
       first,
       last,
-      () => blocks.map((b) => encodeBlockEntry(b).payload),
+      (from, to) => blocks.slice(from - first, to - first + 1).map((b) => encodeBlockEntry(b).payload),
       receiptsPath,
       logsPath,
     );
@@ -190,7 +215,7 @@ export class DuckDbArchive implements ArchiveEngine {
   async writeWindowEntries(
     first: number,
     last: number,
-    entries: () => readonly Uint8Array[],
+    entries: (from: number, to: number) => readonly Uint8Array[],
     receiptsPath: string,
     logsPath: string,
   ): Promise<{ receiptRows: number; logRows: number }> {

@@ -1,5 +1,6 @@
 import type { DuckDBAppender, DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { decodeBlockEntry } from './codec.ts';
+import { capSpill, parseByteSize } from './duckdbLimits.ts';
 import {
   EMPTY_BLOCKS_KEY,
   encodeEmptyBlocks,
@@ -7,24 +8,51 @@ import {
   RECEIPT_COLUMNS,
   sqlString,
 } from './parquetSchema.ts';
+import { copySorted } from './sortedCopy.ts';
 import type { BlockEntry } from './types.ts';
 
 export interface ParquetWriterOptions {
   threads: number;
   memoryLimit: string;
+  /** Spill cap (DuckDB max_temp_directory_size); DuckDB's default when absent. */
+  maxSpillSize?: string;
   /** DuckDB's spill directory (see DuckDbArchiveOptions.spillDirectory). */
   spillDirectory?: string;
   rowGroupRows: number;
   logOrder: 'address' | 'block';
+  /**
+   * Most estimated bytes of rows one sort holds (see sortedCopy.ts): a window's table larger than
+   * this is sorted in key ranges of at most about this size. Default: a fifth of `memoryLimit`
+   * (measured: a 24 MB limit sorted 8 MB of logs in one piece, not 15 MB).
+   */
+  sortSliceBytes?: number;
 }
+
+/** Rows and estimated sort bytes of one staged block (see RECEIPT_ROW_BYTES, LOG_ROW_FIXED_BYTES). */
+interface StagedSize {
+  receiptRows: number;
+  receiptBytes: number;
+  logRows: number;
+  logBytes: number;
+}
+
+/**
+ * Estimated bytes of a row as DuckDB sorts it: its fixed-width columns plus its BLOBs (a receipt:
+ * three hashes/addresses of 20-32 bytes and up to two more; a log: two hashes, an address, up to
+ * four topics, then its data). Used only to size sort slices, so an upper bound is good enough.
+ */
+const RECEIPT_ROW_BYTES = 256;
+const LOG_ROW_FIXED_BYTES = 256;
+const LOG_ROW_BYTES_SQL = `${LOG_ROW_FIXED_BYTES} + octet_length(data)`;
 
 /**
  * Turns receipt-WAL entries into a window's two Parquet files with its own DuckDB instance. It runs
  * on the archive writer thread (archiveWriterWorker.ts), so that decoding the entries, the appender
  * calls (synchronous native work) and the sort + Parquet encoding use another core than the write
  * path. Blocks are staged into in-memory tables as they are acknowledged (`stage`), so that closing a
- * window is only the two COPY statements; a window whose blocks were not all staged in order (after
- * an open, a gap) is staged from the entries given to `write`.
+ * window is only the two sorted copies (sortedCopy.ts: one COPY, or key ranges when the window's rows
+ * outgrow `sortSliceBytes`); a window whose blocks were not all staged in order (after an open, a
+ * gap) is staged from the entries given to `write`. The stage tables spill past the memory limit.
  */
 export class ParquetWindowWriter {
   /** Staged blocks are exactly [stagedFirst, stagedNext). */
@@ -32,12 +60,20 @@ export class ParquetWindowWriter {
   private stagedNext = 0;
   /** Hashes of staged blocks without receipts (they have no rows; the receipts file lists them). */
   private readonly emptyBlocks = new Map<number, Uint8Array>();
+  /** Rows and sort bytes of each staged block (to size the window's sort). */
+  private readonly stagedSizes = new Map<number, StagedSize>();
+  private readonly sliceBytes: number;
+  /** Sort slices of the last window written (tests check which path a window took). */
+  lastSlices = { receipts: 0, logs: 0 };
 
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly c: DuckDBConnection,
     private readonly options: ParquetWriterOptions,
-  ) {}
+  ) {
+    const limit = parseByteSize(options.memoryLimit);
+    this.sliceBytes = options.sortSliceBytes ?? (Number.isFinite(limit) ? Math.floor(limit / 5) : 64 << 20);
+  }
 
   static async open(options: ParquetWriterOptions): Promise<ParquetWindowWriter> {
     const { DuckDBInstance } = await import('@duckdb/node-api');
@@ -47,6 +83,7 @@ export class ParquetWindowWriter {
       ...(options.spillDirectory === undefined ? {} : { temp_directory: options.spillDirectory }),
     });
     const writer = new ParquetWindowWriter(instance, await instance.connect(), options);
+    if (options.maxSpillSize !== undefined) await capSpill(writer.c, options.maxSpillSize);
     await writer.resetStage(0);
     return writer;
   }
@@ -55,6 +92,7 @@ export class ParquetWindowWriter {
     await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${RECEIPT_COLUMNS})`);
     await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${LOG_COLUMNS})`);
     this.emptyBlocks.clear();
+    this.stagedSizes.clear();
     this.stagedFirst = first;
     this.stagedNext = first;
   }
@@ -78,7 +116,7 @@ export class ParquetWindowWriter {
           throw new Error(`staged entry ${i} is block ${b.number}, expected ${first + i}`);
         }
         if (b.receipts.length === 0) this.emptyBlocks.set(b.number, b.hash);
-        appendBlock(ra, la, b);
+        this.stagedSizes.set(b.number, appendBlock(ra, la, b));
       }
     } finally {
       ra.closeSync();
@@ -119,14 +157,47 @@ export class ParquetWindowWriter {
     const range = `block_number BETWEEN ${first} AND ${last}`;
     const options = `FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE ${this.options.rowGroupRows}, WRITE_BLOOM_FILTER false`;
     const kv = `KV_METADATA {${EMPTY_BLOCKS_KEY}: ${sqlString(encodeEmptyBlocks(empties))}}`;
-    const receiptRows = await this.copy(
-      `COPY (SELECT * FROM stage_receipts WHERE ${range} ORDER BY block_number, tx_index) TO ${sqlString(receiptsPath)} (${options}, ${kv})`,
-    );
-    const order =
-      this.options.logOrder === 'address' ? 'address, block_number, log_index' : 'block_number, log_index';
-    const logRows = await this.copy(
-      `COPY (SELECT * FROM stage_logs WHERE ${range} ORDER BY ${order}) TO ${sqlString(logsPath)} (${options})`,
-    );
+    const size: StagedSize = { receiptRows: 0, receiptBytes: 0, logRows: 0, logBytes: 0 };
+    for (let n = first; n <= last; n++) {
+      const b = this.stagedSizes.get(n);
+      if (b === undefined) continue;
+      size.receiptRows += b.receiptRows;
+      size.receiptBytes += b.receiptBytes;
+      size.logRows += b.logRows;
+      size.logBytes += b.logBytes;
+    }
+    const block = { name: 'block_number', type: 'integer' } as const;
+    const receipts = await copySorted(this.c, {
+      table: 'stage_receipts',
+      columns: RECEIPT_COLUMNS,
+      where: range,
+      key: [block, { name: 'tx_index', type: 'integer' }],
+      rowBytesSql: String(RECEIPT_ROW_BYTES),
+      rows: size.receiptRows,
+      bytes: size.receiptBytes,
+      sliceBytes: this.sliceBytes,
+      path: receiptsPath,
+      copyOptions: `${options}, ${kv}`,
+    });
+    const logIndex = { name: 'log_index', type: 'integer' } as const;
+    const logs = await copySorted(this.c, {
+      table: 'stage_logs',
+      columns: LOG_COLUMNS,
+      where: range,
+      key:
+        this.options.logOrder === 'address'
+          ? [{ name: 'address', type: 'BLOB' }, block, logIndex]
+          : [block, logIndex],
+      rowBytesSql: LOG_ROW_BYTES_SQL,
+      rows: size.logRows,
+      bytes: size.logBytes,
+      sliceBytes: this.sliceBytes,
+      path: logsPath,
+      copyOptions: options,
+    });
+    const receiptRows = receipts.rows;
+    const logRows = logs.rows;
+    this.lastSlices = { receipts: receipts.slices, logs: logs.slices };
     // Later blocks staged ahead of this window stay for the next one. They are carried into fresh
     // tables rather than the window's rows DELETEd: DuckDB keeps the memory of deleted rows in an
     // in-memory table, so under load (blocks staged ahead at every rotation) the stage would grow
@@ -140,6 +211,7 @@ export class ParquetWindowWriter {
       await this.carryOver('stage_receipts', RECEIPT_COLUMNS, last);
       await this.carryOver('stage_logs', LOG_COLUMNS, last);
       for (const n of [...this.emptyBlocks.keys()]) if (n <= last) this.emptyBlocks.delete(n);
+      for (const n of [...this.stagedSizes.keys()]) if (n <= last) this.stagedSizes.delete(n);
       this.stagedFirst = last + 1;
       this.stagedNext = stagedNext;
     } else {
@@ -159,20 +231,16 @@ export class ParquetWindowWriter {
     await this.c.run(`DROP TABLE ${keep}`);
   }
 
-  /** Runs a COPY and returns the row count DuckDB reports for it. */
-  private async copy(sql: string): Promise<number> {
-    const rows = (await this.c.runAndReadAll(sql)).getRows();
-    return Number(rows[0]?.[0] ?? Number.NaN);
-  }
-
   close(): void {
     this.c.closeSync();
     this.instance.closeSync();
   }
 }
 
-function appendBlock(ra: DuckDBAppender, la: DuckDBAppender, b: BlockEntry): void {
+function appendBlock(ra: DuckDBAppender, la: DuckDBAppender, b: BlockEntry): StagedSize {
   const number = BigInt(b.number);
+  const size: StagedSize = { receiptRows: b.receipts.length, receiptBytes: 0, logRows: 0, logBytes: 0 };
+  size.receiptBytes = size.receiptRows * RECEIPT_ROW_BYTES;
   for (const r of b.receipts) {
     ra.appendUBigInt(number);
     ra.appendBlob(b.hash);
@@ -206,6 +274,9 @@ function appendBlock(ra: DuckDBAppender, la: DuckDBAppender, b: BlockEntry): voi
       }
       la.appendBlob(log.data);
       la.endRow();
+      size.logRows++;
+      size.logBytes += LOG_ROW_FIXED_BYTES + log.data.length;
     }
   }
+  return size;
 }

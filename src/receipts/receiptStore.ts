@@ -16,7 +16,7 @@ import type { ArchiveEngine } from './archiveEngine.ts';
 import { checkArchiveFile, crcOfOpenFile, crcOfOpenFileSync, type FileSum } from './archiveFileCheck.ts';
 import { loadBloomHasher, logsBloom } from './bloom.ts';
 import { decodeBlockEntry, encodeBlockEntry, entryChecksum, normalizeBlock } from './codec.ts';
-import { DuckDbArchive } from './duckdbArchive.ts';
+import { DuckDbArchive, type DuckDbArchiveOptions } from './duckdbArchive.ts';
 import { checkAbort, HotTier } from './hotTier.ts';
 import { type NormalizedFilter, normalizeFilter } from './logFilter.ts';
 import {
@@ -60,6 +60,11 @@ export interface ReceiptStoreOptions {
   hotWriteBufferBytes?: number;
   /** Archive engine. Default: DuckDB writing Parquet. */
   archive?: ArchiveEngine;
+  /**
+   * Options of the default archive engine (ignored with `archive`): memory limit and spill cap of
+   * its two DuckDB instances, threads, row groups. The spill directory is always the store's own.
+   */
+  duckdb?: Omit<DuckDbArchiveOptions, 'spillDirectory'>;
   /** Blocks per archive file; files start at multiples of it (the first may start later). Default 1,000. */
   blocksPerFile?: number;
   /**
@@ -319,7 +324,7 @@ export class ReceiptStore {
         } catch (err) {
           throw ioFatal(`creating ${spillDirectory}`, err, { file: spillDirectory });
         }
-        engine = await DuckDbArchive.open({ spillDirectory });
+        engine = await DuckDbArchive.open({ ...options.duckdb, spillDirectory });
       }
       opened.push(engine);
       const store = new ReceiptStore(
@@ -768,7 +773,13 @@ export class ReceiptStore {
     try {
       const engine = this.engine;
       rows = engine.writeWindowEntries
-        ? engine.writeWindowEntries(first, last, () => this.walEntries(first, last), tmp.receipts, tmp.logs)
+        ? engine.writeWindowEntries(
+            first,
+            last,
+            (from, to) => this.walEntries(from, to),
+            tmp.receipts,
+            tmp.logs,
+          )
         : engine.writeWindow(
             this.walEntries(first, last).map((e) => decodeBlockEntry(e)),
             tmp.receipts,
@@ -792,23 +803,13 @@ export class ReceiptStore {
    */
   private async finishConversion(c: Conversion): Promise<void> {
     if (this.conversion !== c) return;
+    // `sealed` starts once `rows` resolved and rejects when it rejects, so one await serves the
+    // engine's failure and the sealing's alike, and the files are settled (nothing touches them)
+    // whichever way it ends. On a latched store nothing of this window is listed.
     let rows: { receiptRows: number; logRows: number };
-    try {
-      rows = await c.rows;
-    } catch (err) {
-      this.conversion = undefined;
-      if (this.latch.error) return;
-      throw this.latch.latch(err, 'archive rotation');
-    }
-    if (this.latch.error) {
-      this.conversion = undefined;
-      // Nothing of this window will be listed; its sealing still touches the temporary files.
-      await c.sealed.catch(() => undefined);
-      return;
-    }
     let sums: FileSum[];
     try {
-      sums = await c.sealed;
+      [rows, sums] = await Promise.all([c.rows, c.sealed]);
     } catch (err) {
       this.conversion = undefined;
       if (this.latch.error) return;

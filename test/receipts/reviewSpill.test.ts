@@ -81,7 +81,7 @@ test('windows written from a spilled stage are intact after a query spilled on t
         archive.writeWindowEntries(
           first,
           first + WINDOW - 1,
-          () => entries.slice(first, first + WINDOW),
+          (from: number, to: number) => entries.slice(from, to + 1),
           join(dir, `r${first}`),
           join(dir, `l${first}`),
         );
