@@ -707,13 +707,18 @@ export class ReceiptStore {
         this.publish();
         for (const a of accepted) a.w.resolve();
         for (const w of resubmitted) w.resolve();
-        // Acknowledged blocks go to the archive engine ahead of their window's rotation (for
-        // DuckDB: a writer thread stages them while this thread takes the next writes).
-        this.engine.stageEntries?.(
-          accepted[0]!.w.item.number,
-          accepted.map((a) => a.payload),
-        );
-        this.queueRotationIfDue();
+        try {
+          // Acknowledged blocks go to the archive engine ahead of their window's rotation (for
+          // DuckDB: a writer thread stages them while this thread takes the next writes).
+          this.engine.stageEntries?.(
+            accepted[0]!.w.item.number,
+            accepted.map((a) => a.payload),
+          );
+          this.queueRotationIfDue();
+        } catch (err) {
+          // `done` never rejects; the next write or task sees the latch.
+          this.latch.latch(err, 'archive staging');
+        }
       },
       (err: unknown) => {
         if (this.hotWrite === hotWrite) this.hotWrite = undefined;
