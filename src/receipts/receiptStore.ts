@@ -461,14 +461,16 @@ export class ReceiptStore {
       for (const f of this.state.files) {
         if (f.last < from || f.first >= walFrom) continue;
         const blocks = await this.engine.readBlocks(this.filePath(f.receipts), this.filePath(f.logs));
-        await this.applyToHot(blocks.filter((b) => b.number >= from && b.number < walFrom));
+        await this.applyToHot(
+          blocks.filter((b) => b.number >= from && b.number < walFrom).map((entry) => ({ entry })),
+        );
       }
       from = walFrom;
     }
     await this.hot.resetPostings(Math.max(from, walFrom));
-    let pending: BlockEntry[] = [];
+    let pending: { entry: BlockEntry; payload: Uint8Array }[] = [];
     for (const rec of wal.iterate(Math.max(from, wal.firstIndex), wal.nextIndex)) {
-      pending.push(decodeBlockEntry(rec.payload));
+      pending.push({ entry: decodeBlockEntry(rec.payload), payload: rec.payload });
       if (pending.length >= WRITE_GROUP) {
         await this.applyToHot(pending);
         pending = [];
@@ -508,12 +510,15 @@ export class ReceiptStore {
     return true;
   }
 
-  private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
+  /**
+   * Stages blocks into the hot tier in one batch. `payload`: the block's encoded entry when the
+   * caller has it (a WAL record: stored as read, not re-encoded from its decoded form).
+   */
+  private async applyToHot(blocks: readonly { entry: BlockEntry; payload?: Uint8Array }[]): Promise<void> {
     if (blocks.length === 0) return;
     const batch = this.hot.kv.batch();
-    for (const b of blocks) {
-      const { payload } = encodeBlockEntry(b);
-      this.hot.stageBlock(batch, b, payload, entryChecksum(payload));
+    for (const { entry, payload = encodeBlockEntry(entry).payload } of blocks) {
+      this.hot.stageBlock(batch, entry, payload, entryChecksum(payload));
     }
     await this.hot.writeBatch(batch, false, 'apply');
     this.hot.postingsWritten();
