@@ -1,4 +1,4 @@
-import { crc32c } from '../lib/crc32c.ts';
+import { crc32c, crc32cOfRange } from '../lib/crc32c.ts';
 import { CairnError } from '../lib/errors.ts';
 import type { BlockEntry, BlockReceiptsInput, LogInput, StoredReceipt } from './types.ts';
 
@@ -125,31 +125,29 @@ function readReceipt(r: ByteReader): StoredReceipt {
  * | (bodyLength u32 | receipt body)* | crc. The bodies are exactly the hot tier's values, so a block
  * is encoded once and its bodies are stored in the hot tier without re-encoding.
  */
-export function encodeBlockEntry(entry: BlockEntry): { payload: Uint8Array; bodies: Uint8Array[] } {
-  // One exact-size buffer for the whole entry: each body is written in place and handed out as a
-  // view, so a block costs one allocation instead of a growing writer per receipt plus a copy.
+export function encodeBlockEntry(entry: BlockEntry): { payload: Uint8Array } {
+  // One exact-size buffer for the whole entry, each body written in place: a block costs one
+  // allocation instead of a growing writer per receipt plus a copy.
   const receipts = entry.receipts;
   let size = 1 + 8 + 32 + 4 + 4;
   for (const r of receipts) size += 4 + receiptBodySize(r);
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
+  const whole = Buffer.from(out.buffer, 0, size);
   out[0] = BLOCK_ENTRY_VERSION;
   view.setUint32(1, entry.number >>> 0, true);
   view.setUint32(5, Math.floor(entry.number / 0x100000000), true);
   out.set(entry.hash, 9);
   view.setUint32(41, receipts.length, true);
   let pos = 45;
-  const bodies: Uint8Array[] = new Array(receipts.length);
   for (let i = 0; i < receipts.length; i++) {
-    const r = receipts[i]!;
     const bodyStart = pos + 4;
-    const end = writeReceiptBody(out, view, bodyStart, entry.hash, r);
+    const end = writeReceiptBody(out, view, whole, bodyStart, entry.hash, receipts[i]!);
     view.setUint32(pos, end - bodyStart, true);
-    bodies[i] = out.subarray(bodyStart, end);
     pos = end;
   }
-  view.setUint32(pos, crc32c(out.subarray(0, pos)), true);
-  return { payload: out, bodies };
+  view.setUint32(pos, crc32cOfRange(whole, 0, pos), true);
+  return { payload: out };
 }
 
 /** Encoded size of a hot-tier body (version, block hash, receipt record, CRC). */
@@ -163,29 +161,30 @@ function receiptBodySize(r: StoredReceipt): number {
 function writeReceiptBody(
   out: Uint8Array,
   view: DataView,
+  whole: Buffer,
   start: number,
   blockHash: Uint8Array,
   r: StoredReceipt,
 ): number {
   let pos = start;
   out[pos++] = RECEIPT_BODY_VERSION;
-  copySmall(out, pos, blockHash);
+  out.set(blockHash, pos);
   pos += 32;
-  copySmall(out, pos, r.txHash);
+  out.set(r.txHash, pos);
   pos += 32;
   view.setUint32(pos, r.txIndex, true);
   pos += 4;
   out[pos++] = r.type;
   out[pos++] = r.status;
   out[pos++] = (r.to ? 1 : 0) | (r.contractAddress ? 2 : 0);
-  copySmall(out, pos, r.from);
+  out.set(r.from, pos);
   pos += 20;
   if (r.to) {
-    copySmall(out, pos, r.to);
+    out.set(r.to, pos);
     pos += 20;
   }
   if (r.contractAddress) {
-    copySmall(out, pos, r.contractAddress);
+    out.set(r.contractAddress, pos);
     pos += 20;
   }
   view.setUint32(pos, r.gasUsed >>> 0, true);
@@ -197,19 +196,19 @@ function writeReceiptBody(
   view.setUint32(pos + 28, r.logs.length, true);
   pos += 32;
   for (const log of r.logs) {
-    copySmall(out, pos, log.address);
+    out.set(log.address, pos);
     pos += 20;
     out[pos++] = log.topics.length;
     for (const t of log.topics) {
-      copySmall(out, pos, t);
+      out.set(t, pos);
       pos += 32;
     }
     view.setUint32(pos, log.data.length, true);
     pos += 4;
-    copySmall(out, pos, log.data);
+    out.set(log.data, pos);
     pos += log.data.length;
   }
-  view.setUint32(pos, crc32c(out.subarray(start, pos)), true);
+  view.setUint32(pos, crc32cOfRange(whole, start, pos), true);
   return pos + 4;
 }
 
@@ -316,7 +315,14 @@ export function entryChecksum(payload: Uint8Array): number {
 /** Hot-tier body of one receipt with its logs: version u8 | blockHash 32 | receipt record | crc. */
 export function encodeReceiptBody(blockHash: Uint8Array, receipt: StoredReceipt): Uint8Array {
   const out = new Uint8Array(receiptBodySize(receipt));
-  writeReceiptBody(out, new DataView(out.buffer), 0, blockHash, receipt);
+  writeReceiptBody(
+    out,
+    new DataView(out.buffer),
+    Buffer.from(out.buffer, 0, out.length),
+    0,
+    blockHash,
+    receipt,
+  );
   return out;
 }
 
@@ -378,7 +384,12 @@ export function normalizeBlock(input: BlockReceiptsInput): BlockEntry {
   checkU64(input.number, 'block number');
   checkLength(input.hash, 32, 'block hash');
   if (!Array.isArray(input.receipts)) throw invalid('receipts must be an array');
-  const sorted = [...input.receipts].sort((a, b) => a.txIndex - b.txIndex);
+  // Receipts usually arrive in txIndex order: copied and sorted only when they do not.
+  let inOrder = true;
+  for (let i = 1; i < input.receipts.length && inOrder; i++) {
+    inOrder = !(input.receipts[i - 1]!.txIndex > input.receipts[i]!.txIndex);
+  }
+  const sorted = inOrder ? input.receipts : [...input.receipts].sort((a, b) => a.txIndex - b.txIndex);
   const receipts: StoredReceipt[] = [];
   let logIndex = 0;
   // Labels for error messages are built only on failure: this runs for every log of every block.
@@ -477,15 +488,4 @@ export function readLogFromBody(bytes: Uint8Array, logIndex: number): BodyLog {
   for (let t = 0; t < topicCount; t++) topics.push(r.bytes(32));
   const data = r.bytes(r.u32());
   return { blockHash, txHash, txIndex, firstLogIndex, logCount, log: { address, topics, data } };
-}
-
-/** Copies `src` into `out` at `pos`: a plain loop for hashes and addresses, which beats a
- *  TypedArray.set call at these sizes. */
-function copySmall(out: Uint8Array, pos: number, src: Uint8Array): void {
-  const n = src.length;
-  if (n > 64) {
-    out.set(src, pos);
-    return;
-  }
-  for (let i = 0; i < n; i++) out[pos + i] = src[i]!;
 }

@@ -177,6 +177,16 @@ interface Conversion {
   replaces?: boolean;
 }
 
+/** A write group's hot-tier batch in flight, and what the next group needs to know of it. */
+interface HotWrite {
+  /** The block after the group's last one. */
+  next: number;
+  /** The group's blocks (hash, entry CRC), for re-submissions that arrive meanwhile. */
+  pending: Map<number, { hash: Uint8Array; crc: number }>;
+  /** Settles once the batch is written and the group acknowledged (or the store latched); never rejects. */
+  done: Promise<void>;
+}
+
 export class ReceiptStore {
   private state: StoreState;
   private latest: number;
@@ -197,6 +207,10 @@ export class ReceiptStore {
   private closed = false;
   /** The window whose files the engine is writing, if any (one at a time; see rotateDue). */
   private conversion: Conversion | undefined;
+  /** The last write group's hot-tier write, while it is in flight (see writeGroup). */
+  private hotWrite: HotWrite | undefined;
+  /** A rotation task is queued (see queueRotationIfDue). */
+  private rotationQueued = false;
   /** Held from open to close (writable opens on the real file system, see `lockDir`). */
   private dirLock: DirLock | undefined;
   /** A read-only open's own spill directory (outside the store), removed at close. */
@@ -219,7 +233,12 @@ export class ReceiptStore {
     this.latest = -1;
     this.view = { floor: 0, hotFloor: 0, latest: -1, files: [], readers: 0 };
     this.bodiesPrunedTo = state.hotFloor;
-    this.queue = new WriteQueue(options.maxQueuedWrites ?? 1024, WRITE_GROUP, (g) => this.writeGroup(g));
+    this.queue = new WriteQueue(
+      options.maxQueuedWrites ?? 1024,
+      WRITE_GROUP,
+      (g) => this.writeGroup(g),
+      () => this.settleWrites(),
+    );
   }
 
   static async open(options: ReceiptStoreOptions): Promise<ReceiptStore> {
@@ -447,14 +466,16 @@ export class ReceiptStore {
       for (const f of this.state.files) {
         if (f.last < from || f.first >= walFrom) continue;
         const blocks = await this.engine.readBlocks(this.filePath(f.receipts), this.filePath(f.logs));
-        await this.applyToHot(blocks.filter((b) => b.number >= from && b.number < walFrom));
+        await this.applyToHot(
+          blocks.filter((b) => b.number >= from && b.number < walFrom).map((entry) => ({ entry })),
+        );
       }
       from = walFrom;
     }
     await this.hot.resetPostings(Math.max(from, walFrom));
-    let pending: BlockEntry[] = [];
+    let pending: { entry: BlockEntry; payload: Uint8Array }[] = [];
     for (const rec of wal.iterate(Math.max(from, wal.firstIndex), wal.nextIndex)) {
-      pending.push(decodeBlockEntry(rec.payload));
+      pending.push({ entry: decodeBlockEntry(rec.payload), payload: rec.payload });
       if (pending.length >= WRITE_GROUP) {
         await this.applyToHot(pending);
         pending = [];
@@ -494,12 +515,15 @@ export class ReceiptStore {
     return true;
   }
 
-  private async applyToHot(blocks: readonly BlockEntry[]): Promise<void> {
+  /**
+   * Stages blocks into the hot tier in one batch. `payload`: the block's encoded entry when the
+   * caller has it (a WAL record: stored as read, not re-encoded from its decoded form).
+   */
+  private async applyToHot(blocks: readonly { entry: BlockEntry; payload?: Uint8Array }[]): Promise<void> {
     if (blocks.length === 0) return;
     const batch = this.hot.kv.batch();
-    for (const b of blocks) {
-      const { payload } = encodeBlockEntry(b);
-      this.hot.stageBlock(batch, b, payload, entryChecksum(payload));
+    for (const { entry, payload = encodeBlockEntry(entry).payload } of blocks) {
+      this.hot.stageBlock(batch, entry, payload, entryChecksum(payload));
     }
     await this.hot.writeBatch(batch, false, 'apply');
     this.hot.postingsWritten();
@@ -591,10 +615,31 @@ export class ReceiptStore {
     return this.queue.write(entry);
   }
 
+  /**
+   * One group of queued writes, pipelined with the group before it. Steps, and why this order is
+   * crash-safe:
+   *  1. Each new block is encoded and appended to the receipt WAL, then the WAL is fsynced. This
+   *     runs while the previous group's hot-tier batch may still be being written by LevelDB (on
+   *     the thread pool): the WAL is the truth, so a WAL entry that is durable before the hot tier
+   *     has the block before it is what a crash between the two steps leaves anyway, and recovery
+   *     replays every WAL entry above the hot tier's checkpoint.
+   *  2. Only once the previous group's batch is written is this group's batch staged and written:
+   *     batches reach LevelDB one at a time in block order, and a group's posting buckets are
+   *     handed to the KV store by its own write (postingsWritten).
+   *  3. Once this group's batch is written, `latest` moves to its last block and its writes are
+   *     acknowledged: an ack follows both the WAL fsync (1) and the hot-tier write (read your writes).
+   * The hot tier's synced checkpoint names `latest` and is written only by queued tasks, which wait
+   * for the hot-tier write in flight (`settleWrites`), so it never claims a block whose batch has
+   * not been written; a synced LevelDB write also makes every earlier batch durable.
+   * A failure at any step latches the store and rejects the writes of this group and the next.
+   */
   private async writeGroup(group: QueuedWrite<BlockEntry>[]): Promise<void> {
+    const prior = this.hotWrite;
     const accepted: { w: QueuedWrite<BlockEntry>; crc: number; payload: Uint8Array }[] = [];
     const pending = new Map<number, { hash: Uint8Array; crc: number }>();
-    let next = this.latest + 1;
+    // Identical re-submissions: acknowledged with this group (after every earlier block's ack).
+    const resubmitted: QueuedWrite<BlockEntry>[] = [];
+    let next = prior ? prior.next : this.latest + 1;
     try {
       this.latch.check();
       for (const w of group) {
@@ -627,9 +672,9 @@ export class ReceiptStore {
         const { payload } = encodeBlockEntry(e);
         const crc = entryChecksum(payload);
         if (e.number < next) {
-          const err = this.resubmission(e, crc, pending);
+          const err = this.resubmission(e, crc, pending, prior?.pending);
           if (err) w.reject(err);
-          else w.resolve();
+          else resubmitted.push(w);
           continue;
         }
         try {
@@ -641,31 +686,89 @@ export class ReceiptStore {
         pending.set(e.number, { hash: e.hash, crc });
         next++;
       }
-      if (accepted.length === 0) return;
-      await this.walCall('fsync', () => this.wal.sync());
-      const batch = this.hot.kv.batch();
-      for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.payload, a.crc);
-      await this.hot.writeBatch(batch, false, 'apply');
-      this.hot.postingsWritten();
+      if (accepted.length > 0) await this.walCall('fsync', () => this.wal.sync());
+      if (prior) await prior.done;
+      this.latch.check();
     } catch (err) {
       const latched = this.latch.latch(err, 'receipt write');
       for (const a of accepted) a.w.reject(latched);
+      for (const w of resubmitted) w.reject(latched);
       throw latched;
     }
-    this.latest = next - 1;
-    this.publish();
-    for (const a of accepted) a.w.resolve();
-    // Acknowledged blocks go to the archive engine ahead of their window's rotation (for DuckDB: a
-    // writer thread stages them while this thread takes the next writes).
-    this.engine.stageEntries?.(
-      accepted[0]!.w.item.number,
-      accepted.map((a) => a.payload),
-    );
-    try {
-      await this.rotateDue(true);
-    } catch (err) {
-      this.latch.latch(err, 'archive rotation');
+    if (accepted.length === 0) {
+      for (const w of resubmitted) w.resolve();
+      return;
     }
+    let written: Promise<void>;
+    try {
+      const batch = this.hot.kv.batch();
+      for (const a of accepted) this.hot.stageBlock(batch, a.w.item, a.payload, a.crc);
+      written = this.hot.writeBatch(batch, false, 'apply');
+    } catch (err) {
+      written = Promise.reject(err);
+    }
+    const hotWrite: HotWrite = { next, pending, done: Promise.resolve() };
+    const last = next - 1;
+    hotWrite.done = written.then(
+      () => {
+        if (this.hotWrite === hotWrite) this.hotWrite = undefined;
+        this.hot.postingsWritten();
+        this.latest = last;
+        this.publish();
+        for (const a of accepted) a.w.resolve();
+        for (const w of resubmitted) w.resolve();
+        try {
+          // Acknowledged blocks go to the archive engine ahead of their window's rotation (for
+          // DuckDB: a writer thread stages them while this thread takes the next writes).
+          this.engine.stageEntries?.(
+            accepted[0]!.w.item.number,
+            accepted.map((a) => a.payload),
+          );
+          this.queueRotationIfDue();
+        } catch (err) {
+          // `done` never rejects; the next write or task sees the latch.
+          this.latch.latch(err, 'archive staging');
+        }
+      },
+      (err: unknown) => {
+        if (this.hotWrite === hotWrite) this.hotWrite = undefined;
+        const latched = this.latch.latch(err, 'receipt write');
+        for (const a of accepted) a.w.reject(latched);
+        for (const w of resubmitted) w.reject(latched);
+      },
+    );
+    this.hotWrite = hotWrite;
+  }
+
+  /**
+   * Waits for the hot-tier write in flight (see writeGroup), so that a queued task sees every
+   * acknowledged block in the hot tier and `latest`. Never rejects (a failure has latched the store).
+   */
+  private settleWrites(): Promise<void> | undefined {
+    return this.hotWrite?.done;
+  }
+
+  /**
+   * Queues the rotation of a window that the last acknowledgement completed (one task at a time):
+   * rotation runs on the write loop, after the writes queued before it.
+   */
+  private queueRotationIfDue(): void {
+    if (this.rotationQueued || this.state.firstBlock === undefined) return;
+    const pending = this.conversion;
+    const first = pending ? pending.last + 1 : this.archivedThrough() + 1;
+    if (this.windowEnd(first) > this.latest) return;
+    this.rotationQueued = true;
+    this.queue
+      .task(async () => {
+        this.rotationQueued = false;
+        if (this.closed || this.latch.error) return;
+        try {
+          await this.rotateDue(true);
+        } catch (err) {
+          this.latch.latch(err, 'archive rotation');
+        }
+      })
+      .catch(() => undefined);
   }
 
   /** Re-submission of a block at or below latest: identical content is fine, anything else is not. */
@@ -673,6 +776,7 @@ export class ReceiptStore {
     e: BlockEntry,
     crc: number,
     pending: Map<number, { hash: Uint8Array; crc: number }>,
+    priorPending: Map<number, { hash: Uint8Array; crc: number }> | undefined,
   ): CairnError | undefined {
     const first = this.state.firstBlock ?? 0;
     if (e.number < first) {
@@ -683,7 +787,7 @@ export class ReceiptStore {
         details: { floor: this.state.floor },
       });
     }
-    const stored = pending.get(e.number) ?? this.hot.blockMeta(e.number);
+    const stored = pending.get(e.number) ?? priorPending?.get(e.number) ?? this.hot.blockMeta(e.number);
     if (stored === undefined) {
       return new CairnError('CORRUPT', `hot tier has no metadata for stored block ${e.number}`);
     }

@@ -28,6 +28,12 @@ export class WriteQueue<W> {
     private readonly maxQueued: number,
     private readonly maxGroup: number,
     private readonly runGroup: (writes: QueuedWrite<W>[]) => Promise<void>,
+    /**
+     * Awaited before each task: `runGroup` may return while the tail of its group's work is still
+     * in flight (the receipt store pipelines its hot-tier write with the next group), and a task
+     * must see every earlier write finished.
+     */
+    private readonly settle: () => Promise<void> | undefined = () => undefined,
   ) {}
 
   get depth(): number {
@@ -75,6 +81,7 @@ export class WriteQueue<W> {
         if (head.kind === 'task') {
           this.entries.shift();
           try {
+            await this.settle();
             head.task.resolve(await head.task.run());
           } catch (err) {
             head.task.reject(err);
