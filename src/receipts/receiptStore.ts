@@ -1370,13 +1370,38 @@ export class ReceiptStore {
     }
   }
 
-  /** The closed archive files (manifest entries) currently visible to readers. */
-  archiveFiles(): { entry: ArchiveFileEntry; receiptsPath: string; logsPath: string }[] {
-    return this.view.files.map((f) => ({
-      entry: f.entry,
-      receiptsPath: f.receiptsPath,
-      logsPath: f.logsPath,
-    }));
+  /**
+   * The closed archive files (manifest entries) currently visible to readers: a snapshot of names
+   * only. Nothing keeps these files: a prune (this store's or its write loop's retention) may delete
+   * any of them right after the call. To read the files themselves, use `leaseArchiveFiles`.
+   */
+  archiveFiles(): ArchiveFileRef[] {
+    return this.view.files.map(archiveFileRef);
+  }
+
+  /**
+   * The closed archive files visible to readers now, pinned: a prune may unlist them, but this
+   * store deletes none of them before the lease's `release()` (idempotent). A lease holds back
+   * neither hot-tier prunes nor close; close() ends every lease (once the directory is unlocked,
+   * the next open removes unlisted files), so release before closing. CLOSED on a closing store.
+   */
+  leaseArchiveFiles(): ArchiveFilesLease {
+    this.checkReadable();
+    const pinned = this.view.files;
+    for (const f of pinned) f.refs++;
+    let released = false;
+    return {
+      files: pinned.map(archiveFileRef),
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const f of pinned) {
+          f.refs--;
+          // After close a doomed file stays on disk: unlisted, the next open deletes it.
+          if (f.refs === 0 && f.doomed && !this.closed) this.deleteFile(f);
+        }
+      },
+    };
   }
 
   // ---------------------------------------------------------------- verification
@@ -1502,6 +1527,23 @@ export class ReceiptStore {
       });
     return this.closing;
   }
+}
+
+/** A closed archive file: its manifest entry and the paths of its two files. */
+export interface ArchiveFileRef {
+  entry: ArchiveFileEntry;
+  receiptsPath: string;
+  logsPath: string;
+}
+
+/** Archive files pinned against deletion until `release()` (see `ReceiptStore.leaseArchiveFiles`). */
+export interface ArchiveFilesLease {
+  readonly files: readonly ArchiveFileRef[];
+  release(): void;
+}
+
+function archiveFileRef(f: LiveFile): ArchiveFileRef {
+  return { entry: f.entry, receiptsPath: f.receiptsPath, logsPath: f.logsPath };
 }
 
 export interface VerifyReport {
