@@ -441,6 +441,16 @@ export class ReceiptStore {
       await this.hot.resetPostings(from);
       for (const f of this.state.files) {
         if (f.last < from || f.first >= walFrom) continue;
+        // Open checked only this file's size: its checksum goes first, since an engine handed
+        // damaged bytes may return altered values, and they would go into the indexes as the chain's.
+        const problem = this.checkFileFully(f);
+        if (problem !== undefined) {
+          throw new CairnError(
+            'CORRUPT',
+            `archive file for blocks ${f.first}..${f.last}: ${problem} (needed to rebuild the hot tier)`,
+            { details: { first: f.first, last: f.last } },
+          );
+        }
         const blocks = await this.engine.readBlocks(this.filePath(f.receipts), this.filePath(f.logs));
         await this.applyToHot(blocks.filter((b) => b.number >= from && b.number < walFrom));
       }
