@@ -157,6 +157,42 @@ export function createSegmentFile(
   }
 }
 
+/**
+ * Suffix of the temporary file `replaceEmptySegment` writes before renaming it over the segment (it
+ * does not match the segment name pattern: a leftover of a crash is never read, and open deletes it).
+ */
+export const SEGMENT_REPLACEMENT_SUFFIX = '.replacement';
+
+/**
+ * Replaces the EMPTY segment `firstIndex` (an earlier build's format: header, then nothing but zeros)
+ * by a current-format one with `salt`, atomically: the new file is written, preallocated and fsynced
+ * under a temporary name, renamed over the old one, and the directory fsynced. A crash leaves the old
+ * empty segment or the new one, both empty at the same index, never neither (deleting first and
+ * creating after could leave a log with no segment at its first index). Returns nothing: the caller
+ * opens the file by its name.
+ */
+export function replaceEmptySegment(
+  fs: FileSystem,
+  dir: string,
+  firstIndex: number,
+  preallocateBytes: number,
+  salt: number,
+): void {
+  const target = path.join(dir, segmentFileName(firstIndex));
+  const temporary = `${target}${SEGMENT_REPLACEMENT_SUFFIX}`;
+  if (fs.exists(temporary)) fs.unlink(temporary);
+  const handle = fs.open(temporary, { create: true, exclusive: true });
+  try {
+    writeFully(handle, [encodeSegmentHeader(firstIndex, SEGMENT_FORMAT_VERSION, salt)], 0);
+    if (preallocateBytes > SEGMENT_HEADER_BYTES) handle.allocate(preallocateBytes);
+    handle.sync();
+  } finally {
+    handle.close();
+  }
+  fs.rename(temporary, target);
+  fs.syncDir(dir);
+}
+
 /** Zeros written per event-loop turn when preallocating in the background (bounds each stall). */
 export const ALLOCATE_SLICE_BYTES = 1 << 20;
 
