@@ -13,7 +13,7 @@ import {
   hasNonZeroBytes,
   type IntactFramesAfter,
   listSegments,
-  replaceEmptySegment,
+  replaceEmptySegmentAsync,
   SEGMENT_HEADER_BYTES,
   SEGMENT_REPLACEMENT_SUFFIX,
   scanSegment,
@@ -357,7 +357,13 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
     const last = segments[segments.length - 1];
     if (last !== undefined && last.format !== CURRENT_FRAME_FORMAT && last.offsets.length === 0) {
       const salt = drawSegmentSalt();
-      replaceEmptySegment(fs, dir, last.firstIndex, options.preallocate ? options.segmentBytes : 0, salt);
+      await replaceEmptySegmentAsync(
+        fs,
+        dir,
+        last.firstIndex,
+        options.preallocate ? options.segmentBytes : 0,
+        salt,
+      );
       last.format = CURRENT_FRAME_FORMAT;
       last.salt = salt;
       last.endOffset = SEGMENT_HEADER_BYTES;

@@ -168,7 +168,8 @@ export const SEGMENT_REPLACEMENT_SUFFIX = '.replacement';
  * by a current-format one with `salt`, atomically: the new file is written, preallocated and fsynced
  * under a temporary name, renamed over the old one, and the directory fsynced. A crash leaves the old
  * empty segment or the new one, both empty at the same index, never neither (deleting first and
- * creating after could leave a log with no segment at its first index). Returns nothing: the caller
+ * creating after could leave a log with no segment at its first index). Synchronous: the log calls
+ * it inside a maintenance step, where no other call may change its segments in between. The caller
  * opens the file by its name.
  */
 export function replaceEmptySegment(
@@ -178,12 +179,8 @@ export function replaceEmptySegment(
   preallocateBytes: number,
   salt: number,
 ): void {
-  const target = path.join(dir, segmentFileName(firstIndex));
-  const temporary = `${target}${SEGMENT_REPLACEMENT_SUFFIX}`;
-  if (fs.exists(temporary)) fs.unlink(temporary);
-  const handle = fs.open(temporary, { create: true, exclusive: true });
+  const { handle, temporary, target } = startReplacement(fs, dir, firstIndex, salt);
   try {
-    writeFully(handle, [encodeSegmentHeader(firstIndex, SEGMENT_FORMAT_VERSION, salt)], 0);
     if (preallocateBytes > SEGMENT_HEADER_BYTES) handle.allocate(preallocateBytes);
     handle.sync();
   } finally {
@@ -191,6 +188,48 @@ export function replaceEmptySegment(
   }
   fs.rename(temporary, target);
   fs.syncDir(dir);
+}
+
+/**
+ * `replaceEmptySegment` for recovery: the zeros are written between event-loop turns and the fsync
+ * runs on the thread pool (as createSegmentFileAsync), so other logs of the process keep running.
+ */
+export async function replaceEmptySegmentAsync(
+  fs: FileSystem,
+  dir: string,
+  firstIndex: number,
+  preallocateBytes: number,
+  salt: number,
+): Promise<void> {
+  const { handle, temporary, target } = startReplacement(fs, dir, firstIndex, salt);
+  try {
+    if (preallocateBytes > SEGMENT_HEADER_BYTES) await allocateInSlices(handle, preallocateBytes);
+    await handle.syncAsync();
+  } finally {
+    handle.close();
+  }
+  fs.rename(temporary, target);
+  fs.syncDir(dir);
+}
+
+/** The temporary file of a replacement, created with its header written (not yet fsynced). */
+function startReplacement(
+  fs: FileSystem,
+  dir: string,
+  firstIndex: number,
+  salt: number,
+): { handle: FileHandle; temporary: string; target: string } {
+  const target = path.join(dir, segmentFileName(firstIndex));
+  const temporary = `${target}${SEGMENT_REPLACEMENT_SUFFIX}`;
+  if (fs.exists(temporary)) fs.unlink(temporary);
+  const handle = fs.open(temporary, { create: true, exclusive: true });
+  try {
+    writeFully(handle, [encodeSegmentHeader(firstIndex, SEGMENT_FORMAT_VERSION, salt)], 0);
+  } catch (err) {
+    handle.close();
+    throw err;
+  }
+  return { handle, temporary, target };
 }
 
 /** Zeros written per event-loop turn when preallocating in the background (bounds each stall). */

@@ -1055,6 +1055,7 @@ export class Wal implements WriteAheadLog {
     const salt = drawSegmentSalt();
     this.retireTail();
     this.table.dropReadHandle(tail.file);
+    // Synchronous, like rotate: no call can change the segments between the rename and the reopen.
     replaceEmptySegment(this.fs, this.dir, tail.firstIndex, this.preallocateBytes(), salt);
     this.tailHandle = this.fs.open(tail.file);
     tail.format = CURRENT_FRAME_FORMAT;
