@@ -98,3 +98,27 @@ test('a damaged archive file needed by the rebuild fails the open with CORRUPT, 
     (err: unknown) => isCairnError(err, 'CORRUPT') && /blocks 4\.\.7/.test((err as Error).message),
   );
 });
+
+// The same for a file a prune retires: its tx hashes are read (to drop their index entries) from a
+// file that no open ever checked. Fails on 8322612: the model engine's decode error latched the
+// store on the prune, and every later write failed with it.
+test('a prune past a damaged archive file retires it without parsing it, and the store keeps working', async () => {
+  const { sim, files } = await archivedStore(9);
+  sim.fs.flipBit(files[0]!.receiptsPath, 40, 5);
+  sim.restartKv();
+  const store = await sim.open({ blocksPerFile: 4 });
+  assert.equal(await store.pruneBelow(4), 4);
+  assert.equal(sim.fs.exists(files[0]!.receiptsPath), false, 'the damaged file is gone');
+  // Its transactions are below the floor: PRUNED (their index entries were left), never a wrong answer.
+  const b0 = makeBlock(9 * 1000, 0);
+  assert.ok(b0.receipts.length > 0);
+  for (const r of b0.receipts) {
+    await assert.rejects(store.getReceipt(r.txHash), (err: unknown) => isCairnError(err, 'PRUNED'));
+  }
+  // The store was not latched: writes and reads go on.
+  await store.putBlock(makeBlock(9 * 1000 + 14, 14));
+  assert.equal(store.ranges().latest, 14);
+  const b5 = makeBlock(9 * 1000 + 5, 5);
+  for (const r of b5.receipts) assert.equal((await store.getReceipt(r.txHash))?.blockNumber, 5);
+  await store.close();
+});
