@@ -967,9 +967,11 @@ export class ReceiptStore {
     const receiptsPath = this.filePath(f.receipts);
     if (this.fs.exists(receiptsPath)) {
       // The engine parses only a file that matches the manifest (open never checked a file below the
-      // floor). A damaged one, about to be deleted anyway, must not stop the prune (and latch the
-      // store): its tx-hash entries stay, and answer PRUNED (their blocks are below the floor).
-      const hashes = this.checkFileFully(f) === undefined ? await this.engine.readTxHashes(receiptsPath) : [];
+      // floor); summed a chunk per turn, since a prune runs on the write loop. A damaged one, about
+      // to be deleted anyway, must not stop the prune (and latch the store): its tx-hash entries
+      // stay, and answer PRUNED (their blocks are below the floor).
+      const damaged = await checkArchiveFile(this.fs, receiptsPath, f.receipts);
+      const hashes = damaged === undefined ? await this.engine.readTxHashes(receiptsPath) : [];
       await this.hot.pruneIndexes(f.first, f.last, hashes);
     }
     await this.writeState({ ...this.state, files: this.state.files.filter((x) => x !== f) });
