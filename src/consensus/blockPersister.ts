@@ -126,6 +126,8 @@ export class BlockPersister {
   private readonly lanes = new Map<LaneId, LaneLog>();
   private readonly latch = new FatalLatch();
   private closed: Promise<void> | undefined;
+  /** `pruneAndPersistLane` calls under way (close waits for them before closing the logs). */
+  private readonly writesInFlight = new Set<Promise<void>>();
 
   private constructor(
     private readonly opener: LogOpener,
@@ -227,10 +229,19 @@ export class BlockPersister {
     const state = this.laneState(lane);
     if (state.busy) throw new Error(`invariant violated: concurrent writes to lane ${shortLane(lane)}`);
     state.busy = true;
+    const write = this.writeLane(lane, state, anchor, proposals, options);
+    // close() waits for it: a lane's first write opens its log across an await, and a log opened
+    // after close() went past the lanes would stay open (and the write be acknowledged after close).
+    const tracked = write.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.writesInFlight.add(tracked);
     try {
-      return await this.writeLane(lane, state, anchor, proposals, options);
+      return await write;
     } finally {
       state.busy = false;
+      this.writesInFlight.delete(tracked);
     }
   }
 
@@ -563,6 +574,8 @@ export class BlockPersister {
   /** Closes every lane log (all of them, even if some fail); idempotent, same result to every caller. */
   close(): Promise<void> {
     this.closed ??= (async () => {
+      // New calls are refused from now on (checkUsable); the ones under way finish first.
+      while (this.writesInFlight.size > 0) await Promise.all(this.writesInFlight);
       const errors: unknown[] = [];
       for (const state of this.lanes.values()) {
         try {

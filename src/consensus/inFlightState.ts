@@ -161,6 +161,8 @@ export class InFlightState {
   readonly anchorWork = new Signal();
 
   private failure: Error | undefined;
+  /** Set by `stopIntake`: pushes throw CLOSED. */
+  private intakeStopped = false;
 
   constructor(options: InFlightStateOptions, restored?: RestoredState) {
     this.committee = options.committee;
@@ -218,6 +220,22 @@ export class InFlightState {
     if (this.failure) throw this.failure;
   }
 
+  /** `checkHealthy`, and refused with CLOSED once the owner started closing (`stopIntake`). */
+  private checkAdmitting(): void {
+    this.checkHealthy();
+    if (this.intakeStopped) {
+      throw new CairnError('CLOSED', 'consensus persistence is closing: nothing more is admitted');
+    }
+  }
+
+  /**
+   * Refuses every later push (CLOSED) while waiters and writes in flight go on: called first thing
+   * by close, whose loop stops and will not write anything admitted after this.
+   */
+  stopIntake(): void {
+    this.intakeStopped = true;
+  }
+
   private lane(lane: LaneId): LaneQueue {
     const q = this.lanes.get(lane);
     if (!q)
@@ -233,7 +251,7 @@ export class InFlightState {
    * OUT_OF_ORDER; beyond the admission window → BACKPRESSURE (wait with `waitForCapacity`).
    */
   pushBlock(p: SignedLaneProposal): PushResult {
-    this.checkHealthy();
+    this.checkAdmitting();
     const h = p.block.header;
     const q = this.lane(h.lane);
     const n = h.blockNumber;
@@ -312,7 +330,7 @@ export class InFlightState {
    * lane range must continue the previous QC's (when it is still in memory).
    */
   pushCommitQC(qc: CommitQC): PushResult {
-    this.checkHealthy();
+    this.checkAdmitting();
     const r = qc.roadIndex;
     if (r < this.commitQCFirst) return 'pruned';
     if (r < this.commitQCNext) {
@@ -360,7 +378,7 @@ export class InFlightState {
    * queue below it; the anchor pipeline then makes it durable. Returns false for a stale anchor.
    */
   pushAppQC(appQC: AppQC, commitQC: CommitQC): boolean {
-    this.checkHealthy();
+    this.checkAdmitting();
     const road = appQC.proposal.roadIndex;
     if (road !== commitQC.roadIndex) {
       throw new CairnError(

@@ -367,6 +367,9 @@ export class ConsensusPersistence {
    * anchor file. Idempotent: every call gets the same promise.
    */
   close(): Promise<void> {
+    // Intake stops now, not once the loop has stopped: a block admitted meanwhile would be answered
+    // 'accepted' and never written.
+    if (this.closing === undefined) this.state.stopIntake();
     this.closing ??= (async () => {
       await this.loop.stop();
       this.state.close();

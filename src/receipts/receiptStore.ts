@@ -465,6 +465,16 @@ export class ReceiptStore {
       await this.hot.resetPostings(from);
       for (const f of this.state.files) {
         if (f.last < from || f.first >= walFrom) continue;
+        // Open checked only this file's size: its checksum goes first, since an engine handed
+        // damaged bytes may return altered values, and they would go into the indexes as the chain's.
+        const problem = this.checkFileFully(f);
+        if (problem !== undefined) {
+          throw new CairnError(
+            'CORRUPT',
+            `archive file for blocks ${f.first}..${f.last}: ${problem} (needed to rebuild the hot tier)`,
+            { details: { first: f.first, last: f.last } },
+          );
+        }
         const blocks = await this.engine.readBlocks(this.filePath(f.receipts), this.filePath(f.logs));
         await this.applyToHot(
           blocks.filter((b) => b.number >= from && b.number < walFrom).map((entry) => ({ entry })),
@@ -1061,7 +1071,12 @@ export class ReceiptStore {
   private async retire(f: ArchiveFileEntry): Promise<void> {
     const receiptsPath = this.filePath(f.receipts);
     if (this.fs.exists(receiptsPath)) {
-      const hashes = await this.engine.readTxHashes(receiptsPath);
+      // The engine parses only a file that matches the manifest (open never checked a file below the
+      // floor); summed a chunk per turn, since a prune runs on the write loop. A damaged one, about
+      // to be deleted anyway, must not stop the prune (and latch the store): its tx-hash entries
+      // stay, and answer PRUNED (their blocks are below the floor).
+      const damaged = await checkArchiveFile(this.fs, receiptsPath, f.receipts);
+      const hashes = damaged === undefined ? await this.engine.readTxHashes(receiptsPath) : [];
       await this.hot.pruneIndexes(f.first, f.last, hashes);
     }
     await this.writeState({ ...this.state, files: this.state.files.filter((x) => x !== f) });
@@ -1475,13 +1490,38 @@ export class ReceiptStore {
     }
   }
 
-  /** The closed archive files (manifest entries) currently visible to readers. */
-  archiveFiles(): { entry: ArchiveFileEntry; receiptsPath: string; logsPath: string }[] {
-    return this.view.files.map((f) => ({
-      entry: f.entry,
-      receiptsPath: f.receiptsPath,
-      logsPath: f.logsPath,
-    }));
+  /**
+   * The closed archive files (manifest entries) currently visible to readers: a snapshot of names
+   * only. Nothing keeps these files: a prune (this store's or its write loop's retention) may delete
+   * any of them right after the call. To read the files themselves, use `leaseArchiveFiles`.
+   */
+  archiveFiles(): ArchiveFileRef[] {
+    return this.view.files.map(archiveFileRef);
+  }
+
+  /**
+   * The closed archive files visible to readers now, pinned: a prune may unlist them, but this
+   * store deletes none of them before the lease's `release()` (idempotent). A lease holds back
+   * neither hot-tier prunes nor close; close() ends every lease (once the directory is unlocked,
+   * the next open removes unlisted files), so release before closing. CLOSED on a closing store.
+   */
+  leaseArchiveFiles(): ArchiveFilesLease {
+    this.checkReadable();
+    const pinned = this.view.files;
+    for (const f of pinned) f.refs++;
+    let released = false;
+    return {
+      files: pinned.map(archiveFileRef),
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const f of pinned) {
+          f.refs--;
+          // After close a doomed file stays on disk: unlisted, the next open deletes it.
+          if (f.refs === 0 && f.doomed && !this.closed) this.deleteFile(f);
+        }
+      },
+    };
   }
 
   // ---------------------------------------------------------------- verification
@@ -1607,6 +1647,23 @@ export class ReceiptStore {
       });
     return this.closing;
   }
+}
+
+/** A closed archive file: its manifest entry and the paths of its two files. */
+export interface ArchiveFileRef {
+  entry: ArchiveFileEntry;
+  receiptsPath: string;
+  logsPath: string;
+}
+
+/** Archive files pinned against deletion until `release()` (see `ReceiptStore.leaseArchiveFiles`). */
+export interface ArchiveFilesLease {
+  readonly files: readonly ArchiveFileRef[];
+  release(): void;
+}
+
+function archiveFileRef(f: LiveFile): ArchiveFileRef {
+  return { entry: f.entry, receiptsPath: f.receiptsPath, logsPath: f.logsPath };
 }
 
 export interface VerifyReport {

@@ -13,7 +13,9 @@ import {
   hasNonZeroBytes,
   type IntactFramesAfter,
   listSegments,
+  replaceEmptySegmentAsync,
   SEGMENT_HEADER_BYTES,
+  SEGMENT_REPLACEMENT_SUFFIX,
   scanSegment,
   segmentFileName,
 } from './segmentFile.ts';
@@ -101,6 +103,13 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
   //    a clean close (zeros, fsynced) is adopted if the clean marker checks out (decided below).
   const spare = path.join(dir, SPARE_SEGMENT_NAME);
   const spareExists = !readOnly && fs.exists(spare);
+  // A replacement of an empty old-format tail interrupted before its rename (replaceEmptySegment):
+  // the segment it was to replace is still there, so this is scratch.
+  if (!readOnly) {
+    for (const name of fs.readdir(dir)) {
+      if (name.endsWith(SEGMENT_REPLACEMENT_SUFFIX)) toDelete.push(path.join(dir, name));
+    }
+  }
 
   // 1. A last segment whose header never became durable is an interrupted creation, not corruption:
   //    creation writes and syncs the header before any record goes in, so nothing else is lost.
@@ -342,9 +351,23 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
     // fsynced, and records go to a new version-3 segment: version-1 frames carry no syncedNext, so a
     // power cut in records appended to that tail would meet the old rule, which refuses an ordinary
     // torn tail whose pages reached the disk out of order; version-2 frames carry no salt, so a frame
-    // forged inside a torn record's payload would pass as proof of damage to synced data. (An empty
-    // old tail has nothing to seal and keeps its name; its first frames still follow its format.)
+    // forged inside a torn record's payload would pass as proof of damage to synced data. An empty
+    // old tail has nothing to seal: it is replaced in place by a version-3 segment of the same name
+    // (otherwise its first frames, possibly a whole segment of them, would follow its format).
     const last = segments[segments.length - 1];
+    if (last !== undefined && last.format !== CURRENT_FRAME_FORMAT && last.offsets.length === 0) {
+      const salt = drawSegmentSalt();
+      await replaceEmptySegmentAsync(
+        fs,
+        dir,
+        last.firstIndex,
+        options.preallocate ? options.segmentBytes : 0,
+        salt,
+      );
+      last.format = CURRENT_FRAME_FORMAT;
+      last.salt = salt;
+      last.endOffset = SEGMENT_HEADER_BYTES;
+    }
     if (last !== undefined && last.format !== CURRENT_FRAME_FORMAT && last.offsets.length > 0) {
       const salt = drawSegmentSalt();
       const created = await createSegmentFileAsync(

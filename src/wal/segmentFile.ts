@@ -157,6 +157,81 @@ export function createSegmentFile(
   }
 }
 
+/**
+ * Suffix of the temporary file `replaceEmptySegment` writes before renaming it over the segment (it
+ * does not match the segment name pattern: a leftover of a crash is never read, and open deletes it).
+ */
+export const SEGMENT_REPLACEMENT_SUFFIX = '.replacement';
+
+/**
+ * Replaces the EMPTY segment `firstIndex` (an earlier build's format: header, then nothing but zeros)
+ * by a current-format one with `salt`, atomically: the new file is written, preallocated and fsynced
+ * under a temporary name, renamed over the old one, and the directory fsynced. A crash leaves the old
+ * empty segment or the new one, both empty at the same index, never neither (deleting first and
+ * creating after could leave a log with no segment at its first index). Synchronous: the log calls
+ * it inside a maintenance step, where no other call may change its segments in between. The caller
+ * opens the file by its name.
+ */
+export function replaceEmptySegment(
+  fs: FileSystem,
+  dir: string,
+  firstIndex: number,
+  preallocateBytes: number,
+  salt: number,
+): void {
+  const { handle, temporary, target } = startReplacement(fs, dir, firstIndex, salt);
+  try {
+    if (preallocateBytes > SEGMENT_HEADER_BYTES) handle.allocate(preallocateBytes);
+    handle.sync();
+  } finally {
+    handle.close();
+  }
+  fs.rename(temporary, target);
+  fs.syncDir(dir);
+}
+
+/**
+ * `replaceEmptySegment` for recovery: the zeros are written between event-loop turns and the fsync
+ * runs on the thread pool (as createSegmentFileAsync), so other logs of the process keep running.
+ */
+export async function replaceEmptySegmentAsync(
+  fs: FileSystem,
+  dir: string,
+  firstIndex: number,
+  preallocateBytes: number,
+  salt: number,
+): Promise<void> {
+  const { handle, temporary, target } = startReplacement(fs, dir, firstIndex, salt);
+  try {
+    if (preallocateBytes > SEGMENT_HEADER_BYTES) await allocateInSlices(handle, preallocateBytes);
+    await handle.syncAsync();
+  } finally {
+    handle.close();
+  }
+  fs.rename(temporary, target);
+  fs.syncDir(dir);
+}
+
+/** The temporary file of a replacement, created with its header written (not yet fsynced). */
+function startReplacement(
+  fs: FileSystem,
+  dir: string,
+  firstIndex: number,
+  salt: number,
+): { handle: FileHandle; temporary: string; target: string } {
+  const target = path.join(dir, segmentFileName(firstIndex));
+  const temporary = `${target}${SEGMENT_REPLACEMENT_SUFFIX}`;
+  if (fs.exists(temporary)) fs.unlink(temporary);
+  const handle = fs.open(temporary, { create: true, exclusive: true });
+  try {
+    writeFully(handle, [encodeSegmentHeader(firstIndex, SEGMENT_FORMAT_VERSION, salt)], 0);
+  } catch (err) {
+    handle.close();
+    throw err;
+  }
+  return { handle, temporary, target };
+}
+
 /** Zeros written per event-loop turn when preallocating in the background (bounds each stall). */
 export const ALLOCATE_SLICE_BYTES = 1 << 20;
 

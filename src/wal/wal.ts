@@ -23,6 +23,7 @@ import {
   createSegmentFileAsync,
   drawSegmentSalt,
   readFrame,
+  replaceEmptySegment,
   SEGMENT_HEADER_BYTES,
   scanSegment,
   segmentFileName,
@@ -511,13 +512,11 @@ export class Wal implements WriteAheadLog {
       // A segment of an earlier build (version 1 or 2) became the tail again: seal it (just fsynced)
       // so new records go to a version-3 segment, whose frames carry syncedNext and the salt the
       // torn-tail decision relies on.
-      if (
-        epoch === this.epoch &&
-        stillTail &&
-        holder.format !== CURRENT_FRAME_FORMAT &&
-        holder.offsets.length > 0
-      ) {
-        this.rotate();
+      if (epoch === this.epoch && stillTail && holder.format !== CURRENT_FRAME_FORMAT) {
+        // Cut back to its very start it holds nothing to seal: it is replaced by a version-3 segment
+        // of the same name instead (records appended meanwhile are laid out again for it).
+        if (holder.offsets.length > 0) this.rotate();
+        else this.replaceEmptyOldTail(holder);
       }
       this.scheduler.settle();
     });
@@ -1044,6 +1043,26 @@ export class Wal implements WriteAheadLog {
       salt,
     });
     if (old.format !== CURRENT_FRAME_FORMAT) this.relayoutPending(old.format);
+  }
+
+  /**
+   * The tail is an empty segment of an earlier format (a truncateBack cut it back to its start):
+   * it becomes a salted version-3 segment of the same name (replaceEmptySegment, atomic).
+   */
+  private replaceEmptyOldTail(tail: SegmentState): void {
+    invariant(tail.offsets.length === 0 && this.table.isTail(tail), 'only an empty tail is replaced');
+    const from = tail.format;
+    const salt = drawSegmentSalt();
+    this.retireTail();
+    this.table.dropReadHandle(tail.file);
+    // Synchronous, like rotate: no call can change the segments between the rename and the reopen.
+    replaceEmptySegment(this.fs, this.dir, tail.firstIndex, this.preallocateBytes(), salt);
+    this.tailHandle = this.fs.open(tail.file);
+    tail.format = CURRENT_FRAME_FORMAT;
+    tail.salt = salt;
+    tail.endOffset = SEGMENT_HEADER_BYTES;
+    this.unsyncedWrites = false;
+    this.relayoutPending(from);
   }
 
   /**

@@ -51,7 +51,8 @@ async function runOnce(seed: number): Promise<{ images: number; votes: number; i
       const r = cp.pushBlock(b);
       assert.ok(r === 'accepted' || r === 'pruned', `lane block ${n}: ${r}`);
     } catch (err) {
-      if (isCairnError(err, 'BACKPRESSURE')) return false;
+      // CLOSED: a vote callback of a write that finishes inside close() (intake stopped first).
+      if (isCairnError(err, 'BACKPRESSURE') || isCairnError(err, 'CLOSED')) return false;
       throw err;
     }
     pushedNext.set(lane, n + 1);

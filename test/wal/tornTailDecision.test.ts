@@ -264,10 +264,11 @@ describe('format 1 segments (earlier builds)', () => {
     await again.close();
   });
 
-  test('after an empty version-1 tail is sealed the new segment is version 3, buffered frames included', async () => {
+  test('an empty version-1 tail is replaced at open by a version-3 segment: no version-1 frame is written', async () => {
     const fs = new SimulatedFileSystem({ seed: 13 });
-    const small = 32 + 4 * (FRAME_HEADER_BYTES_V1 + PAYLOAD); // four v1 frames fill it
-    // An empty version-1 tail is kept (nothing to seal at open) and receives version-1 frames.
+    const small = 32 + 4 * (FRAME_HEADER_BYTES_V1 + PAYLOAD); // four v1 frames (three v3 frames) fill it
+    // An empty version-1 tail: nothing to seal, so it is replaced under its own name (rrev2; it
+    // used to be kept and to receive version-1 frames until it filled).
     writeV1Segment(fs, DIR, 0, [], small);
     const wal = await Wal.open({ fs, dir: DIR, segmentBytes: small });
     // One batch spanning the seal: four frames fit the v1 tail, the rest go to a new segment.
@@ -278,11 +279,12 @@ describe('format 1 segments (earlier builds)', () => {
     assert.deepEqual(
       segs.map((s) => [s.firstIndex, s.nextIndex, s.formatVersion]),
       [
-        [0, 4, 1],
-        [4, 7, 3],
+        [0, 3, 3],
+        [3, 6, 3],
+        [6, 7, 3],
       ],
     );
-    assert.deepEqual(syncedNextOnDisk(fs, segs[1]!.file), [4, 4, 4], 'the sealed segment was fsynced first');
+    assert.deepEqual(syncedNextOnDisk(fs, segs[1]!.file), [3, 3, 3], 'the sealed segment was fsynced first');
     await wal.close();
     const again = await Wal.open({ fs, dir: DIR, segmentBytes: small });
     assert.deepEqual(
