@@ -5,7 +5,7 @@ import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
 export interface ClassicLevelKvOptions {
   /** LevelDB block cache; default 8 MiB (LevelDB's own default). */
   cacheBytes?: number;
-  /** Memtable size before a flush to an L0 table; default 4 MiB. */
+  /** Memtable size before a flush to an L0 table; default 4 MiB (LevelDB raises it to at least 64 KiB). */
   writeBufferBytes?: number;
   /** Snappy compression of table blocks; default true. */
   compression?: boolean;
@@ -18,18 +18,62 @@ type Db = ClassicLevel<Uint8Array, Uint8Array>;
 const FLUSH_RANGE_START = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]);
 const FLUSH_RANGE_END = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const VIEW = { keyEncoding: 'view', valueEncoding: 'view' } as const;
+const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Bytes one batch operation is counted as, on top of its key and value, when estimating how full the
+ * memtable can be. A memtable entry is the key, 8 bytes of sequence/type, the value and two varint
+ * lengths (<= 10 bytes); its skip-list node is 8 + 8 * height bytes (height <= 12) plus up to 7 of
+ * alignment: <= key + value + 129. Rounded up.
+ */
+export const OP_OVERHEAD_BYTES = 160;
+
+/**
+ * Share of `writeBufferBytes` that uncovered batch bytes may reach before a synced write flushes
+ * first. LevelDB switches the memtable (and log) only when, before a write, the memtable's arena
+ * usage exceeds the write buffer. That usage is the counted bytes (key + value + OP_OVERHEAD_BYTES
+ * per op, an upper bound of entry + node) times the arena's waste: allocations of <= 1 KiB come from
+ * 4 KiB blocks and a block is abandoned only for a request that no longer fits, so at least 3 KiB of
+ * each is used (<= 4/3); larger ones get a block of their own. Add the first block and the block
+ * pointer list (~0.5%). Half of the buffer counted therefore stays below ~0.68 of it plus ~5 KiB,
+ * under the buffer for any size LevelDB accepts (>= 64 KiB): no log switch can have happened.
+ */
+const SYNC_FLUSH_FRACTION = 0.5;
 
 /**
  * `OrderedKv` over classic-level (LevelDB). LevelDB owns its directory and files (they do not go
  * through Cairn's FileSystem interface); its crash safety is covered by real kill -9 tests. Its
  * LOCK file is an fcntl lock, so a second process opening the same directory fails with LOCKED.
+ *
+ * Synced writes are made durable together with every batch before them (the `OrderedKv` model).
+ * LevelDB alone does not promise that: when the memtable fills, it starts a new log file and closes
+ * the old one WITHOUT fsync; the old memtable becomes a synced table only later, in the background.
+ * A synced write in between fsyncs only the new log, so a power cut could keep it and lose unsynced
+ * batches written before it (still only in the old log's page cache). The adapter therefore counts
+ * the bytes of batches that may sit in the current memtable and, before a synced write, forces a
+ * memtable flush (`flushMemtable`) when that count could have filled a memtable, i.e. when LevelDB
+ * could have switched logs since the last flush. See `SYNC_FLUSH_FRACTION` for the bound.
  */
 export class ClassicLevelKv implements OrderedKv {
   private closing: Promise<void> | undefined;
+  /** Bytes (key + value + OP_OVERHEAD_BYTES per op) of every batch handed to the engine so far. */
+  private issuedBytes = 0;
+  /** Bytes of batches handed to the engine whose write has not completed yet. */
+  private inFlightBytes = 0;
+  /**
+   * `issuedBytes` value below which every batch is known to be in a synced table: the batches that
+   * had completed when the latest completed flush started (issued before it and not in flight).
+   */
+  private coveredBytes = 0;
+  /** A flush started by a synced write; concurrent synced writes share it. */
+  private syncFlush: Promise<void> | undefined;
+  private forcedFlushes = 0;
 
   private constructor(
     private readonly db: Db,
     readonly location: string,
+    /** Uncovered bytes at which a synced write flushes the memtable first. */
+    private readonly syncFlushThresholdBytes: number,
   ) {}
 
   static async open(location: string, options: ClassicLevelKvOptions = {}): Promise<ClassicLevelKv> {
@@ -38,7 +82,7 @@ export class ClassicLevelKv implements OrderedKv {
       createIfMissing: options.createIfMissing ?? true,
       compression: options.compression ?? true,
       cacheSize: options.cacheBytes ?? 8 * 1024 * 1024,
-      writeBufferSize: options.writeBufferBytes ?? 4 * 1024 * 1024,
+      writeBufferSize: options.writeBufferBytes ?? DEFAULT_WRITE_BUFFER_BYTES,
     });
     try {
       await db.open();
@@ -47,7 +91,14 @@ export class ClassicLevelKv implements OrderedKv {
       // and a path such as `<data-dir>/blocks/index` contains "lock".
       throw engineError(err, `opening key-value store ${location}`, location);
     }
-    return new ClassicLevelKv(db, location);
+    // LevelDB's open replays any old log into tables and starts an empty memtable on a new log, so
+    // nothing written before this open is in an unsynced log: the count starts at zero.
+    // LevelDB clips the write buffer to [64 KiB, 1 GiB]; the threshold follows the size it uses.
+    const writeBufferBytes = Math.min(
+      Math.max(options.writeBufferBytes ?? DEFAULT_WRITE_BUFFER_BYTES, 64 * 1024),
+      1024 * 1024 * 1024,
+    );
+    return new ClassicLevelKv(db, location, Math.floor(writeBufferBytes * SYNC_FLUSH_FRACTION));
   }
 
   get(key: Uint8Array): Uint8Array | undefined {
@@ -71,7 +122,45 @@ export class ClassicLevelKv implements OrderedKv {
   }
 
   batch(): KvBatch {
-    return new ClassicLevelBatch(this.db, this.location);
+    let chained: ReturnType<Db['batch']>;
+    try {
+      chained = this.db.batch();
+    } catch (err) {
+      throw engineError(err, `writing key-value store ${this.location}`, this.location);
+    }
+    return new ClassicLevelBatch(chained, this);
+  }
+
+  /** Memtable flushes that synced writes forced since open (not counting direct `flushMemtable` calls). */
+  get syncForcedFlushes(): number {
+    return this.forcedFlushes;
+  }
+
+  /**
+   * Writes one batch. A synced batch first flushes the memtable while the bytes that may sit in it
+   * (everything not covered by a completed flush) could have made LevelDB switch logs; the check and
+   * the hand-off to the engine happen in one synchronous step, so every batch that can land in the
+   * memtable before this one is counted. Looping (instead of flushing once) covers a flush shared
+   * with another synced write, or one that started before batches still in flight at its start.
+   */
+  async writeBatch(chained: ReturnType<Db['batch']>, bytes: number, sync: boolean): Promise<void> {
+    if (sync) {
+      while (this.issuedBytes - this.coveredBytes >= this.syncFlushThresholdBytes) {
+        this.syncFlush ??= this.startFlush(true).finally(() => {
+          this.syncFlush = undefined;
+        });
+        await this.syncFlush;
+      }
+    }
+    this.issuedBytes += bytes;
+    this.inFlightBytes += bytes;
+    try {
+      await chained.write({ sync });
+    } catch (err) {
+      throw engineError(err, `writing key-value store ${this.location}`, this.location);
+    } finally {
+      this.inFlightBytes -= bytes;
+    }
   }
 
   async range(range: KvRange): Promise<KvEntry[]> {
@@ -103,8 +192,23 @@ export class ClassicLevelKv implements OrderedKv {
    * range used here holds no keys, so nothing else is compacted). Runs on LevelDB's background
    * thread while writes continue; afterwards the log is short, so a close + reopen replays little.
    */
-  async flushMemtable(): Promise<void> {
-    await this.db.compactRange(FLUSH_RANGE_START, FLUSH_RANGE_END);
+  flushMemtable(): Promise<void> {
+    return this.startFlush(false);
+  }
+
+  private async startFlush(forcedBySync: boolean): Promise<void> {
+    // Batches that completed before LevelDB sees the flush are in the memtable it writes out (or in
+    // an older one it waits for); the ones still in flight may land on either side, so they stay
+    // counted.
+    const coveredAtStart = this.issuedBytes - this.inFlightBytes;
+    if (forcedBySync) this.forcedFlushes++;
+    try {
+      await this.db.compactRange(FLUSH_RANGE_START, FLUSH_RANGE_END);
+    } catch (err) {
+      throw engineError(err, `flushing the memtable of key-value store ${this.location}`, this.location);
+    }
+    // Flushes may overlap; one that started later covers more, so only ever move forward.
+    this.coveredBytes = Math.max(this.coveredBytes, coveredAtStart);
   }
 
   close(): Promise<void> {
@@ -116,15 +220,13 @@ export class ClassicLevelKv implements OrderedKv {
 }
 
 class ClassicLevelBatch implements KvBatch {
-  private readonly chained;
   private ops = 0;
+  private bytes = 0;
 
   constructor(
-    db: Db,
-    private readonly location: string,
-  ) {
-    this.chained = db.batch();
-  }
+    private readonly chained: ReturnType<Db['batch']>,
+    private readonly kv: ClassicLevelKv,
+  ) {}
 
   get length(): number {
     return this.ops;
@@ -133,19 +235,19 @@ class ClassicLevelBatch implements KvBatch {
   put(key: Uint8Array, value: Uint8Array): KvBatch {
     this.chained.put(key, value);
     this.ops++;
+    this.bytes += key.byteLength + value.byteLength + OP_OVERHEAD_BYTES;
     return this;
   }
 
   del(key: Uint8Array): KvBatch {
     this.chained.del(key);
     this.ops++;
+    this.bytes += key.byteLength + OP_OVERHEAD_BYTES;
     return this;
   }
 
   write(options: { sync: boolean }): Promise<void> {
-    return this.chained.write({ sync: options.sync }).catch((err: unknown) => {
-      throw engineError(err, `writing key-value store ${this.location}`, this.location);
-    });
+    return this.kv.writeBatch(this.chained, this.bytes, options.sync);
   }
 }
 
