@@ -4,12 +4,20 @@
  * order.
  *
  * Durability model: mutations only happen through atomic batches. A batch written with
- * `sync: true` is durable when its promise resolves. A batch written with `sync: false` is visible
- * at once but may be lost by a power cut: the engine then recovers the batches up to the last synced
- * one and ANY SUBSET of the unsynced ones after it, never half a batch. LevelDB replays its log in
- * order, but the log's pages reach the disk in any order and, with `paranoid_checks` off, recovery
- * skips a damaged block and keeps replaying, so an earlier unsynced batch can be lost while a later
- * one survives. Anything a caller must rely on after a crash goes in a synced batch.
+ * `sync: true` is durable when its promise resolves, together with every batch whose write completed
+ * before it was written. A batch written with `sync: false` is visible at once but may be lost by a
+ * power cut: the engine then recovers the batches up to the last synced one and ANY SUBSET of the
+ * unsynced ones after it, never half a batch. LevelDB replays its log in order, but the log's pages
+ * reach the disk in any order and, with `paranoid_checks` off, recovery skips a damaged block and
+ * keeps replaying, so an earlier unsynced batch can be lost while a later one survives. Anything a
+ * caller must rely on after a crash goes in a synced batch.
+ *
+ * The first half ("durable together with every batch before it") is the adapter's doing, not
+ * LevelDB's: LevelDB 1.20 (MakeRoomForWrite) starts a new log file when the memtable fills and closes
+ * the old one without fsync, then writes the old memtable to a synced table in the background; a
+ * synced write in that window fsyncs only the new log. `ClassicLevelKv` therefore flushes the
+ * memtable before a synced write whenever the bytes written since its last flush could have filled
+ * one (see its `SYNC_FLUSH_FRACTION`). `MemoryKv` (the test engine) models the same contract.
  *
  * Reads are synchronous on purpose: an awaited single get costs a thread-pool round trip (~14k/s
  * versus ~224k/s for LevelDB's getSync), which would dominate a hot read path.

@@ -46,7 +46,10 @@ const files = (dir: string, suffix: string): string[] => readdirSync(dir).filter
 async function keysAfterPowerCut(dir: string, keys: readonly number[]): Promise<number[]> {
   const logs = files(dir, '.log').sort();
   const image = tempDir();
-  cpSync(dir, image, { recursive: true, filter: (src) => !logs.slice(0, -1).some((l) => src.endsWith(`/${l}`)) });
+  cpSync(dir, image, {
+    recursive: true,
+    filter: (src) => !logs.slice(0, -1).some((l) => src.endsWith(`/${l}`)),
+  });
   rmSync(join(image, 'LOCK'), { force: true });
   const kv = await ClassicLevelKv.open(image, { createIfMissing: false });
   try {
@@ -71,7 +74,10 @@ test('a synced write right after LevelDB switched logs leaves no older log holdi
       .write({ sync: false });
     written.push(n++);
   }
-  await kv.batch().put(key(n), new Uint8Array([1])).write({ sync: true });
+  await kv
+    .batch()
+    .put(key(n), new Uint8Array([1]))
+    .write({ sync: true });
   written.push(n);
   // Checked before anything else can run: the synced write alone must have made the rest durable.
   assert.deepEqual(files(dir, '.log').length, 1, `logs after the synced write: ${files(dir, '.log')}`);
@@ -181,7 +187,10 @@ test('close during a flush settles both, and later calls reject with typed error
       .put(key(i), randomValue(32 * 1024))
       .write({ sync: false });
   }
-  const synced = kv.batch().put(key(99), new Uint8Array([1])).write({ sync: true }); // flushes first
+  const synced = kv
+    .batch()
+    .put(key(99), new Uint8Array([1]))
+    .write({ sync: true }); // flushes first
   const flush = kv.flushMemtable();
   const closed = kv.close();
   const outcomes = await Promise.allSettled([synced, flush, closed]);
