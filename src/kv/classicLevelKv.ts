@@ -29,16 +29,18 @@ const DEFAULT_WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
 export const OP_OVERHEAD_BYTES = 160;
 
 /**
- * Share of `writeBufferBytes` that uncovered batch bytes may reach before a synced write flushes
- * first. LevelDB switches the memtable (and log) only when, before a write, the memtable's arena
- * usage exceeds the write buffer. That usage is the counted bytes (key + value + OP_OVERHEAD_BYTES
- * per op, an upper bound of entry + node) times the arena's waste: allocations of <= 1 KiB come from
- * 4 KiB blocks and a block is abandoned only for a request that no longer fits, so at least 3 KiB of
- * each is used (<= 4/3); larger ones get a block of their own. Add the first block and the block
- * pointer list (~0.5%). Half of the buffer counted therefore stays below ~0.68 of it plus ~5 KiB,
- * under the buffer for any size LevelDB accepts (>= 64 KiB): no log switch can have happened.
+ * Share of `writeBufferBytes` that the batch bytes which may sit in the memtable ahead of a synced
+ * batch may reach before that synced write also flushes the memtable. LevelDB switches the memtable
+ * (and log) only when, before a write, the memtable's arena usage exceeds the write buffer. That
+ * usage is at most the counted bytes (key + value + OP_OVERHEAD_BYTES per op, an upper bound of
+ * entry + skip-list node) times the arena's waste: allocations of <= 1 KiB come from 4 KiB blocks and
+ * a block is abandoned only for a request that no longer fits, so at least 3 KiB of each is used
+ * (<= 4/3); larger ones get a block of their own. Add the first block and the block pointer list
+ * (~0.5%, < 8 KiB at these sizes). Below 0.6 of the buffer counted, usage stays under
+ * 0.81 x buffer + 8 KiB, which is under the buffer for every size LevelDB accepts (>= 64 KiB): no log
+ * switch can have happened ahead of the synced batch.
  */
-const SYNC_FLUSH_FRACTION = 0.5;
+const SYNC_FLUSH_FRACTION = 0.6;
 
 /**
  * `OrderedKv` over classic-level (LevelDB). LevelDB owns its directory and files (they do not go
@@ -50,9 +52,10 @@ const SYNC_FLUSH_FRACTION = 0.5;
  * the old one WITHOUT fsync; the old memtable becomes a synced table only later, in the background.
  * A synced write in between fsyncs only the new log, so a power cut could keep it and lose unsynced
  * batches written before it (still only in the old log's page cache). The adapter therefore counts
- * the bytes of batches that may sit in the current memtable and, before a synced write, forces a
- * memtable flush (`flushMemtable`) when that count could have filled a memtable, i.e. when LevelDB
- * could have switched logs since the last flush. See `SYNC_FLUSH_FRACTION` for the bound.
+ * the bytes of batches that may sit in the current memtable and, when a synced write completes while
+ * that count could have filled a memtable (LevelDB could have switched logs ahead of it since the
+ * last flush), flushes the memtable (`flushMemtable`) before the synced write resolves. See
+ * `SYNC_FLUSH_FRACTION` for the bound.
  */
 export class ClassicLevelKv implements OrderedKv {
   private closing: Promise<void> | undefined;
@@ -65,8 +68,10 @@ export class ClassicLevelKv implements OrderedKv {
    * had completed when the latest completed flush started (issued before it and not in flight).
    */
   private coveredBytes = 0;
-  /** A flush started by a synced write; concurrent synced writes share it. */
-  private syncFlush: Promise<void> | undefined;
+  /** Batches handed to the engine so far (orders a batch against the start of a flush). */
+  private issuedBatches = 0;
+  /** The latest flush started for a synced write, shared by synced writes issued before it started. */
+  private syncFlush: { startedAfterBatches: number; done: Promise<void> } | undefined;
   private forcedFlushes = 0;
 
   private constructor(
@@ -131,35 +136,43 @@ export class ClassicLevelKv implements OrderedKv {
     return new ClassicLevelBatch(chained, this);
   }
 
-  /** Memtable flushes that synced writes forced since open (not counting direct `flushMemtable` calls). */
+  /** Memtable flushes synced writes started since open (not counting direct `flushMemtable` calls). */
   get syncForcedFlushes(): number {
     return this.forcedFlushes;
   }
 
   /**
-   * Writes one batch. A synced batch first flushes the memtable while the bytes that may sit in it
-   * (everything not covered by a completed flush) could have made LevelDB switch logs; the check and
-   * the hand-off to the engine happen in one synchronous step, so every batch that can land in the
-   * memtable before this one is counted. Looping (instead of flushing once) covers a flush shared
-   * with another synced write, or one that started before batches still in flight at its start.
+   * Writes one batch. A synced batch resolves only once every batch that completed before it was
+   * issued is durable: either no log switch can have happened ahead of it since the last completed
+   * flush (the bytes not covered by that flush, other than its own, stay under the threshold), so
+   * they are in synced tables or in the log its fsync covered; or a flush that started after it was
+   * issued has completed. The check runs after the write, not before: the engine runs writes on a
+   * thread pool, so a batch issued later can still land ahead of this one and fill the memtable;
+   * every batch issued before this one completes is counted.
    */
   async writeBatch(chained: ReturnType<Db['batch']>, bytes: number, sync: boolean): Promise<void> {
-    if (sync) {
-      while (this.issuedBytes - this.coveredBytes >= this.syncFlushThresholdBytes) {
-        this.syncFlush ??= this.startFlush(true).finally(() => {
-          this.syncFlush = undefined;
-        });
-        await this.syncFlush;
-      }
-    }
     this.issuedBytes += bytes;
     this.inFlightBytes += bytes;
+    const batchNumber = ++this.issuedBatches;
     try {
       await chained.write({ sync });
     } catch (err) {
       throw engineError(err, `writing key-value store ${this.location}`, this.location);
     } finally {
       this.inFlightBytes -= bytes;
+    }
+    if (sync && this.issuedBytes - bytes - this.coveredBytes >= this.syncFlushThresholdBytes) {
+      // A flush covers this batch's predecessors if it started after this batch was issued.
+      if (this.syncFlush === undefined || this.syncFlush.startedAfterBatches < batchNumber) {
+        const flush = { startedAfterBatches: this.issuedBatches, done: this.startFlush(true) };
+        this.syncFlush = flush;
+        flush.done
+          .finally(() => {
+            if (this.syncFlush === flush) this.syncFlush = undefined;
+          })
+          .catch(() => undefined);
+      }
+      await this.syncFlush.done;
     }
   }
 
