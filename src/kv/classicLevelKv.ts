@@ -148,7 +148,9 @@ export class ClassicLevelKv implements OrderedKv {
    * they are in synced tables or in the log its fsync covered; or a flush that started after it was
    * issued has completed. The check runs after the write, not before: the engine runs writes on a
    * thread pool, so a batch issued later can still land ahead of this one and fill the memtable;
-   * every batch issued before this one completes is counted.
+   * every batch issued before this one completes is counted. Called by the batches of this store only.
+   *
+   * @internal
    */
   async writeBatch(chained: ReturnType<Db['batch']>, bytes: number, sync: boolean): Promise<void> {
     this.issuedBytes += bytes;

@@ -147,6 +147,33 @@ test('two synced writes at once share one flush, with unsynced batches in flight
   await kv.close();
 });
 
+test('batches issued after a synced write count against it: on the thread pool they can land ahead of it', async () => {
+  const dir = tempDir();
+  const kv = await ClassicLevelKv.open(dir, { writeBufferBytes: WRITE_BUFFER_BYTES });
+  // 0.3 of the buffer completed before the synced write: alone, no flush is needed.
+  for (let i = 0; i < 10; i++) {
+    await kv
+      .batch()
+      .put(key(i), randomValue(32 * 1024))
+      .write({ sync: false });
+  }
+  const synced = kv
+    .batch()
+    .put(key(100), new Uint8Array([1]))
+    .write({ sync: true });
+  // Issued after it but before it completes: 0.5 of the buffer that may fill the memtable ahead of it.
+  const later = Array.from({ length: 16 }, (_, i) =>
+    kv
+      .batch()
+      .put(key(200 + i), randomValue(32 * 1024))
+      .write({ sync: false }),
+  );
+  await synced;
+  assert.equal(kv.syncForcedFlushes, 1, 'the synced write flushed before it resolved');
+  await Promise.all(later);
+  await kv.close();
+});
+
 test('random interleavings: every batch that completed before a synced write survives a power cut after it', async () => {
   const dir = tempDir();
   const kv = await ClassicLevelKv.open(dir, { writeBufferBytes: WRITE_BUFFER_BYTES });
