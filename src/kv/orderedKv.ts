@@ -16,8 +16,9 @@
  * LevelDB's: LevelDB 1.20 (MakeRoomForWrite) starts a new log file when the memtable fills and closes
  * the old one without fsync, then writes the old memtable to a synced table in the background; a
  * synced write in that window fsyncs only the new log. `ClassicLevelKv` therefore flushes the
- * memtable before a synced write whenever the bytes written since its last flush could have filled
- * one (see its `SYNC_FLUSH_FRACTION`). `MemoryKv` (the test engine) models the same contract.
+ * memtable before a synced write resolves whenever the bytes that may have landed ahead of it since
+ * its last flush could have filled one (see its `SYNC_FLUSH_FRACTION`). `MemoryKv` (the test engine)
+ * models the same contract.
  *
  * Reads are synchronous on purpose: an awaited single get costs a thread-pool round trip (~14k/s
  * versus ~224k/s for LevelDB's getSync), which would dominate a hot read path.
