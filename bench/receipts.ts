@@ -194,7 +194,9 @@ function dirBytes(path: string, filter: (name: string) => boolean = () => true):
   let total = 0;
   for (const name of readdirSync(path)) {
     const p = join(path, name);
-    const s = statSync(p);
+    // LevelDB may delete a table it just compacted between the listing and this stat.
+    const s = statSync(p, { throwIfNoEntry: false });
+    if (s === undefined) continue;
     if (s.isDirectory()) total += dirBytes(p, filter);
     else if (filter(name)) total += s.size;
   }
