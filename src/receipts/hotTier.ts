@@ -12,7 +12,7 @@ import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
  * it came from the receipt WAL (or from an archive file), so it can be checked and rebuilt.
  *
  * Keys (block numbers and log indices big-endian so byte order is numeric order):
- *   'r' block u64                         → the block's entry as in the WAL (codec.ts): every receipt
+ *   '~' block u64                         → the block's entry as in the WAL (codec.ts): every receipt
  *                                           body with its logs, each body CRC-checked on read
  *   'A' address 20 bucket u64             → that address's postings in the bucket (postings.ts)
  *   'C' topic0 32 bucket u64              → that topic0's postings in the bucket
@@ -21,7 +21,7 @@ import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
  *   'H' blockHash 32                      → block u64
  *   'm' 'S'                               → u64: every block ≤ this is durable here (synced batch)
  *   'm' 'P'                               → u64: bodies and postings below this are deleted (synced)
- *   'm' 'V'                               → u32 layout version (3) | u32 blocks per posting bucket
+ *   'm' 'V'                               → u32 layout version (4) | u32 blocks per posting bucket
  *
  * Bodies and postings live for the hot window ([hotFloor, latest]); the tx-hash and block-hash
  * indexes live as long as the archive keeps the block, so a hash lookup is one KV read for any
@@ -29,7 +29,16 @@ import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
  * in memory (see postings.ts); the synced checkpoint covers closed buckets only.
  */
 
-const P_BODY = 0x72; // 'r'
+/**
+ * Block values use the highest prefix of all, and no other key may sort above them. Why: they are
+ * ~85 % of the bytes and arrive in block order, while every batch also writes random keys (tx and
+ * block hashes, postings) that make each level-0 table span the key space below the newest bodies.
+ * With the bodies on top, a new body table lies above every older table's range, so LevelDB moves
+ * it down a level without rewriting it (a "trivial move"); with the bodies in the middle ('r',
+ * layout 3) older body tables overlapped and were rewritten at every level. Measured over 40,000
+ * bench blocks: bytes rewritten by compaction 538 → 332 MiB, compaction CPU ~6.3 → ~4.5 s.
+ */
+const P_BODY = 0x7e; // '~'
 const P_ADDR = 0x41; // 'A'
 const P_TOPIC0 = 0x43; // 'C'
 const P_TX = 0x74; // 't'
@@ -41,9 +50,10 @@ const META_FORMAT = Uint8Array.of(0x6d, 0x56);
 /**
  * Layout 1 had one posting key per log ('a', 'c'); layout 2 packs them per bucket of blocks;
  * layout 3 keeps a block's receipt bodies in one value (its WAL entry) instead of one key per
- * receipt ('r' block txIndex): about 8 fewer puts per block of 25 logs on the ingest path.
+ * receipt ('r' block txIndex): about 8 fewer puts per block of 25 logs on the ingest path;
+ * layout 4 moves those block values from 'r' to '~', above every other key (see P_BODY).
  */
-const FORMAT_VERSION = 3;
+const FORMAT_VERSION = 4;
 /** Closed buckets read with synchronous point reads up to this many; an iterator beyond. */
 const MAX_POINT_READ_BUCKETS = 32;
 

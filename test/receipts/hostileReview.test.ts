@@ -101,11 +101,11 @@ test('a selective query matching far more logs than maxResults stops reading bod
   let bodiesRead = 0;
   const counting = (kv: OrderedKv): OrderedKv => ({
     get: (k) => {
-      if (k[0] === 0x72) bodiesRead++;
+      if (k[0] === 0x7e) bodiesRead++;
       return kv.get(k);
     },
     getMany: (keys) => {
-      bodiesRead += keys.filter((k) => k[0] === 0x72).length;
+      bodiesRead += keys.filter((k) => k[0] === 0x7e).length;
       return kv.getMany(keys);
     },
     batch: () => kv.batch(),

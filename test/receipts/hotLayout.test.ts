@@ -1,5 +1,5 @@
-// The hot tier's layout (version 3: postings packed per bucket of blocks, the filling bucket in
-// memory; a block's receipt bodies in one value): a hot tier of another layout or bucket span is
+// The hot tier's layout (version 4: postings packed per bucket of blocks, the filling bucket in
+// memory; a block's receipt bodies in one value, keyed above every other key): a hot tier of another layout or bucket span is
 // rebuilt at open, a damaged bucket or block value is CORRUPT rather than a silently short or wrong
 // answer, and prunes that cut through a bucket leave no posting of a pruned block behind.
 import assert from 'node:assert/strict';
@@ -73,40 +73,47 @@ test('a hot tier of layout 1, or of another bucket span, is emptied and rebuilt 
   assert.notDeepEqual(await keysWithPrefix(sim, 0x41), bucketKeys);
 });
 
-test('a hot tier of layout 2 (one body key per receipt) is rebuilt with one value per block', async () => {
-  const sim = simSetup(6);
+/** Prefix of the block values: layout 4 (current) keys them '~', layouts 2 and 3 keyed them 'r'. */
+const BODY = 0x7e;
+const OLD_BODY = 0x72;
+
+/**
+ * Writes a store's block values back in an older layout (`version` in 'm' 'V', each value's keys
+ * from `oldKeys`), reopens it, and checks it answers every query and holds only layout-4 keys.
+ */
+async function rebuildsFromOlderLayout(
+  seed: number,
+  version: number,
+  oldKeys: (key: Uint8Array, value: Uint8Array) => [Uint8Array, Uint8Array][],
+): Promise<void> {
+  const sim = simSetup(seed);
   const options = { blocksPerFile: 8, postingBucketBlocks: 4 };
   let store = await sim.open(options);
   for (const b of blocks) await store.putBlock(b);
   await store.close();
   sim.restartKv();
   const blockValues = await sim.kv.range({
-    gte: Uint8Array.of(0x72),
-    lt: Uint8Array.of(0x73),
+    gte: Uint8Array.of(BODY),
+    lt: Uint8Array.of(BODY + 1),
     limit: 100_000,
   });
   assert.ok(blockValues.length > 0);
   assert.ok(
     blockValues.every((e) => e.key.length === 9),
-    'layout 3 keys a block value by block number alone',
+    'layout 4 keys a block value by block number alone',
   );
 
-  // Rewrite it as layout 2: version 2, and 'r' block txIndex → receipt body for every receipt.
-  const version = new Uint8Array(8);
-  new DataView(version.buffer).setUint32(0, 2);
-  new DataView(version.buffer).setUint32(4, 4);
-  const batch = sim.kv.batch().put(Uint8Array.of(0x6d, 0x56), version);
+  const versionValue = new Uint8Array(8);
+  new DataView(versionValue.buffer).setUint32(0, version);
+  new DataView(versionValue.buffer).setUint32(4, 4);
+  const batch = sim.kv.batch().put(Uint8Array.of(0x6d, 0x56), versionValue);
   for (const e of blockValues) {
     batch.del(e.key);
-    for (const body of entryBodies(e.value)) {
-      const key = new Uint8Array(13);
-      key.set(e.key);
-      key.set(body.subarray(65, 69).slice().reverse(), 9); // tx index: little-endian in the body, big-endian in the key
-      batch.put(key, body.slice());
-    }
+    for (const [key, value] of oldKeys(e.key, e.value)) batch.put(key, value);
   }
   await batch.write({ sync: true });
   sim.restartKv();
+  assert.equal((await keysWithPrefix(sim, BODY)).length, 0, 'the older layout has no layout-4 block value');
 
   store = await sim.open(options);
   try {
@@ -122,12 +129,58 @@ test('a hot tier of layout 2 (one body key per receipt) is rebuilt with one valu
     await store.close();
   }
   sim.restartKv();
-  const after = await sim.kv.range({ gte: Uint8Array.of(0x72), lt: Uint8Array.of(0x73), limit: 100_000 });
+  const after = await sim.kv.range({ gte: Uint8Array.of(BODY), lt: Uint8Array.of(BODY + 1), limit: 100_000 });
   assert.deepEqual(
-    after.map((e) => Buffer.from(e.key).toString('hex')),
-    blockValues.map((e) => Buffer.from(e.key).toString('hex')),
-    'no layout-2 body key survives the rebuild',
+    after.map((e) => hex(e.key)),
+    blockValues.map((e) => hex(e.key)),
+    'every block value is back under its layout-4 key',
   );
+  assert.deepEqual(await keysWithPrefix(sim, OLD_BODY), [], 'no older-layout body key survives the rebuild');
+}
+
+test('a hot tier of layout 2 (one body key per receipt) is rebuilt with one value per block', async () => {
+  // Layout 2: 'r' block txIndex → receipt body, for every receipt.
+  await rebuildsFromOlderLayout(6, 2, (key, value) =>
+    entryBodies(value).map((body) => {
+      const old = new Uint8Array(13);
+      old.set(key);
+      old[0] = OLD_BODY;
+      old.set(body.subarray(65, 69).slice().reverse(), 9); // tx index: little-endian in the body, big-endian in the key
+      return [old, body.slice()];
+    }),
+  );
+});
+
+test("a hot tier of layout 3 (block values under 'r') is rebuilt with them under '~'", async () => {
+  await rebuildsFromOlderLayout(8, 3, (key, value) => {
+    const old = key.slice();
+    old[0] = OLD_BODY;
+    return [[old, value]];
+  });
+});
+
+test('no key of the hot tier sorts above the block values (compaction moves body tables without rewriting them)', async () => {
+  const sim = simSetup(9);
+  const store = await sim.open({ blocksPerFile: 8, postingBucketBlocks: 4, hotRetentionBlocks: 12 });
+  try {
+    for (const b of blocks) await store.putBlock(b);
+  } finally {
+    await store.close();
+  }
+  sim.restartKv();
+  const all = await sim.kv.range({ gte: new Uint8Array(0), limit: 100_000 });
+  const bodies = all.filter((e) => e.key[0] === BODY);
+  assert.ok(bodies.length > 0, 'block values are stored');
+  const firstBody = all.findIndex((e) => e.key[0] === BODY);
+  assert.ok(
+    all.slice(firstBody).every((e) => e.key[0] === BODY),
+    `keys above the first block value: ${all
+      .slice(firstBody)
+      .filter((e) => e.key[0] !== BODY)
+      .map((e) => hex(e.key))
+      .join(', ')}`,
+  );
+  assert.ok(firstBody > 0, 'the other families (postings, indexes, checkpoints) sort below them');
 });
 
 test('a damaged posting bucket is CORRUPT, not a short answer', async () => {
@@ -156,7 +209,7 @@ test('a damaged block value (a body byte, or the receipt count) is CORRUPT on ev
     for (const b of blocks) await store.putBlock(b);
     const target = blocks.find((b) => b.receipts.length >= 2 && b.receipts[1]!.logs.length > 0)!;
     const key = new Uint8Array(9);
-    key[0] = 0x72;
+    key[0] = BODY;
     new DataView(key.buffer).setBigUint64(1, BigInt(target.number));
     const good = sim.kv.get(key)!;
     const corruptOn = async (damaged: Uint8Array, what: string): Promise<void> => {

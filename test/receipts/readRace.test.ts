@@ -11,7 +11,7 @@ import { simSetup } from './support/harness.ts';
 
 // Every test here holds a read at a gate: a regression shows as a hang, so each has a bound.
 
-const BODY_PREFIX = 0x72; // hot tier receipt bodies ('r' block: one value per block, hotTier.ts)
+const BODY_PREFIX = 0x7e; // hot tier receipt bodies ('~' block: one value per block, hotTier.ts)
 
 /**
  * An OrderedKv that holds the next armed read of receipt bodies (a range scan or a getMany) at a
