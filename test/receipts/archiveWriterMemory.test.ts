@@ -16,34 +16,8 @@ import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
 import { ParquetWindowWriter, type ParquetWriterOptions } from '../../src/receipts/parquetWindowWriter.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { copySorted } from '../../src/receipts/sortedCopy.ts';
-import type { BlockReceiptsInput } from '../../src/receipts/types.ts';
-import { blockHash, makeBlock, txHash } from './support/fixtures.ts';
+import { heavyBlock, makeBlock, txHash } from './support/fixtures.ts';
 import { withTempDir } from './support/harness.ts';
-
-/** Blocks of ~61 KB of receipts (40 receipts, 4 logs each with 256 bytes of data). */
-function heavyBlock(rng: Rng, n: number): BlockReceiptsInput {
-  return {
-    number: n,
-    hash: blockHash(n),
-    receipts: Array.from({ length: 40 }, (_, i) => ({
-      txHash: txHash(n, i),
-      txIndex: i,
-      type: 2,
-      status: 1,
-      from: rng.bytes(20),
-      to: rng.bytes(20),
-      contractAddress: undefined,
-      gasUsed: 21_000,
-      cumulativeGasUsed: 21_000 * (i + 1),
-      effectiveGasPrice: 1_000_000_000n,
-      logs: Array.from({ length: 4 }, () => ({
-        address: rng.bytes(20),
-        topics: [rng.bytes(32), rng.bytes(32)],
-        data: rng.bytes(256),
-      })),
-    })),
-  };
-}
 
 /**
  * Rows of two Parquet files compared in file order (through a separate DuckDB instance): the row

@@ -4,31 +4,19 @@
 // dropped, for every unsynced batch in turn.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { KvBatch, KvEntry, KvRange, OrderedKv } from '../../src/kv/orderedKv.ts';
+import type { KvBatch, OrderedKv } from '../../src/kv/orderedKv.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
+import { ForwardingKv } from '../support/forwardingKv.ts';
 import { expectedLogs, logKeys, makeBlock } from './support/fixtures.ts';
 import { simSetup } from './support/harness.ts';
 import { MemoryArchive } from './support/memoryArchive.ts';
 
 type Op = { put: boolean; key: Uint8Array; value?: Uint8Array };
 
-class RecordingKv implements OrderedKv {
+class RecordingKv extends ForwardingKv<MemoryKv> {
   readonly batches: { ops: Op[]; sync: boolean }[] = [];
-  constructor(readonly inner: MemoryKv) {}
-  get(key: Uint8Array) {
-    return this.inner.get(key);
-  }
-  getMany(keys: readonly Uint8Array[]) {
-    return this.inner.getMany(keys);
-  }
-  range(r: KvRange): Promise<KvEntry[]> {
-    return this.inner.range(r);
-  }
-  close() {
-    return this.inner.close();
-  }
-  batch(): KvBatch {
+  override batch(): KvBatch {
     const ops: Op[] = [];
     const inner = this.inner.batch();
     const self = this;

@@ -6,34 +6,22 @@
 // power cut while the batch is in flight recovers every block the WAL holds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { KvBatch, KvEntry, KvRange, OrderedKv } from '../../src/kv/orderedKv.ts';
+import type { KvBatch } from '../../src/kv/orderedKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
+import { ForwardingKv } from '../support/forwardingKv.ts';
 import { expectedLogs, logKeys, makeBlock } from './support/fixtures.ts';
 import { simSetup } from './support/harness.ts';
 import { MemoryArchive } from './support/memoryArchive.ts';
 
 /** A KV whose unsynced batch writes can be held (all of them, until released) or failed. */
-class GatedKv implements OrderedKv {
+class GatedKv extends ForwardingKv<MemoryKv> {
   private held: (() => void)[] = [];
   hold = false;
   failNext = false;
   writes = 0;
-  constructor(readonly inner: MemoryKv) {}
-  get(key: Uint8Array) {
-    return this.inner.get(key);
-  }
-  getMany(keys: readonly Uint8Array[]) {
-    return this.inner.getMany(keys);
-  }
-  range(r: KvRange): Promise<KvEntry[]> {
-    return this.inner.range(r);
-  }
-  close() {
-    return this.inner.close();
-  }
   get heldCount(): number {
     return this.held.length;
   }
@@ -43,7 +31,7 @@ class GatedKv implements OrderedKv {
     this.held = [];
     for (const go of held) go();
   }
-  batch(): KvBatch {
+  override batch(): KvBatch {
     const inner = this.inner.batch();
     const self = this;
     const b: KvBatch = {

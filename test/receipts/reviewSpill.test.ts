@@ -16,32 +16,12 @@ import { encodeBlockEntry, normalizeBlock } from '../../src/receipts/codec.ts';
 import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import type { BlockReceiptsInput } from '../../src/receipts/types.ts';
-import { blockHash, makeBlock, txHash } from './support/fixtures.ts';
+import { heavyBlock, makeBlock } from './support/fixtures.ts';
 import { withTempDir } from './support/harness.ts';
 
 /** Blocks heavy enough (about 50 MB as staged) that staging and sorting them spills at 24 MB. */
 function heavyBlocks(rng: Rng, count: number): BlockReceiptsInput[] {
-  return Array.from({ length: count }, (_, n) => ({
-    number: n,
-    hash: blockHash(n),
-    receipts: Array.from({ length: 40 }, (_, i) => ({
-      txHash: txHash(n, i),
-      txIndex: i,
-      type: 2,
-      status: 1,
-      from: rng.bytes(20),
-      to: rng.bytes(20),
-      contractAddress: undefined,
-      gasUsed: 21_000,
-      cumulativeGasUsed: 21_000 * (i + 1),
-      effectiveGasPrice: 1_000_000_000n,
-      logs: Array.from({ length: 4 }, () => ({
-        address: rng.bytes(20),
-        topics: [rng.bytes(32), rng.bytes(32)],
-        data: rng.bytes(256),
-      })),
-    })),
-  }));
+  return Array.from({ length: count }, (_, n) => heavyBlock(rng, n));
 }
 
 /** The archive's query instance (private): the test parks a table in its spill files. */

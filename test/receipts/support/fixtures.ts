@@ -114,3 +114,28 @@ export function logKeys(logs: readonly Log[]): string[] {
       `${l.blockNumber}/${l.logIndex} tx${l.txIndex} ${hex(l.txHash).slice(0, 8)} ${hex(l.address)} [${l.topics.map(hex).join(',')}] ${hex(l.data)} ${hex(l.blockHash).slice(0, 8)}`,
   );
 }
+
+/** Blocks of ~61 KB of receipts (40 receipts, 4 logs each with 256 bytes of data). */
+export function heavyBlock(rng: Rng, n: number): BlockReceiptsInput {
+  return {
+    number: n,
+    hash: blockHash(n),
+    receipts: Array.from({ length: 40 }, (_, i) => ({
+      txHash: txHash(n, i),
+      txIndex: i,
+      type: 2,
+      status: 1,
+      from: rng.bytes(20),
+      to: rng.bytes(20),
+      contractAddress: undefined,
+      gasUsed: 21_000,
+      cumulativeGasUsed: 21_000 * (i + 1),
+      effectiveGasPrice: 1_000_000_000n,
+      logs: Array.from({ length: 4 }, () => ({
+        address: rng.bytes(20),
+        topics: [rng.bytes(32), rng.bytes(32)],
+        data: rng.bytes(256),
+      })),
+    })),
+  };
+}
