@@ -5,7 +5,8 @@ import { type FileSystem, readWholeFile, writeFully } from '../io/fileSystem.ts'
 import { realFileSystem } from '../io/realFileSystem.ts';
 import { removeTreeBestEffort } from '../io/removeTree.ts';
 import { ClassicLevelKv } from './classicLevelKv.ts';
-import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
+import { ForwardingKv } from './forwardingKv.ts';
+import type { OrderedKv } from './orderedKv.ts';
 
 /** Scratch cleanup, for callers of these copies (and the receipt store's spill directory). */
 export { removeTreeBestEffort } from '../io/removeTree.ts';
@@ -56,31 +57,17 @@ function copyFlatDir(fs: FileSystem, source: string, target: string): void {
   }
 }
 
-class DisposableKv implements OrderedKv {
+class DisposableKv extends ForwardingKv {
   private closing: Promise<void> | undefined;
 
   constructor(
-    private readonly inner: OrderedKv,
+    inner: OrderedKv,
     private readonly dispose: () => void,
-  ) {}
-
-  get(key: Uint8Array): Uint8Array | undefined {
-    return this.inner.get(key);
+  ) {
+    super(inner);
   }
 
-  getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-    return this.inner.getMany(keys);
-  }
-
-  batch(): KvBatch {
-    return this.inner.batch();
-  }
-
-  range(range: KvRange): Promise<KvEntry[]> {
-    return this.inner.range(range);
-  }
-
-  close(): Promise<void> {
+  override close(): Promise<void> {
     this.closing ??= this.inner.close().finally(() => this.dispose());
     return this.closing;
   }

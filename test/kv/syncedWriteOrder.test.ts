@@ -36,6 +36,11 @@ function randomValue(bytes: number): Uint8Array {
   return out;
 }
 
+/** One batch of one put at `key(id)`, written with `sync`. */
+function putOne(kv: ClassicLevelKv, id: number, value: Uint8Array, sync: boolean): Promise<void> {
+  return kv.batch().put(key(id), value).write({ sync });
+}
+
 const files = (dir: string, suffix: string): string[] => readdirSync(dir).filter((f) => f.endsWith(suffix));
 
 /**
@@ -68,16 +73,10 @@ test('a synced write right after LevelDB switched logs leaves no older log holdi
   let n = 0;
   while (files(dir, '.log').length < 2) {
     assert.ok(n < 200, 'LevelDB never switched logs');
-    await kv
-      .batch()
-      .put(key(n), randomValue(32 * 1024))
-      .write({ sync: false });
+    await putOne(kv, n, randomValue(32 * 1024), false);
     written.push(n++);
   }
-  await kv
-    .batch()
-    .put(key(n), new Uint8Array([1]))
-    .write({ sync: true });
+  await putOne(kv, n, new Uint8Array([1]), true);
   written.push(n);
   // Checked before anything else can run: the synced write alone must have made the rest durable.
   assert.deepEqual(files(dir, '.log').length, 1, `logs after the synced write: ${files(dir, '.log')}`);
@@ -93,10 +92,7 @@ test('a little data before a synced write forces no flush', async () => {
   // 0.4 of the buffer in small batches, counted with the per-op overhead: below the flush threshold
   // (0.6 of the buffer).
   for (let i = 0; i < 100; i++) {
-    await kv
-      .batch()
-      .put(key(i), randomValue(4000))
-      .write({ sync: i % 10 === 9 });
+    await putOne(kv, i, randomValue(4000), i % 10 === 9);
   }
   assert.equal(kv.syncForcedFlushes, 0);
   assert.deepEqual(files(dir, '.ldb'), [], 'no table was written');
@@ -108,10 +104,7 @@ test('synced writes flush about once per 0.6 of the write buffer, not every time
   const kv = await ClassicLevelKv.open(dir, { writeBufferBytes: WRITE_BUFFER_BYTES });
   // 4 MiB in batches of 16 KiB (+ overhead), every fourth synced: 64 synced writes, ~6.7 thresholds.
   for (let i = 0; i < 256; i++) {
-    await kv
-      .batch()
-      .put(key(i), randomValue(16 * 1024))
-      .write({ sync: i % 4 === 3 });
+    await putOne(kv, i, randomValue(16 * 1024), i % 4 === 3);
   }
   assert.ok(kv.syncForcedFlushes >= 5 && kv.syncForcedFlushes <= 7, `forced flushes ${kv.syncForcedFlushes}`);
   await kv.close();
@@ -124,17 +117,14 @@ test('two synced writes at once share one flush, with unsynced batches in flight
   let n = 0;
   // Past the threshold, unsynced, all completed.
   for (; n < 20; n++) {
-    await kv
-      .batch()
-      .put(key(n), randomValue(32 * 1024))
-      .write({ sync: false });
+    await putOne(kv, n, randomValue(32 * 1024), false);
     written.push(n);
   }
   const pending: Promise<void>[] = [];
   const issue = (sync: boolean, bytes: number): void => {
     const id = n++;
     written.push(id);
-    pending.push(kv.batch().put(key(id), randomValue(bytes)).write({ sync }));
+    pending.push(putOne(kv, id, randomValue(bytes), sync));
   };
   issue(true, 10);
   issue(false, 20 * 1024); // in flight while the flush starts: stays counted
@@ -152,22 +142,11 @@ test('batches issued after a synced write count against it: on the thread pool t
   const kv = await ClassicLevelKv.open(dir, { writeBufferBytes: WRITE_BUFFER_BYTES });
   // 0.3 of the buffer completed before the synced write: alone, no flush is needed.
   for (let i = 0; i < 10; i++) {
-    await kv
-      .batch()
-      .put(key(i), randomValue(32 * 1024))
-      .write({ sync: false });
+    await putOne(kv, i, randomValue(32 * 1024), false);
   }
-  const synced = kv
-    .batch()
-    .put(key(100), new Uint8Array([1]))
-    .write({ sync: true });
+  const synced = putOne(kv, 100, new Uint8Array([1]), true);
   // Issued after it but before it completes: 0.5 of the buffer that may fill the memtable ahead of it.
-  const later = Array.from({ length: 16 }, (_, i) =>
-    kv
-      .batch()
-      .put(key(200 + i), randomValue(32 * 1024))
-      .write({ sync: false }),
-  );
+  const later = Array.from({ length: 16 }, (_, i) => putOne(kv, 200 + i, randomValue(32 * 1024), false));
   await synced;
   assert.equal(kv.syncForcedFlushes, 1, 'the synced write flushed before it resolved');
   await Promise.all(later);
@@ -187,17 +166,12 @@ test('random interleavings: every batch that completed before a synced write sur
     for (let i = 0; i < count; i++) {
       const id = n++;
       inBurst.push(id);
-      burst.push(
-        kv
-          .batch()
-          .put(key(id), randomValue(rng.int(1, 48 * 1024 + 1)))
-          .write({ sync: false }),
-      );
+      burst.push(putOne(kv, id, randomValue(rng.int(1, 48 * 1024 + 1)), false));
     }
     await Promise.all(burst);
     completed.push(...inBurst);
     const id = n++;
-    await kv.batch().put(key(id), randomValue(16)).write({ sync: true });
+    await putOne(kv, id, randomValue(16), true);
     completed.push(id);
     // Nothing else runs between the synced write and this look at the directory.
     assert.equal(files(dir, '.log').length, 1, `round ${round}: ${files(dir, '.log')}`);
@@ -210,15 +184,9 @@ test('close during a flush settles both, and later calls reject with typed error
   const dir = tempDir();
   const kv = await ClassicLevelKv.open(dir, { writeBufferBytes: WRITE_BUFFER_BYTES });
   for (let i = 0; i < 20; i++) {
-    await kv
-      .batch()
-      .put(key(i), randomValue(32 * 1024))
-      .write({ sync: false });
+    await putOne(kv, i, randomValue(32 * 1024), false);
   }
-  const synced = kv
-    .batch()
-    .put(key(99), new Uint8Array([1]))
-    .write({ sync: true }); // flushes first
+  const synced = putOne(kv, 99, new Uint8Array([1]), true); // flushes first
   const flush = kv.flushMemtable();
   const closed = kv.close();
   const outcomes = await Promise.allSettled([synced, flush, closed]);

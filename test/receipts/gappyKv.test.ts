@@ -4,10 +4,10 @@
 // dropped, for every unsynced batch in turn.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ForwardingKv } from '../../src/kv/forwardingKv.ts';
 import type { KvBatch, OrderedKv } from '../../src/kv/orderedKv.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
-import { ForwardingKv } from '../support/forwardingKv.ts';
 import { expectedLogs, logKeys, makeBlock } from './support/fixtures.ts';
 import { simSetup } from './support/harness.ts';
 import { MemoryArchive } from './support/memoryArchive.ts';

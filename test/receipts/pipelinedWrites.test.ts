@@ -6,12 +6,12 @@
 // power cut while the batch is in flight recovers every block the WAL holds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ForwardingKv } from '../../src/kv/forwardingKv.ts';
 import type { KvBatch } from '../../src/kv/orderedKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
-import { ForwardingKv } from '../support/forwardingKv.ts';
 import { expectedLogs, logKeys, makeBlock } from './support/fixtures.ts';
 import { simSetup } from './support/harness.ts';
 import { MemoryArchive } from './support/memoryArchive.ts';

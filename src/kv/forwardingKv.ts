@@ -1,8 +1,9 @@
-import type { KvBatch, KvEntry, KvRange, OrderedKv } from '../../src/kv/orderedKv.ts';
+import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
 
 /**
- * An OrderedKv that passes every call to `inner`. Test doubles extend it and override only what
- * they watch or hold (usually `batch`), so the pass-through reads are written once.
+ * An OrderedKv that passes every call to `inner`. Wrappers extend it and override only what they
+ * add (a disposal at close, or in tests a gate or recorder around `batch`), so the pass-through
+ * reads are written once.
  */
 export class ForwardingKv<K extends OrderedKv = OrderedKv> implements OrderedKv {
   constructor(readonly inner: K) {}
