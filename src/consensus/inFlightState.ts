@@ -668,7 +668,7 @@ export class InFlightState {
     const listeners = this.voteableListenerList;
     for (let i = 0; i < listeners.length; i++) {
       const listener = listeners[i]!;
-      if (this.voteableListeners.has(listener)) listener(q.lane, next);
+      if (this.voteableListeners.has(listener)) callVoteableListener(listener, q.lane, next);
     }
   }
 
@@ -709,7 +709,7 @@ export class InFlightState {
     }
     this.published = qc;
     this.commitQCWaiters.release(qc.roadIndex + 1, () => qc);
-    for (const listener of this.commitQCListeners) listener(qc);
+    for (const listener of this.commitQCListeners) callCommitQCListener(listener, qc);
   }
 
   /** A batch waits for the durable anchor: note it and wake the anchor pipeline (no batch now). */
@@ -785,6 +785,41 @@ export class InFlightState {
 /** "lane <short> block <n>", built only for error messages (pushBlock runs for every block). */
 function blockWhere(h: SignedLaneProposal['block']['header']): string {
   return `lane ${shortLane(h.lane)} block ${h.blockNumber}`;
+}
+
+/**
+ * Calls one `subscribeVoteable` listener (no closure: this runs per block on the lane path). A
+ * listener that throws breaks its own contract, not persistence's: the throw must not reach the
+ * pipeline that made the block voteable or the CommitQC durable (it would latch persistence as
+ * fatal and refuse every later vote), nor stop the listeners after it. It is re-raised in a
+ * microtask of its own, where it surfaces as an uncaught exception (as a throwing
+ * commit-scheduler callback does): reported, not swallowed.
+ */
+function callVoteableListener(
+  listener: (lane: LaneId, next: number) => void,
+  lane: LaneId,
+  next: number,
+): void {
+  try {
+    listener(lane, next);
+  } catch (thrown) {
+    reraiseApart(thrown);
+  }
+}
+
+/** As `callVoteableListener`, for a `subscribeCommitQC` listener. */
+function callCommitQCListener(listener: (qc: CommitQC) => void, qc: CommitQC): void {
+  try {
+    listener(qc);
+  } catch (thrown) {
+    reraiseApart(thrown);
+  }
+}
+
+function reraiseApart(thrown: unknown): void {
+  queueMicrotask(() => {
+    throw thrown;
+  });
 }
 
 /**

@@ -315,6 +315,11 @@ export class ConsensusPersistence {
   waitForCapacity(lane: LaneId): Promise<void> {
     return this.state.waitForCapacity(lane);
   }
+  /**
+   * `listener(lane, next)` each time a lane's voteable cursor moves. A listener must not throw; one
+   * that does is isolated (the others still run, persistence goes on) and its throw re-raised as
+   * an uncaught exception.
+   */
   subscribeVoteable(listener: (lane: LaneId, next: number) => void): () => void {
     return this.state.subscribeVoteable(listener);
   }
@@ -325,6 +330,7 @@ export class ConsensusPersistence {
   waitCommitQC(road: number): Promise<CommitQC> {
     return this.state.waitCommitQC(road);
   }
+  /** `listener(qc)` for each CommitQC published (durable); throws are isolated as for subscribeVoteable. */
   subscribeCommitQC(listener: (qc: CommitQC) => void): () => void {
     return this.state.subscribeCommitQC(listener);
   }
