@@ -1,4 +1,8 @@
+import * as path from 'node:path';
 import { ClassicLevel } from 'classic-level';
+import { type FileSystem, syncDirChain } from '../io/fileSystem.ts';
+import { realFileSystem } from '../io/realFileSystem.ts';
+import { ioFatal } from '../lib/errors.ts';
 import { engineError } from './engineErrors.ts';
 import type { KvBatch, KvEntry, KvRange, OrderedKv } from './orderedKv.ts';
 
@@ -11,6 +15,11 @@ export interface ClassicLevelKvOptions {
   compression?: boolean;
   /** Create an empty database when the directory holds none; default true. */
   createIfMissing?: boolean;
+  /**
+   * File system used for the directory fsync after open (LevelDB's own files never go through it).
+   * Default: the real one.
+   */
+  fs?: FileSystem;
 }
 
 type Db = ClassicLevel<Uint8Array, Uint8Array>;
@@ -95,6 +104,20 @@ export class ClassicLevelKv implements OrderedKv {
       // Classified by the engine's error code, never by message text: the message holds the path,
       // and a path such as `<data-dir>/blocks/index` contains "lock".
       throw engineError(err, `opening key-value store ${location}`, location);
+    }
+    // Every LevelDB 1.20 open creates a new log and a new MANIFEST, renames CURRENT to name that
+    // MANIFEST and unlinks the old log and MANIFEST, but fsyncs the directory only inside the
+    // MANIFEST's own sync, before the rename and the unlinks. Until a later table write syncs a
+    // MANIFEST again, a power cut may keep the unlink of the old log (whose data the open moved into
+    // a table that only the new MANIFEST lists) and lose the rename: the next open would follow
+    // CURRENT to the old MANIFEST and silently miss that data, or find CURRENT naming a deleted file.
+    // So the directory (and the chain of entries to it: classic-level may just have created it) is
+    // fsynced before the store is handed out.
+    try {
+      syncDirChain(options.fs ?? realFileSystem, location, path);
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw ioFatal(`fsync of key-value store directory ${location}`, err, { file: location });
     }
     // LevelDB's open replays any old log into tables and starts an empty memtable on a new log, so
     // nothing written before this open is in an unsynced log: the count starts at zero.
