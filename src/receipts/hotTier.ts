@@ -175,12 +175,19 @@ export class HotTier {
   async ensureLayout(): Promise<boolean> {
     const v = this.get(META_FORMAT, 'layout version');
     if (v?.length === 8 && getU32(v, 0) === FORMAT_VERSION && getU32(v, 4) === this.span) return false;
+    // Each page is read after the last key deleted, not from the first key again: on LevelDB that
+    // scan would walk every tombstone of the pages before it (quadratic in the tier's size).
+    let after: Uint8Array | undefined;
     for (;;) {
-      const page = await this.range('every key (layout change)', { gte: new Uint8Array(0), limit: PAGE });
+      const page = await this.range(
+        'every key (layout change)',
+        after === undefined ? { gte: new Uint8Array(0), limit: PAGE } : { gt: after, limit: PAGE },
+      );
       if (page.length === 0) break;
       const batch = this.kv.batch();
       for (const e of page) batch.del(e.key);
       await this.writeBatch(batch, false, 'layout reset');
+      after = page[page.length - 1]!.key;
     }
     const version = new Uint8Array(8);
     setU32(version, 0, FORMAT_VERSION);
