@@ -792,12 +792,18 @@ export function decodeFloorFile(payload: Uint8Array | undefined, file: string): 
 
 /** Deletes every key (an index of another layout), in bounded batches. */
 async function wipe(kv: OrderedKv): Promise<void> {
+  // Each batch is read after the last key deleted, not from the first key again: on LevelDB that
+  // scan would walk every tombstone of the batches before it (quadratic in the index's size).
+  let after: Uint8Array | undefined;
   for (;;) {
-    const keys = await kv.range({ limit: BATCH_KEYS });
+    const keys = await kv.range(
+      after === undefined ? { limit: BATCH_KEYS } : { gt: after, limit: BATCH_KEYS },
+    );
     if (keys.length === 0) return;
     const batch = kv.batch();
     for (const e of keys) batch.del(e.key);
     await batch.write({ sync: false });
+    after = keys[keys.length - 1]!.key;
   }
 }
 

@@ -8,71 +8,11 @@
 // that the tier is then rebuilt and answers as before.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ForwardingKv } from '../../src/kv/forwardingKv.ts';
-import type { KvBatch, KvEntry, KvRange } from '../../src/kv/orderedKv.ts';
-import type { MemoryKv } from '../../src/testing/memoryKv.ts';
+import { WipeWatcher } from '../support/wipeWatcher.ts';
 import { makeBlock } from './support/fixtures.ts';
 import { simSetup } from './support/harness.ts';
 
 const META_FORMAT = Uint8Array.of(0x6d, 0x56);
-
-function compare(a: Uint8Array, b: Uint8Array): number {
-  return Buffer.compare(
-    Buffer.from(a.buffer, a.byteOffset, a.byteLength),
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-  );
-}
-
-/** Records, until the layout version is written, every scan that starts at or before a deleted key. */
-class WipeWatcher extends ForwardingKv<MemoryKv> {
-  wiping = true;
-  deletes = 0;
-  scans = 0;
-  private maxDeleted: Uint8Array | undefined;
-  rescans: string[] = [];
-  override batch(): KvBatch {
-    const inner = this.inner.batch();
-    const self = this;
-    const b: KvBatch = {
-      put(key, value) {
-        if (compare(key, META_FORMAT) === 0) self.wiping = false;
-        inner.put(key, value);
-        return b;
-      },
-      del(key) {
-        if (self.wiping) {
-          self.deletes++;
-          if (self.maxDeleted === undefined || compare(key, self.maxDeleted) > 0)
-            self.maxDeleted = key.slice();
-        }
-        inner.del(key);
-        return b;
-      },
-      get length() {
-        return inner.length;
-      },
-      write(options) {
-        return inner.write(options);
-      },
-    };
-    return b;
-  }
-  override range(r: KvRange): Promise<KvEntry[]> {
-    if (this.wiping && !r.reverse) {
-      this.scans++;
-      const max = this.maxDeleted;
-      if (max !== undefined) {
-        const startsAfter =
-          r.gt !== undefined ? compare(r.gt, max) >= 0 : r.gte !== undefined && compare(r.gte, max) > 0;
-        if (!startsAfter)
-          this.rescans.push(
-            `scan ${this.scans} starts at or before deleted key ${Buffer.from(max).toString('hex')}`,
-          );
-      }
-    }
-    return this.inner.range(r);
-  }
-}
 
 test('emptying a hot tier of another layout reads each page after the last key it deleted, then rebuilds it', async () => {
   const sim = simSetup(23);
