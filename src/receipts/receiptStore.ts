@@ -690,6 +690,11 @@ export class ReceiptStore {
         try {
           this.wal.append([payload], e.number);
         } catch (err) {
+          // A block over the WAL's record limit is bad input, refused before anything was written.
+          if (isCairnError(err, 'RECORD_TOO_LARGE')) {
+            w.reject(err);
+            continue;
+          }
           throw this.latch.latch(err, 'receipt WAL append');
         }
         accepted.push({ w, crc, payload });
