@@ -114,7 +114,7 @@ export class ClassicLevelKv implements OrderedKv {
     // So the directory (and the chain of entries to it: classic-level may just have created it) is
     // fsynced before the store is handed out.
     try {
-      syncDirChain(options.fs ?? realFileSystem, location, path);
+      syncDirChain(options.fs ?? realFileSystem, path.resolve(location), path);
     } catch (err) {
       await db.close().catch(() => undefined);
       throw ioFatal(`fsync of key-value store directory ${location}`, err, { file: location });
