@@ -1,9 +1,17 @@
 import type { KvBatch, OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
+import { ByteSlab } from './byteSlab.ts';
 import { decodeReceiptBody, entryBodies, findReceiptBody, readLogFromBody } from './codec.ts';
 import { logMatches, type NormalizedFilter } from './logFilter.ts';
-import { decodePostings, dropBelow, encodePostings, type Posting, PostingBucket } from './postings.ts';
+import {
+  decodePostings,
+  dropBelow,
+  encodePostings,
+  type Posting,
+  PostingBucket,
+  postingsBytes,
+} from './postings.ts';
 import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
 
 /**
@@ -126,6 +134,20 @@ function blockKey(block: number): Uint8Array {
 function blockHashKey(hash: Uint8Array): Uint8Array {
   const k = new Uint8Array(33);
   k[0] = P_BLOCK_HASH;
+  k.set(hash, 1);
+  return k;
+}
+/** Keys and values staged into write batches, as views into shared chunks (see byteSlab.ts). */
+const staged = new ByteSlab();
+function stagedBodyKey(block: number): Uint8Array {
+  const k = staged.take(9);
+  k[0] = P_BODY;
+  setU64(k, 1, block);
+  return k;
+}
+function stagedHashKey(prefix: number, hash: Uint8Array): Uint8Array {
+  const k = staged.take(33);
+  k[0] = prefix;
   k.set(hash, 1);
   return k;
 }
@@ -309,32 +331,44 @@ export class HotTier {
       this.open = open;
     }
     let logCount = 0;
-    if (entry.receipts.length > 0) batch.put(bodyKey(entry.number), encoded);
+    if (entry.receipts.length > 0) batch.put(stagedBodyKey(entry.number), encoded);
     for (let k = 0; k < entry.receipts.length; k++) {
       const r = entry.receipts[k]!;
       addPostings(open, entry.number, r.txIndex, r.firstLogIndex, r.logs);
       logCount += r.logs.length;
-      const v = new Uint8Array(12);
+      const v = staged.take(12);
       setU64(v, 0, entry.number);
       setU32(v, 8, r.txIndex);
-      batch.put(txKey(r.txHash), v);
+      batch.put(stagedHashKey(P_TX, r.txHash), v);
     }
-    const meta = new Uint8Array(44);
+    const key = staged.take(9);
+    key[0] = P_BLOCK;
+    setU64(key, 1, entry.number);
+    const meta = staged.take(44);
     meta.set(entry.hash, 0);
     setU32(meta, 32, entryCrc);
     setU32(meta, 36, entry.receipts.length);
     setU32(meta, 40, logCount);
-    batch.put(blockKey(entry.number), meta);
-    batch.put(blockHashKey(entry.hash), u64Value(entry.number));
+    batch.put(key, meta);
+    const at = staged.take(8);
+    setU64(at, 0, entry.number);
+    batch.put(stagedHashKey(P_BLOCK_HASH, entry.hash), at);
   }
 
   /** Puts a filled bucket's postings into `batch`; readers use the memory copy until it is written. */
   private sealBucket(batch: KvBatch, b: PostingBucket): void {
-    for (const p of b.addresses.values()) {
-      if (p.flat.length > 0) batch.put(postingKey(P_ADDR, p.value, b.bucket), encodePostings(p.flat));
-    }
-    for (const p of b.topics.values()) {
-      if (p.flat.length > 0) batch.put(postingKey(P_TOPIC0, p.value, b.bucket), encodePostings(p.flat));
+    for (const [prefix, map] of [
+      [P_ADDR, b.addresses],
+      [P_TOPIC0, b.topics],
+    ] as const) {
+      for (const p of map.values()) {
+        if (p.flat.length === 0) continue;
+        const key = staged.take(1 + p.value.length + 8);
+        key[0] = prefix;
+        key.set(p.value, 1);
+        setU64(key, 1 + p.value.length, b.bucket);
+        batch.put(key, encodePostings(p.flat, staged.take(postingsBytes(p.flat))));
+      }
     }
     this.sealing.push(b);
   }

@@ -40,9 +40,9 @@ interface ValuePostings {
 }
 
 /**
- * The postings of one bucket for both kinds (address and topic0). Values are looked up by a number
- * made of their first 7 bytes (no string per log on the ingest path); equal numbers are told apart
- * by comparing the bytes.
+ * The postings of one bucket for both kinds (address and topic0). Values are looked up by a small
+ * integer hash of their bytes (no string per log on the ingest path); equal hashes are told apart by
+ * comparing the bytes.
  */
 export class PostingBucket {
   readonly addresses = new ValueMap();
@@ -84,10 +84,18 @@ export class PostingBucket {
   }
 }
 
-export function encodePostings(flat: readonly number[]): Uint8Array {
+/** Encoded size of the postings in `flat` (see encodePostings). */
+export function postingsBytes(flat: readonly number[]): number {
+  return (flat.length / 3) * ENTRY_BYTES + 4;
+}
+
+/** Encodes `flat` into `out` (postingsBytes long; a fresh array when omitted) and returns it. */
+export function encodePostings(
+  flat: readonly number[],
+  out: Uint8Array = new Uint8Array(postingsBytes(flat)),
+): Uint8Array {
   const n = flat.length / 3;
-  const out = new Uint8Array(n * ENTRY_BYTES + 4);
-  const view = new DataView(out.buffer);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   for (let i = 0, pos = 0; i < flat.length; i += 3, pos += ENTRY_BYTES) {
     view.setUint16(pos, flat[i]!, true);
     view.setUint32(pos + 2, flat[i + 1]!, true);
@@ -176,12 +184,26 @@ class ValueMap {
   }
 }
 
-/** The first 7 bytes as a safe integer (values are ≥ 20 bytes; addresses and topics look random). */
+/**
+ * Multipliers of the value hash, drawn per process: a chain of colliding values costs a byte compare
+ * per member on every lookup, so the hash must not be one that an address can be ground against
+ * offline (a CREATE2 salt search finds a given 30-bit value quickly).
+ */
+const MIX_A = (Math.floor(Math.random() * 0x40000000) * 2 + 1) | 0;
+const MIX_B = (Math.floor(Math.random() * 0x40000000) * 2 + 1) | 0;
+
+/**
+ * A 30-bit hash of three words of the value (its first, second and last 4 bytes; values are ≥ 20
+ * bytes). 30 bits keep it a small integer, which a Map hashes without allocating: a 56-bit double key
+ * cost a heap number per log on the ingest path.
+ */
 function numberKey(v: Uint8Array): number {
-  return (
-    ((v[0]! << 24) | (v[1]! << 16) | (v[2]! << 8) | v[3]!) * 0x1000000 +
-    ((v[4]! << 16) | (v[5]! << 8) | v[6]!)
-  );
+  const n = v.length;
+  const w0 = v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24);
+  const w1 = v[4]! | (v[5]! << 8) | (v[6]! << 16) | (v[7]! << 24);
+  const w2 = v[n - 4]! | (v[n - 3]! << 8) | (v[n - 2]! << 16) | (v[n - 1]! << 24);
+  const h = Math.imul(w0 ^ Math.imul(w1, MIX_A), MIX_B) ^ w2;
+  return (h ^ (h >>> 15)) & 0x3fffffff;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
