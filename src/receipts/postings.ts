@@ -53,7 +53,24 @@ export class PostingBucket {
   ) {}
 
   add(kind: 'address' | 'topic', value: Uint8Array, block: number, txIndex: number, logIndex: number): void {
-    const p = (kind === 'address' ? this.addresses : this.topics).getOrAdd(value);
+    const p = (kind === 'address' ? this.addresses : this.topics).getOrAdd(value, 0, value.length);
+    p.flat.push(block - this.bucket * this.span, txIndex, logIndex);
+  }
+
+  /**
+   * `add` of the value at bytes[at, at + length) (a log inside an encoded block entry): the bytes
+   * are copied only when the value is new to this bucket.
+   */
+  addAt(
+    kind: 'address' | 'topic',
+    bytes: Uint8Array,
+    at: number,
+    length: number,
+    block: number,
+    txIndex: number,
+    logIndex: number,
+  ): void {
+    const p = (kind === 'address' ? this.addresses : this.topics).getOrAdd(bytes, at, length);
     p.flat.push(block - this.bucket * this.span, txIndex, logIndex);
   }
 
@@ -163,19 +180,20 @@ class ValueMap {
   }
 
   get(value: Uint8Array): ValuePostings | undefined {
-    const slot = this.byKey.get(numberKey(value));
+    const slot = this.byKey.get(numberKey(value, 0, value.length));
     if (slot === undefined) return undefined;
     if (!Array.isArray(slot)) return sameBytes(slot.value, value) ? slot : undefined;
     return slot.find((p) => sameBytes(p.value, value));
   }
 
-  getOrAdd(value: Uint8Array): ValuePostings {
-    const key = numberKey(value);
+  /** The postings of bytes[at, at + length), added (with a copy of those bytes) when absent. */
+  getOrAdd(bytes: Uint8Array, at: number, length: number): ValuePostings {
+    const key = numberKey(bytes, at, length);
     const slot = this.byKey.get(key);
-    if (slot !== undefined && !Array.isArray(slot) && sameBytes(slot.value, value)) return slot;
-    const found = Array.isArray(slot) ? slot.find((p) => sameBytes(p.value, value)) : undefined;
+    if (slot !== undefined && !Array.isArray(slot) && sameBytesAt(slot.value, bytes, at, length)) return slot;
+    const found = Array.isArray(slot) ? slot.find((p) => sameBytesAt(p.value, bytes, at, length)) : undefined;
     if (found) return found;
-    const p: ValuePostings = { value, flat: [] };
+    const p: ValuePostings = { value: bytes.slice(at, at + length), flat: [] };
     this.all.push(p);
     if (slot === undefined) this.byKey.set(key, p);
     else if (Array.isArray(slot)) slot.push(p);
@@ -197,17 +215,22 @@ const MIX_B = (Math.floor(Math.random() * 0x40000000) * 2 + 1) | 0;
  * bytes). 30 bits keep it a small integer, which a Map hashes without allocating: a 56-bit double key
  * cost a heap number per log on the ingest path.
  */
-function numberKey(v: Uint8Array): number {
-  const n = v.length;
-  const w0 = v[0]! | (v[1]! << 8) | (v[2]! << 16) | (v[3]! << 24);
-  const w1 = v[4]! | (v[5]! << 8) | (v[6]! << 16) | (v[7]! << 24);
-  const w2 = v[n - 4]! | (v[n - 3]! << 8) | (v[n - 2]! << 16) | (v[n - 1]! << 24);
+function numberKey(v: Uint8Array, at: number, length: number): number {
+  const e = at + length;
+  const w0 = v[at]! | (v[at + 1]! << 8) | (v[at + 2]! << 16) | (v[at + 3]! << 24);
+  const w1 = v[at + 4]! | (v[at + 5]! << 8) | (v[at + 6]! << 16) | (v[at + 7]! << 24);
+  const w2 = v[e - 4]! | (v[e - 3]! << 8) | (v[e - 2]! << 16) | (v[e - 1]! << 24);
   const h = Math.imul(w0 ^ Math.imul(w1, MIX_A), MIX_B) ^ w2;
   return (h ^ (h >>> 15)) & 0x3fffffff;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = a.length - 1; i >= 0; i--) if (a[i] !== b[i]) return false;
+  return sameBytesAt(a, b, 0, b.length);
+}
+
+/** Whether `a` equals bytes[at, at + length). */
+function sameBytesAt(a: Uint8Array, bytes: Uint8Array, at: number, length: number): boolean {
+  if (a.length !== length) return false;
+  for (let i = length - 1; i >= 0; i--) if (a[i] !== bytes[at + i]) return false;
   return true;
 }
