@@ -12,14 +12,7 @@ import {
   visitBlockEntry,
 } from './codec.ts';
 import { logMatches, type NormalizedFilter } from './logFilter.ts';
-import {
-  decodePostings,
-  dropBelow,
-  encodePostings,
-  type Posting,
-  PostingBucket,
-  postingsBytes,
-} from './postings.ts';
+import { decodePostings, dropBelow, type Posting, PostingBucket, postingsBytes } from './postings.ts';
 import type { Log, LogInput, StoredReceipt } from './types.ts';
 
 /**
@@ -362,7 +355,7 @@ export class HotTier {
         }
         this.sealBucket(batch, open);
       }
-      open = new PostingBucket(bucket, this.span);
+      open = new PostingBucket(bucket, this.span, open?.size);
       this.open = open;
     }
     const stager = this.stager;
@@ -403,12 +396,13 @@ export class HotTier {
       [P_TOPIC0, b.topics],
     ] as const) {
       for (const p of map.values()) {
-        if (p.flat.length === 0) continue;
+        const count = b.keptCount(p);
+        if (count === 0) continue;
         const key = staged.take(1 + p.value.length + 8);
         key[0] = prefix;
         key.set(p.value, 1);
         setU64(key, 1 + p.value.length, b.bucket);
-        batch.put(key, encodePostings(p.flat, staged.take(postingsBytes(p.flat))));
+        batch.put(key, b.encode(p, staged.take(postingsBytes(count))));
       }
     }
     this.sealing.push(b);

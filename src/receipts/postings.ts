@@ -19,7 +19,8 @@ import { CairnError } from '../lib/errors.ts';
 /**
  * 1,024 blocks: a 10,000-block query reads ~11 buckets with synchronous point reads (no iterator;
  * on a loaded machine the iterator's thread-pool hop cost more than the reads), and the filling
- * bucket holds ≤ 1,024 blocks of postings in memory (~20 bytes a log: 0.5 MB at 25 logs a block).
+ * bucket holds ≤ 1,024 blocks of postings in memory (16 bytes a posting, two a log: ~0.8 MB at 25
+ * logs a block).
  * Measured on the bench dataset against 64 and 256 (bench/receipts.ts, issue #11 report).
  */
 export const DEFAULT_POSTING_BUCKET_BLOCKS = 1024;
@@ -33,28 +34,53 @@ export interface Posting {
   txIndex: number;
 }
 
-/** Postings of one value inside one bucket, as a flat list: [blockOffset, txIndex, logIndex]*. */
-interface ValuePostings {
+/** Postings of one value inside one bucket: a chain through the bucket's posting table. */
+export interface ValuePostings {
   readonly value: Uint8Array;
-  flat: number[];
+  /** First and last posting of the chain (table rows; -1: none yet), and how many it has. */
+  head: number;
+  tail: number;
+  count: number;
 }
+
+/** u32 fields per posting row: block offset in the bucket, tx index, log index, next row of the value. */
+const ROW = 4;
+const END = 0xffffffff;
+const MIN_ROWS = 4096;
 
 /**
  * The postings of one bucket for both kinds (address and topic0). Values are looked up by a small
  * integer hash of their bytes (no string per log on the ingest path); equal hashes are told apart by
- * comparing the bytes.
+ * comparing the bytes. The postings themselves are rows of one typed table in arrival order, each
+ * value's rows chained in (block, log index) order: appending one allocates nothing on the JS heap
+ * (a growing number array per value cost ~2-4 KB of garbage per 25-log block, measured with the
+ * sampling heap profiler on the receipts bench dataset).
  */
 export class PostingBucket {
   readonly addresses = new ValueMap();
   readonly topics = new ValueMap();
+  private rows: Uint32Array;
+  private used = 0;
+  /** Postings of blocks below this offset were dropped (dropBelow); they are skipped on read. */
+  private floorOffset = 0;
+
   constructor(
     readonly bucket: number,
     readonly span: number,
-  ) {}
+    /** Postings expected (the previous bucket's count): the table is sized once for them. */
+    expected = 0,
+  ) {
+    this.rows = new Uint32Array(Math.max(MIN_ROWS, expected + (expected >>> 3)) * ROW);
+  }
+
+  /** Postings added to this bucket so far. */
+  get size(): number {
+    return this.used;
+  }
 
   add(kind: 'address' | 'topic', value: Uint8Array, block: number, txIndex: number, logIndex: number): void {
     const p = (kind === 'address' ? this.addresses : this.topics).getOrAdd(value, 0, value.length);
-    p.flat.push(block - this.bucket * this.span, txIndex, logIndex);
+    this.append(p, block - this.bucket * this.span, txIndex, logIndex);
   }
 
   /**
@@ -71,21 +97,62 @@ export class PostingBucket {
     logIndex: number,
   ): void {
     const p = (kind === 'address' ? this.addresses : this.topics).getOrAdd(bytes, at, length);
-    p.flat.push(block - this.bucket * this.span, txIndex, logIndex);
+    this.append(p, block - this.bucket * this.span, txIndex, logIndex);
+  }
+
+  private append(p: ValuePostings, offset: number, txIndex: number, logIndex: number): void {
+    let rows = this.rows;
+    const row = this.used;
+    if ((row + 1) * ROW > rows.length) {
+      const grown = new Uint32Array(rows.length * 2);
+      grown.set(rows);
+      this.rows = rows = grown;
+    }
+    const at = row * ROW;
+    rows[at] = offset;
+    rows[at + 1] = txIndex;
+    rows[at + 2] = logIndex;
+    rows[at + 3] = END;
+    if (p.count === 0) p.head = row;
+    else rows[p.tail * ROW + 3] = row;
+    p.tail = row;
+    p.count++;
+    this.used = row + 1;
   }
 
   /** Forgets the postings of blocks below `floor` (a prune cut through this bucket). */
   dropBelow(floor: number): void {
-    const cut = floor - this.bucket * this.span;
-    for (const map of [this.addresses, this.topics]) {
-      for (const p of map.values()) {
-        const flat: number[] = [];
-        for (let i = 0; i < p.flat.length; i += 3) {
-          if (p.flat[i]! >= cut) flat.push(p.flat[i]!, p.flat[i + 1]!, p.flat[i + 2]!);
-        }
-        p.flat = flat; // an emptied value is skipped when the bucket is written
-      }
+    this.floorOffset = Math.max(this.floorOffset, floor - this.bucket * this.span);
+  }
+
+  /** Postings of `p` that are kept (not below a dropBelow floor); 0: nothing to write. */
+  keptCount(p: ValuePostings): number {
+    if (this.floorOffset <= 0) return p.count;
+    let n = 0;
+    for (let row = p.count === 0 ? END : p.head; row !== END; row = this.rows[row * ROW + 3]!) {
+      if (this.rows[row * ROW]! >= this.floorOffset) n++;
     }
+    return n;
+  }
+
+  /**
+   * The kept postings of `p` in encodePostings' format, written into `out` (postingsBytes of
+   * keptCount(p) long) and returned.
+   */
+  encode(p: ValuePostings, out: Uint8Array): Uint8Array {
+    const rows = this.rows;
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    let pos = 0;
+    for (let row = p.count === 0 ? END : p.head; row !== END; row = rows[row * ROW + 3]!) {
+      const at = row * ROW;
+      if (rows[at]! < this.floorOffset) continue;
+      view.setUint16(pos, rows[at]!, true);
+      view.setUint32(pos + 2, rows[at + 1]!, true);
+      view.setUint32(pos + 6, rows[at + 2]!, true);
+      pos += ENTRY_BYTES;
+    }
+    view.setUint32(pos, crc32c(out.subarray(0, pos)), true);
+    return out;
   }
 
   /** Postings of `value` with from ≤ block ≤ to, appended to `out` in order. */
@@ -93,24 +160,24 @@ export class PostingBucket {
     const p = (kind === 'address' ? this.addresses : this.topics).get(value);
     if (p === undefined) return;
     const base = this.bucket * this.span;
-    const flat = p.flat;
-    for (let i = 0; i < flat.length; i += 3) {
-      const block = base + flat[i]!;
-      if (block >= from && block <= to) out.push({ block, txIndex: flat[i + 1]!, logIndex: flat[i + 2]! });
+    const rows = this.rows;
+    for (let row = p.count === 0 ? END : p.head; row !== END; row = rows[row * ROW + 3]!) {
+      const at = row * ROW;
+      if (rows[at]! < this.floorOffset) continue;
+      const block = base + rows[at]!;
+      if (block >= from && block <= to) out.push({ block, txIndex: rows[at + 1]!, logIndex: rows[at + 2]! });
     }
   }
 }
 
-/** Encoded size of the postings in `flat` (see encodePostings). */
-export function postingsBytes(flat: readonly number[]): number {
-  return (flat.length / 3) * ENTRY_BYTES + 4;
+/** Encoded size of `count` postings (see encodePostings). */
+export function postingsBytes(count: number): number {
+  return count * ENTRY_BYTES + 4;
 }
 
-/** Encodes `flat` into `out` (postingsBytes long; a fresh array when omitted) and returns it. */
-export function encodePostings(
-  flat: readonly number[],
-  out: Uint8Array = new Uint8Array(postingsBytes(flat)),
-): Uint8Array {
+/** Encodes `flat` ([blockOffset, txIndex, logIndex]*) as a bucket value. */
+export function encodePostings(flat: readonly number[]): Uint8Array {
+  const out = new Uint8Array(postingsBytes(flat.length / 3));
   const n = flat.length / 3;
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   for (let i = 0, pos = 0; i < flat.length; i += 3, pos += ENTRY_BYTES) {
@@ -193,7 +260,7 @@ class ValueMap {
     if (slot !== undefined && !Array.isArray(slot) && sameBytesAt(slot.value, bytes, at, length)) return slot;
     const found = Array.isArray(slot) ? slot.find((p) => sameBytesAt(p.value, bytes, at, length)) : undefined;
     if (found) return found;
-    const p: ValuePostings = { value: bytes.slice(at, at + length), flat: [] };
+    const p: ValuePostings = { value: bytes.slice(at, at + length), head: -1, tail: -1, count: 0 };
     this.all.push(p);
     if (slot === undefined) this.byKey.set(key, p);
     else if (Array.isArray(slot)) slot.push(p);
