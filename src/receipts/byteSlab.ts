@@ -1,6 +1,7 @@
 /**
  * Hands out small byte arrays as views into shared chunks, for the keys and values of a write
- * batch. Why: LevelDB's binding reads each key and value through N-API, and a typed array of 64
+ * batch (and the hot tier's other small copies on the ingest path: a view is one small object on
+ * the JS heap, an array of its own is two plus its bytes). Why: LevelDB's binding reads each key and value through N-API, and a typed array of 64
  * bytes or less that was created with `new Uint8Array(n)` lives inside the V8 heap, so that read
  * first moves its bytes into a fresh off-heap buffer of its own — an allocation per key on the ingest
  * path (measured: ~1.1-2.2 µs per LevelDB put of a 33-byte key and a 12-byte value, ~0.45-1.0 µs
