@@ -1,10 +1,19 @@
 import type { KvBatch, OrderedKv } from '../kv/orderedKv.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError, describe } from '../lib/errors.ts';
-import { decodeReceiptBody, entryBodies, findReceiptBody, readLogFromBody } from './codec.ts';
+import { ByteSlab } from './byteSlab.ts';
+import {
+  type BlockEntryVisitor,
+  decodeReceiptBody,
+  entryBlockNumber,
+  entryBodies,
+  findReceiptBody,
+  readLogFromBody,
+  visitBlockEntry,
+} from './codec.ts';
 import { logMatches, type NormalizedFilter } from './logFilter.ts';
-import { decodePostings, dropBelow, encodePostings, type Posting, PostingBucket } from './postings.ts';
-import type { BlockEntry, Log, LogInput, StoredReceipt } from './types.ts';
+import { decodePostings, dropBelow, type Posting, PostingBucket, postingsBytes } from './postings.ts';
+import type { Log, LogInput, StoredReceipt } from './types.ts';
 
 /**
  * The hot tier: receipts with their logs and the indexes that answer point reads and selective
@@ -129,6 +138,46 @@ function blockHashKey(hash: Uint8Array): Uint8Array {
   k.set(hash, 1);
   return k;
 }
+/** Keys and values staged into write batches, as views into shared chunks (see byteSlab.ts). */
+const staged = new ByteSlab();
+function stagedBodyKey(block: number): Uint8Array {
+  const k = staged.take(9);
+  k[0] = P_BODY;
+  setU64(k, 1, block);
+  return k;
+}
+/** Copies `length` bytes (a hash) from `from` at `fromAt` to `to` at `toAt`. */
+function copyBytes(to: Uint8Array, toAt: number, from: Uint8Array, fromAt: number, length: number): void {
+  for (let i = 0; i < length; i++) to[toAt + i] = from[fromAt + i]!;
+}
+
+/**
+ * Indexes the receipts and logs of one block entry as visitBlockEntry walks it: a tx-hash index
+ * put per receipt, postings per log. One instance per hot tier, its fields set for each block.
+ */
+class BlockStager implements BlockEntryVisitor {
+  batch: KvBatch | undefined;
+  bucket: PostingBucket | undefined;
+  block = 0;
+  receipts = 0;
+
+  receipt(entry: Uint8Array, txHashAt: number, txIndex: number): void {
+    this.receipts++;
+    const key = staged.take(33);
+    key[0] = P_TX;
+    copyBytes(key, 1, entry, txHashAt, 32);
+    const v = staged.take(12);
+    setU64(v, 0, this.block);
+    setU32(v, 8, txIndex);
+    this.batch!.put(key, v);
+  }
+
+  log(entry: Uint8Array, addressAt: number, topic0At: number, txIndex: number, logIndex: number): void {
+    const bucket = this.bucket!;
+    bucket.addAt('address', entry, addressAt, 20, this.block, txIndex, logIndex);
+    if (topic0At >= 0) bucket.addAt('topic', entry, topic0At, 32, this.block, txIndex, logIndex);
+  }
+}
 function u64Value(v: number): Uint8Array {
   const out = new Uint8Array(8);
   setU64(out, 0, v);
@@ -157,6 +206,7 @@ export class HotTier {
   /** The bucket still filling (memory only), and buckets staged in a batch not yet written. */
   private open: PostingBucket | undefined;
   private sealing: PostingBucket[] = [];
+  private readonly stager = new BlockStager();
 
   constructor(
     readonly kv: OrderedKv,
@@ -294,54 +344,73 @@ export class HotTier {
   }
 
   /**
-   * Stages one block into `batch` (`encoded` is its block entry, codec.ts encodeBlockEntry: the
-   * bodies are stored as that one value; a block without receipts stores none).
+   * Stages one block into `batch` from its encoded block entry (codec.ts: the write path's
+   * encodeBlock, or a WAL record): the entry is stored as the block's value (none for a block
+   * without receipts) and its receipts and logs are indexed by offset, without decoding them.
    * Re-staging a block already present is idempotent. When a tx hash appears in two blocks the
    * index points at the later one, as geth's lookup entries do: blocks are always (re)applied in
    * ascending order, so the outcome does not depend on what a crash kept.
    */
-  stageBlock(batch: KvBatch, entry: BlockEntry, encoded: Uint8Array, entryCrc: number): void {
+  stageBlock(batch: KvBatch, entry: Uint8Array, entryCrc: number): void {
+    const number = entryBlockNumber(entry);
     let open = this.open;
-    const bucket = this.bucketOf(entry.number);
+    const bucket = this.bucketOf(number);
     if (open === undefined || open.bucket !== bucket) {
       if (open !== undefined) {
         if (bucket < open.bucket) {
-          throw new Error(
-            `invariant violated: block ${entry.number} staged after posting bucket ${open.bucket}`,
-          );
+          throw new Error(`invariant violated: block ${number} staged after posting bucket ${open.bucket}`);
         }
         this.sealBucket(batch, open);
       }
-      open = new PostingBucket(bucket, this.span);
+      open = new PostingBucket(bucket, this.span, open?.size);
       this.open = open;
     }
-    let logCount = 0;
-    if (entry.receipts.length > 0) batch.put(bodyKey(entry.number), encoded);
-    for (let k = 0; k < entry.receipts.length; k++) {
-      const r = entry.receipts[k]!;
-      addPostings(open, entry.number, r.txIndex, r.firstLogIndex, r.logs);
-      logCount += r.logs.length;
-      const v = new Uint8Array(12);
-      setU64(v, 0, entry.number);
-      setU32(v, 8, r.txIndex);
-      batch.put(txKey(r.txHash), v);
+    const stager = this.stager;
+    stager.batch = batch;
+    stager.bucket = open;
+    stager.block = number;
+    let logCount: number;
+    try {
+      logCount = visitBlockEntry(entry, stager);
+    } finally {
+      stager.batch = undefined;
+      stager.bucket = undefined;
     }
-    const meta = new Uint8Array(44);
-    meta.set(entry.hash, 0);
+    const receipts = stager.receipts;
+    stager.receipts = 0;
+    if (receipts > 0) batch.put(stagedBodyKey(number), entry);
+    const key = staged.take(9);
+    key[0] = P_BLOCK;
+    setU64(key, 1, number);
+    const meta = staged.take(44);
+    copyBytes(meta, 0, entry, 9, 32);
     setU32(meta, 32, entryCrc);
-    setU32(meta, 36, entry.receipts.length);
+    setU32(meta, 36, receipts);
     setU32(meta, 40, logCount);
-    batch.put(blockKey(entry.number), meta);
-    batch.put(blockHashKey(entry.hash), u64Value(entry.number));
+    batch.put(key, meta);
+    const hashKey = staged.take(33);
+    hashKey[0] = P_BLOCK_HASH;
+    copyBytes(hashKey, 1, entry, 9, 32);
+    const at = staged.take(8);
+    setU64(at, 0, number);
+    batch.put(hashKey, at);
   }
 
   /** Puts a filled bucket's postings into `batch`; readers use the memory copy until it is written. */
   private sealBucket(batch: KvBatch, b: PostingBucket): void {
-    for (const p of b.addresses.values()) {
-      if (p.flat.length > 0) batch.put(postingKey(P_ADDR, p.value, b.bucket), encodePostings(p.flat));
-    }
-    for (const p of b.topics.values()) {
-      if (p.flat.length > 0) batch.put(postingKey(P_TOPIC0, p.value, b.bucket), encodePostings(p.flat));
+    for (const [prefix, map] of [
+      [P_ADDR, b.addresses],
+      [P_TOPIC0, b.topics],
+    ] as const) {
+      for (const p of map.values()) {
+        const count = b.keptCount(p);
+        if (count === 0) continue;
+        const key = staged.take(1 + p.value.length + 8);
+        key[0] = prefix;
+        key.set(p.value, 1);
+        setU64(key, 1 + p.value.length, b.bucket);
+        batch.put(key, b.encode(p, staged.take(postingsBytes(count))));
+      }
     }
     this.sealing.push(b);
   }
