@@ -12,6 +12,7 @@ import type {
 } from '../domain/types.ts';
 import { bytesEqual } from '../lib/bytes.ts';
 import { CairnError } from '../lib/errors.ts';
+import { reraiseApart } from '../lib/reraise.ts';
 import { Signal, ThresholdWaiters } from '../lib/waiters.ts';
 import { LaneBlockRing } from './laneBlockRing.ts';
 import type { PersistenceMetrics } from './metrics.ts';
@@ -814,12 +815,6 @@ function callCommitQCListener(listener: (qc: CommitQC) => void, qc: CommitQC): v
   } catch (thrown) {
     reraiseApart(thrown);
   }
-}
-
-function reraiseApart(thrown: unknown): void {
-  queueMicrotask(() => {
-    throw thrown;
-  });
 }
 
 /**

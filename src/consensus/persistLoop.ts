@@ -1,5 +1,6 @@
 import type { LaneId } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
+import { reraiseApart } from '../lib/reraise.ts';
 import { deferred, runAsMicrotask, type Signal } from '../lib/waiters.ts';
 import type { AnchorStore } from './anchorStore.ts';
 import type { BlockPersister, LaneWriteOptions } from './blockPersister.ts';
@@ -121,7 +122,13 @@ export class PersistLoop {
     if (this.fatal !== undefined) return;
     this.fatal = error;
     this.state.fail(error);
-    this.options.onFatal?.(error);
+    // A throwing onFatal must not reject the pipeline: stop() (and so close()) would reject before
+    // the logs and the anchor file are closed.
+    try {
+      this.options.onFatal?.(error);
+    } catch (thrown) {
+      reraiseApart(thrown);
+    }
   }
 
   private async anchorStep(): Promise<boolean> {

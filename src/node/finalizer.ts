@@ -3,6 +3,7 @@ import type { ConsensusPersistence } from '../consensus/persistence.ts';
 import { globalRangeOf } from '../domain/committee.ts';
 import type { Block, BlockHeader, CommitQC, FullCommitQC } from '../domain/types.ts';
 import { CairnError } from '../lib/errors.ts';
+import { reraiseApart } from '../lib/reraise.ts';
 
 /** Roads written to the block store per flush at most: bounds a batch's memory and latency. */
 export const MAX_ROADS_PER_FLUSH = 32;
@@ -150,7 +151,11 @@ export class Finalizer {
     this.stopped = true;
     this.unsubscribe?.();
     this.wake?.();
-    this.onFatal?.(this.failure);
+    try {
+      this.onFatal?.(this.failure);
+    } catch (thrown) {
+      reraiseApart(thrown);
+    }
   }
 
   private async run(): Promise<void> {

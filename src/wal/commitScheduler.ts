@@ -1,4 +1,5 @@
 import { invariant } from '../lib/assert.ts';
+import { reraiseApart } from '../lib/reraise.ts';
 import { runAsMicrotask } from '../lib/waiters.ts';
 
 /** Group-commit rounds chained as microtasks before one yields to the event loop. */
@@ -88,9 +89,7 @@ function callOne(done: SyncCallback, err: unknown, failed: boolean): void {
     if (failed) done(err);
     else done();
   } catch (thrown) {
-    queueMicrotask(() => {
-      throw thrown;
-    });
+    reraiseApart(thrown);
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { isCairnError } from '../../src/lib/errors.ts';
 import { openCp, settle, simFs, smallFixture } from './helpers.ts';
 
 /** Runs `body` with the process's uncaughtException listeners replaced by a recorder. */
@@ -83,5 +84,39 @@ test('a throwing CommitQC listener is reported, not fatal; later listeners still
     assert.equal(cp.failure, undefined);
     assert.deepEqual(roads, [0, 1], 'the listener after the throwing one heard both');
     await cp.close();
+  });
+});
+
+test('a throwing onFatal is reported; the I/O failure stays the latched cause and close() still runs to the end', async () => {
+  await catchingUncaught(async (thrown) => {
+    const f = smallFixture(2);
+    const fs = simFs();
+    const boom = new Error('onFatal broke its contract');
+    const fatals: Error[] = [];
+    const cp = await openCp(fs, f, {
+      onFatal: (err) => {
+        fatals.push(err);
+        throw boom;
+      },
+    });
+    for (const lane of f.lanes) assert.equal(cp.pushBlock(f.produceBlock(lane)), 'accepted');
+    // The CommitQC log's first write fails: its pipeline latches persistence and calls onFatal.
+    const fault = fs.injectFault({ op: 'writev', nth: 1, error: 'EIO', pathIncludes: 'commitqcs' });
+    assert.equal(cp.pushCommitQC(f.nextCommitQC()), 'accepted');
+    await assert.rejects(cp.waitCommitQC(0));
+    await settle();
+    assert.equal(fault.firedCount, 1);
+    assert.equal(fatals.length, 1, 'onFatal is called once');
+    assert.ok(cp.failure !== undefined && cp.failure !== boom, 'the latched cause is the I/O error');
+    assert.equal(cp.failure, fatals[0]);
+    assert.ok(thrown.includes(boom), 'the throw surfaced as an uncaught exception');
+    // close() reports the latched I/O failure after closing the logs and the anchor file. On
+    // 9d19c22 the throw rejected the CommitQC pipeline, so close() rejected with onFatal's own error
+    // before any of them was closed.
+    await assert.rejects(cp.close(), (err: unknown) => {
+      assert.notEqual(err, boom, "close() rejected with onFatal's throw");
+      assert.ok(isCairnError(err, 'IO_FATAL'), `close() rejected with ${String(err)}`);
+      return true;
+    });
   });
 });
