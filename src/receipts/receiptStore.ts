@@ -93,6 +93,13 @@ export interface ReceiptStoreOptions {
   /** WAL segment size. Default 64 MiB. */
   walSegmentBytes?: number;
   /**
+   * Largest encoded block entry (a block's receipts and logs) accepted: the receipt WAL's record
+   * limit. A larger block is refused with RECORD_TOO_LARGE and nothing is written. Default 16 MiB;
+   * chains whose blocks carry more log data raise it. Only appends check it, so lowering it never
+   * makes stored blocks unreadable.
+   */
+  maxBlockEntryBytes?: number;
+  /**
    * Archive windows that completed before the last stop (default true). Inspection tools pass false
    * so that opening a directory never writes an archive file under a span they do not know.
    */
@@ -316,6 +323,7 @@ export class ReceiptStore {
         // per group). Acknowledgement still follows the fsync (writeGroup).
         syncOffThread: true,
         segmentBytes: options.walSegmentBytes ?? 64 * 1024 * 1024,
+        ...(options.maxBlockEntryBytes === undefined ? {} : { maxRecordBytes: options.maxBlockEntryBytes }),
         initialIndex: state.firstBlock ?? 0,
         readOnly: options.readOnly,
       });

@@ -63,3 +63,36 @@ test('a block over the receipt WAL record limit is refused as a caller error; th
     await again.close();
   }
 });
+
+test('maxBlockEntryBytes sets the limit: a lower one refuses a 100 KiB block, a higher one stores a 17 MiB block across a reopen', async () => {
+  const sim = simSetup(43);
+  const low = await sim.open({ maxBlockEntryBytes: 64 * 1024 });
+  try {
+    await low.putBlock(bigBlock(0, 40 * 1024));
+    await assert.rejects(low.putBlock(bigBlock(1, 100 * 1024)), (e: unknown) =>
+      isCairnError(e, 'RECORD_TOO_LARGE'),
+    );
+    assert.equal(low.ranges().latest, 0);
+  } finally {
+    await low.close();
+  }
+  sim.restartKv();
+  const high = await sim.open({ maxBlockEntryBytes: 32 * 1024 * 1024 });
+  try {
+    await high.putBlock(bigBlock(1, 17 * 1024 * 1024));
+    assert.equal(high.ranges().latest, 1);
+  } finally {
+    await high.close();
+  }
+  // A reopen at the default limit still reads the stored 17 MiB block: only appends check it.
+  sim.restartKv();
+  const again = await sim.open();
+  try {
+    assert.equal(again.ranges().latest, 1);
+    const r = await again.getReceipt(txHash(1, 0));
+    assert.equal(r?.blockNumber, 1);
+    assert.equal(r?.logs[0]?.data.length, 17 * 1024 * 1024);
+  } finally {
+    await again.close();
+  }
+});
