@@ -8,22 +8,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isCairnError } from '../../src/lib/errors.ts';
+import { catchingUncaught } from '../support/uncaught.ts';
 import { openCp, settle, simFs, smallFixture } from './helpers.ts';
-
-/** Runs `body` with the process's uncaughtException listeners replaced by a recorder. */
-async function catchingUncaught(body: (thrown: unknown[]) => Promise<void>): Promise<void> {
-  const saved = process.listeners('uncaughtException');
-  process.removeAllListeners('uncaughtException');
-  const thrown: unknown[] = [];
-  const record = (err: unknown) => thrown.push(err);
-  process.on('uncaughtException', record);
-  try {
-    await body(thrown);
-  } finally {
-    process.removeListener('uncaughtException', record);
-    for (const l of saved) process.on('uncaughtException', l);
-  }
-}
 
 test('a throwing voteable listener is reported, not fatal; later listeners still hear the move', async () => {
   await catchingUncaught(async (thrown) => {

@@ -6,7 +6,6 @@
 // power cut while the batch is in flight recovers every block the WAL holds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ForwardingKv } from '../../src/kv/forwardingKv.ts';
 import type { KvBatch } from '../../src/kv/orderedKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng } from '../../src/lib/rng.ts';
@@ -14,49 +13,21 @@ import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
 import { expectedLogs, logKeys, makeBlock } from './support/fixtures.ts';
 import { simSetup } from './support/harness.ts';
+import { HoldableKv } from './support/holdableKv.ts';
 import { MemoryArchive } from './support/memoryArchive.ts';
 
 /** A KV whose unsynced batch writes can be held (all of them, until released) or failed. */
-class GatedKv extends ForwardingKv<MemoryKv> {
-  private held: (() => void)[] = [];
-  hold = false;
+class GatedKv extends HoldableKv {
   failNext = false;
   writes = 0;
-  get heldCount(): number {
-    return this.held.length;
-  }
-  release(): void {
-    this.hold = false;
-    const held = this.held;
-    this.held = [];
-    for (const go of held) go();
-  }
-  override batch(): KvBatch {
-    const inner = this.inner.batch();
-    const self = this;
-    const b: KvBatch = {
-      put(key, value) {
-        inner.put(key, value);
-        return b;
-      },
-      del(key) {
-        inner.del(key);
-        return b;
-      },
-      get length() {
-        return inner.length;
-      },
-      async write(options) {
-        if (self.hold && !options.sync) await new Promise<void>((go) => self.held.push(go));
-        self.writes++;
-        if (self.failNext) {
-          self.failNext = false;
-          throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
-        }
-        await inner.write(options);
-      },
-    };
-    return b;
+  protected override async writeBatch(inner: KvBatch, options: { sync: boolean }): Promise<void> {
+    if (this.hold && !options.sync) await this.whileHeld();
+    this.writes++;
+    if (this.failNext) {
+      this.failNext = false;
+      throw Object.assign(new Error('injected EIO'), { code: 'EIO' });
+    }
+    await inner.write(options);
   }
 }
 

@@ -14,7 +14,6 @@
 // before an ack removed (acked blocks lost at a power cut).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ForwardingKv } from '../../src/kv/forwardingKv.ts';
 import type { KvBatch } from '../../src/kv/orderedKv.ts';
 import { isCairnError } from '../../src/lib/errors.ts';
 import { Rng, seedFromEnv } from '../../src/lib/rng.ts';
@@ -22,54 +21,27 @@ import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { makeBlock } from './support/fixtures.ts';
+import { HoldableKv } from './support/holdableKv.ts';
 import { MemoryArchive } from './support/memoryArchive.ts';
 
 /** A KV whose unsynced batch writes can be held; records synced writes issued while one is held. */
-class WatchedKv extends ForwardingKv<MemoryKv> {
-  private held: (() => void)[] = [];
-  hold = false;
+class WatchedKv extends HoldableKv {
   /** Unsynced batches handed over and not yet written to the inner store. */
   inFlight = 0;
   violations: string[] = [];
-  /** Inner batch writes completed, in order: the number of blocks staged in each (by key prefix). */
-  release(): void {
-    this.hold = false;
-    const held = this.held;
-    this.held = [];
-    for (const go of held) go();
-  }
-  override batch(): KvBatch {
-    const inner = this.inner.batch();
-    const self = this;
-    const b: KvBatch = {
-      put(key, value) {
-        inner.put(key, value);
-        return b;
-      },
-      del(key) {
-        inner.del(key);
-        return b;
-      },
-      get length() {
-        return inner.length;
-      },
-      async write(options) {
-        if (options.sync) {
-          if (self.inFlight > 0)
-            self.violations.push(`synced write while ${self.inFlight} batch(es) in flight`);
-          await inner.write(options);
-          return;
-        }
-        self.inFlight++;
-        try {
-          if (self.hold) await new Promise<void>((go) => self.held.push(go));
-          await inner.write(options);
-        } finally {
-          self.inFlight--;
-        }
-      },
-    };
-    return b;
+  protected override async writeBatch(inner: KvBatch, options: { sync: boolean }): Promise<void> {
+    if (options.sync) {
+      if (this.inFlight > 0) this.violations.push(`synced write while ${this.inFlight} batch(es) in flight`);
+      await inner.write(options);
+      return;
+    }
+    this.inFlight++;
+    try {
+      if (this.hold) await this.whileHeld();
+      await inner.write(options);
+    } finally {
+      this.inFlight--;
+    }
   }
 }
 

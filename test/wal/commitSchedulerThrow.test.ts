@@ -8,25 +8,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CommitScheduler } from '../../src/wal/commitScheduler.ts';
+import { catchingUncaught } from '../support/uncaught.ts';
 import { immediateRoundLog } from './helpers.ts';
-
-/**
- * Runs `body` with the process's uncaughtException listeners (the test runner's among them)
- * replaced by one that records what was thrown; restores them afterwards.
- */
-async function catchingUncaught(body: (thrown: unknown[]) => Promise<void>): Promise<void> {
-  const saved = process.listeners('uncaughtException');
-  process.removeAllListeners('uncaughtException');
-  const thrown: unknown[] = [];
-  const record = (err: unknown) => thrown.push(err);
-  process.on('uncaughtException', record);
-  try {
-    await body(thrown);
-  } finally {
-    process.removeListener('uncaughtException', record);
-    for (const l of saved) process.on('uncaughtException', l);
-  }
-}
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
