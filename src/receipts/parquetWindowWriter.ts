@@ -45,12 +45,13 @@ const LOG_ROW_BYTES_SQL = `${LOG_ROW_FIXED_BYTES} + octet_length(data)`;
 
 /**
  * Turns receipt-WAL entries into a window's two Parquet files with its own DuckDB instance. It runs
- * on the archive writer thread (archiveWriterWorker.ts), so that decoding the entries, the appender
- * calls (synchronous native work) and the sort + Parquet encoding use another core than the write
- * path. Blocks are staged into in-memory tables as they are acknowledged (`stage`), so that closing a
- * window is only the two sorted copies (sortedCopy.ts: one COPY, or key ranges when the window's rows
- * outgrow `sortSliceBytes`); a window whose blocks were not all staged in order (after an open, a
- * gap) is staged from the entries given to `write`. The stage tables spill past the memory limit.
+ * on the archive writer thread (archiveWriterWorker.ts), so that walking the entries, the appends
+ * (synchronous native work) and the sort + Parquet encoding use another core than the write path.
+ * Blocks are staged into in-memory tables (in a stage layout, stageLayouts.ts) as they are
+ * acknowledged (`stage`), so that closing a window is only the two sorted copies (sortedCopy.ts:
+ * one COPY, or key ranges when the window's rows outgrow `sortSliceBytes`); a window whose blocks
+ * were not all staged in order (after an open, a gap) is staged from the entries given to `write`.
+ * The stage tables spill past the memory limit.
  */
 export class ParquetWindowWriter {
   /** Staged blocks are exactly [stagedFirst, stagedNext). */
