@@ -259,6 +259,9 @@ export interface EntryRow {
   /** -1 when absent. */
   toAt: number;
   contractAt: number;
+  /** End of the body's hashes and addresses: [hashesAt, headEnd) is block hash 32 | tx hash 32 |
+   * tx index u32 | type u8 | status u8 | flags u8 | from 20 | [to 20] | [contract 20]. */
+  headEnd: number;
   gasUsed: bigint;
   cumulativeGasUsed: bigint;
   effectiveGasPrice: bigint;
@@ -333,6 +336,7 @@ export function newEntryRow(bytes: Uint8Array): EntryRow {
     fromAt: 0,
     toAt: -1,
     contractAt: -1,
+    headEnd: 0,
     gasUsed: 0n,
     cumulativeGasUsed: 0n,
     effectiveGasPrice: 0n,
@@ -391,6 +395,7 @@ function walkBody(
     row.contractAt = pos;
     pos += 20;
   } else row.contractAt = -1;
+  row.headEnd = pos;
   needBody(pos, 32, start, end);
   // gasUsed and cumulativeGasUsed are safe integers (decodeBlockEntry rejects larger ones too).
   checkSafeU64(view, pos, what);

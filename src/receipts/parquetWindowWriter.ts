@@ -91,8 +91,8 @@ export class ParquetWindowWriter {
   }
 
   private async resetStage(first: number): Promise<void> {
-    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${this.layout.receiptColumns})`);
-    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${this.layout.logColumns})`);
+    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${this.layout.receipts.columns})`);
+    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${this.layout.logs.columns})`);
     this.emptyBlocks.clear();
     this.stagedSizes.clear();
     this.stagedFirst = first;
@@ -173,7 +173,8 @@ export class ParquetWindowWriter {
     const block = { name: 'block_number', type: 'integer' } as const;
     const receipts = await copySorted(this.c, {
       table: 'stage_receipts',
-      select: this.layout.receiptSelect,
+      // The layout's select list, FROM clause and row id; `columns` are the file's.
+      ...this.layout.receipts,
       columns: RECEIPT_COLUMNS,
       where: range,
       key: [block, { name: 'tx_index', type: 'integer' }],
@@ -187,7 +188,7 @@ export class ParquetWindowWriter {
     const logIndex = { name: 'log_index', type: 'integer' } as const;
     const logs = await copySorted(this.c, {
       table: 'stage_logs',
-      select: this.layout.logSelect,
+      ...this.layout.logs,
       columns: LOG_COLUMNS,
       where: range,
       key:
@@ -214,8 +215,8 @@ export class ParquetWindowWriter {
       const stagedNext = this.stagedNext;
       this.stagedFirst = -1;
       this.stagedNext = -1;
-      await this.carryOver('stage_receipts', this.layout.receiptColumns, last);
-      await this.carryOver('stage_logs', this.layout.logColumns, last);
+      await this.carryOver('stage_receipts', this.layout.receipts.columns, last);
+      await this.carryOver('stage_logs', this.layout.logs.columns, last);
       for (const n of [...this.emptyBlocks.keys()]) if (n <= last) this.emptyBlocks.delete(n);
       for (const n of [...this.stagedSizes.keys()]) if (n <= last) this.stagedSizes.delete(n);
       this.stagedFirst = last + 1;
