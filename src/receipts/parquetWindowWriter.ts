@@ -173,8 +173,7 @@ export class ParquetWindowWriter {
     const block = { name: 'block_number', type: 'integer' } as const;
     const receipts = await copySorted(this.c, {
       table: 'stage_receipts',
-      // The layout's select list, FROM clause and row id; `columns` are the file's.
-      ...this.layout.receipts,
+      select: this.layout.receipts.select,
       columns: RECEIPT_COLUMNS,
       where: range,
       key: [block, { name: 'tx_index', type: 'integer' }],
@@ -188,7 +187,7 @@ export class ParquetWindowWriter {
     const logIndex = { name: 'log_index', type: 'integer' } as const;
     const logs = await copySorted(this.c, {
       table: 'stage_logs',
-      ...this.layout.logs,
+      select: this.layout.logs.select,
       columns: LOG_COLUMNS,
       where: range,
       key:

@@ -9,14 +9,8 @@ export interface SortKeyColumn {
 }
 
 export interface SortedCopy {
-  /** Table the rows come from (also names the scratch table of a sliced copy). */
+  /** Table the rows come from. */
   table: string;
-  /**
-   * FROM clause the select list reads (default `table`), e.g. the table joined to another, and
-   * the SQL of a row's id in it (default `rowid`; qualified when the clause joins tables).
-   */
-  from?: string;
-  rowid?: string;
   /**
    * Select list giving the file's columns from the table's rows (default `*`: the table has them), and
    * their declared columns (for the sorted copy's table). The key, the row-bytes estimate and the
@@ -65,11 +59,10 @@ export async function copySorted(
 ): Promise<{ rows: number; slices: number }> {
   const order = s.key.map((k) => k.name).join(', ');
   const select = s.select ?? '*';
-  const from = s.from ?? s.table;
   if (s.bytes <= s.sliceBytes) {
     const rows = await copyRows(
       c,
-      `COPY (SELECT ${select} FROM ${from} WHERE ${s.where} ORDER BY ${order}) TO ${sqlString(s.path)} (${s.copyOptions})`,
+      `COPY (SELECT ${select} FROM ${s.table} WHERE ${s.where} ORDER BY ${order}) TO ${sqlString(s.path)} (${s.copyOptions})`,
     );
     return { rows, slices: 1 };
   }
@@ -81,7 +74,7 @@ export async function copySorted(
       const range: string[] = [];
       if (i > 0) range.push(atLeast(s.key, bounds[i - 1]!));
       if (i < bounds.length) range.push(`NOT ${atLeast(s.key, bounds[i]!)}`);
-      const rows = `SELECT ${select} FROM ${from} WHERE ${s.where}`;
+      const rows = `SELECT ${select} FROM ${s.table} WHERE ${s.where}`;
       await c.run(
         `INSERT INTO ${scratch} SELECT * FROM (${rows}) WHERE ${range.join(' AND ')} ORDER BY ${order}`,
       );
@@ -116,11 +109,10 @@ async function copyRows(c: DuckDBConnection, sql: string): Promise<number> {
 async function sliceBoundaries(c: DuckDBConnection, s: SortedCopy): Promise<string[][]> {
   const step = Math.max(1, Math.ceil(s.rows / (s.sampleRows ?? SAMPLE_ROWS)));
   const order = s.key.map((k) => k.name).join(', ');
-  const sample = step === 1 ? '' : ` AND ${s.rowid ?? 'rowid'} % ${step} = 0`;
+  const sample = step === 1 ? '' : ` AND rowid % ${step} = 0`;
   const select = s.select ?? '*';
-  const from = s.from ?? s.table;
   const result = await c.stream(
-    `SELECT ${order}, (${s.rowBytesSql})::UBIGINT FROM (SELECT ${select} FROM ${from} WHERE ${s.where}${sample}) ORDER BY ${order}`,
+    `SELECT ${order}, (${s.rowBytesSql})::UBIGINT FROM (SELECT ${select} FROM ${s.table} WHERE ${s.where}${sample}) ORDER BY ${order}`,
   );
   // Slices a little under the budget: sampled weights are estimates.
   const target = (s.sliceBytes * 3) / 4;
