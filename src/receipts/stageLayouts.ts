@@ -50,12 +50,13 @@ export interface Stager {
  * back into the files' columns. Two layouts write the same files (same columns, rows, order, bytes):
  * - `chunks` (the default): entries are walked once (codec.ts walkBlockEntry) straight into DuckDB
  *   data chunks of 2,048 rows. Numeric columns are set in typed arrays, with no native call per
- *   value; each BLOB costs one native call (measured ~0.4 us, against ~0.05 us for DuckDB to cut a
- *   BLOB out of a larger one), so a row's BLOBs are staged as ONE view into the entry and the COPY
+ *   value; each BLOB costs one native call when its chunk is flushed (profiled with
+ *   bench/receiptStaging.ts: ~0.35 us each, while the COPY spends ~0.07 us more per BLOB it cuts
+ *   out of a larger one), so a row's BLOBs are staged as few views into the entry and the COPY
  *   cuts them apart: a receipt's `head` (block hash, tx hash, ..., from, [to], [contract], as its
  *   body holds them), a log's `rec` (address, topic count, topics, data length, data) and its
  *   `hashes` (block hash, tx hash: 64 bytes at the start of its receipt's body). So a log row
- *   costs 2 native calls instead of 13 appender calls, a receipt 1 instead of 16, and no receipt
+ *   costs 2 native calls instead of 12 appender calls, a receipt 1 instead of 15, and no receipt
  *   or log objects are built.
  * - `rows`: the previous path, kept as the same-run baseline of bench/receiptStaging.ts and as the
  *   oracle of the layout tests: each entry decoded into receipt and log objects, then appended one
