@@ -337,6 +337,9 @@ export async function run(args: string[]): Promise<void> {
     // Every window archived: its Parquet files written, fsynced, renamed and listed in the manifest.
     await store.waitForArchive();
     const cairnIngestMs = nowMs() - c0;
+    // How far the archive writer thread trails the write path: the last window's files (and any
+    // backlog) written after the last acknowledgement.
+    const archiveTailAfterAckMs = Math.round(cairnIngestMs - cairnAckedMs);
     // Both ingests are done: pick the hashes to look up, then release the generated dataset before
     // the reopen. Kept, it is ~900 MB of small objects in the old generation during the query
     // phase (measured with --trace-gc: no full collection ran in the whole pass to free it, and
@@ -521,6 +524,7 @@ export async function run(args: string[]): Promise<void> {
           blocks,
           ingestLogsPerSec: ingestCairn,
           ingestAckedLogsPerSec: ingestCairnAcked,
+          archiveTailAfterAckMs,
           hotDiskBytes: hotDisk,
           archiveDiskBytes: archiveDisk,
           walDiskBytes: walDisk,

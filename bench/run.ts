@@ -15,6 +15,7 @@ const BENCHES: Record<string, () => Promise<{ run: BenchRunner }>> = {
   laneLayouts: () => import('./laneLayouts.ts'),
   votePathTrace: () => import('./votePathTrace.ts'),
   receipts: () => import('./receipts.ts'),
+  receiptStaging: () => import('./receiptStaging.ts'),
   state: () => import('./state.ts'),
 };
 

@@ -240,6 +240,195 @@ export function decodeBlockEntry(bytes: Uint8Array, views = false): BlockEntry &
   return { number, hash, receipts, bodies };
 }
 
+/**
+ * One row of a block entry as walkBlockEntry reports it: offsets into `bytes` (the entry) for the
+ * byte fields and the decoded numbers. The walker reuses one object for every row of a walk, so a
+ * visitor copies what it keeps.
+ */
+export interface EntryRow {
+  /** The entry walked; every `...At` offset indexes into it. */
+  bytes: Uint8Array;
+  blockNumber: number;
+  /** Block hash (32 bytes) in the entry's header. */
+  blockHashAt: number;
+  /** Receipt fields. `hashesAt`: the body's block hash then its tx hash (64 bytes together). */
+  hashesAt: number;
+  txHashAt: number;
+  txIndex: number;
+  type: number;
+  status: number;
+  fromAt: number;
+  /** -1 when absent. */
+  toAt: number;
+  contractAt: number;
+  /** End of the body's hashes and addresses: [hashesAt, headEnd) is block hash 32 | tx hash 32 |
+   * tx index u32 | type u8 | status u8 | flags u8 | from 20 | [to 20] | [contract 20]. */
+  headEnd: number;
+  gasUsed: bigint;
+  cumulativeGasUsed: bigint;
+  effectiveGasPrice: bigint;
+  firstLogIndex: number;
+  logCount: number;
+  /** Log fields (of the receipt above): its whole record [logAt, logEnd) as encoded, which is
+   * address 20 | topicCount u8 | topics 32 each | dataLength u32 | data. */
+  logIndex: number;
+  logAt: number;
+  logEnd: number;
+  topicCount: number;
+  dataLength: number;
+}
+
+/** Visitor of walkBlockEntry: called once per receipt (in tx index order), then once per log of it. */
+export interface EntryRowVisitor {
+  receipt(row: EntryRow): void;
+  log(row: EntryRow): void;
+}
+
+/**
+ * Walks a block entry once after checking its CRC, reporting each receipt and log to `visit` as
+ * offsets and numbers (no receipt or log objects, no copies): the archive writer's staging path,
+ * which turns rows into column values. Checks the same structure decodeBlockEntry does (versions,
+ * lengths, nothing trailing) and, beyond it, that each body names the entry's block hash and that a
+ * log has at most 4 topics, so it accepts no entry that decodeBlockEntry would reject. Returns the
+ * block's number, the offset of its hash and its receipt count.
+ */
+export function walkBlockEntry(
+  bytes: Uint8Array,
+  visit: EntryRowVisitor,
+  row: EntryRow = newEntryRow(bytes),
+): { number: number; hashAt: number; receipts: number } {
+  const what = 'receipt WAL entry';
+  const end = checkCrc(bytes, what).length;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (end < ENTRY_HEADER_BYTES) throw corrupt(what, `truncated at byte ${end}`);
+  if (bytes[0] !== BLOCK_ENTRY_VERSION) throw corrupt(what, `unknown version ${bytes[0]}`);
+  const numberHi = view.getUint32(5, true);
+  if (numberHi >= 0x200000)
+    throw corrupt(what, `u64 ${numberHi}:${view.getUint32(1, true)} out of the safe range`);
+  const number = numberHi * 0x100000000 + view.getUint32(1, true);
+  const count = view.getUint32(41, true);
+  row.bytes = bytes;
+  row.blockNumber = number;
+  row.blockHashAt = 9;
+  let pos = ENTRY_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    if (pos + 4 > end) throw corrupt(what, `truncated at byte ${pos}`);
+    const bodyLength = view.getUint32(pos, true);
+    const bodyStart = pos + 4;
+    const bodyEnd = bodyStart + bodyLength;
+    if (bodyEnd > end) throw corrupt(what, `truncated at byte ${bodyStart}`);
+    if (bodyLength < 5) throw corrupt(what, `receipt body ${i} is ${bodyLength} bytes`);
+    walkBody(bytes, view, bodyStart, bodyEnd - 4, row, visit);
+    pos = bodyEnd;
+  }
+  if (pos !== end) throw corrupt(what, `${end - pos} trailing bytes`);
+  return { number, hashAt: 9, receipts: count };
+}
+
+export function newEntryRow(bytes: Uint8Array): EntryRow {
+  return {
+    bytes,
+    blockNumber: 0,
+    blockHashAt: 0,
+    hashesAt: 0,
+    txHashAt: 0,
+    txIndex: 0,
+    type: 0,
+    status: 0,
+    fromAt: 0,
+    toAt: -1,
+    contractAt: -1,
+    headEnd: 0,
+    gasUsed: 0n,
+    cumulativeGasUsed: 0n,
+    effectiveGasPrice: 0n,
+    firstLogIndex: 0,
+    logCount: 0,
+    logIndex: 0,
+    logAt: 0,
+    logEnd: 0,
+    topicCount: 0,
+    dataLength: 0,
+  };
+}
+
+function checkSafeU64(view: DataView, at: number, what: string): void {
+  const hi = view.getUint32(at + 4, true);
+  if (hi >= 0x200000) throw corrupt(what, `u64 ${hi}:${view.getUint32(at, true)} out of the safe range`);
+}
+
+/** Throws CORRUPT unless [at, at + n) lies inside a body ending at `end` (no closure: hot path). */
+function needBody(at: number, n: number, start: number, end: number): void {
+  if (at + n > end) throw corrupt('hot-tier receipt body', `truncated at byte ${at - start}`);
+}
+
+/** One receipt body [start, end) (its CRC excluded: the entry's covers it); see walkBlockEntry. */
+function walkBody(
+  bytes: Uint8Array,
+  view: DataView,
+  start: number,
+  end: number,
+  row: EntryRow,
+  visit: EntryRowVisitor,
+): void {
+  const what = 'hot-tier receipt body';
+  needBody(start, 1 + 32 + 32 + 4 + 3 + 20, start, end);
+  if (bytes[start] !== RECEIPT_BODY_VERSION) throw corrupt(what, `unknown version ${bytes[start]}`);
+  const hashAt = row.blockHashAt;
+  for (let k = 0; k < 32; k++) {
+    if (bytes[start + 1 + k] !== bytes[hashAt + k])
+      throw corrupt(what, "block hash differs from its entry's");
+  }
+  row.hashesAt = start + 1;
+  row.txHashAt = start + 33;
+  row.txIndex = view.getUint32(start + 65, true);
+  row.type = bytes[start + 69]!;
+  row.status = bytes[start + 70] === 1 ? 1 : 0;
+  const flags = bytes[start + 71]!;
+  row.fromAt = start + 72;
+  let pos = start + 92;
+  if (flags & 1) {
+    needBody(pos, 20, start, end);
+    row.toAt = pos;
+    pos += 20;
+  } else row.toAt = -1;
+  if (flags & 2) {
+    needBody(pos, 20, start, end);
+    row.contractAt = pos;
+    pos += 20;
+  } else row.contractAt = -1;
+  row.headEnd = pos;
+  needBody(pos, 32, start, end);
+  // gasUsed and cumulativeGasUsed are safe integers (decodeBlockEntry rejects larger ones too).
+  checkSafeU64(view, pos, what);
+  checkSafeU64(view, pos + 8, what);
+  row.gasUsed = view.getBigUint64(pos, true);
+  row.cumulativeGasUsed = view.getBigUint64(pos + 8, true);
+  row.effectiveGasPrice = view.getBigUint64(pos + 16, true);
+  row.firstLogIndex = view.getUint32(pos + 24, true);
+  const logCount = view.getUint32(pos + 28, true);
+  row.logCount = logCount;
+  pos += 32;
+  visit.receipt(row);
+  for (let i = 0; i < logCount; i++) {
+    needBody(pos, 21, start, end);
+    const topicCount = bytes[pos + 20]!;
+    if (topicCount > 4) throw corrupt(what, `log ${i} has ${topicCount} topics`);
+    const lengthAt = pos + 21 + 32 * topicCount;
+    needBody(lengthAt, 4, start, end);
+    const dataLength = view.getUint32(lengthAt, true);
+    needBody(lengthAt + 4, dataLength, start, end);
+    row.logIndex = row.firstLogIndex + i;
+    row.logAt = pos;
+    row.logEnd = lengthAt + 4 + dataLength;
+    row.topicCount = topicCount;
+    row.dataLength = dataLength;
+    visit.log(row);
+    pos = row.logEnd;
+  }
+  if (pos !== end) throw corrupt(what, `${end - pos} trailing bytes`);
+}
+
 /** Offset of the tx index inside a receipt body (version 1, block hash 32, tx hash 32). */
 const BODY_TX_INDEX_OFFSET = 65;
 /** Bytes of a block entry before its first body: version, number, hash, receipt count. */

@@ -1,5 +1,4 @@
-import type { DuckDBAppender, DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { decodeBlockEntry } from './codec.ts';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { capSpill, parseByteSize } from './duckdbLimits.ts';
 import {
   EMPTY_BLOCKS_KEY,
@@ -9,6 +8,15 @@ import {
   sqlString,
 } from './parquetSchema.ts';
 import { copySorted } from './sortedCopy.ts';
+import {
+  type DuckDbModule,
+  LOG_ROW_FIXED_BYTES,
+  RECEIPT_ROW_BYTES,
+  STAGE_LAYOUTS,
+  type StagedSize,
+  type StageLayout,
+  type StageLayoutName,
+} from './stageLayouts.ts';
 import type { BlockEntry } from './types.ts';
 
 export interface ParquetWriterOptions {
@@ -26,33 +34,24 @@ export interface ParquetWriterOptions {
    * (measured: a 24 MB limit sorted 8 MB of logs in one piece, not 15 MB).
    */
   sortSliceBytes?: number;
+  /**
+   * How blocks are staged (stageLayouts.ts); default `chunks`. Both write the same files; `rows`
+   * is the previous path, kept as a benchmark baseline and test oracle.
+   */
+  stageLayout?: StageLayoutName;
 }
 
-/** Rows and estimated sort bytes of one staged block (see RECEIPT_ROW_BYTES, LOG_ROW_FIXED_BYTES). */
-interface StagedSize {
-  receiptRows: number;
-  receiptBytes: number;
-  logRows: number;
-  logBytes: number;
-}
-
-/**
- * Estimated bytes of a row as DuckDB sorts it: its fixed-width columns plus its BLOBs (a receipt:
- * three hashes/addresses of 20-32 bytes and up to two more; a log: two hashes, an address, up to
- * four topics, then its data). Used only to size sort slices, so an upper bound is good enough.
- */
-const RECEIPT_ROW_BYTES = 256;
-const LOG_ROW_FIXED_BYTES = 256;
 const LOG_ROW_BYTES_SQL = `${LOG_ROW_FIXED_BYTES} + octet_length(data)`;
 
 /**
  * Turns receipt-WAL entries into a window's two Parquet files with its own DuckDB instance. It runs
- * on the archive writer thread (archiveWriterWorker.ts), so that decoding the entries, the appender
- * calls (synchronous native work) and the sort + Parquet encoding use another core than the write
- * path. Blocks are staged into in-memory tables as they are acknowledged (`stage`), so that closing a
- * window is only the two sorted copies (sortedCopy.ts: one COPY, or key ranges when the window's rows
- * outgrow `sortSliceBytes`); a window whose blocks were not all staged in order (after an open, a
- * gap) is staged from the entries given to `write`. The stage tables spill past the memory limit.
+ * on the archive writer thread (archiveWriterWorker.ts), so that walking the entries, the appends
+ * (synchronous native work) and the sort + Parquet encoding use another core than the write path.
+ * Blocks are staged into in-memory tables (in a stage layout, stageLayouts.ts) as they are
+ * acknowledged (`stage`), so that closing a window is only the two sorted copies (sortedCopy.ts:
+ * one COPY, or key ranges when the window's rows outgrow `sortSliceBytes`); a window whose blocks
+ * were not all staged in order (after an open, a gap) is staged from the entries given to `write`.
+ * The stage tables spill past the memory limit.
  */
 export class ParquetWindowWriter {
   /** Staged blocks are exactly [stagedFirst, stagedNext). */
@@ -63,34 +62,37 @@ export class ParquetWindowWriter {
   /** Rows and sort bytes of each staged block (to size the window's sort). */
   private readonly stagedSizes = new Map<number, StagedSize>();
   private readonly sliceBytes: number;
+  private readonly layout: StageLayout;
   /** Sort slices of the last window written (tests check which path a window took). */
   lastSlices = { receipts: 0, logs: 0 };
 
   private constructor(
+    private readonly duckdb: DuckDbModule,
     private readonly instance: DuckDBInstance,
     private readonly c: DuckDBConnection,
     private readonly options: ParquetWriterOptions,
   ) {
+    this.layout = STAGE_LAYOUTS[options.stageLayout ?? 'chunks'];
     const limit = parseByteSize(options.memoryLimit);
     this.sliceBytes = options.sortSliceBytes ?? (Number.isFinite(limit) ? Math.floor(limit / 5) : 64 << 20);
   }
 
   static async open(options: ParquetWriterOptions): Promise<ParquetWindowWriter> {
-    const { DuckDBInstance } = await import('@duckdb/node-api');
-    const instance = await DuckDBInstance.create(':memory:', {
+    const duckdb = await import('@duckdb/node-api');
+    const instance = await duckdb.DuckDBInstance.create(':memory:', {
       threads: String(options.threads),
       memory_limit: options.memoryLimit,
       ...(options.spillDirectory === undefined ? {} : { temp_directory: options.spillDirectory }),
     });
-    const writer = new ParquetWindowWriter(instance, await instance.connect(), options);
+    const writer = new ParquetWindowWriter(duckdb, instance, await instance.connect(), options);
     if (options.maxSpillSize !== undefined) await capSpill(writer.c, options.maxSpillSize);
     await writer.resetStage(0);
     return writer;
   }
 
   private async resetStage(first: number): Promise<void> {
-    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${RECEIPT_COLUMNS})`);
-    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${LOG_COLUMNS})`);
+    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_receipts (${this.layout.receipts.columns})`);
+    await this.c.run(`CREATE OR REPLACE TEMP TABLE stage_logs (${this.layout.logs.columns})`);
     this.emptyBlocks.clear();
     this.stagedSizes.clear();
     this.stagedFirst = first;
@@ -109,15 +111,17 @@ export class ParquetWindowWriter {
     const ra = await this.c.createAppender('stage_receipts');
     const la = await this.c.createAppender('stage_logs');
     try {
+      const stager = this.layout.stager(this.duckdb, ra, la);
       for (let i = 0; i < entries.length; i++) {
-        // Views into the buffer this thread was given (the appender copies every value).
-        const b = decodeBlockEntry(entries[i]!, true);
+        // Rows refer to the buffer this thread was given until they are appended (DuckDB copies them).
+        const b = stager.block(entries[i]!);
         if (b.number !== first + i) {
           throw new Error(`staged entry ${i} is block ${b.number}, expected ${first + i}`);
         }
-        if (b.receipts.length === 0) this.emptyBlocks.set(b.number, b.hash);
-        this.stagedSizes.set(b.number, appendBlock(ra, la, b));
+        if (b.receipts === 0) this.emptyBlocks.set(b.number, b.hash);
+        this.stagedSizes.set(b.number, b.size);
       }
+      stager.finish();
     } finally {
       ra.closeSync();
       la.closeSync();
@@ -169,6 +173,7 @@ export class ParquetWindowWriter {
     const block = { name: 'block_number', type: 'integer' } as const;
     const receipts = await copySorted(this.c, {
       table: 'stage_receipts',
+      select: this.layout.receipts.select,
       columns: RECEIPT_COLUMNS,
       where: range,
       key: [block, { name: 'tx_index', type: 'integer' }],
@@ -182,6 +187,7 @@ export class ParquetWindowWriter {
     const logIndex = { name: 'log_index', type: 'integer' } as const;
     const logs = await copySorted(this.c, {
       table: 'stage_logs',
+      select: this.layout.logs.select,
       columns: LOG_COLUMNS,
       where: range,
       key:
@@ -208,8 +214,8 @@ export class ParquetWindowWriter {
       const stagedNext = this.stagedNext;
       this.stagedFirst = -1;
       this.stagedNext = -1;
-      await this.carryOver('stage_receipts', RECEIPT_COLUMNS, last);
-      await this.carryOver('stage_logs', LOG_COLUMNS, last);
+      await this.carryOver('stage_receipts', this.layout.receipts.columns, last);
+      await this.carryOver('stage_logs', this.layout.logs.columns, last);
       for (const n of [...this.emptyBlocks.keys()]) if (n <= last) this.emptyBlocks.delete(n);
       for (const n of [...this.stagedSizes.keys()]) if (n <= last) this.stagedSizes.delete(n);
       this.stagedFirst = last + 1;
@@ -235,48 +241,4 @@ export class ParquetWindowWriter {
     this.c.closeSync();
     this.instance.closeSync();
   }
-}
-
-function appendBlock(ra: DuckDBAppender, la: DuckDBAppender, b: BlockEntry): StagedSize {
-  const number = BigInt(b.number);
-  const size: StagedSize = { receiptRows: b.receipts.length, receiptBytes: 0, logRows: 0, logBytes: 0 };
-  size.receiptBytes = size.receiptRows * RECEIPT_ROW_BYTES;
-  for (const r of b.receipts) {
-    ra.appendUBigInt(number);
-    ra.appendBlob(b.hash);
-    ra.appendBlob(r.txHash);
-    ra.appendUInteger(r.txIndex);
-    ra.appendUTinyInt(r.type);
-    ra.appendUTinyInt(r.status);
-    ra.appendBlob(r.from);
-    if (r.to) ra.appendBlob(r.to);
-    else ra.appendNull();
-    if (r.contractAddress) ra.appendBlob(r.contractAddress);
-    else ra.appendNull();
-    ra.appendUBigInt(BigInt(r.gasUsed));
-    ra.appendUBigInt(BigInt(r.cumulativeGasUsed));
-    ra.appendUBigInt(r.effectiveGasPrice);
-    ra.appendUInteger(r.firstLogIndex);
-    ra.appendUInteger(r.logs.length);
-    ra.endRow();
-    for (let i = 0; i < r.logs.length; i++) {
-      const log = r.logs[i]!;
-      la.appendUBigInt(number);
-      la.appendBlob(b.hash);
-      la.appendBlob(r.txHash);
-      la.appendUInteger(r.txIndex);
-      la.appendUInteger(r.firstLogIndex + i);
-      la.appendBlob(log.address);
-      for (let t = 0; t < 4; t++) {
-        const topic = log.topics[t];
-        if (topic) la.appendBlob(topic);
-        else la.appendNull();
-      }
-      la.appendBlob(log.data);
-      la.endRow();
-      size.logRows++;
-      size.logBytes += LOG_ROW_FIXED_BYTES + log.data.length;
-    }
-  }
-  return size;
 }

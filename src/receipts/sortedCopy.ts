@@ -9,8 +9,14 @@ export interface SortKeyColumn {
 }
 
 export interface SortedCopy {
-  /** Table the rows come from, and its declared columns (for the sorted copy's table). */
+  /** Table the rows come from. */
   table: string;
+  /**
+   * Select list giving the file's columns from the table's rows (default `*`: the table has them), and
+   * their declared columns (for the sorted copy's table). The key, the row-bytes estimate and the
+   * sort refer to the file's columns.
+   */
+  select?: string;
   columns: string;
   /** Which rows of `table` (SQL condition). */
   where: string;
@@ -52,10 +58,11 @@ export async function copySorted(
   s: SortedCopy,
 ): Promise<{ rows: number; slices: number }> {
   const order = s.key.map((k) => k.name).join(', ');
+  const select = s.select ?? '*';
   if (s.bytes <= s.sliceBytes) {
     const rows = await copyRows(
       c,
-      `COPY (SELECT * FROM ${s.table} WHERE ${s.where} ORDER BY ${order}) TO ${sqlString(s.path)} (${s.copyOptions})`,
+      `COPY (SELECT ${select} FROM ${s.table} WHERE ${s.where} ORDER BY ${order}) TO ${sqlString(s.path)} (${s.copyOptions})`,
     );
     return { rows, slices: 1 };
   }
@@ -64,11 +71,12 @@ export async function copySorted(
   await c.run(`CREATE OR REPLACE TEMP TABLE ${scratch} (${s.columns})`);
   try {
     for (let i = 0; i <= bounds.length; i++) {
-      const range = [s.where];
+      const range: string[] = [];
       if (i > 0) range.push(atLeast(s.key, bounds[i - 1]!));
       if (i < bounds.length) range.push(`NOT ${atLeast(s.key, bounds[i]!)}`);
+      const rows = `SELECT ${select} FROM ${s.table} WHERE ${s.where}`;
       await c.run(
-        `INSERT INTO ${scratch} SELECT * FROM ${s.table} WHERE ${range.join(' AND ')} ORDER BY ${order}`,
+        `INSERT INTO ${scratch} SELECT * FROM (${rows}) WHERE ${range.join(' AND ')} ORDER BY ${order}`,
       );
     }
     // One thread for the ordered copy: with more, DuckDB's order-preserving Parquet writer holds a
@@ -102,8 +110,9 @@ async function sliceBoundaries(c: DuckDBConnection, s: SortedCopy): Promise<stri
   const step = Math.max(1, Math.ceil(s.rows / (s.sampleRows ?? SAMPLE_ROWS)));
   const order = s.key.map((k) => k.name).join(', ');
   const sample = step === 1 ? '' : ` AND rowid % ${step} = 0`;
+  const select = s.select ?? '*';
   const result = await c.stream(
-    `SELECT ${order}, (${s.rowBytesSql})::UBIGINT FROM ${s.table} WHERE ${s.where}${sample} ORDER BY ${order}`,
+    `SELECT ${order}, (${s.rowBytesSql})::UBIGINT FROM (SELECT ${select} FROM ${s.table} WHERE ${s.where}${sample}) ORDER BY ${order}`,
   );
   // Slices a little under the budget: sampled weights are estimates.
   const target = (s.sliceBytes * 3) / 4;
