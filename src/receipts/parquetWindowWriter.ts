@@ -5,6 +5,7 @@ import {
   EMPTY_BLOCKS_KEY,
   encodeEmptyBlocks,
   LOG_COLUMNS,
+  PARQUET_COPY_OPTIONS,
   RECEIPT_COLUMNS,
   sqlString,
 } from './parquetSchema.ts';
@@ -155,7 +156,7 @@ export class ParquetWindowWriter {
     }
     empties.sort((a, b) => a.number - b.number);
     const range = `block_number BETWEEN ${first} AND ${last}`;
-    const options = `FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE ${this.options.rowGroupRows}, WRITE_BLOOM_FILTER false`;
+    const options = `${PARQUET_COPY_OPTIONS}, ROW_GROUP_SIZE ${this.options.rowGroupRows}`;
     const kv = `KV_METADATA {${EMPTY_BLOCKS_KEY}: ${sqlString(encodeEmptyBlocks(empties))}}`;
     const size: StagedSize = { receiptRows: 0, receiptBytes: 0, logRows: 0, logBytes: 0 };
     for (let n = first; n <= last; n++) {
