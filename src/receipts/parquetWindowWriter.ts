@@ -156,7 +156,7 @@ export class ParquetWindowWriter {
     }
     empties.sort((a, b) => a.number - b.number);
     const range = `block_number BETWEEN ${first} AND ${last}`;
-    const options = `${PARQUET_COPY_OPTIONS}, ROW_GROUP_SIZE ${this.options.rowGroupRows}`;
+    const rowGroups = `ROW_GROUP_SIZE ${this.options.rowGroupRows}`;
     const kv = `KV_METADATA {${EMPTY_BLOCKS_KEY}: ${sqlString(encodeEmptyBlocks(empties))}}`;
     const size: StagedSize = { receiptRows: 0, receiptBytes: 0, logRows: 0, logBytes: 0 };
     for (let n = first; n <= last; n++) {
@@ -178,7 +178,7 @@ export class ParquetWindowWriter {
       bytes: size.receiptBytes,
       sliceBytes: this.sliceBytes,
       path: receiptsPath,
-      copyOptions: `${options}, ${kv}`,
+      copyOptions: `${PARQUET_COPY_OPTIONS.receipts}, ${rowGroups}, ${kv}`,
     });
     const logIndex = { name: 'log_index', type: 'integer' } as const;
     const logs = await copySorted(this.c, {
@@ -194,7 +194,7 @@ export class ParquetWindowWriter {
       bytes: size.logBytes,
       sliceBytes: this.sliceBytes,
       path: logsPath,
-      copyOptions: options,
+      copyOptions: `${PARQUET_COPY_OPTIONS.logs}, ${rowGroups}`,
     });
     const receiptRows = receipts.rows;
     const logRows = logs.rows;
