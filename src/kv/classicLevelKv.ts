@@ -249,6 +249,15 @@ export class ClassicLevelKv implements OrderedKv {
     this.coveredBytes = Math.max(this.coveredBytes, coveredAtStart);
   }
 
+  /** The text of a LevelDB property (e.g. `leveldb.sstables`; see compactionBacklog.ts). */
+  engineProperty(name: string): string {
+    try {
+      return this.db.getProperty(name);
+    } catch (err) {
+      throw engineError(err, `reading property ${name} of key-value store ${this.location}`, this.location);
+    }
+  }
+
   close(): Promise<void> {
     this.closing ??= this.db.close().catch((err: unknown) => {
       throw engineError(err, `closing key-value store ${this.location}`, this.location);

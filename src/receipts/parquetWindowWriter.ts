@@ -4,6 +4,7 @@ import {
   EMPTY_BLOCKS_KEY,
   encodeEmptyBlocks,
   LOG_COLUMNS,
+  PARQUET_COPY_OPTIONS,
   RECEIPT_COLUMNS,
   sqlString,
 } from './parquetSchema.ts';
@@ -159,7 +160,7 @@ export class ParquetWindowWriter {
     }
     empties.sort((a, b) => a.number - b.number);
     const range = `block_number BETWEEN ${first} AND ${last}`;
-    const options = `FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE ${this.options.rowGroupRows}, WRITE_BLOOM_FILTER false`;
+    const rowGroups = `ROW_GROUP_SIZE ${this.options.rowGroupRows}`;
     const kv = `KV_METADATA {${EMPTY_BLOCKS_KEY}: ${sqlString(encodeEmptyBlocks(empties))}}`;
     const size: StagedSize = { receiptRows: 0, receiptBytes: 0, logRows: 0, logBytes: 0 };
     for (let n = first; n <= last; n++) {
@@ -182,7 +183,7 @@ export class ParquetWindowWriter {
       bytes: size.receiptBytes,
       sliceBytes: this.sliceBytes,
       path: receiptsPath,
-      copyOptions: `${options}, ${kv}`,
+      copyOptions: `${PARQUET_COPY_OPTIONS.receipts}, ${rowGroups}, ${kv}`,
     });
     const logIndex = { name: 'log_index', type: 'integer' } as const;
     const logs = await copySorted(this.c, {
@@ -199,7 +200,7 @@ export class ParquetWindowWriter {
       bytes: size.logBytes,
       sliceBytes: this.sliceBytes,
       path: logsPath,
-      copyOptions: options,
+      copyOptions: `${PARQUET_COPY_OPTIONS.logs}, ${rowGroups}`,
     });
     const receiptRows = receipts.rows;
     const logRows = logs.rows;

@@ -1,20 +1,30 @@
 // Interoperability of the archive: an independent Parquet reader (hyparquet) reads the closed files
 // and gets exactly the rows the hot tier serves; and the guard against DuckDB 1.5.6's bloom-filter
 // bug (BLOB equality on a bloom-filtered column silently drops row groups, duckdb/duckdb#24994):
-// no column chunk carries a bloom filter, and `col = x` agrees with `hex(col) = hex(x)`.
+// no column chunk carries a bloom filter, and `col = x` agrees with `hex(col) = hex(x)`. The files
+// are compressed with codecs hyparquet takes as decompressors it is given (PARQUET_COPY_OPTIONS:
+// logs LZ4_RAW, receipts zstd): here support/lz4Raw.ts and fzstd (pure JavaScript, test-only), so
+// the check stays independent of DuckDB.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
+import { decompress as zstdDecompress } from 'fzstd';
+import { asyncBufferFromFile, type Compressors, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { DuckDbArchive } from '../../src/receipts/duckdbArchive.ts';
 import { ReceiptStore } from '../../src/receipts/receiptStore.ts';
 import type { Log } from '../../src/receipts/types.ts';
 import { ADDRESSES, logKeys, makeBlock, TOPICS } from './support/fixtures.ts';
 import { withTempDir } from './support/harness.ts';
+import { lz4RawDecompress } from './support/lz4Raw.ts';
 
 const u8 = (v: unknown): Uint8Array => {
   if (v instanceof Uint8Array) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   throw new Error(`expected bytes, got ${typeof v}`);
+};
+
+const compressors: Compressors = {
+  ZSTD: (input, outputLength) => zstdDecompress(input, new Uint8Array(outputLength)),
+  LZ4_RAW: lz4RawDecompress,
 };
 
 test('hyparquet reads the closed files and gets the same logs and receipts as the hot tier', async () => {
@@ -28,6 +38,7 @@ test('hyparquet reads the closed files and gets the same logs and receipts as th
     for (const f of files) {
       const rows = (await parquetReadObjects({
         file: await asyncBufferFromFile(f.logsPath),
+        compressors,
         utf8: false,
       })) as Record<string, unknown>[];
       assert.equal(rows.length, f.entry.logRows);
@@ -51,6 +62,7 @@ test('hyparquet reads the closed files and gets the same logs and receipts as th
 
       const receipts = (await parquetReadObjects({
         file: await asyncBufferFromFile(f.receiptsPath),
+        compressors,
         utf8: false,
       })) as Record<string, unknown>[];
       assert.equal(receipts.length, f.entry.receiptRows);
@@ -85,6 +97,13 @@ test('archive files carry no bloom filters and BLOB equality returns every row (
       if (path === file.logsPath) assert.ok(meta.row_groups.length >= 2, 'several row groups');
       for (const rg of meta.row_groups) {
         for (const c of rg.columns) {
+          // The encoding DATA_FILES describes: logs LZ4_RAW, receipts zstd, data pages v2
+          // (delta-length byte arrays).
+          const expectedCodec: string = path === file.logsPath ? 'LZ4_RAW' : 'ZSTD';
+          assert.equal(c.meta_data?.codec, expectedCodec, `${path}: ${c.meta_data?.path_in_schema} codec`);
+          if (c.meta_data?.path_in_schema.join() === 'tx_hash') {
+            assert.ok(c.meta_data.encodings.includes('DELTA_LENGTH_BYTE_ARRAY'), `${path}: tx_hash not v2`);
+          }
           assert.equal(
             c.meta_data?.bloom_filter_offset,
             undefined,
