@@ -120,6 +120,15 @@ export class RecordStore {
   private serial: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
   private sweepScheduled = false;
+  /**
+   * Per kind: every index entry below this number is deleted (a sweep finished there). The next
+   * sweep of the kind starts here instead of at 0: on LevelDB a scan from 0 walks every tombstone
+   * the earlier sweeps left until compaction drops them, so in steady state (a little pruned at a
+   * time) each sweep would cost the sum of all before it. A put whose span starts lower (puts are
+   * not refused below the floor) lowers it, so nothing it indexes is missed. Memory only: an open
+   * starts from 0.
+   */
+  private readonly sweptBelow = new Map<number, number>();
   readonly maxValueBytes: number;
   private readonly checkpointEvery: number;
   private readonly tombstoneNumbers: number;
@@ -226,6 +235,7 @@ export class RecordStore {
     this.pending.push(p);
     for (let n = first; n < next; n++) this.pendingByKey.set(recordKeyString(kind, n), p);
     if (alias.byteLength > 0) this.pendingByHash.set(asBuffer(alias).toString('hex'), p);
+    if (first < (this.sweptBelow.get(kind) ?? 0)) this.sweptBelow.set(kind, first);
     state.newest = { first, next };
     state.oldest ??= { first, next };
   }
@@ -713,21 +723,32 @@ export class RecordStore {
     const chunk = BATCH_KEYS / 2;
     const batch = this.kv.batch();
     let entries = 0;
+    const advanced: { kind: number; from: number; to: number }[] = [];
     for (const kind of this.kinds.keys()) {
+      const from = this.sweptBelow.get(kind) ?? 0;
+      if (from >= limit) continue;
+      const want = chunk - entries;
       const dead = await this.kv.range({
-        gte: u64KeyFor(kind, 0),
+        gte: u64KeyFor(kind, from),
         lt: u64KeyFor(kind, limit),
-        limit: chunk - entries,
+        limit: want,
       });
       for (const e of dead) {
         batch.del(e.key);
         if (e.value.byteLength > 24) batch.del(hashKey(e.value.subarray(24)));
       }
       entries += dead.length;
+      // A short page means [from, limit) is now empty; a full one, that everything up to its last key is.
+      const to = dead.length < want ? limit : readU64BE(dead[dead.length - 1]!.key, 2) + 1;
+      advanced.push({ kind, from, to });
       if (entries >= chunk) break;
     }
     const more = entries >= chunk;
     if (batch.length > 0) await this.writeIndexBatch(batch, false);
+    // A put that indexed below a cursor while this chunk ran has lowered it: keep that.
+    for (const a of advanced) {
+      if ((this.sweptBelow.get(a.kind) ?? 0) === a.from) this.sweptBelow.set(a.kind, a.to);
+    }
     return more;
   }
 
