@@ -37,6 +37,11 @@ export interface View {
   readers: number;
 }
 
+/** Defaults of the query guards (ReceiptStoreOptions documents each). */
+export const DEFAULT_MAX_BLOCK_RANGE = 100_000;
+export const DEFAULT_MAX_RESULTS = 10_000;
+export const DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024;
+
 /** The store's query guards (its options; read at each query, as the store always did). */
 export interface QueryGuards {
   maxBlockRange?: number;
@@ -142,7 +147,7 @@ export class ReceiptReads {
     this.host.checkReadable();
     checkAbort(options.signal);
     const maxResults = this.resultCap(options);
-    const maxBytes = this.host.guards.maxResultBytes ?? 64 * 1024 * 1024;
+    const maxBytes = this.host.guards.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
     const view = this.host.acquire();
     // Set when an aborted query is still running in an engine (archive or hot tier): the view (its
     // files, its hot bodies) is then released when the engine is done, not when the caller gets
@@ -189,7 +194,7 @@ export class ReceiptReads {
           details: { floor: view.floor, fromBlock: from },
         });
       }
-      const maxRange = this.host.guards.maxBlockRange ?? 100_000;
+      const maxRange = this.host.guards.maxBlockRange ?? DEFAULT_MAX_BLOCK_RANGE;
       if (to - from + 1 > maxRange) {
         throw new CairnError(
           'LIMIT_EXCEEDED',
@@ -283,7 +288,7 @@ export class ReceiptReads {
 
   /** The result cap of one query: the store's, or the caller's if lower (a positive integer). */
   private resultCap(options: LogQueryOptions): number {
-    const storeCap = this.host.guards.maxResults ?? 10_000;
+    const storeCap = this.host.guards.maxResults ?? DEFAULT_MAX_RESULTS;
     const asked = options.maxResults;
     if (asked === undefined) return storeCap;
     if (!Number.isSafeInteger(asked) || asked <= 0) {
@@ -299,7 +304,7 @@ export class ReceiptReads {
   async getArchivedLogs(filter: LogFilter & { fromBlock: number; toBlock: number }): Promise<Log[]> {
     this.host.checkReadable();
     const maxResults = this.resultCap({});
-    const maxBytes = this.host.guards.maxResultBytes ?? 64 * 1024 * 1024;
+    const maxBytes = this.host.guards.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
     const view = this.host.acquire();
     try {
       const { fromBlock: from, toBlock: to } = filter;
