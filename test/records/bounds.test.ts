@@ -4,49 +4,20 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { openBlockStore } from '../../src/blocks/openBlockStore.ts';
 import { hashBlockHeader } from '../../src/domain/crypto.ts';
-import type { KvBatch, KvEntry, KvRange, OrderedKv } from '../../src/kv/orderedKv.ts';
+import type { KvBatch } from '../../src/kv/orderedKv.ts';
 import { RecordStore } from '../../src/records/recordStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
 import { SimulatedFileSystem } from '../../src/testing/simulatedFileSystem.ts';
 import { makeChain } from '../blocks/support/chain.ts';
 import { MemoryLog } from '../blocks/support/memoryLog.ts';
+import { ObservedKv } from '../support/observedKv.ts';
 
 /** Records the size of every batch written. */
-class CountingKv implements OrderedKv {
+class CountingKv extends ObservedKv<MemoryKv> {
   readonly batchSizes: number[] = [];
-  constructor(readonly inner: MemoryKv) {}
-  get(key: Uint8Array): Uint8Array | undefined {
-    return this.inner.get(key);
-  }
-  getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-    return this.inner.getMany(keys);
-  }
-  batch(): KvBatch {
-    const b = this.inner.batch();
-    const sizes = this.batchSizes;
-    return {
-      put(k, v) {
-        b.put(k, v);
-        return this;
-      },
-      del(k) {
-        b.del(k);
-        return this;
-      },
-      get length() {
-        return b.length;
-      },
-      write(o) {
-        sizes.push(b.length);
-        return b.write(o);
-      },
-    };
-  }
-  range(range: KvRange): Promise<KvEntry[]> {
-    return this.inner.range(range);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
+  protected override writeBatch(inner: KvBatch, options: { sync: boolean }): Promise<void> {
+    this.batchSizes.push(inner.length);
+    return inner.write(options);
   }
 }
 

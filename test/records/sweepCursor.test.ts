@@ -7,11 +7,11 @@
 // below the sweep limit is gone.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ForwardingKv } from '../../src/kv/forwardingKv.ts';
-import type { KvBatch, KvEntry, KvRange } from '../../src/kv/orderedKv.ts';
+import type { KvEntry, KvRange } from '../../src/kv/orderedKv.ts';
 import { RecordStore } from '../../src/records/recordStore.ts';
 import { MemoryKv } from '../../src/testing/memoryKv.ts';
 import { MemoryLog } from '../blocks/support/memoryLog.ts';
+import { ObservedKv } from '../support/observedKv.ts';
 
 const KEY_RECORD = 0x52;
 const POINT = 1;
@@ -20,38 +20,20 @@ const RANGED = 2;
 const hex = (k: Uint8Array) => Buffer.from(k).toString('hex');
 
 /** Records forward scans of a kind's record keys that start at or before a key already deleted. */
-class SweepWatcher extends ForwardingKv<MemoryKv> {
+class SweepWatcher extends ObservedKv<MemoryKv> {
   /** Per kind: the highest record key deleted and not since re-put below. */
   private readonly maxDeleted = new Map<number, string>();
   rescans: string[] = [];
   scans = 0;
-  override batch(): KvBatch {
-    const inner = this.inner.batch();
-    const self = this;
-    const b: KvBatch = {
-      put(key, value) {
-        // A key written below the deleted frontier makes a scan from lower down legitimate again.
-        const max = key[0] === KEY_RECORD ? self.maxDeleted.get(key[1]!) : undefined;
-        if (max !== undefined && hex(key) <= max) self.maxDeleted.delete(key[1]!);
-        inner.put(key, value);
-        return b;
-      },
-      del(key) {
-        if (key[0] === KEY_RECORD) {
-          const max = self.maxDeleted.get(key[1]!);
-          if (max === undefined || hex(key) > max) self.maxDeleted.set(key[1]!, hex(key));
-        }
-        inner.del(key);
-        return b;
-      },
-      get length() {
-        return inner.length;
-      },
-      write(options) {
-        return inner.write(options);
-      },
-    };
-    return b;
+  protected override onPut(key: Uint8Array): void {
+    // A key written below the deleted frontier makes a scan from lower down legitimate again.
+    const max = key[0] === KEY_RECORD ? this.maxDeleted.get(key[1]!) : undefined;
+    if (max !== undefined && hex(key) <= max) this.maxDeleted.delete(key[1]!);
+  }
+  protected override onDel(key: Uint8Array): void {
+    if (key[0] !== KEY_RECORD) return;
+    const max = this.maxDeleted.get(key[1]!);
+    if (max === undefined || hex(key) > max) this.maxDeleted.set(key[1]!, hex(key));
   }
   override range(r: KvRange): Promise<KvEntry[]> {
     const lt = r.lt;

@@ -3,8 +3,8 @@
 // forward scan that starts at or before a key the wipe already deleted. On LevelDB such a scan
 // walks every tombstone the earlier pages left, so a wipe that restarts each page from the first
 // key grows with the square of the KV's size.
-import { ForwardingKv } from '../../src/kv/forwardingKv.ts';
-import type { KvBatch, KvEntry, KvRange, OrderedKv } from '../../src/kv/orderedKv.ts';
+import type { KvEntry, KvRange } from '../../src/kv/orderedKv.ts';
+import { ObservedKv } from './observedKv.ts';
 
 function compare(a: Uint8Array, b: Uint8Array): number {
   return Buffer.compare(
@@ -13,39 +13,21 @@ function compare(a: Uint8Array, b: Uint8Array): number {
   );
 }
 
-export class WipeWatcher extends ForwardingKv<OrderedKv> {
+export class WipeWatcher extends ObservedKv {
   wiping = true;
   deletes = 0;
   scans = 0;
   rescans: string[] = [];
   private maxDeleted: Uint8Array | undefined;
 
-  override batch(): KvBatch {
-    const inner = this.inner.batch();
-    const self = this;
-    const b: KvBatch = {
-      put(key, value) {
-        self.wiping = false;
-        inner.put(key, value);
-        return b;
-      },
-      del(key) {
-        if (self.wiping) {
-          self.deletes++;
-          if (self.maxDeleted === undefined || compare(key, self.maxDeleted) > 0)
-            self.maxDeleted = key.slice();
-        }
-        inner.del(key);
-        return b;
-      },
-      get length() {
-        return inner.length;
-      },
-      write(options) {
-        return inner.write(options);
-      },
-    };
-    return b;
+  protected override onPut(): void {
+    this.wiping = false;
+  }
+
+  protected override onDel(key: Uint8Array): void {
+    if (!this.wiping) return;
+    this.deletes++;
+    if (this.maxDeleted === undefined || compare(key, this.maxDeleted) > 0) this.maxDeleted = key.slice();
   }
 
   override range(r: KvRange): Promise<KvEntry[]> {

@@ -1,13 +1,12 @@
-import { ForwardingKv } from '../../../src/kv/forwardingKv.ts';
-import type { KvBatch } from '../../../src/kv/orderedKv.ts';
 import type { MemoryKv } from '../../../src/testing/memoryKv.ts';
+import { ObservedKv } from '../../support/observedKv.ts';
 
 /**
- * A MemoryKv whose batch writes go through `writeBatch`, which a test double overrides to hold,
- * count or fail them. `whileHeld()` parks a write until `release()` (call it only while `hold` is
- * set, so that a write not held takes no extra turn).
+ * A MemoryKv whose batch writes a test double can hold: it overrides `writeBatch` and parks a
+ * write with `whileHeld()` until `release()` (call it only while `hold` is set, so that a write not
+ * held takes no extra turn).
  */
-export abstract class HoldableKv extends ForwardingKv<MemoryKv> {
+export class HoldableKv extends ObservedKv<MemoryKv> {
   private held: (() => void)[] = [];
   hold = false;
 
@@ -24,30 +23,5 @@ export abstract class HoldableKv extends ForwardingKv<MemoryKv> {
 
   protected whileHeld(): Promise<void> {
     return new Promise<void>((go) => this.held.push(go));
-  }
-
-  /** Writes `inner` (the MemoryKv's own batch) on behalf of the batch handed out. */
-  protected abstract writeBatch(inner: KvBatch, options: { sync: boolean }): Promise<void>;
-
-  override batch(): KvBatch {
-    const inner = this.inner.batch();
-    const self = this;
-    const b: KvBatch = {
-      put(key, value) {
-        inner.put(key, value);
-        return b;
-      },
-      del(key) {
-        inner.del(key);
-        return b;
-      },
-      get length() {
-        return inner.length;
-      },
-      write(options) {
-        return self.writeBatch(inner, options);
-      },
-    };
-    return b;
   }
 }
