@@ -126,29 +126,47 @@ function readReceipt(r: ByteReader): StoredReceipt {
  * is encoded once and its bodies are stored in the hot tier without re-encoding.
  */
 export function encodeBlockEntry(entry: BlockEntry): { payload: Uint8Array } {
-  // One exact-size buffer for the whole entry, each body written in place: a block costs one
-  // allocation instead of a growing writer per receipt plus a copy.
-  const receipts = entry.receipts;
-  let size = 1 + 8 + 32 + 4 + 4;
-  for (const r of receipts) size += 4 + receiptBodySize(r);
+  let bodiesBytes = 0;
+  for (const r of entry.receipts) bodiesBytes += 4 + receiptBodySize(r);
+  return { payload: writeEntry(entry.number, entry.hash, entry.receipts, bodiesBytes, true).out };
+}
+
+/**
+ * Writes a block entry of `receipts`, in the order given, into one exact-size buffer (one allocation
+ * per block, each body written in place; `bodiesBytes` is their bodies with length prefixes). A
+ * receipt's first log index is its stored one (`storedLogIndex`: a StoredReceipt re-encoded) or the
+ * count of the logs before it (a block encoded from its input).
+ */
+function writeEntry(
+  number: number,
+  hash: Uint8Array,
+  receipts: readonly ReceiptInput[],
+  bodiesBytes: number,
+  storedLogIndex: boolean,
+): { out: Uint8Array; crc: number } {
+  const size = ENTRY_HEADER_BYTES + bodiesBytes + 4;
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
   const whole = Buffer.from(out.buffer, 0, size);
   out[0] = BLOCK_ENTRY_VERSION;
-  view.setUint32(1, entry.number >>> 0, true);
-  view.setUint32(5, Math.floor(entry.number / 0x100000000), true);
-  out.set(entry.hash, 9);
+  view.setUint32(1, number >>> 0, true);
+  view.setUint32(5, Math.floor(number / 0x100000000), true);
+  out.set(hash, 9);
   view.setUint32(41, receipts.length, true);
-  let pos = 45;
+  let pos = ENTRY_HEADER_BYTES;
+  let logIndex = 0;
   for (let i = 0; i < receipts.length; i++) {
-    const bodyStart = pos + 4;
     const r = receipts[i]!;
-    const end = writeReceiptBody(out, view, whole, bodyStart, entry.hash, r, r.firstLogIndex);
+    const bodyStart = pos + 4;
+    const first = storedLogIndex ? (r as StoredReceipt).firstLogIndex : logIndex;
+    const end = writeReceiptBody(out, view, whole, bodyStart, hash, r, first);
     view.setUint32(pos, end - bodyStart, true);
+    logIndex += r.logs.length;
     pos = end;
   }
-  view.setUint32(pos, crc32cOfRange(whole, 0, pos), true);
-  return { payload: out };
+  const crc = crc32cOfRange(whole, 0, pos);
+  view.setUint32(pos, crc, true);
+  return { out, crc };
 }
 
 /** Encoded size of a hot-tier body (version, block hash, receipt record, CRC). */
@@ -596,31 +614,12 @@ export function encodeBlock(input: BlockReceiptsInput): EncodedBlock {
     inOrder = !(input.receipts[i - 1]!.txIndex > input.receipts[i]!.txIndex);
   }
   const sorted = inOrder ? input.receipts : [...input.receipts].sort((a, b) => a.txIndex - b.txIndex);
-  let size = ENTRY_HEADER_BYTES + 4;
+  let bodiesBytes = 0;
   for (let i = 0; i < sorted.length; i++) {
     checkReceipt(input.number, sorted, i);
-    size += 4 + receiptBodySize(sorted[i]!);
+    bodiesBytes += 4 + receiptBodySize(sorted[i]!);
   }
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
-  const whole = Buffer.from(out.buffer, 0, size);
-  out[0] = BLOCK_ENTRY_VERSION;
-  view.setUint32(1, input.number >>> 0, true);
-  view.setUint32(5, Math.floor(input.number / 0x100000000), true);
-  out.set(input.hash, 9);
-  view.setUint32(41, sorted.length, true);
-  let pos = ENTRY_HEADER_BYTES;
-  let logIndex = 0;
-  for (let i = 0; i < sorted.length; i++) {
-    const r = sorted[i]!;
-    const bodyStart = pos + 4;
-    const end = writeReceiptBody(out, view, whole, bodyStart, input.hash, r, logIndex);
-    view.setUint32(pos, end - bodyStart, true);
-    logIndex += r.logs.length;
-    pos = end;
-  }
-  const crc = crc32cOfRange(whole, 0, pos);
-  view.setUint32(pos, crc, true);
+  const { out, crc } = writeEntry(input.number, input.hash, sorted, bodiesBytes, false);
   return { number: input.number, hash: out.slice(9, 41), payload: out, crc };
 }
 
