@@ -301,6 +301,20 @@ async function recoverSegments(options: RecoveryOptions, meta: WalMeta): Promise
   // 4. Repairs, each safe at any crash point: the durable first index already covers them.
   try {
     if (toDelete.length > 0) {
+      // The segment that carries the log on must be durable before anything older goes: one created
+      // by a process killed before its fsync (header and directory entry still unsynced) would
+      // otherwise vanish in a power cut after its predecessors' unlinks, leaving the durable first
+      // index with no segment at all.
+      const survivor = segments.at(-1);
+      if (survivor !== undefined && fs.exists(survivor.file)) {
+        const handle = fs.open(survivor.file);
+        try {
+          handle.sync();
+        } finally {
+          handle.close();
+        }
+        fs.syncDir(dir);
+      }
       for (const file of toDelete) unlinkIfPresent(fs, file);
       fs.syncDir(dir);
     }
